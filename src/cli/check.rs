@@ -1,0 +1,158 @@
+//! `moat check`: validate moat.yaml and the policy files without starting anything.
+//!
+//! Loads both through `ops::load` exactly as `moat run` does, prints a short summary (listeners,
+//! broker, TLS mode, policy files, users, anonymous access) with warnings for setups that admit
+//! nobody or lack TLS files, and fails with the `FILE:LINE:COLUMN: message` of the first error.
+//! Opens no sockets and writes no files.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use crate::config::{BrokerSettings, ClientCerts, Config};
+use crate::ops::load;
+use crate::policy::Policy;
+
+/// Arguments of `moat check`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Path of the configuration file.
+    #[arg(short, long, default_value = "moat.yaml")]
+    pub config: PathBuf,
+}
+
+/// Validates the configuration and policies and prints a summary; an error means a non-zero exit.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = load::load_config(&args.config)?;
+    let policy = load::load_policy(&cfg)?;
+    let missing = load::missing_tls_files(&cfg);
+    print!("{}", report(&args.config, &cfg, &policy, &missing));
+    if !missing.is_empty() && !cfg.dev_certs {
+        let list: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "{}: TLS files not found and dev_certs is off: {}",
+            args.config.display(),
+            list.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The summary text, one item per line (separate from printing so tests can read it).
+fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[PathBuf]) -> String {
+    let mut lines = vec![format!("{}: ok", path.display())];
+    for listener in &cfg.listeners {
+        lines.push(format!(
+            "  listener  {} ({}) on {}",
+            listener.name,
+            listener.kind.as_str(),
+            listener.bind
+        ));
+    }
+    lines.push(format!("  broker    {}", broker(&cfg.broker)));
+    lines.push(format!("  tls       {}", tls(cfg)));
+    let files = policy.files();
+    if files.is_empty() {
+        lines.push("  policies  (no policy files)".to_owned());
+    }
+    for file in files {
+        lines.push(format!("  policy    {}", file.display()));
+    }
+    let summary = policy.summary();
+    lines.push(format!("  summary   {summary}"));
+    let certs_admit = cfg.tls.cert_identity && cfg.tls.client_certs != ClientCerts::None;
+    if summary.admits_nobody() {
+        lines.push(if certs_admit {
+            "warning: no users and anonymous off: only clients with a verified certificate can connect".to_owned()
+        } else {
+            "warning: the policy admits nobody (no users, anonymous off, no certificate identities)".to_owned()
+        });
+    }
+    for file in missing {
+        let note = if cfg.dev_certs {
+            "moat run will create a development certificate"
+        } else {
+            "missing"
+        };
+        lines.push(format!("warning: {} not found: {note}", file.display()));
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+fn broker(broker: &BrokerSettings) -> String {
+    match broker {
+        BrokerSettings::Embedded {
+            bind,
+            bind_v5,
+            max_connections,
+        } => format!(
+            "embedded on {bind} (MQTT 3.1.1) and {bind_v5} (MQTT 5), up to {max_connections} connections"
+        ),
+        BrokerSettings::Upstream { v3, v5 } => {
+            format!("upstream {v3} (MQTT 3.1.1) and {v5} (MQTT 5)")
+        }
+    }
+}
+
+fn tls(cfg: &Config) -> String {
+    let tls = &cfg.tls;
+    let mut text = format!(
+        "client certificates {}, TLS {} and up",
+        tls.client_certs.as_str(),
+        tls.min_version.as_str()
+    );
+    if tls.client_certs != ClientCerts::None {
+        if tls.cert_identity {
+            text.push_str(", certificate CN is the identity");
+        }
+        if tls.username_must_match_cert {
+            text.push_str(", username must match CN");
+        }
+        if !tls.crls.is_empty() {
+            text.push_str(&format!(", {} CRL file(s)", tls.crls.len()));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_of_the_default_config_mentions_everything() {
+        let cfg = Config::default_for_dir(std::path::Path::new(""));
+        let policy = Policy::deny_all();
+        let text = report(std::path::Path::new("moat.yaml"), &cfg, &policy, &[]);
+        assert!(
+            text.contains("listener  mqtts (tls) on 127.0.0.1:8883"),
+            "{text}"
+        );
+        assert!(text.contains("embedded on 127.0.0.1:1883"), "{text}");
+        assert!(text.contains("client certificates optional"), "{text}");
+        assert!(
+            text.contains("only clients with a verified certificate"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn run_fails_with_the_error_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moat.yaml");
+        std::fs::write(&path, "listeners:\n  - { name: m, kind: tls, bnd: x }\n").unwrap();
+        let err = run(Args {
+            config: path.clone(),
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("{}:2:", path.display())),
+            "{text}"
+        );
+        assert!(text.contains("unknown field 'bnd'"), "{text}");
+    }
+}

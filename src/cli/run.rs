@@ -1,0 +1,81 @@
+//! `moat run`: load config and policy, make dev certificates if asked to, serve until a signal.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::config::{Config, LogFormat};
+use crate::ops::load;
+use crate::server::Server;
+
+/// Arguments of `moat run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Configuration file.
+    #[arg(short, long, default_value = "moat.yaml")]
+    pub config: PathBuf,
+}
+
+/// Runs the server until SIGINT or SIGTERM; SIGHUP reloads the policy.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = load::load_config(&args.config)?;
+    super::init_logging(matches!(config.log.format, LogFormat::Json));
+    if config.dev_certs {
+        make_dev_certs(&config)?;
+    }
+    let policy = load::load_policy(&config)?;
+    if !policy.admits_anyone() {
+        tracing::warn!("the policy admits nobody: add users (moat passwd) or anonymous: true");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("moat")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(config, policy))
+}
+
+async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let running = Server::start(config.clone(), policy).await?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tracing::info!("moat is up");
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match load::load_policy(&config) {
+                Ok(p) => {
+                    running.reload_policy(p);
+                    tracing::info!("policy reloaded");
+                }
+                // The policy in force stays: a broken file must never widen or drop access.
+                Err(e) => tracing::error!(error = %e, "policy reload refused; keeping the running policy"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    if !running.shutdown().await {
+        tracing::warn!("some sessions did not close within the grace period");
+    }
+    Ok(())
+}
+
+/// Creates missing development certificates next to the configured server certificate, but
+/// only when the configured files are the ones a dev bootstrap would write.
+fn make_dev_certs(config: &Config) -> anyhow::Result<()> {
+    let tls = &config.tls;
+    let dir = tls.cert.parent().unwrap_or(Path::new("."));
+    let expected = [dir.join("server.crt"), dir.join("server.key")];
+    if tls.cert != expected[0] || tls.key != expected[1] {
+        return Ok(());
+    }
+    let written = crate::certs::ensure_dev_certs(dir)
+        .with_context(|| format!("creating dev certificates in {}", dir.display()))?;
+    for path in written {
+        tracing::info!(path = %path.display(), "wrote development certificate");
+    }
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! moat.yaml: *where* moat listens, which TLS material it uses, which broker it guards, which
+//! policy files it loads, and its timeouts and limits.
+//!
+//! Two layers: `raw` mirrors the file (serde, `deny_unknown_fields`, every value that a later
+//! check may refuse kept with its line and column), and the validated [`Config`] here is what the
+//! rest of the crate uses: addresses parsed, units converted, ranges checked, relative paths
+//! joined to the config file's folder, defaults filled in. Parsing is pure: text and a path in,
+//! `Config` or a `FILE:LINE:COLUMN` [`ConfigError`] out. Reading the file is `ops::load`'s job;
+//! this module never touches the filesystem, the network or the clock.
+
+mod error;
+mod raw;
+pub mod units;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub(crate) use error::{from_yaml, quoted};
+pub use error::{ConfigError, ConfigErrorKind, Position, SourceLocation};
+
+/// Parses and validates moat.yaml. `path` names the file in error messages, and its folder is
+/// the base for relative paths (a pure join: nothing is read or checked on disk).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    raw::parse(text, path)
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Front doors, at least one, unique names.
+    pub listeners: Vec<Listener>,
+    /// Server certificate, client-certificate policy and TLS versions, shared by TLS listeners.
+    pub tls: TlsSettings,
+    /// The broker moat guards: embedded on loopback, or an external upstream.
+    pub broker: BrokerSettings,
+    /// Policy files or folders (a folder means its `*.yaml`/`*.yml` files), already resolved.
+    pub policies: Vec<PathBuf>,
+    /// How long each phase of a connection may take.
+    pub timeouts: Timeouts,
+    /// Global caps on what a peer may consume.
+    pub limits: Limits,
+    /// Whether `moat run` may create missing development certificates (never in production).
+    pub dev_certs: bool,
+    /// Log output.
+    pub log: LogSettings,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// The configuration the shipped `moat.yaml` describes, for a config file in `dir`: one TLS
+    /// listener on 127.0.0.1:8883, development certificates in `certs/`, optional client
+    /// certificates, the embedded broker, and the policies in `policies/`.
+    pub fn default_for_dir(dir: &Path) -> Self {
+        Self {
+            listeners: vec![Listener {
+                name: "mqtts".to_owned(),
+                kind: ListenerKind::Tls,
+                bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8883),
+            }],
+            tls: TlsSettings {
+                client_ca: Some(dir.join(DEFAULT_CLIENT_CA)),
+                client_certs: ClientCerts::Optional,
+                ..TlsSettings::default_for_dir(dir)
+            },
+            broker: BrokerSettings::default(),
+            policies: vec![dir.join(DEFAULT_POLICIES)],
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            dev_certs: true,
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// Default server certificate, relative to the config file's folder.
+pub const DEFAULT_CERT: &str = "certs/server.crt";
+/// Default server key, relative to the config file's folder.
+pub const DEFAULT_KEY: &str = "certs/server.key";
+/// The development CA that `moat run` creates next to the server certificate.
+pub const DEFAULT_CLIENT_CA: &str = "certs/ca.crt";
+/// Default policy folder, relative to the config file's folder.
+pub const DEFAULT_POLICIES: &str = "policies/";
+
+/// One front door.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Unique name, used in logs, metrics and audit lines.
+    pub name: String,
+    /// Which transport turns accepted sockets into a byte stream.
+    pub kind: ListenerKind,
+    /// Address and port to listen on.
+    pub bind: SocketAddr,
+}
+
+/// The transport of a listener. More kinds (wss, ws, quic) will be added; match with a
+/// wildcard arm where that matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ListenerKind {
+    /// MQTT over TLS (port 8883 by convention).
+    Tls,
+}
+
+// === impl ListenerKind ===
+
+impl ListenerKind {
+    /// The spelling used in moat.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls => "tls",
+        }
+    }
+}
+
+/// TLS material and client-certificate policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA that signs client certificates; required unless `client_certs` is `none`.
+    pub client_ca: Option<PathBuf>,
+    /// Whether clients must, may or may not present a certificate.
+    pub client_certs: ClientCerts,
+    /// Certificate revocation lists (PEM) checked against client certificates.
+    pub crls: Vec<PathBuf>,
+    /// Oldest TLS version offered.
+    pub min_version: TlsVersion,
+    /// Whether a verified client certificate authenticates the client by its CN.
+    pub cert_identity: bool,
+    /// Whether a CONNECT username, when present next to a certificate, must equal its CN.
+    pub username_must_match_cert: bool,
+}
+
+// === impl TlsSettings ===
+
+impl TlsSettings {
+    /// Defaults when moat.yaml has no `tls:` section: the development certificate paths, no
+    /// client certificates, TLS 1.2 and up, certificate CN as identity.
+    pub fn default_for_dir(dir: &Path) -> Self {
+        Self {
+            cert: dir.join(DEFAULT_CERT),
+            key: dir.join(DEFAULT_KEY),
+            client_ca: None,
+            client_certs: ClientCerts::None,
+            crls: Vec::new(),
+            min_version: TlsVersion::default(),
+            cert_identity: true,
+            username_must_match_cert: false,
+        }
+    }
+}
+
+/// Whether clients present certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCerts {
+    /// Never ask for a client certificate.
+    #[default]
+    None,
+    /// Ask; verify one if presented; let clients without one authenticate otherwise.
+    Optional,
+    /// Refuse the TLS handshake without a valid client certificate.
+    Required,
+}
+
+// === impl ClientCerts ===
+
+impl ClientCerts {
+    /// The spelling used in moat.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
+/// Oldest TLS version offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2 (and 1.3).
+    #[default]
+    V1_2,
+    /// TLS 1.3 only.
+    V1_3,
+}
+
+// === impl TlsVersion ===
+
+impl TlsVersion {
+    /// The spelling used in moat.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1_2 => "1.2",
+            Self::V1_3 => "1.3",
+        }
+    }
+}
+
+/// The broker segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerSettings {
+    /// rumqttd in-process, on loopback only (one listener per MQTT version).
+    Embedded {
+        /// MQTT 3.1.1 listener (loopback).
+        bind: SocketAddr,
+        /// MQTT 5 listener (loopback).
+        bind_v5: SocketAddr,
+        /// Connections the embedded broker accepts.
+        max_connections: usize,
+    },
+    /// An external broker moat forwards to.
+    Upstream {
+        /// Address for MQTT 3.1.1 clients.
+        v3: SocketAddr,
+        /// Address for MQTT 5 clients (defaults to `v3`).
+        v5: SocketAddr,
+    },
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self::Embedded {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883),
+            bind_v5: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1884),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// How long each phase may take. Every await on peer input is bounded by one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From accept to a finished TLS handshake (slow-loris defence).
+    pub tls_handshake: Duration,
+    /// From a finished handshake to a complete CONNECT packet.
+    pub connect: Duration,
+    /// To open the broker connection for an authenticated client.
+    pub upstream_connect: Duration,
+    /// How long connections may drain after SIGTERM before they are cut.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tls_handshake: Duration::from_secs(10),
+            connect: Duration::from_secs(10),
+            upstream_connect: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Global caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest MQTT packet accepted, checked on the fixed header before allocating.
+    pub max_packet_size: usize,
+    /// Concurrent client connections across all listeners.
+    pub max_connections: usize,
+    /// Largest keep-alive (seconds) a client may ask for; larger requests are lowered.
+    pub max_keepalive: u16,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 256 * 1024,
+            max_connections: 10_000,
+            max_keepalive: 3600,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogSettings {
+    /// Human-readable text or one JSON object per line.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}

@@ -1,0 +1,533 @@
+//! The moat.yaml schema as serde sees it, and its validation into [`Config`].
+//!
+//! The raw structs mirror the file one to one (`deny_unknown_fields` everywhere, so a typo is an
+//! error, never a silently ignored setting). Every value a later check may refuse is read as
+//! `Spanned<…>` so the error can name its line and column; values that are only strings in YAML
+//! (addresses, durations, sizes, paths) are parsed here rather than by serde so their messages
+//! say what was expected. Nothing here reads files: paths are joined, not opened.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
+use super::units::{parse_duration, parse_size};
+use super::{
+    BrokerSettings, ClientCerts, Config, Limits, Listener, ListenerKind, LogFormat, LogSettings,
+    Timeouts, TlsSettings, TlsVersion, DEFAULT_POLICIES,
+};
+
+/// Longest timeout accepted: anything longer is a typo, and a hostile peer would love it.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Smallest `max_packet_size`: a CONNECT with modest credentials must still fit.
+const MIN_PACKET_SIZE: u64 = 128;
+/// Largest `max_packet_size`: MQTT allows 256 MiB, a proxy in front of constrained brokers
+/// should not buffer anywhere near that per client.
+const MAX_PACKET_SIZE: u64 = 16 * 1024 * 1024;
+/// Largest connection cap accepted (file descriptors run out long before).
+const MAX_CONNECTIONS: u64 = 1_000_000;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// Required: a proxy with no front door is a mistake.
+    listeners: Spanned<Vec<RawListener>>,
+    tls: Option<RawTls>,
+    broker: Option<Spanned<RawBroker>>,
+    policies: Option<Vec<Spanned<String>>>,
+    timeouts: Option<RawTimeouts>,
+    limits: Option<RawLimits>,
+    dev_certs: Option<bool>,
+    log: Option<RawLog>,
+}
+
+/// `listeners[]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    name: Spanned<String>,
+    kind: ListenerKind,
+    bind: Spanned<String>,
+}
+
+/// `tls:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    client_ca: Option<Spanned<String>>,
+    client_certs: Option<Spanned<ClientCerts>>,
+    crls: Option<Vec<Spanned<String>>>,
+    min_version: Option<Spanned<String>>,
+    cert_identity: Option<bool>,
+    username_must_match_cert: Option<bool>,
+}
+
+/// `broker:`: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBroker {
+    embedded: Option<RawEmbedded>,
+    upstream: Option<RawUpstream>,
+}
+
+/// `broker.embedded:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmbedded {
+    bind: Option<Spanned<String>>,
+    bind_v5: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u64>>,
+}
+
+/// `broker.upstream:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    v3: Spanned<String>,
+    v5: Option<Spanned<String>>,
+}
+
+/// `timeouts:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    tls_handshake: Option<Spanned<String>>,
+    connect: Option<Spanned<String>>,
+    upstream_connect: Option<Spanned<String>>,
+    shutdown_grace: Option<Spanned<String>>,
+}
+
+/// `limits:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_packet_size: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u64>>,
+    max_keepalive: Option<Spanned<String>>,
+}
+
+/// `log:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<LogFormat>,
+}
+
+/// Deserializes and validates; see [`super::parse`].
+pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let check = Check {
+        file: path,
+        base: path.parent().unwrap_or_else(|| Path::new("")),
+    };
+    let raw: Option<RawConfig> =
+        from_yaml(text).map_err(|(position, message)| check.err(position, Kind::Yaml(message)))?;
+    let raw = raw.ok_or_else(|| check.err(Position::UNKNOWN, Kind::Empty))?;
+    check.config(raw)
+}
+
+/// Validation context: the file to name in errors and the folder relative paths start from.
+struct Check<'a> {
+    file: &'a Path,
+    base: &'a Path,
+}
+
+// === impl Check ===
+
+impl Check<'_> {
+    fn err(&self, position: Position, kind: Kind) -> ConfigError {
+        ConfigError::new(self.file, position, kind)
+    }
+
+    fn err_at<T>(&self, value: &Spanned<T>, kind: Kind) -> ConfigError {
+        self.err(Position::of_spanned(value), kind)
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let policies = match raw.policies {
+            None => vec![self.base.join(DEFAULT_POLICIES)],
+            Some(entries) => entries
+                .iter()
+                .map(|entry| self.path(entry, "policies[]"))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Config {
+            listeners: self.listeners(&raw.listeners)?,
+            tls: match raw.tls {
+                None => TlsSettings::default_for_dir(self.base),
+                Some(tls) => self.tls(tls)?,
+            },
+            broker: match raw.broker {
+                None => BrokerSettings::default(),
+                Some(broker) => self.broker(&broker)?,
+            },
+            policies,
+            timeouts: match raw.timeouts {
+                None => Timeouts::default(),
+                Some(timeouts) => self.timeouts(&timeouts)?,
+            },
+            limits: match raw.limits {
+                None => Limits::default(),
+                Some(limits) => self.limits(&limits)?,
+            },
+            dev_certs: raw.dev_certs.unwrap_or(false),
+            log: LogSettings {
+                format: raw.log.and_then(|log| log.format).unwrap_or_default(),
+            },
+        })
+    }
+
+    fn listeners(&self, raw: &Spanned<Vec<RawListener>>) -> Result<Vec<Listener>, ConfigError> {
+        if raw.value.is_empty() {
+            return Err(self.err_at(raw, Kind::NoListeners));
+        }
+        let mut listeners: Vec<(Listener, u32)> = Vec::with_capacity(raw.value.len());
+        for entry in &raw.value {
+            let name = &entry.name.value;
+            if !valid_listener_name(name) {
+                let found = quoted(name);
+                return Err(self.err_at(&entry.name, Kind::InvalidListenerName { found }));
+            }
+            if let Some((_, first_line)) = listeners.iter().find(|(l, _)| &l.name == name) {
+                let kind = Kind::DuplicateListener {
+                    name: quoted(name),
+                    first_line: *first_line,
+                };
+                return Err(self.err_at(&entry.name, kind));
+            }
+            let listener = Listener {
+                name: name.clone(),
+                kind: entry.kind,
+                bind: self.socket_addr(&entry.bind, "listeners[].bind")?,
+            };
+            listeners.push((listener, Position::of_spanned(&entry.name).line));
+        }
+        Ok(listeners
+            .into_iter()
+            .map(|(listener, _)| listener)
+            .collect())
+    }
+
+    fn tls(&self, raw: RawTls) -> Result<TlsSettings, ConfigError> {
+        let defaults = TlsSettings::default_for_dir(self.base);
+        let client_certs = raw
+            .client_certs
+            .as_ref()
+            .map(|m| m.value)
+            .unwrap_or_default();
+        let client_ca = match &raw.client_ca {
+            None => None,
+            Some(ca) => Some(self.path(ca, "tls.client_ca")?),
+        };
+        if let (Some(mode), None) = (&raw.client_certs, &client_ca) {
+            if mode.value != ClientCerts::None {
+                let mode_name = mode.value.as_str();
+                return Err(self.err_at(mode, Kind::ClientCaRequired { mode: mode_name }));
+            }
+        }
+        let crls = raw.crls.unwrap_or_default();
+        if client_certs == ClientCerts::None {
+            if let Some(ca) = &raw.client_ca {
+                let kind = Kind::ClientCertsOff { field: "client_ca" };
+                return Err(self.err_at(ca, kind));
+            }
+            if let Some(crl) = crls.first() {
+                return Err(self.err_at(crl, Kind::ClientCertsOff { field: "crls" }));
+            }
+        }
+        Ok(TlsSettings {
+            cert: match &raw.cert {
+                None => defaults.cert,
+                Some(cert) => self.path(cert, "tls.cert")?,
+            },
+            key: match &raw.key {
+                None => defaults.key,
+                Some(key) => self.path(key, "tls.key")?,
+            },
+            client_ca,
+            client_certs,
+            crls: crls
+                .iter()
+                .map(|crl| self.path(crl, "tls.crls[]"))
+                .collect::<Result<_, _>>()?,
+            min_version: match &raw.min_version {
+                None => defaults.min_version,
+                Some(version) => self.tls_version(version)?,
+            },
+            cert_identity: raw.cert_identity.unwrap_or(defaults.cert_identity),
+            username_must_match_cert: raw
+                .username_must_match_cert
+                .unwrap_or(defaults.username_must_match_cert),
+        })
+    }
+
+    fn tls_version(&self, raw: &Spanned<String>) -> Result<TlsVersion, ConfigError> {
+        match raw.value.trim() {
+            "1.2" => Ok(TlsVersion::V1_2),
+            "1.3" => Ok(TlsVersion::V1_3),
+            other => {
+                let found = quoted(other);
+                Err(self.err_at(raw, Kind::InvalidTlsVersion { found }))
+            }
+        }
+    }
+
+    fn broker(&self, raw: &Spanned<RawBroker>) -> Result<BrokerSettings, ConfigError> {
+        match (&raw.value.embedded, &raw.value.upstream) {
+            (Some(embedded), None) => self.embedded(embedded),
+            (None, Some(upstream)) => {
+                let v3 = self.upstream_addr(&upstream.v3, "broker.upstream.v3")?;
+                let v5 = match &upstream.v5 {
+                    None => v3,
+                    Some(v5) => self.upstream_addr(v5, "broker.upstream.v5")?,
+                };
+                Ok(BrokerSettings::Upstream { v3, v5 })
+            }
+            (None, None) => Err(self.err_at(raw, Kind::BrokerChoice { found: "neither" })),
+            (Some(_), Some(_)) => Err(self.err_at(raw, Kind::BrokerChoice { found: "both" })),
+        }
+    }
+
+    fn embedded(&self, raw: &RawEmbedded) -> Result<BrokerSettings, ConfigError> {
+        let loopback = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let bind = match &raw.bind {
+            None => loopback(1883),
+            Some(bind) => self.loopback_addr(bind, "broker.embedded.bind")?,
+        };
+        let bind_v5 = match &raw.bind_v5 {
+            None => loopback(1884),
+            Some(bind_v5) => self.loopback_addr(bind_v5, "broker.embedded.bind_v5")?,
+        };
+        if bind == bind_v5 && bind.port() != 0 {
+            let position = raw.bind_v5.as_ref().or(raw.bind.as_ref());
+            let position = position.map(Position::of_spanned).unwrap_or_default();
+            let addr = quoted(&bind.to_string());
+            return Err(self.err(position, Kind::SameEmbeddedPorts { addr }));
+        }
+        let max_connections = match &raw.max_connections {
+            None => 10_000,
+            Some(max) => self.connections(max, "broker.embedded.max_connections")?,
+        };
+        Ok(BrokerSettings::Embedded {
+            bind,
+            bind_v5,
+            max_connections,
+        })
+    }
+
+    fn timeouts(&self, raw: &RawTimeouts) -> Result<Timeouts, ConfigError> {
+        let defaults = Timeouts::default();
+        Ok(Timeouts {
+            tls_handshake: self
+                .timeout(&raw.tls_handshake, "timeouts.tls_handshake", false)?
+                .unwrap_or(defaults.tls_handshake),
+            connect: self
+                .timeout(&raw.connect, "timeouts.connect", false)?
+                .unwrap_or(defaults.connect),
+            upstream_connect: self
+                .timeout(&raw.upstream_connect, "timeouts.upstream_connect", false)?
+                .unwrap_or(defaults.upstream_connect),
+            shutdown_grace: self
+                .timeout(&raw.shutdown_grace, "timeouts.shutdown_grace", true)?
+                .unwrap_or(defaults.shutdown_grace),
+        })
+    }
+
+    fn limits(&self, raw: &RawLimits) -> Result<Limits, ConfigError> {
+        let defaults = Limits::default();
+        let max_packet_size = match &raw.max_packet_size {
+            None => defaults.max_packet_size,
+            Some(size) => self.packet_size(size)?,
+        };
+        let max_connections = match &raw.max_connections {
+            None => defaults.max_connections,
+            Some(max) => self.connections(max, "limits.max_connections")?,
+        };
+        let max_keepalive = match &raw.max_keepalive {
+            None => defaults.max_keepalive,
+            Some(keepalive) => self.keepalive(keepalive)?,
+        };
+        Ok(Limits {
+            max_packet_size,
+            max_connections,
+            max_keepalive,
+        })
+    }
+
+    /// A timeout: positive (or zero when `allow_zero`) and at most [`MAX_TIMEOUT`].
+    fn timeout(
+        &self,
+        raw: &Option<Spanned<String>>,
+        field: &'static str,
+        allow_zero: bool,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let duration = self.duration(raw, field)?;
+        if (duration.is_zero() && !allow_zero) || duration > MAX_TIMEOUT {
+            let expected = if allow_zero {
+                "at most 1h"
+            } else {
+                "more than 0s and at most 1h"
+            };
+            let found = quoted(&raw.value);
+            let kind = Kind::DurationOutOfRange {
+                field,
+                found,
+                expected,
+            };
+            return Err(self.err_at(raw, kind));
+        }
+        Ok(Some(duration))
+    }
+
+    fn duration(
+        &self,
+        raw: &Spanned<String>,
+        field: &'static str,
+    ) -> Result<Duration, ConfigError> {
+        parse_duration(&raw.value).map_err(|err| {
+            let found = quoted(&raw.value);
+            let reason = err.to_string();
+            self.err_at(
+                raw,
+                Kind::InvalidDuration {
+                    field,
+                    found,
+                    reason,
+                },
+            )
+        })
+    }
+
+    fn keepalive(&self, raw: &Spanned<String>) -> Result<u16, ConfigError> {
+        let field = "limits.max_keepalive";
+        let duration = self.duration(raw, field)?;
+        let seconds = u16::try_from(duration.as_secs()).ok().filter(|s| *s > 0);
+        match seconds {
+            Some(seconds) if duration.subsec_nanos() == 0 => Ok(seconds),
+            _ => {
+                let found = quoted(&raw.value);
+                let expected = "whole seconds from 1s to 65535s (the MQTT keep-alive field)";
+                Err(self.err_at(
+                    raw,
+                    Kind::DurationOutOfRange {
+                        field,
+                        found,
+                        expected,
+                    },
+                ))
+            }
+        }
+    }
+
+    fn packet_size(&self, raw: &Spanned<String>) -> Result<usize, ConfigError> {
+        let field = "limits.max_packet_size";
+        let size = parse_size(&raw.value).map_err(|err| {
+            let found = quoted(&raw.value);
+            let reason = err.to_string();
+            self.err_at(
+                raw,
+                Kind::InvalidSize {
+                    field,
+                    found,
+                    reason,
+                },
+            )
+        })?;
+        let in_range = (MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&size);
+        match usize::try_from(size) {
+            Ok(size) if in_range => Ok(size),
+            _ => {
+                let found = format!("{} ({size} bytes)", quoted(&raw.value));
+                let expected = "from 128B to 16MiB";
+                Err(self.err_at(
+                    raw,
+                    Kind::OutOfRange {
+                        field,
+                        found,
+                        expected,
+                    },
+                ))
+            }
+        }
+    }
+
+    fn connections(&self, raw: &Spanned<u64>, field: &'static str) -> Result<usize, ConfigError> {
+        match usize::try_from(raw.value) {
+            Ok(max) if (1..=MAX_CONNECTIONS).contains(&raw.value) => Ok(max),
+            _ => {
+                let found = raw.value.to_string();
+                let expected = "from 1 to 1000000";
+                Err(self.err_at(
+                    raw,
+                    Kind::OutOfRange {
+                        field,
+                        found,
+                        expected,
+                    },
+                ))
+            }
+        }
+    }
+
+    fn socket_addr(
+        &self,
+        raw: &Spanned<String>,
+        field: &'static str,
+    ) -> Result<SocketAddr, ConfigError> {
+        raw.value.trim().parse().map_err(|_| {
+            let found = quoted(&raw.value);
+            self.err_at(raw, Kind::InvalidSocketAddr { field, found })
+        })
+    }
+
+    /// An address for the embedded broker: it must be loopback (IPv4-mapped forms included).
+    fn loopback_addr(
+        &self,
+        raw: &Spanned<String>,
+        field: &'static str,
+    ) -> Result<SocketAddr, ConfigError> {
+        let addr = self.socket_addr(raw, field)?;
+        if !addr.ip().to_canonical().is_loopback() {
+            let found = quoted(&raw.value);
+            return Err(self.err_at(raw, Kind::NonLoopbackEmbedded { field, found }));
+        }
+        Ok(addr)
+    }
+
+    /// An external broker address: `IP:PORT`, a real port, not the unspecified address. (A DNS
+    /// name would need resolving, which is I/O; add it as its own type when needed.)
+    fn upstream_addr(
+        &self,
+        raw: &Spanned<String>,
+        field: &'static str,
+    ) -> Result<SocketAddr, ConfigError> {
+        let addr = self.socket_addr(raw, field)?;
+        if addr.port() == 0 || addr.ip().is_unspecified() {
+            let found = quoted(&raw.value);
+            return Err(self.err_at(raw, Kind::InvalidSocketAddr { field, found }));
+        }
+        Ok(addr)
+    }
+
+    /// A path from the file, joined to the config file's folder when relative.
+    fn path(&self, raw: &Spanned<String>, field: &'static str) -> Result<PathBuf, ConfigError> {
+        if raw.value.trim().is_empty() {
+            return Err(self.err_at(raw, Kind::EmptyPath { field }));
+        }
+        Ok(self.base.join(&raw.value))
+    }
+}
+
+/// Listener names appear in logs and metric labels: keep them plain.
+fn valid_listener_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,407 @@
+//! moat.yaml parsing: defaults, units, locations of errors, refusals.
+
+// Tests may panic: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const MINIMAL: &str = "listeners:\n  - { name: mqtts, kind: tls, bind: \"127.0.0.1:8883\" }\n";
+
+fn parse_ok(text: &str) -> Config {
+    match parse(text, Path::new("moat.yaml")) {
+        Ok(cfg) => cfg,
+        Err(err) => panic!("expected a valid config, got {err}"),
+    }
+}
+
+fn parse_err(text: &str) -> String {
+    match parse(text, Path::new("moat.yaml")) {
+        Ok(cfg) => panic!("expected an error, got {cfg:?}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+fn with(extra: &str) -> String {
+    format!("{MINIMAL}{extra}")
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn minimal_config_gets_the_documented_defaults() {
+    let cfg = parse_ok(MINIMAL);
+    assert_eq!(cfg.listeners.len(), 1);
+    assert_eq!(cfg.tls, TlsSettings::default_for_dir(Path::new("")));
+    assert_eq!(cfg.tls.client_certs, ClientCerts::None);
+    assert!(cfg.tls.cert_identity);
+    assert_eq!(cfg.broker, BrokerSettings::default());
+    assert_eq!(cfg.policies, vec![PathBuf::from("policies/")]);
+    assert_eq!(cfg.timeouts.tls_handshake, Duration::from_secs(10));
+    assert_eq!(cfg.timeouts.connect, Duration::from_secs(10));
+    assert_eq!(cfg.timeouts.upstream_connect, Duration::from_secs(5));
+    assert_eq!(cfg.timeouts.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(cfg.limits.max_packet_size, 256 * 1024);
+    assert_eq!(cfg.limits.max_connections, 10_000);
+    assert_eq!(cfg.limits.max_keepalive, 3600);
+    assert!(!cfg.dev_certs, "certificate generation must be asked for");
+    assert_eq!(cfg.log.format, LogFormat::Text);
+}
+
+#[test]
+fn shipped_moat_yaml_equals_default_for_dir() {
+    let text = include_str!("../../moat.yaml");
+    let dir = Path::new("/srv/moat");
+    let cfg = parse(text, &dir.join("moat.yaml")).unwrap();
+    assert_eq!(cfg, Config::default_for_dir(dir));
+}
+
+#[test]
+fn shipped_production_example_is_valid() {
+    let text = include_str!("../../examples/production.yaml");
+    let cfg = parse(text, Path::new("/etc/moat/moat.yaml")).unwrap();
+    assert_eq!(cfg.listeners[0].bind, addr("0.0.0.0:8883"));
+    assert_eq!(cfg.tls.client_certs, ClientCerts::Required);
+    assert_eq!(
+        cfg.tls.crls,
+        vec![PathBuf::from("/etc/moat/tls/clients.crl")]
+    );
+    assert_eq!(cfg.policies, vec![PathBuf::from("/etc/moat/policies/")]);
+    assert!(!cfg.dev_certs);
+    assert_eq!(cfg.log.format, LogFormat::Json);
+}
+
+#[test]
+fn relative_paths_join_the_config_folder_and_absolute_paths_stay() {
+    let text =
+        with("tls: { cert: a/server.crt, key: /abs/server.key }\npolicies: [p.yaml, /etc/x/]\n");
+    let cfg = parse(text.as_str(), Path::new("/etc/moat/moat.yaml")).unwrap();
+    assert_eq!(cfg.tls.cert, PathBuf::from("/etc/moat/a/server.crt"));
+    assert_eq!(cfg.tls.key, PathBuf::from("/abs/server.key"));
+    assert_eq!(
+        cfg.policies,
+        vec![PathBuf::from("/etc/moat/p.yaml"), PathBuf::from("/etc/x/")]
+    );
+}
+
+#[test]
+fn units_in_timeouts_and_limits() {
+    let cfg = parse_ok(&with(
+        "timeouts: { tls_handshake: 1.5s, connect: 500ms, upstream_connect: 1m, shutdown_grace: 0s }\n\
+         limits: { max_packet_size: 1MiB, max_connections: 5, max_keepalive: 60s }\n",
+    ));
+    assert_eq!(cfg.timeouts.tls_handshake, Duration::from_millis(1500));
+    assert_eq!(cfg.timeouts.connect, Duration::from_millis(500));
+    assert_eq!(cfg.timeouts.upstream_connect, Duration::from_secs(60));
+    assert_eq!(cfg.timeouts.shutdown_grace, Duration::ZERO);
+    assert_eq!(cfg.limits.max_packet_size, 1024 * 1024);
+    assert_eq!(cfg.limits.max_connections, 5);
+    assert_eq!(cfg.limits.max_keepalive, 60);
+}
+
+#[test]
+fn bad_units_are_refused_with_their_location() {
+    let err = parse_err(&with("timeouts:\n  connect: 10\n"));
+    assert!(
+        err.starts_with("moat.yaml:4:12: invalid duration '10' for timeouts.connect"),
+        "{err}"
+    );
+    let err = parse_err(&with("timeouts: { connect: soon }\n"));
+    assert!(
+        err.starts_with("moat.yaml:3:22: invalid duration 'soon'"),
+        "{err}"
+    );
+    let err = parse_err(&with("timeouts: { connect: 0s }\n"));
+    assert!(
+        err.contains("timeouts.connect is '0s': expected more than 0s"),
+        "{err}"
+    );
+    let err = parse_err(&with("timeouts: { connect: 2h }\n"));
+    assert!(err.contains("at most 1h"), "{err}");
+    let err = parse_err(&with("limits:\n  max_packet_size: garbage\n"));
+    assert!(
+        err.starts_with("moat.yaml:4:20: invalid size 'garbage'"),
+        "{err}"
+    );
+    let err = parse_err(&with("limits: { max_packet_size: 64B }\n"));
+    assert!(err.contains("from 128B to 16MiB"), "{err}");
+    let err = parse_err(&with("limits: { max_packet_size: 32MiB }\n"));
+    assert!(err.contains("'32MiB' (33554432 bytes)"), "{err}");
+    let err = parse_err(&with("limits: { max_keepalive: 1.5s }\n"));
+    assert!(err.contains("whole seconds"), "{err}");
+    let err = parse_err(&with("limits: { max_keepalive: 70000s }\n"));
+    assert!(err.contains("65535s"), "{err}");
+    let err = parse_err(&with("limits: { max_connections: 0 }\n"));
+    assert!(
+        err.contains("limits.max_connections is 0: expected from 1"),
+        "{err}"
+    );
+    let err = parse_err(&with("limits: { max_connections: -1 }\n"));
+    assert!(err.starts_with("moat.yaml:3:"), "{err}");
+}
+
+#[test]
+fn unknown_key_names_line_column_and_the_expected_keys() {
+    let text = "listeners:\n  - name: mqtts\n    kind: tls\n    bnd: \"127.0.0.1:8883\"\n";
+    assert_eq!(
+        parse_err(text),
+        "moat.yaml:4:5: unknown field 'bnd', expected one of 'name', 'kind', 'bind'"
+    );
+    let err = parse_err(&with("tls: { cert: a, client_cert: required }\n"));
+    assert!(
+        err.starts_with("moat.yaml:3:17: unknown field 'client_cert'"),
+        "{err}"
+    );
+    let err = parse_err(&with("listen: []\n"));
+    assert!(
+        err.starts_with("moat.yaml:3:1: unknown field 'listen'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn duplicate_keys_are_refused() {
+    let err = parse_err(&with("tls:\n  cert: a.crt\n  cert: b.crt\n"));
+    assert!(
+        err.starts_with("moat.yaml:5:3: duplicate key 'cert'"),
+        "{err}"
+    );
+    let err = parse_err(&with("dev_certs: true\ndev_certs: false\n"));
+    assert!(err.contains("duplicate key 'dev_certs'"), "{err}");
+}
+
+#[test]
+fn yaml_1_1_booleans_are_refused() {
+    let err = parse_err(&with("dev_certs: yes\n"));
+    assert!(err.starts_with("moat.yaml:3:12: "), "{err}");
+}
+
+#[test]
+fn empty_and_listenerless_files_are_refused() {
+    assert_eq!(
+        parse_err(""),
+        "moat.yaml: the file is empty: expected a mapping with at least 'listeners'"
+    );
+    assert_eq!(
+        parse_err("# nothing\n"),
+        "moat.yaml: the file is empty: expected a mapping with at least 'listeners'"
+    );
+    assert!(parse_err("listeners: []\n").starts_with("moat.yaml:1:12: 'listeners' is empty"));
+    assert!(parse_err("dev_certs: true\n").contains("missing field 'listeners'"));
+}
+
+#[test]
+fn listener_names_are_unique_and_plain() {
+    let err = parse_err(&with(
+        "  - { name: mqtts, kind: tls, bind: \"127.0.0.1:8884\" }\n",
+    ));
+    assert_eq!(
+        err,
+        "moat.yaml:3:13: duplicate listener name 'mqtts' (first used on line 2): names must be unique"
+    );
+    let err = parse_err("listeners: [{ name: \"a b\", kind: tls, bind: \"127.0.0.1:1\" }]\n");
+    assert!(err.contains("invalid listener name 'a b'"), "{err}");
+}
+
+#[test]
+fn listener_kinds_and_addresses() {
+    let err = parse_err("listeners: [{ name: w, kind: wss, bind: \"0.0.0.0:443\" }]\n");
+    assert_eq!(err, "moat.yaml:1:30: unknown value 'wss', expected 'tls'");
+    let err = parse_err("listeners: [{ name: m, kind: tls, bind: \"localhost:8883\" }]\n");
+    assert!(
+        err.contains("invalid address 'localhost:8883' for listeners[].bind"),
+        "{err}"
+    );
+    let cfg = parse_ok("listeners: [{ name: m, kind: tls, bind: \"[::]:8883\" }]\n");
+    assert_eq!(cfg.listeners[0].bind, addr("[::]:8883"));
+}
+
+#[test]
+fn embedded_broker_must_stay_on_loopback() {
+    let err = parse_err(&with("broker:\n  embedded: { bind: \"0.0.0.0:1883\" }\n"));
+    assert!(
+        err.starts_with("moat.yaml:4:21: embedded broker address '0.0.0.0:1883'"),
+        "{err}"
+    );
+    assert!(err.contains("not a loopback address"), "{err}");
+    let err = parse_err(&with(
+        "broker: { embedded: { bind_v5: \"10.0.0.1:1884\" } }\n",
+    ));
+    assert!(err.contains("broker.embedded.bind_v5"), "{err}");
+    let cfg = parse_ok(&with(
+        "broker: { embedded: { bind: \"[::1]:1883\", bind_v5: \"[::ffff:127.0.0.1]:1884\" } }\n",
+    ));
+    assert!(
+        matches!(cfg.broker, BrokerSettings::Embedded { bind, .. } if bind == addr("[::1]:1883"))
+    );
+    let err = parse_err(&with(
+        "broker: { embedded: { bind: \"127.0.0.1:1883\", bind_v5: \"127.0.0.1:1883\" } }\n",
+    ));
+    assert!(err.contains("one port per MQTT version"), "{err}");
+}
+
+#[test]
+fn broker_is_embedded_or_upstream() {
+    let cfg = parse_ok(&with("broker: { upstream: { v3: \"10.0.0.5:1883\" } }\n"));
+    let v3 = addr("10.0.0.5:1883");
+    assert_eq!(cfg.broker, BrokerSettings::Upstream { v3, v5: v3 });
+    let cfg = parse_ok(&with(
+        "broker: { upstream: { v3: \"10.0.0.5:1883\", v5: \"[fd00::5]:1884\" } }\n",
+    ));
+    let v5 = addr("[fd00::5]:1884");
+    assert_eq!(cfg.broker, BrokerSettings::Upstream { v3, v5 });
+    let err = parse_err(&with("broker: {}\n"));
+    assert!(
+        err.contains("exactly one of 'embedded' or 'upstream', found neither"),
+        "{err}"
+    );
+    let err = parse_err(&with(
+        "broker: { embedded: {}, upstream: { v3: \"10.0.0.5:1\" } }\n",
+    ));
+    assert!(err.contains("found both"), "{err}");
+    for bad in [
+        "broker.internal:1883",
+        "10.0.0.5:0",
+        "0.0.0.0:1883",
+        "10.0.0.5",
+    ] {
+        let err = parse_err(&with(&format!(
+            "broker: {{ upstream: {{ v3: \"{bad}\" }} }}\n"
+        )));
+        assert!(
+            err.contains(&format!("invalid address '{bad}' for broker.upstream.v3")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn client_certificate_settings_must_be_consistent() {
+    let err = parse_err(&with("tls: { client_certs: required }\n"));
+    assert!(
+        err.starts_with(
+            "moat.yaml:3:22: tls.client_certs is 'required' but tls.client_ca is not set"
+        ),
+        "{err}"
+    );
+    let err = parse_err(&with("tls: { client_ca: ca.crt }\n"));
+    assert!(
+        err.contains("tls.client_ca is set but tls.client_certs is 'none'"),
+        "{err}"
+    );
+    let err = parse_err(&with("tls: { crls: [x.crl] }\n"));
+    assert!(err.contains("tls.crls is set"), "{err}");
+    let err = parse_err(&with("tls: { client_certs: sometimes }\n"));
+    assert!(
+        err.contains("unknown value 'sometimes', expected one of 'none', 'optional', 'required'"),
+        "{err}"
+    );
+    let cfg = parse_ok(&with(
+        "tls: { client_certs: required, client_ca: ca.crt, min_version: 1.3 }\n",
+    ));
+    assert_eq!(cfg.tls.min_version, TlsVersion::V1_3);
+    assert_eq!(cfg.tls.client_ca, Some(PathBuf::from("ca.crt")));
+    let err = parse_err(&with("tls: { min_version: \"1.1\" }\n"));
+    assert!(err.contains("unsupported TLS version '1.1'"), "{err}");
+    let err = parse_err(&with("tls: { cert: \"\" }\n"));
+    assert!(err.contains("tls.cert is an empty path"), "{err}");
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    assert_eq!(
+        parse_ok(&with("log: { format: json }\n")).log.format,
+        LogFormat::Json
+    );
+    let err = parse_err(&with("log: { format: xml }\n"));
+    assert!(
+        err.contains("unknown value 'xml', expected one of 'text', 'json'"),
+        "{err}"
+    );
+}
+
+/// Nine levels of nine aliases each: 387 million nodes if expanded.
+fn billion_laughs(prefix: &str) -> String {
+    let mut text = format!("{prefix}&a0 [x, x, x, x, x, x, x, x, x]");
+    for i in 1..10 {
+        let p = i - 1;
+        text.push_str(&format!(
+            ", &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]"
+        ));
+    }
+    text.push_str("]\n");
+    text
+}
+
+#[test]
+fn alias_bombs_fail_fast() {
+    let top_level = billion_laughs("bomb: [");
+    let in_listeners = billion_laughs("listeners: [");
+    let in_policies = format!("{MINIMAL}{}", billion_laughs("policies: ["));
+    for text in [top_level, in_listeners, in_policies] {
+        let start = Instant::now();
+        let err = parse(&text, Path::new("moat.yaml")).unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            start.elapsed()
+        );
+        assert!(err.to_string().starts_with("moat.yaml:"), "{err}");
+    }
+}
+
+#[test]
+fn odd_inputs_never_panic() {
+    let inputs = [
+        "\0",
+        "[",
+        "{",
+        "- - -",
+        "listeners: {",
+        "listeners: [[[[[]]]]]",
+        "*x",
+        "&a [*a]",
+        "listeners: !!binary aGk=",
+        "%YAML 9.9\n---\n",
+        "---\n...\n---\n",
+        "\u{feff}listeners: []",
+        "listeners:\n\t- x",
+        "? [a]\n: b",
+        "listeners: [{name: m, kind: tls, bind: \"127.0.0.1:99999\"}]",
+        "listeners: [{name: m, kind: tls, bind: \"\u{202e}\"}]",
+    ];
+    for input in inputs {
+        let _ = parse(input, Path::new("moat.yaml"));
+    }
+    let deep = format!("listeners: {}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(parse(&deep, Path::new("moat.yaml")).is_err());
+}
+
+#[test]
+fn found_values_are_escaped_in_messages() {
+    let err = parse_err("listeners: [{ name: \"a\\e[31mred\", kind: tls, bind: \"x\" }]\n");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("\\u{1b}"), "{err}");
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parse_on_arbitrary_text(text in "\\PC{0,200}") {
+            let _ = parse(&text, Path::new("moat.yaml"));
+        }
+
+        #[test]
+        fn parse_on_yaml_like_text(text in "(listeners|name|kind|tls|bind|broker|embedded|limits|timeouts|[-:{}\\[\\], \n#&*!|>'\"a-z0-9.])*") {
+            let _ = parse(&text, Path::new("moat.yaml"));
+        }
+    }
+}

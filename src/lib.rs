@@ -1,0 +1,45 @@
+//! # moat: a TLS-terminating MQTT security proxy
+//!
+//! moat is the front door of an MQTT deployment. Devices connect to it over TLS; it admits or
+//! refuses each connection, authenticates the client, parses every MQTT packet strictly and
+//! forwards only well-formed, authorized cleartext MQTT to a broker on an isolated segment
+//! (by default an embedded rumqttd bound to loopback).
+//!
+//! ```text
+//!  device ──TCP──► listener ──► transport ──► session ─────────────────────► broker (loopback)
+//!                  server/      TLS handshake  CONNECT → authenticate         embedded rumqttd
+//!                  accept,      (transport/)   strict codec (mqtt/),          or an upstream
+//!                  caps, spawn                 policy decisions (policy/)     address (broker/)
+//! ```
+//!
+//! Design in one sentence: the codec (`mqtt`), the policy (`policy`) and the configuration
+//! (`config`) are pure code that never touch sockets, files, tokio or the clock; everything that
+//! does I/O (`server`, `transport`, `session`, `broker`, `ops`) feeds them bytes and acts on
+//! their decisions.
+//!
+//! Non-features: moat is not a broker (it keeps no subscriptions or retained messages of its own)
+//! and it never forwards a packet it could not parse exactly one way.
+//!
+//! Module map:
+//! - [`mqtt`]: strict MQTT 3.1 / 3.1.1 / 5.0 codec.
+//! - [`config`]: `moat.yaml` → validated [`config::Config`].
+//! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication decisions.
+//! - `transport`: TLS handshake → byte stream + [`transport::Peer`].
+//! - `session`: one MQTT proxy session per connection.
+//! - `server`: listeners, the one spawn site, graceful shutdown.
+//! - `broker`: the embedded rumqttd and external broker targets.
+//! - [`certs`]: CA / server / client certificate generation (rcgen).
+//! - `ops`: loading files, audit log.
+//! - [`cli`]: the `moat` command line.
+#![forbid(unsafe_code)]
+
+pub mod broker;
+pub mod certs;
+pub mod cli;
+pub mod config;
+pub mod mqtt;
+pub mod ops;
+pub mod policy;
+pub mod server;
+pub(crate) mod session;
+pub mod transport;

@@ -1,0 +1,319 @@
+//! Policy files → one immutable [`Policy`].
+//!
+//! Each source is parsed on its own (serde, `deny_unknown_fields`, duplicate keys refused), then
+//! merged: users from all files into one table (a name defined twice is an error naming both
+//! places), the `anonymous` switch from whichever file sets it (two files disagreeing is an
+//! error). Names and password hashes are validated here, once, so authentication never meets a
+//! malformed entry. Deny by default: no files, or files without users and without
+//! `anonymous: true`, compile to a policy that admits nobody. Pure: sources arrive as text.
+//!
+//! The raw file types keep one field per top-level key; later keys (acl, network, limits, bans)
+//! are added as new `Option` fields with their own compile step.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHashString};
+use argon2::Params;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::authn::{check_identity_name, check_name, NameError};
+use super::decision::RuleRef;
+use super::{AnonymousSetting, Policy, User};
+use crate::config::{from_yaml, quoted, Position, SourceLocation};
+
+/// Largest argon2 memory cost accepted (KiB): 256 MiB per attempt is already a lot of RAM when
+/// many clients connect at once; higher settings turn logins into a memory exhaustion attack.
+const MAX_M_COST: u32 = 256 * 1024;
+/// Largest argon2 time cost accepted.
+const MAX_T_COST: u32 = 16;
+/// Largest argon2 parallelism accepted.
+const MAX_P_COST: u32 = 16;
+
+/// One policy file's text and the path it is named by in errors and rule references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySource {
+    /// Path as the operator named it (relative paths stay relative).
+    pub path: PathBuf,
+    /// The file's contents.
+    pub text: String,
+}
+
+/// An error in a policy file: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {kind}")]
+pub struct PolicyError {
+    /// File, line and column of the offending value.
+    pub at: SourceLocation,
+    /// What was wrong.
+    pub kind: PolicyErrorKind,
+}
+
+/// What was wrong in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyErrorKind {
+    /// The YAML itself: syntax, wrong type, unknown or duplicate key, missing field, budget.
+    #[error("{0}")]
+    Yaml(String),
+    /// A user name that cannot be an identity.
+    #[error("invalid user name {name}: {reason}")]
+    InvalidUserName {
+        /// The name, quoted.
+        name: String,
+        /// What is wrong with it.
+        reason: NameError,
+    },
+    /// A group name that cannot be used in rules.
+    #[error("invalid group name {group} for user {user}: {reason}")]
+    InvalidGroupName {
+        /// The user, quoted.
+        user: String,
+        /// The group, quoted.
+        group: String,
+        /// What is wrong with it.
+        reason: NameError,
+    },
+    /// The same user name twice (in one file or across files).
+    #[error("duplicate user {name}, first defined at {first}: each user may be defined once")]
+    DuplicateUser {
+        /// The name, quoted.
+        name: String,
+        /// Where it was first defined.
+        first: SourceLocation,
+    },
+    /// Not a usable argon2id PHC string.
+    #[error("the password of user {user} is not a valid argon2id hash ({reason}): expected a PHC string such as '$argon2id$v=19$m=19456,t=2,p=1$SALT$HASH', as printed by `moat passwd`")]
+    InvalidPasswordHash {
+        /// The user, quoted.
+        user: String,
+        /// What is wrong with the hash (never the hash itself).
+        reason: String,
+    },
+    /// Argon2 parameters so high that each login attempt becomes a denial-of-service lever.
+    #[error("the password hash of user {user} is too expensive to verify (m={m}, t={t}, p={p}): expected m at most 262144 (256 MiB), t at most 16, p at most 16")]
+    PasswordTooExpensive {
+        /// The user, quoted.
+        user: String,
+        /// Memory cost in KiB.
+        m: u32,
+        /// Time cost (iterations).
+        t: u32,
+        /// Parallelism.
+        p: u32,
+    },
+    /// Two files set `anonymous` differently.
+    #[error("anonymous is {value} here but {other} at {first}: set it in one file only")]
+    ConflictingAnonymous {
+        /// The value here.
+        value: bool,
+        /// The value set first.
+        other: bool,
+        /// Where it was set first.
+        first: SourceLocation,
+    },
+}
+
+/// One policy file as serde sees it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicyFile {
+    /// Whether clients without credentials get in (as `anonymous`).
+    anonymous: Option<Spanned<bool>>,
+    /// Password and certificate users (`users:` left empty means none).
+    users: Option<Vec<RawUser>>,
+}
+
+/// `users[]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: Spanned<String>,
+    password: Option<Spanned<String>>,
+    groups: Option<Vec<Spanned<String>>>,
+}
+
+/// Compiles policy sources, in order, into one policy. Zero sources give a policy that admits
+/// nobody.
+pub fn compile(sources: &[PolicySource]) -> Result<Policy, PolicyError> {
+    let mut merged = Merged::default();
+    for source in sources {
+        let raw: Option<RawPolicyFile> =
+            from_yaml(&source.text).map_err(|(position, message)| {
+                error(source, position, PolicyErrorKind::Yaml(message))
+            })?;
+        merged.files.push(source.path.clone());
+        if let Some(raw) = raw {
+            merged.add(source, raw)?;
+        }
+    }
+    Ok(merged.finish())
+}
+
+/// The policy being assembled, with the places things were first defined.
+#[derive(Default)]
+struct Merged {
+    files: Vec<PathBuf>,
+    /// Users in definition order, with the place each name was defined.
+    users: Vec<(String, User, SourceLocation)>,
+    index: HashMap<String, usize>,
+    anonymous: Option<(bool, SourceLocation, RuleRef)>,
+}
+
+// === impl Merged ===
+
+impl Merged {
+    fn add(&mut self, source: &PolicySource, raw: RawPolicyFile) -> Result<(), PolicyError> {
+        let file: Arc<str> = source.path.display().to_string().into();
+        if let Some(anonymous) = raw.anonymous {
+            self.set_anonymous(source, &file, &anonymous)?;
+        }
+        for raw_user in raw.users.unwrap_or_default() {
+            let user = compile_user(source, &file, &raw_user)?;
+            let here = SourceLocation::new(&source.path, Position::of_spanned(&raw_user.name));
+            let name = raw_user.name.value;
+            if let Some(first) = self.index.get(&name).and_then(|i| self.users.get(*i)) {
+                let kind = PolicyErrorKind::DuplicateUser {
+                    name: quoted(&name),
+                    first: first.2.clone(),
+                };
+                return Err(PolicyError { at: here, kind });
+            }
+            self.index.insert(name.clone(), self.users.len());
+            self.users.push((name, user, here));
+        }
+        Ok(())
+    }
+
+    fn set_anonymous(
+        &mut self,
+        source: &PolicySource,
+        file: &Arc<str>,
+        value: &Spanned<bool>,
+    ) -> Result<(), PolicyError> {
+        let position = Position::of_spanned(value);
+        match &self.anonymous {
+            Some((other, first, _)) if *other != value.value => {
+                let kind = PolicyErrorKind::ConflictingAnonymous {
+                    value: value.value,
+                    other: *other,
+                    first: first.clone(),
+                };
+                Err(error(source, position, kind))
+            }
+            Some(_) => Ok(()),
+            None => {
+                let label = format!("anonymous: {}", value.value);
+                let rule = RuleRef::at(file.clone(), position.line, label);
+                let here = SourceLocation::new(&source.path, position);
+                self.anonymous = Some((value.value, here, rule));
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> Policy {
+        let decoy = self
+            .users
+            .iter()
+            .find_map(|(_, user, _)| user.password.clone())
+            .or_else(builtin_decoy);
+        let anonymous = match self.anonymous {
+            Some((allowed, _, rule)) => AnonymousSetting { allowed, rule },
+            None => AnonymousSetting::default(),
+        };
+        Policy {
+            users: self
+                .users
+                .into_iter()
+                .map(|(name, user, _)| (name, user))
+                .collect(),
+            anonymous,
+            files: self.files,
+            decoy,
+        }
+    }
+}
+
+fn compile_user(
+    source: &PolicySource,
+    file: &Arc<str>,
+    raw: &RawUser,
+) -> Result<User, PolicyError> {
+    let name = &raw.name.value;
+    if let Err(reason) = check_identity_name(name) {
+        let kind = PolicyErrorKind::InvalidUserName {
+            name: quoted(name),
+            reason,
+        };
+        return Err(error(source, Position::of_spanned(&raw.name), kind));
+    }
+    let raw_groups = raw.groups.as_deref().unwrap_or_default();
+    let mut groups: Vec<String> = Vec::with_capacity(raw_groups.len());
+    for group in raw_groups {
+        if let Err(reason) = check_name(&group.value) {
+            let kind = PolicyErrorKind::InvalidGroupName {
+                user: quoted(name),
+                group: quoted(&group.value),
+                reason,
+            };
+            return Err(error(source, Position::of_spanned(group), kind));
+        }
+        if !groups.contains(&group.value) {
+            groups.push(group.value.clone());
+        }
+    }
+    let password = match &raw.password {
+        None => None,
+        Some(hash) => Some(
+            parse_hash(name, &hash.value)
+                .map_err(|kind| error(source, Position::of_spanned(hash), kind))?,
+        ),
+    };
+    let line = Position::of_spanned(&raw.name).line;
+    Ok(User {
+        groups,
+        password,
+        rule: RuleRef::at(file.clone(), line, format!("user {name}")),
+    })
+}
+
+/// Accepts an argon2id PHC string whose parameters argon2 accepts and whose cost is bounded.
+fn parse_hash(user: &str, text: &str) -> Result<PasswordHashString, PolicyErrorKind> {
+    let invalid = |reason: String| PolicyErrorKind::InvalidPasswordHash {
+        user: quoted(user),
+        reason,
+    };
+    let hash = PasswordHash::new(text.trim()).map_err(|err| invalid(err.to_string()))?;
+    if hash.algorithm.as_str() != "argon2id" {
+        let reason = format!("algorithm is {}", quoted(hash.algorithm.as_str()));
+        return Err(invalid(reason));
+    }
+    if hash.salt.is_none() || hash.hash.is_none() {
+        return Err(invalid("salt or hash missing".to_owned()));
+    }
+    let params = Params::try_from(&hash).map_err(|err| invalid(err.to_string()))?;
+    let (m, t, p) = (params.m_cost(), params.t_cost(), params.p_cost());
+    if m > MAX_M_COST || t > MAX_T_COST || p > MAX_P_COST {
+        let user = quoted(user);
+        return Err(PolicyErrorKind::PasswordTooExpensive { user, m, t, p });
+    }
+    Ok(hash.serialize())
+}
+
+/// Decoy hash for timing equalisation when no user has a password (argon2 0.5 defaults; the
+/// password behind it is irrelevant because a decoy match never admits anyone). `None` only if
+/// the constant stopped parsing, which a test rules out.
+pub(super) fn builtin_decoy() -> Option<PasswordHashString> {
+    const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$NTpGVpQQpyNwv6e9kQK6fA$FrESIa/YTgax3DcxiKuHT4aRqbiAmnhh2vk1MlVhC0w";
+    PasswordHashString::new(DECOY).ok()
+}
+
+fn error(source: &PolicySource, position: Position, kind: PolicyErrorKind) -> PolicyError {
+    PolicyError {
+        at: SourceLocation::new(&source.path, position),
+        kind,
+    }
+}

@@ -1,0 +1,82 @@
+//! One listener: accepts sockets, applies the connection cap, hands each to `conn::spawn`.
+//!
+//! The cap permit is taken *before* any TLS work, so a flood costs an accept and a close.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use super::{conn, Drain, Shared, Stats};
+use crate::transport::peer_addr;
+
+/// Longest pause after repeated accept errors (EMFILE and friends).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What a listener puts in front of the session.
+#[derive(Clone)]
+pub(super) enum Front {
+    /// MQTT over TLS.
+    Tls(TlsAcceptor),
+}
+
+/// A bound listener and what it needs to serve.
+pub(super) struct Listener {
+    /// Name from the config, carried into every `Peer` and log line.
+    pub(super) name: Arc<str>,
+    /// The bound socket.
+    pub(super) socket: TcpListener,
+    /// The transport to run on accepted sockets.
+    pub(super) front: Front,
+    /// Total connection cap, shared by all listeners.
+    pub(super) caps: Arc<Semaphore>,
+    /// Server-wide state.
+    pub(super) shared: Arc<Shared>,
+}
+
+// === impl Listener ===
+
+impl Listener {
+    /// Accepts until shutdown.
+    pub(super) async fn run(self, mut drain: Drain) {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let accepted = tokio::select! {
+                _ = drain.signalled() => return,
+                a = self.socket.accept() => a,
+            };
+            let (stream, addr) = match accepted {
+                Ok(a) => {
+                    backoff = Duration::from_millis(5);
+                    a
+                }
+                Err(e) => {
+                    // Usually out of file descriptors: wait instead of spinning.
+                    tracing::warn!(listener = %self.name, error = %e, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                    continue;
+                }
+            };
+            Stats::bump(&self.shared.stats.accepted);
+            let Ok(permit) = self.caps.clone().try_acquire_owned() else {
+                Stats::bump(&self.shared.stats.refused_at_accept);
+                tracing::debug!(listener = %self.name, peer = %addr, "connection cap reached");
+                continue;
+            };
+            // Small MQTT packets must not wait for Nagle.
+            let _ = stream.set_nodelay(true);
+            conn::spawn(
+                self.shared.clone(),
+                self.front.clone(),
+                stream,
+                peer_addr(addr),
+                self.name.clone(),
+                permit,
+                drain.clone(),
+            );
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The server: binds listeners, owns the shared state every session reads, and drains on stop.
+//!
+//! [`Server::start`] is what `moat run` and the integration tests call: it starts (or connects
+//! to) the broker segment, binds every listener (port 0 works; read the address back with
+//! [`Running::local_addr`]) and returns a handle that reloads policy and shuts down.
+
+mod conn;
+mod listener;
+mod shutdown;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
+use crate::broker::BrokerTarget;
+use crate::config::{BrokerSettings, Config, ListenerKind};
+use crate::policy::Policy;
+use crate::transport::tls;
+pub use shutdown::{Drain, DrainController};
+
+/// How many password hashes may be verified at once: argon2 is deliberately expensive, and an
+/// unbounded number of them would let a CONNECT flood starve the runtime's blocking pool.
+const AUTHN_SLOTS: usize = 8;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error("listener {name} could not bind {addr}: {source}")]
+    Bind {
+        /// Listener name from the config.
+        name: String,
+        /// Address it tried.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TLS material is missing or unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The embedded broker did not start.
+    #[error(transparent)]
+    Broker(#[from] embedded::EmbeddedError),
+}
+
+/// Counters every part of the server bumps; read by tests and (later) the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// TCP connections accepted by a listener.
+    pub accepted: AtomicU64,
+    /// Connections closed at accept because a cap was reached.
+    pub refused_at_accept: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub handshake_failures: AtomicU64,
+    /// CONNECTs refused (bad packet, credentials, policy).
+    pub connects_refused: AtomicU64,
+    /// Upstream connections opened to the broker (only after authentication).
+    pub upstream_connects: AtomicU64,
+    /// Sessions currently proxied.
+    pub active_sessions: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// See [`Stats::accepted`].
+    pub accepted: u64,
+    /// See [`Stats::refused_at_accept`].
+    pub refused_at_accept: u64,
+    /// See [`Stats::handshake_failures`].
+    pub handshake_failures: u64,
+    /// See [`Stats::connects_refused`].
+    pub connects_refused: u64,
+    /// See [`Stats::upstream_connects`].
+    pub upstream_connects: u64,
+    /// See [`Stats::active_sessions`].
+    pub active_sessions: u64,
+}
+
+// === impl Stats ===
+
+impl Stats {
+    /// Adds one to a counter.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Moves a gauge up or down.
+    pub(crate) fn bump_gauge(gauge: &AtomicU64, by: i64) {
+        if by >= 0 {
+            gauge.fetch_add(by.unsigned_abs(), Ordering::Relaxed);
+        } else {
+            gauge.fetch_sub(by.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> StatsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            accepted: r(&self.accepted),
+            refused_at_accept: r(&self.refused_at_accept),
+            handshake_failures: r(&self.handshake_failures),
+            connects_refused: r(&self.connects_refused),
+            upstream_connects: r(&self.upstream_connects),
+            active_sessions: r(&self.active_sessions),
+        }
+    }
+}
+
+/// State shared by every connection: read-mostly, swapped atomically on reload.
+pub(crate) struct Shared {
+    /// The validated configuration this server started with.
+    pub(crate) config: Arc<Config>,
+    /// The policy in force; a reload swaps the pointer, sessions load it per decision.
+    pub(crate) policy: ArcSwap<Policy>,
+    /// Where authorized sessions go.
+    pub(crate) broker: BrokerTarget,
+    /// Bounds concurrent password verifications.
+    pub(crate) authn_slots: Semaphore,
+    /// Counters.
+    pub(crate) stats: Stats,
+}
+
+/// Entry point: see the module docs.
+pub struct Server;
+
+/// A started server.
+pub struct Running {
+    shared: Arc<Shared>,
+    listeners: Vec<(String, SocketAddr)>,
+    drain: DrainController,
+    /// Kept alive for as long as the server runs; dropping it stops the broker's listeners.
+    _embedded: Option<EmbeddedBroker>,
+}
+
+// === impl Server ===
+
+impl Server {
+    /// Starts the broker segment and every listener.
+    pub async fn start(config: Config, policy: Policy) -> Result<Running, StartError> {
+        let config = Arc::new(config);
+        let (target, embedded) = match &config.broker {
+            BrokerSettings::Embedded {
+                bind,
+                bind_v5,
+                max_connections,
+            } => {
+                let broker = start_embedded(EmbeddedOptions {
+                    bind_v3: *bind,
+                    bind_v5: *bind_v5,
+                    max_packet_size: config.limits.max_packet_size,
+                    max_connections: (*max_connections).max(config.limits.max_connections),
+                })
+                .await?;
+                (broker.target.clone(), Some(broker))
+            }
+            BrokerSettings::Upstream { v3, v5 } => (BrokerTarget::external(*v3, *v5), None),
+        };
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            policy: ArcSwap::from_pointee(policy),
+            broker: target,
+            authn_slots: Semaphore::new(AUTHN_SLOTS),
+            stats: Stats::default(),
+        });
+        let drain = DrainController::new();
+        let caps = Arc::new(Semaphore::new(config.limits.max_connections));
+        let mut bound = Vec::new();
+        for l in &config.listeners {
+            let socket = TcpListener::bind(l.bind)
+                .await
+                .map_err(|source| StartError::Bind {
+                    name: l.name.clone(),
+                    addr: l.bind,
+                    source,
+                })?;
+            let local = socket.local_addr().map_err(|source| StartError::Bind {
+                name: l.name.clone(),
+                addr: l.bind,
+                source,
+            })?;
+            let front = match l.kind {
+                ListenerKind::Tls => listener::Front::Tls(tls::server_config(&config.tls)?.into()),
+            };
+            let listener = listener::Listener {
+                name: Arc::from(l.name.as_str()),
+                socket,
+                front,
+                caps: caps.clone(),
+                shared: shared.clone(),
+            };
+            // Owned by the drain: the accept loop ends when shutdown is signalled.
+            tokio::spawn(listener.run(drain.drain()));
+            tracing::info!(listener = %l.name, addr = %local, "listening");
+            bound.push((l.name.clone(), local));
+        }
+        Ok(Running {
+            shared,
+            listeners: bound,
+            drain,
+            _embedded: embedded,
+        })
+    }
+}
+
+/// Starts the embedded broker; a port of 0 means "any free loopback port" (tests), which
+/// rumqttd cannot report back, so moat picks one and retries if another process wins the race.
+async fn start_embedded(mut opts: EmbeddedOptions) -> Result<EmbeddedBroker, StartError> {
+    let pick_v3 = opts.bind_v3.port() == 0;
+    let pick_v5 = opts.bind_v5.port() == 0;
+    let mut attempts = 0;
+    loop {
+        if pick_v3 {
+            opts.bind_v3.set_port(free_port(opts.bind_v3)?);
+        }
+        if pick_v5 {
+            opts.bind_v5.set_port(free_port(opts.bind_v5)?);
+        }
+        match embedded::start(opts.clone()).await {
+            Err(embedded::EmbeddedError::Bind { .. }) if (pick_v3 || pick_v5) && attempts < 5 => {
+                attempts += 1;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+fn free_port(addr: SocketAddr) -> Result<u16, StartError> {
+    let probe = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+        name: "embedded broker".into(),
+        addr,
+        source,
+    })?;
+    probe
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|source| StartError::Bind {
+            name: "embedded broker".into(),
+            addr,
+            source,
+        })
+}
+
+// === impl Running ===
+
+impl Running {
+    /// The bound address of a listener (useful when the config said port 0).
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+    }
+
+    /// Every listener and its bound address.
+    pub fn listeners(&self) -> &[(String, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// Where sessions go (tests use it to watch the broker directly).
+    pub fn broker(&self) -> &BrokerTarget {
+        &self.shared.broker
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Swaps in a new policy; sessions use it from their next decision on.
+    pub fn reload_policy(&self, policy: Policy) {
+        self.shared.policy.store(Arc::new(policy));
+    }
+
+    /// Stops accepting, tells every session to close, waits up to the grace period, then stops
+    /// the embedded broker. Returns false if some sessions had to be abandoned.
+    pub async fn shutdown(self) -> bool {
+        let grace = self.shared.config.timeouts.shutdown_grace;
+        let clean = self.drain.shutdown(grace).await;
+        drop(self._embedded);
+        clean
+    }
+}

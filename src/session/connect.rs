@@ -1,0 +1,265 @@
+//! The CONNECT phase: read and judge the client's CONNECT, authenticate, open the upstream.
+//!
+//! Nothing reaches the broker before this phase says yes: no upstream connection is opened for
+//! a client that is not authenticated, and packets pipelined behind the CONNECT stay in the
+//! reader's buffer until the CONNACK has gone out (catalogue §B.30).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::AsyncRead;
+
+use super::error::Refusal;
+use super::reader::{FrameReader, ReadError};
+use super::upstream::{self, Upstream};
+use crate::mqtt::{self, Connect, PacketType, ProtocolVersion};
+use crate::policy::{AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, RuleRef};
+use crate::server::Shared;
+use crate::transport::Peer;
+
+/// Keep alive moat uses on its own broker connections, independent of the client's.
+pub(crate) const UPSTREAM_KEEPALIVE: u16 = 60;
+
+/// How many topic aliases moat accepts from an MQTT 5 client.
+pub(crate) const TOPIC_ALIAS_MAXIMUM: u16 = 64;
+
+/// A client that passed the CONNECT phase.
+pub(crate) struct Admitted {
+    /// The CONNECT as the client sent it.
+    pub(crate) connect: Connect,
+    /// Who the client is.
+    pub(crate) identity: Identity,
+    /// The broker connection, whose CONNACK is in `upstream.connack`.
+    pub(crate) upstream: Upstream,
+    /// Client id moat assigned (empty client id), to report in an MQTT 5 CONNACK.
+    pub(crate) assigned_client_id: Option<String>,
+    /// Keep alive the session enforces on the client, in seconds (0 = none).
+    pub(crate) keep_alive: u16,
+}
+
+/// A refusal in the CONNECT phase, with the version to answer in (if known).
+pub(crate) struct Refused {
+    /// Why.
+    pub(crate) refusal: Refusal,
+    /// The client's protocol version, when the CONNECT got far enough to tell.
+    pub(crate) version: Option<ProtocolVersion>,
+    /// The identity the client claimed or proved, for the audit line.
+    pub(crate) identity: Option<String>,
+}
+
+/// Runs the CONNECT phase.
+pub(crate) async fn admit<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    peer: &Peer,
+    shared: &Arc<Shared>,
+) -> Result<Admitted, Refused> {
+    let no_version = |refusal| Refused {
+        refusal,
+        version: None,
+        identity: None,
+    };
+    let deadline = shared.config.timeouts.connect;
+    let frame = read_first(reader, deadline).await.map_err(no_version)?;
+    let mut connect = Connect::decode(frame).map_err(|e| Refused {
+        version: e.version(),
+        refusal: Refusal::Connect(e),
+        identity: None,
+    })?;
+    let version = connect.protocol;
+    let refuse = |refusal, identity: Option<String>| Refused {
+        refusal,
+        version: Some(version),
+        identity,
+    };
+    let assigned_client_id = check_client_id(&connect).map_err(|r| refuse(r, None))?;
+    if let Some(id) = &assigned_client_id {
+        connect.client_id = id.as_str().into();
+    }
+
+    let identity = authenticate(&connect, peer, shared)
+        .await
+        .map_err(|r| refuse(r, connect.username.as_ref().map(|u| u.as_str().to_owned())))?;
+    let who = || Some(identity.name.clone());
+
+    if let Some(will) = &connect.will {
+        if will.topic.as_str().starts_with('$') {
+            return Err(refuse(
+                Refusal::NotAuthorized(RuleRef::builtin("will on a $-topic")),
+                who(),
+            ));
+        }
+    }
+
+    let keep_alive = effective_keep_alive(connect.keep_alive, shared.config.limits.max_keepalive);
+    let upstream_connect = upstream_connect(&connect, &identity, shared);
+    crate::server::Stats::bump(&shared.stats.upstream_connects);
+    let upstream = upstream::open(
+        &shared.broker,
+        &upstream_connect,
+        shared.config.timeouts.upstream_connect,
+        shared.config.limits.max_packet_size.saturating_mul(2),
+    )
+    .await
+    .map_err(|r| refuse(r, who()))?;
+    Ok(Admitted {
+        connect,
+        identity,
+        upstream,
+        assigned_client_id,
+        keep_alive,
+    })
+}
+
+async fn read_first<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    deadline: Duration,
+) -> Result<Bytes, Refusal> {
+    // One deadline for the whole CONNECT, not per read: a slow drip cannot extend it.
+    let frame = match tokio::time::timeout(deadline, reader.next()).await {
+        Err(_) => return Err(Refusal::ConnectTimeout),
+        Ok(Err(ReadError::Frame(e))) => return Err(Refusal::ConnectFrame(e)),
+        Ok(Err(_)) | Ok(Ok(None)) => return Err(Refusal::FirstNotConnect),
+        Ok(Ok(Some(frame))) => frame,
+    };
+    // [MQTT-3.1.0-1] The first packet from the client must be CONNECT.
+    match frame.first().map(|b| b >> 4) {
+        Some(t) if t == PacketType::Connect as u8 => Ok(frame),
+        _ => Err(Refusal::FirstNotConnect),
+    }
+}
+
+/// Checks the client identifier; returns the id moat assigned when the client sent none.
+fn check_client_id(connect: &Connect) -> Result<Option<String>, Refusal> {
+    let id = connect.client_id.as_str();
+    if id.is_empty() {
+        return match connect.protocol {
+            // MQTT 3.1 requires 1 to 23 characters.
+            ProtocolVersion::V3_1 => Err(Refusal::ClientId("empty client id in MQTT 3.1")),
+            // [MQTT-3.1.3-8] An empty id with CleanSession=0 is refused with 0x02.
+            ProtocolVersion::V3_1_1 if !connect.clean_start => Err(Refusal::ClientId(
+                "empty client id without clean session [MQTT-3.1.3-8]",
+            )),
+            // [MQTT-3.1.3-6] The server assigns a unique id (reported in CONNACK for 5.0).
+            _ => Ok(Some(assign_client_id())),
+        };
+    }
+    // rumqttd silently drops clients whose id contains these, leaving the CONNECT unanswered;
+    // they are also the characters that turn `{client_id}` into a wildcard.
+    if id.contains(['+', '#', '/', '$']) {
+        return Err(Refusal::ClientId("client id contains + # / or $"));
+    }
+    if connect.protocol == ProtocolVersion::V3_1 && id.len() > 23 {
+        return Err(Refusal::ClientId("MQTT 3.1 client id longer than 23 bytes"));
+    }
+    Ok(None)
+}
+
+fn assign_client_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 12];
+    // SystemRandom only fails when the OS has no randomness; a counter still keeps ids unique.
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        static FALLBACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return format!("moat-{n:024x}");
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("moat-{hex}")
+}
+
+async fn authenticate(
+    connect: &Connect,
+    peer: &Peer,
+    shared: &Arc<Shared>,
+) -> Result<Identity, Refusal> {
+    let policy = shared.policy.load_full();
+    let opts = AuthnOptions {
+        cert_identity: shared.config.tls.cert_identity,
+        username_must_match_cert: shared.config.tls.username_must_match_cert,
+    };
+    let username = connect.username.as_ref().map(|u| u.as_str().to_owned());
+    let password = connect.password.clone();
+    let cert_cn = peer.cert_cn.clone();
+    // argon2 is slow on purpose: verify on the blocking pool, a bounded number at a time.
+    let _slot = shared
+        .authn_slots
+        .acquire()
+        .await
+        .map_err(|_| Refusal::ShuttingDown)?;
+    let decision = tokio::task::spawn_blocking(move || {
+        let creds = Credentials {
+            username: username.as_deref(),
+            password: password.as_deref(),
+            cert_cn: cert_cn.as_deref(),
+        };
+        policy.authenticate(&creds, &opts)
+    })
+    .await
+    .map_err(|_| Refusal::NotAuthorized(RuleRef::builtin("authentication task failed")))?;
+    match decision {
+        AuthnDecision::Allow { identity, rule } => {
+            tracing::debug!(identity = ?identity.name, %rule, "authenticated");
+            Ok(identity)
+        }
+        AuthnDecision::Deny { reason, rule } => Err(match reason {
+            AuthnFailure::BadCredentials => Refusal::BadCredentials(rule),
+            AuthnFailure::NotAuthorized => Refusal::NotAuthorized(rule),
+        }),
+    }
+}
+
+/// The keep alive moat enforces: the client's, capped by the operator's maximum; a client that
+/// asks for none (0) gets the maximum, so no connection can idle forever.
+fn effective_keep_alive(requested: u16, max: u16) -> u16 {
+    if requested == 0 || requested > max {
+        max
+    } else {
+        requested
+    }
+}
+
+/// The CONNECT moat sends upstream: the client's, with the identity as user name, moat's
+/// broker password instead of the client's, moat's own keep alive, 3.1 spoken as 3.1.1, and no
+/// topic aliases from the broker (moat resolves aliases itself).
+fn upstream_connect(connect: &Connect, identity: &Identity, shared: &Shared) -> Connect {
+    let mut up = connect.clone();
+    if up.protocol == ProtocolVersion::V3_1 {
+        up.protocol = ProtocolVersion::V3_1_1;
+    }
+    up.username = Some(identity.name.as_str().into());
+    up.password = shared
+        .broker
+        .password
+        .as_ref()
+        .map(|p| Bytes::copy_from_slice(p.as_bytes()));
+    up.keep_alive = UPSTREAM_KEEPALIVE;
+    if up.protocol == ProtocolVersion::V5 {
+        up.properties.topic_alias_maximum = None;
+        up.properties.maximum_packet_size =
+            u32::try_from(shared.config.limits.max_packet_size.saturating_mul(2)).ok();
+    }
+    up
+}
+
+/// Builds the CONNACK the client gets from the broker's.
+pub(crate) fn client_connack(admitted: &Admitted, shared: &Shared) -> mqtt::ConnAck {
+    let mut ack = admitted.upstream.connack.clone();
+    match admitted.connect.protocol {
+        // MQTT 3.1 has no Session Present flag.
+        ProtocolVersion::V3_1 => ack.session_present = false,
+        ProtocolVersion::V3_1_1 => {}
+        ProtocolVersion::V5 => {
+            let props = &mut ack.properties;
+            props.topic_alias_maximum = Some(TOPIC_ALIAS_MAXIMUM);
+            props.maximum_packet_size = u32::try_from(shared.config.limits.max_packet_size).ok();
+            if admitted.keep_alive != admitted.connect.keep_alive {
+                props.server_keep_alive = Some(admitted.keep_alive);
+            }
+            if let Some(id) = &admitted.assigned_client_id {
+                props.assigned_client_identifier = Some(id.as_str().into());
+            }
+        }
+    }
+    ack
+}

@@ -1,0 +1,114 @@
+//! Why a session refused something, and the one mapping from that to the wire.
+//!
+//! Every refusal a session makes is a [`Refusal`]; [`Refusal::outcome`] is the only code that
+//! picks an MQTT reason code (house rule 4). Before the CONNACK the answer is a CONNACK code
+//! (translated for 3.x clients), after it a v5 DISCONNECT, and for 3.x clients a plain close,
+//! because MQTT 3.1.1 has no way to say why.
+
+use crate::mqtt::{ConnectError, DecodeError, FrameError, ReasonCode};
+use crate::policy::RuleRef;
+
+/// What moat puts on the wire before closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// CONNACK with this (MQTT 5) reason code, translated for 3.x clients, then close.
+    ConnAck(ReasonCode),
+    /// CONNACK with this code, already in the client's version's numbering (the codec chose
+    /// it for a CONNECT it could not accept), then close.
+    ConnAckRaw(u8),
+    /// MQTT 5 DISCONNECT with this reason code, then close (3.x: close only).
+    Disconnect(ReasonCode),
+    /// Close without a word (e.g. the peer never spoke MQTT).
+    Close,
+}
+
+/// Everything that ends a session on moat's initiative.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// The first packet was not CONNECT [MQTT-3.1.0-1].
+    #[error("first packet was not CONNECT [MQTT-3.1.0-1]")]
+    FirstNotConnect,
+    /// No complete CONNECT within the connect timeout.
+    #[error("no CONNECT within the connect timeout")]
+    ConnectTimeout,
+    /// The CONNECT could not be accepted as sent.
+    #[error("CONNECT refused: {0}")]
+    Connect(#[from] ConnectError),
+    /// The CONNECT's fixed header declared an impossible size.
+    #[error("CONNECT: {0}")]
+    ConnectFrame(FrameError),
+    /// Client identifier the broker would mishandle or the policy does not accept.
+    #[error("client identifier not valid: {0}")]
+    ClientId(&'static str),
+    /// Credentials did not match.
+    #[error("bad user name or password ({0})")]
+    BadCredentials(RuleRef),
+    /// Authenticated (or anonymous) but not allowed in.
+    #[error("not authorized ({0})")]
+    NotAuthorized(RuleRef),
+    /// The broker is down or did not answer.
+    #[error("broker unavailable: {0}")]
+    BrokerUnavailable(String),
+    /// A packet after CONNECT was malformed or broke a protocol rule.
+    #[error("{0}")]
+    Packet(#[from] DecodeError),
+    /// A packet's fixed header was malformed or too large.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    /// A client sent a packet only a server may send, or a second CONNECT.
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    /// Topic alias 0, above the maximum, or unknown with an empty topic.
+    #[error("topic alias invalid: {0}")]
+    TopicAlias(&'static str),
+    /// No packet within 1.5 × keep alive [MQTT-3.1.2-24].
+    #[error("keep alive expired [MQTT-3.1.2-24]")]
+    KeepAlive,
+    /// moat is shutting down.
+    #[error("server shutting down")]
+    ShuttingDown,
+    /// The broker misbehaved after the session started.
+    #[error("broker error: {0}")]
+    Broker(String),
+}
+
+// === impl Refusal ===
+
+impl Refusal {
+    /// The rule behind the refusal, for the audit line: a policy rule where one decided,
+    /// otherwise the protocol itself.
+    pub(crate) fn rule(&self) -> String {
+        match self {
+            Refusal::BadCredentials(rule) | Refusal::NotAuthorized(rule) => rule.to_string(),
+            _ => "protocol".to_string(),
+        }
+    }
+
+    /// The one mapping from a refusal to what the client is told.
+    pub(crate) fn outcome(&self) -> Outcome {
+        use ReasonCode as R;
+        match self {
+            Refusal::FirstNotConnect | Refusal::ConnectTimeout => Outcome::Close,
+            Refusal::Connect(e) => match e.version().and_then(|v| e.connack_code(v)) {
+                Some(code) => Outcome::ConnAckRaw(code),
+                None => Outcome::Close,
+            },
+            Refusal::ConnectFrame(FrameError::TooLarge { .. }) => {
+                Outcome::ConnAck(R::PacketTooLarge)
+            }
+            Refusal::ConnectFrame(_) => Outcome::Close,
+            Refusal::ClientId(_) => Outcome::ConnAck(R::ClientIdentifierNotValid),
+            Refusal::BadCredentials(_) => Outcome::ConnAck(R::BadUserNameOrPassword),
+            Refusal::NotAuthorized(_) => Outcome::ConnAck(R::NotAuthorized),
+            Refusal::BrokerUnavailable(_) => Outcome::ConnAck(R::ServerUnavailable),
+            Refusal::Packet(e) => Outcome::Disconnect(e.reason()),
+            Refusal::Frame(FrameError::TooLarge { .. }) => Outcome::Disconnect(R::PacketTooLarge),
+            Refusal::Frame(_) => Outcome::Disconnect(R::MalformedPacket),
+            Refusal::Protocol(_) => Outcome::Disconnect(R::ProtocolError),
+            Refusal::TopicAlias(_) => Outcome::Disconnect(R::TopicAliasInvalid),
+            Refusal::KeepAlive => Outcome::Disconnect(R::KeepAliveTimeout),
+            Refusal::ShuttingDown => Outcome::Disconnect(R::ServerShuttingDown),
+            Refusal::Broker(_) => Outcome::Disconnect(R::UnspecifiedError),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The pure per-session proxy state after CONNACK: what to do with each packet, both ways.
+//!
+//! No sockets, no tokio, no clock: the driver feeds frames in and carries out the returned
+//! [`Step`]. Original bytes are forwarded whenever the codec accepted the packet unchanged (the
+//! codec accepts only one reading of any byte string); a packet moat changes is re-encoded.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::{Bytes, BytesMut};
+
+use super::alias::{AliasError, AliasTable};
+use super::error::Refusal;
+use crate::mqtt::{self, Packet, ProtocolVersion, QoS, ReasonCode};
+
+/// What the driver must do with one packet.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Send these bytes on to the other side.
+    Forward(Bytes),
+    /// Answer the sender with these bytes; nothing goes on.
+    Reply(Bytes),
+    /// A policy refusal: answer with `reply` (if any), forward nothing, write one audit line.
+    Refuse {
+        /// What the sender is told (PUBACK 0x87, SUBACK, …), if anything.
+        reply: Option<Bytes>,
+        /// What still goes on (a SUBSCRIBE with the refused filters removed), if anything.
+        forward: Option<Bytes>,
+        /// The refused action, for the audit line.
+        action: &'static str,
+        /// The topic or filter concerned.
+        topic: String,
+        /// The rule that refused it.
+        rule: &'static str,
+    },
+    /// Nothing to send.
+    Nothing,
+    /// The client said goodbye: forward its DISCONNECT, then close both sides.
+    Goodbye(Bytes),
+}
+
+/// Per-session protocol state shared by both directions.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The client's protocol version; the upstream speaks the same one (3.1 as 3.1.1).
+    version: ProtocolVersion,
+    /// Client→moat topic aliases (MQTT 5).
+    aliases: AliasTable,
+    /// QoS 2 packet ids moat answered itself after refusing the PUBLISH: their PUBREL must be
+    /// answered by moat too and never reach the broker [MQTT-4.3.3].
+    local_qos2: HashSet<u16>,
+    /// SUBSCRIBEs forwarded with refused filters removed: for each original filter, the code
+    /// moat chose (`Some`) or `None` where the broker's answer goes, in request order.
+    pending_subacks: HashMap<u16, Vec<Option<u8>>>,
+}
+
+/// The temporary rule until topic ACLs land: `$`-topics are reserved for the broker and moat.
+const DOLLAR_RULE: &str = "builtin: $-topics are reserved";
+
+// === impl State ===
+
+impl State {
+    /// State for a session whose CONNACK advertised `topic_alias_maximum` to the client.
+    pub(crate) fn new(version: ProtocolVersion, topic_alias_maximum: u16) -> Self {
+        State {
+            version,
+            aliases: AliasTable::new(topic_alias_maximum),
+            local_qos2: HashSet::new(),
+            pending_subacks: HashMap::new(),
+        }
+    }
+
+    /// A packet from the client.
+    pub(crate) fn on_client_packet(&mut self, frame: Bytes) -> Result<Step, Refusal> {
+        let packet = mqtt::decode(frame.clone(), self.version)?;
+        match packet {
+            Packet::Publish(p) => self.client_publish(frame, p),
+            Packet::Subscribe(s) => self.client_subscribe(frame, s),
+            Packet::PubRel(r) if self.local_qos2.remove(&r.pkid) => {
+                let comp = Packet::PubComp(mqtt::PubComp::new(r.pkid));
+                Ok(Step::Reply(self.encode(&comp)?))
+            }
+            Packet::PingReq => Ok(Step::Reply(self.encode(&Packet::PingResp)?)),
+            Packet::Disconnect(_) => Ok(Step::Goodbye(frame)),
+            Packet::Unsubscribe(_)
+            | Packet::PubAck(_)
+            | Packet::PubRec(_)
+            | Packet::PubRel(_)
+            | Packet::PubComp(_) => Ok(Step::Forward(frame)),
+            // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
+            Packet::Connect(_) => Err(Refusal::Protocol("second CONNECT [MQTT-3.1.0-2]")),
+            Packet::Auth(_) => Err(Refusal::Protocol(
+                "AUTH without an authentication method in CONNECT [MQTT-4.12.0-1]",
+            )),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(Refusal::Protocol("packet only a server may send"))
+            }
+        }
+    }
+
+    /// A packet from the broker.
+    pub(crate) fn on_broker_packet(&mut self, frame: Bytes) -> Result<Step, Refusal> {
+        let packet = mqtt::decode(frame.clone(), self.version)
+            .map_err(|e| Refusal::Broker(format!("broker sent a bad packet: {e}")))?;
+        match packet {
+            Packet::SubAck(mut ack) => match self.pending_subacks.remove(&ack.pkid) {
+                None => Ok(Step::Forward(frame)),
+                Some(plan) => {
+                    let mut from_broker = std::mem::take(&mut ack.codes).into_iter();
+                    let mut merged = Vec::with_capacity(plan.len());
+                    for slot in plan {
+                        let code = match slot {
+                            Some(code) => code,
+                            None => from_broker.next().ok_or_else(|| {
+                                Refusal::Broker("SUBACK with too few return codes".into())
+                            })?,
+                        };
+                        merged.push(code);
+                    }
+                    ack.codes = merged;
+                    Ok(Step::Forward(self.encode(&Packet::SubAck(ack))?))
+                }
+            },
+            // moat answers the client's PINGREQs itself and pings the broker on its own
+            // schedule, so every PINGRESP from the broker is moat's.
+            Packet::PingResp => Ok(Step::Nothing),
+            Packet::Publish(_)
+            | Packet::PubAck(_)
+            | Packet::PubRec(_)
+            | Packet::PubRel(_)
+            | Packet::PubComp(_)
+            | Packet::UnsubAck(_)
+            | Packet::Disconnect(_) => Ok(Step::Forward(frame)),
+            Packet::Connect(_)
+            | Packet::ConnAck(_)
+            | Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PingReq
+            | Packet::Auth(_) => Err(Refusal::Broker("unexpected packet from the broker".into())),
+        }
+    }
+
+    fn client_publish(&mut self, frame: Bytes, mut p: mqtt::Publish) -> Result<Step, Refusal> {
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Err(Refusal::Protocol(
+                "PUBLISH from a client with a Subscription Identifier [MQTT-3.3.4-6]",
+            ));
+        }
+        let mut rewritten = false;
+        if let Some(alias) = p.properties.topic_alias.take() {
+            p.topic = self.aliases.resolve(&p.topic, alias).map_err(|e| match e {
+                AliasError::OutOfRange => {
+                    Refusal::TopicAlias("alias 0 or above the maximum [MQTT-3.3.2-8]")
+                }
+                AliasError::Unknown => {
+                    Refusal::Protocol("empty topic with an unknown topic alias [MQTT-3.3.2-12]")
+                }
+            })?;
+            rewritten = true;
+        }
+        if p.topic.as_str().starts_with('$') {
+            return self.refuse_publish(&p);
+        }
+        if rewritten {
+            Ok(Step::Forward(self.encode(&Packet::Publish(p))?))
+        } else {
+            Ok(Step::Forward(frame))
+        }
+    }
+
+    /// Answers a refused PUBLISH the way the client's version expects: MQTT 5 gets 0x87 for
+    /// QoS > 0; 3.x gets a positive acknowledgement (it cannot be told "no" [MQTT-3.3.5-2]).
+    fn refuse_publish(&mut self, p: &mqtt::Publish) -> Result<Step, Refusal> {
+        let code = match self.version {
+            ProtocolVersion::V5 => ReasonCode::NotAuthorized.code(),
+            _ => 0,
+        };
+        let reply = match (p.qos, p.pkid) {
+            (QoS::AtLeastOnce, Some(id)) => Some(Packet::PubAck(ack(id, code))),
+            (QoS::ExactlyOnce, Some(id)) => {
+                // A v5 PUBREC with a failure code ends the exchange; a v3 positive PUBREC
+                // will be followed by PUBREL, which moat must answer itself.
+                if code == 0 {
+                    self.local_qos2.insert(id);
+                }
+                Some(Packet::PubRec(ack(id, code)))
+            }
+            _ => None,
+        };
+        let reply = reply.map(|r| self.encode(&r)).transpose()?;
+        Ok(Step::Refuse {
+            reply,
+            forward: None,
+            action: "publish",
+            topic: p.topic.as_str().to_owned(),
+            rule: DOLLAR_RULE,
+        })
+    }
+
+    fn client_subscribe(&mut self, frame: Bytes, mut s: mqtt::Subscribe) -> Result<Step, Refusal> {
+        let refused_code = match self.version {
+            ProtocolVersion::V5 => ReasonCode::NotAuthorized.code(),
+            _ => 0x80,
+        };
+        let mut plan = Vec::with_capacity(s.filters.len());
+        let mut refused = Vec::new();
+        let mut kept = Vec::with_capacity(s.filters.len());
+        for (filter, opts) in std::mem::take(&mut s.filters) {
+            if filter_allowed(filter.as_str()) {
+                plan.push(None);
+                kept.push((filter, opts));
+            } else {
+                plan.push(Some(refused_code));
+                refused.push(filter.as_str().to_owned());
+            }
+        }
+        if refused.is_empty() {
+            return Ok(Step::Forward(frame));
+        }
+        let topic = refused.join(" ");
+        if kept.is_empty() {
+            let codes = plan
+                .into_iter()
+                .map(|c| c.unwrap_or(refused_code))
+                .collect();
+            let ack = Packet::SubAck(mqtt::SubAck {
+                pkid: s.pkid,
+                properties: Default::default(),
+                codes,
+            });
+            return Ok(Step::Refuse {
+                reply: Some(self.encode(&ack)?),
+                forward: None,
+                action: "subscribe",
+                topic,
+                rule: DOLLAR_RULE,
+            });
+        }
+        // Partly refused: the broker gets the rest; its SUBACK is merged with moat's codes.
+        self.pending_subacks.insert(s.pkid, plan);
+        s.filters = kept;
+        Ok(Step::Refuse {
+            reply: None,
+            forward: Some(self.encode(&Packet::Subscribe(s))?),
+            action: "subscribe",
+            topic,
+            rule: DOLLAR_RULE,
+        })
+    }
+
+    fn encode(&self, packet: &Packet) -> Result<Bytes, Refusal> {
+        let mut out = BytesMut::new();
+        packet
+            .encode(self.version, &mut out)
+            .map_err(|e| Refusal::Broker(format!("cannot encode {e}")))?;
+        Ok(out.freeze())
+    }
+}
+
+/// An acknowledgement moat writes itself.
+fn ack(pkid: u16, reason: u8) -> mqtt::Ack {
+    mqtt::Ack {
+        reason,
+        ..mqtt::Ack::new(pkid)
+    }
+}
+
+/// Until topic ACLs land: any filter except `$`-filters; `$share/{group}/{filter}` is judged on
+/// its inner filter (catalogue §A.4).
+fn filter_allowed(filter: &str) -> bool {
+    match mqtt::topic::split_shared(filter) {
+        Ok(Some((_group, inner))) => !inner.starts_with('$'),
+        Ok(None) => !filter.starts_with('$'),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,77 @@
+//! The broker connection of one session: opened only after the client is authenticated.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::error::Refusal;
+use super::reader::FrameReader;
+use crate::broker::BrokerTarget;
+use crate::mqtt::{self, Connect, Packet, ProtocolVersion};
+
+/// The broker side of a session after its CONNACK said yes (or no).
+pub(crate) struct Upstream {
+    /// Frames from the broker.
+    pub(crate) reader: FrameReader<OwnedReadHalf>,
+    /// Bytes to the broker.
+    pub(crate) writer: OwnedWriteHalf,
+    /// The broker's CONNACK, decoded.
+    pub(crate) connack: mqtt::ConnAck,
+}
+
+/// Connects to the broker for `connect.protocol`, sends `connect`, and waits for the CONNACK.
+/// Any failure is "server unavailable" for the client: it did nothing wrong.
+pub(crate) async fn open(
+    target: &BrokerTarget,
+    connect: &Connect,
+    deadline: Duration,
+    max_packet_size: usize,
+) -> Result<Upstream, Refusal> {
+    let unavailable = |what: String| Refusal::BrokerUnavailable(what);
+    if !target.health.is_up() {
+        return Err(unavailable("embedded broker is down".into()));
+    }
+    let addr = target.addr_for(connect.protocol);
+    let work = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| unavailable(format!("connect {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let (rd, mut wr) = stream.into_split();
+        let mut out = BytesMut::new();
+        connect
+            .encode(&mut out)
+            .map_err(|e| unavailable(format!("encode CONNECT: {e}")))?;
+        wr.write_all(&out)
+            .await
+            .map_err(|e| unavailable(format!("write CONNECT: {e}")))?;
+        let mut reader = FrameReader::new(rd, max_packet_size);
+        let frame = reader
+            .next()
+            .await
+            .map_err(|e| unavailable(format!("read CONNACK: {e}")))?
+            .ok_or_else(|| unavailable("broker closed before CONNACK".into()))?;
+        let version = match connect.protocol {
+            ProtocolVersion::V3_1 => ProtocolVersion::V3_1_1,
+            v => v,
+        };
+        match mqtt::decode(frame, version) {
+            Ok(Packet::ConnAck(connack)) => Ok(Upstream {
+                reader,
+                writer: wr,
+                connack,
+            }),
+            Ok(other) => Err(unavailable(format!(
+                "broker answered CONNECT with {:?}",
+                other.packet_type()
+            ))),
+            Err(e) => Err(unavailable(format!("bad CONNACK: {e}"))),
+        }
+    };
+    tokio::time::timeout(deadline, work)
+        .await
+        .map_err(|_| unavailable(format!("no CONNACK from {addr} within {deadline:?}")))?
+}

@@ -1,0 +1,170 @@
+//! TLS termination (rustls through tokio-rustls, ring as the only crypto provider).
+//!
+//! Builds the `ServerConfig` from the `tls:` section (TLS 1.2 and 1.3 or 1.3 only, AEAD suites
+//! only as rustls ships them, client certificates none/optional/required against `client_ca`,
+//! CRLs, ALPN `mqtt`, no early data) and runs one handshake under a deadline. A presented but
+//! invalid client certificate always fails the handshake, also in `optional` mode.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::{Peer, TransportKind};
+use crate::config::{ClientCerts, TlsSettings, TlsVersion};
+
+/// ALPN protocol id for MQTT (also what EMQX and AWS IoT use).
+pub const ALPN_MQTT: &[u8] = b"mqtt";
+
+/// Why a TLS configuration could not be built or a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or parsed.
+    #[error("{path}: {reason}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// rustls refused the material (key does not match, no usable suites, …).
+    #[error("TLS configuration: {0}")]
+    Config(String),
+    /// The client did not finish the handshake in time.
+    #[error("TLS handshake timed out after {0:?}")]
+    HandshakeTimeout(Duration),
+    /// The handshake failed (bad certificate, protocol version, ALPN, …).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    /// The verified client certificate does not carry exactly one usable common name.
+    #[error("client certificate identity: {0}")]
+    Identity(String),
+}
+
+/// The one crypto provider moat uses everywhere.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds the rustls server configuration for a TLS listener.
+pub fn server_config(tls: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
+        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::V1_3 => &[&rustls::version::TLS13],
+    };
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match (&tls.client_certs, &tls.client_ca) {
+        (ClientCerts::None, _) => builder.with_no_client_auth(),
+        (mode, Some(ca)) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(ca)? {
+                roots.add(cert).map_err(|e| TlsError::Pem {
+                    path: ca.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+            let mut crls = Vec::new();
+            for path in &tls.crls {
+                crls.extend(read_crls(path)?);
+            }
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .with_crls(crls);
+            if matches!(mode, ClientCerts::Optional) {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        (_, None) => {
+            return Err(TlsError::Config(
+                "client_certs needs client_ca: the CA that signs client certificates".into(),
+            ))
+        }
+    };
+    let chain = read_certs(&tls.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| TlsError::Pem {
+        path: tls.key.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    // A client that offers ALPN must offer `mqtt`; one that offers none is served (most
+    // devices and mosquitto do not send ALPN). Cross-protocol ALPN (http/1.1, h2) is refused.
+    config.alpn_protocols = vec![ALPN_MQTT.to_vec()];
+    // No 0-RTT: replayable CONNECT + PUBLISH would be an attack, not a feature.
+    config.max_early_data_size = 0;
+    Ok(Arc::new(config))
+}
+
+/// Runs the TLS handshake under a deadline and reads what the peer proved.
+pub async fn accept(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    addr: SocketAddr,
+    listener: Arc<str>,
+    deadline: Duration,
+) -> Result<(TlsStream<TcpStream>, Peer), TlsError> {
+    let tls = tokio::time::timeout(deadline, acceptor.accept(stream))
+        .await
+        .map_err(|_| TlsError::HandshakeTimeout(deadline))?
+        .map_err(TlsError::Handshake)?;
+    let (_, conn) = tls.get_ref();
+    let cert_cn = match conn.peer_certificates().and_then(|c| c.first()) {
+        Some(leaf) => match crate::certs::cert_common_name(leaf.as_ref()) {
+            Ok(Some(cn)) => Some(cn),
+            Ok(None) => None,
+            Err(e) => return Err(TlsError::Identity(e.to_string())),
+        },
+        None => None,
+    };
+    let peer = Peer {
+        addr,
+        listener,
+        kind: TransportKind::Tls,
+        sni: conn.server_name().map(str::to_owned),
+        alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+        cert_cn,
+    };
+    Ok((tls, peer))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem_err = |reason: String| TlsError::Pem {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem_err("no certificate in file".into()));
+    }
+    Ok(certs)
+}
+
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let pem_err = |reason: String| TlsError::Pem {
+        path: path.to_path_buf(),
+        reason,
+    };
+    CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| pem_err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(e.to_string()))
+}

@@ -1,0 +1,512 @@
+//! Test support: a throwaway PKI, moat started in-process on port 0 with the real embedded
+//! broker, TLS clients (raw bytes and rumqttc), and a watcher on the broker itself.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moat::certs::{self, Pem};
+use moat::server::{Running, Server};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Generous upper bound for anything a test waits on.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A CA with a server certificate for localhost/127.0.0.1 and helpers for client certs.
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca: Pem,
+}
+
+impl Pki {
+    pub fn new(dir: &Path) -> Pki {
+        let ca = certs::generate_ca("moat test CA", 30).unwrap();
+        let server = certs::generate_server(
+            &ca,
+            &["localhost".to_string()],
+            &["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
+            30,
+        )
+        .unwrap();
+        std::fs::write(dir.join("ca.crt"), &ca.cert).unwrap();
+        std::fs::write(dir.join("server.crt"), &server.cert).unwrap();
+        std::fs::write(dir.join("server.key"), &server.key).unwrap();
+        Pki {
+            dir: dir.to_path_buf(),
+            ca,
+        }
+    }
+
+    pub fn client(&self, cn: &str) -> Pem {
+        certs::generate_client(&self.ca, cn, 30).unwrap()
+    }
+}
+
+/// An argon2id PHC string with small parameters (the tests hash many times).
+pub fn hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"moat-test-salt-1").unwrap();
+    let params = argon2::Params::new(1024, 1, 1, None).unwrap();
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
+/// The default test policy: alice/alice-pw and bob/bob-pw, no anonymous access.
+pub fn default_policy() -> String {
+    format!(
+        "anonymous: false\nusers:\n  - {{ name: alice, password: \"{}\", groups: [sensors] }}\n  - {{ name: bob, password: \"{}\" }}\n",
+        hash("alice-pw"),
+        hash("bob-pw")
+    )
+}
+
+/// Knobs for one test server.
+pub struct Opts {
+    pub client_certs: &'static str,
+    pub policy: String,
+    /// Extra top-level YAML appended to moat.yaml (timeouts:, limits:, …).
+    pub extra: String,
+    /// Client certificate CNs to issue and revoke in a CRL the listener loads.
+    pub revoked: Vec<&'static str>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            client_certs: "optional",
+            policy: default_policy(),
+            extra: String::new(),
+            revoked: Vec::new(),
+        }
+    }
+}
+
+/// moat running in-process with its embedded broker.
+pub struct Harness {
+    pub running: Running,
+    pub addr: SocketAddr,
+    pub pki: Pki,
+    pub dir: tempfile::TempDir,
+    /// Client certificates listed in the listener's CRL.
+    pub revoked: Vec<Pem>,
+}
+
+pub async fn start(opts: Opts) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/test.yaml"), &opts.policy).unwrap();
+    let revoked: Vec<Pem> = opts.revoked.iter().map(|cn| pki.client(cn)).collect();
+    let crls = if revoked.is_empty() {
+        "[]"
+    } else {
+        let refs: Vec<&Pem> = revoked.iter().collect();
+        let crl = certs::generate_crl(&pki.ca, &refs).unwrap();
+        std::fs::write(dir.path().join("revoked.crl"), crl).unwrap();
+        "[revoked.crl]"
+    };
+    let yaml = format!(
+        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n\
+         tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n\
+         broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
+         policies: [policies/]\n\
+         dev_certs: false\n{}",
+        opts.client_certs, crls, opts.extra
+    );
+    let path = dir.path().join("moat.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let config = moat::ops::load::load_config(&path).unwrap();
+    let policy = moat::ops::load::load_policy(&config).unwrap();
+    let running = Server::start(config, policy).await.unwrap();
+    let addr = running.local_addr("mqtts").unwrap();
+    Harness {
+        running,
+        addr,
+        pki,
+        dir,
+        revoked,
+    }
+}
+
+impl Harness {
+    /// A rustls client config trusting the test CA, optionally with a client certificate.
+    pub fn client_config(&self, cert: Option<&Pem>) -> Arc<rustls::ClientConfig> {
+        client_config(&self.pki.ca.cert, cert)
+    }
+
+    /// A raw TLS connection (no MQTT spoken yet).
+    pub async fn tls(&self, cert: Option<&Pem>) -> TlsStream<TcpStream> {
+        tls_connect(self.addr, self.client_config(cert))
+            .await
+            .unwrap()
+    }
+
+    /// A watcher subscribed to `#` directly on the embedded broker: what moat let through.
+    pub async fn broker_watch(&self) -> BrokerWatch {
+        BrokerWatch::start(&self.running).await
+    }
+
+    pub fn upstream_connects(&self) -> u64 {
+        self.running.stats().upstream_connects
+    }
+}
+
+pub fn client_config(ca_pem: &str, cert: Option<&Pem>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(moat::transport::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match cert {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let chain: Vec<_> = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
+                .map(|c| c.unwrap())
+                .collect();
+            let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    Arc::new(config)
+}
+
+pub async fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from("localhost").unwrap();
+    tokio::time::timeout(WAIT, TlsConnector::from(config).connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::other("handshake timeout"))?
+}
+
+/// Sends `bytes` and returns everything the server sends back until it closes the connection
+/// (or `WAIT` passes: then `closed` is false).
+pub async fn exchange(stream: &mut TlsStream<TcpStream>, bytes: &[u8]) -> (Vec<u8>, bool) {
+    if !bytes.is_empty() {
+        stream.write_all(bytes).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    read_until_close(stream, WAIT).await
+}
+
+pub async fn read_until_close(
+    stream: &mut TlsStream<TcpStream>,
+    wait: Duration,
+) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (got, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Reads exactly `n` bytes or fails the test.
+pub async fn read_exact(stream: &mut TlsStream<TcpStream>, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut buf))
+        .await
+        .expect("timed out")
+        .expect("read");
+    buf
+}
+
+/// The baseline packets of the red-team catalogue.
+pub mod packets {
+    /// v3.1.1 CONNECT, client id `c1`, given user/password, keepalive 60.
+    pub fn connect_v4(client_id: &str, user: Option<&str>, pass: Option<&str>) -> Vec<u8> {
+        let mut flags = 0x02u8;
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4];
+        let mut payload = Vec::new();
+        push_str(&mut payload, client_id);
+        if let Some(u) = user {
+            flags |= 0x80;
+            push_str(&mut payload, u);
+        }
+        if let Some(p) = pass {
+            flags |= 0x40;
+            push_str(&mut payload, p);
+        }
+        body.extend_from_slice(&[flags, 0, 60]);
+        body.extend(payload);
+        frame(0x10, &body)
+    }
+
+    /// v5 CONNECT without properties.
+    pub fn connect_v5(client_id: &str, user: Option<&str>, pass: Option<&str>) -> Vec<u8> {
+        let mut flags = 0x02u8;
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5];
+        let mut payload = Vec::new();
+        push_str(&mut payload, client_id);
+        if let Some(u) = user {
+            flags |= 0x80;
+            push_str(&mut payload, u);
+        }
+        if let Some(p) = pass {
+            flags |= 0x40;
+            push_str(&mut payload, p);
+        }
+        body.extend_from_slice(&[flags, 0, 60, 0]);
+        body.extend(payload);
+        frame(0x10, &body)
+    }
+
+    pub fn publish_qos0(topic: &str, payload: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        push_str(&mut body, topic);
+        body.extend_from_slice(payload);
+        frame(0x30, &body)
+    }
+
+    pub fn push_str(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    pub fn frame(byte1: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![byte1];
+        let mut len = body.len();
+        loop {
+            let mut b = (len % 128) as u8;
+            len /= 128;
+            if len > 0 {
+                b |= 0x80;
+            }
+            out.push(b);
+            if len == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+/// A client connected straight to the embedded broker, subscribed to `#`.
+pub struct BrokerWatch {
+    pub rx: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl BrokerWatch {
+    async fn start(running: &Running) -> BrokerWatch {
+        use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+        let target = running.broker();
+        let mut opts = MqttOptions::new("test-watch", target.v3.ip().to_string(), target.v3.port());
+        opts.set_credentials("watcher", target.password.as_deref().unwrap_or(""));
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(opts, 100);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _client = client.clone();
+            client.subscribe("#", QoS::AtMostOnce).await.unwrap();
+            let mut ready = Some(ready_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(WAIT, ready_rx).await.unwrap().unwrap();
+        BrokerWatch { rx, _task: task }
+    }
+
+    /// Nothing arrived at the broker (checked after a marker message sent through moat).
+    pub fn drain(&mut self) -> Vec<(String, Vec<u8>)> {
+        let mut got = Vec::new();
+        while let Ok(m) = self.rx.try_recv() {
+            got.push(m);
+        }
+        got
+    }
+
+    /// Waits for the next message seen by the broker.
+    pub async fn next(&mut self) -> Option<(String, Vec<u8>)> {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// rumqttc (MQTT 3.1.1) through moat; returns the client and a channel of received publishes
+/// once the CONNACK has arrived.
+pub async fn rumqttc_v4(
+    h: &Harness,
+    id: &str,
+    creds: Option<(&str, &str)>,
+    cert: Option<&Pem>,
+) -> Result<
+    (
+        rumqttc::AsyncClient,
+        mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    ),
+    String,
+> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, TlsConfiguration, Transport};
+    let mut opts = MqttOptions::new(id, "localhost", h.addr.port());
+    if let Some((u, p)) = creds {
+        opts.set_credentials(u, p);
+    }
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        h.client_config(cert),
+    )));
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Ok(()));
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Err(e.to_string()));
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, ready_rx)
+        .await
+        .map_err(|_| "no CONNACK".to_string())?
+        .map_err(|_| "event loop gone".to_string())??;
+    Ok((client, rx))
+}
+
+/// rumqttc (MQTT 5.0) through moat.
+pub async fn rumqttc_v5(
+    h: &Harness,
+    id: &str,
+    creds: Option<(&str, &str)>,
+) -> Result<
+    (
+        rumqttc::v5::AsyncClient,
+        mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    ),
+    String,
+> {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    use rumqttc::{TlsConfiguration, Transport};
+    let mut opts = MqttOptions::new(id, "localhost", h.addr.port());
+    if let Some((u, p)) = creds {
+        opts.set_credentials(u, p);
+    }
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        h.client_config(None),
+    )));
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Ok(()));
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let topic = String::from_utf8_lossy(&p.topic).to_string();
+                    let _ = tx.send((topic, p.payload.to_vec()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Err(e.to_string()));
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, ready_rx)
+        .await
+        .map_err(|_| "no CONNACK".to_string())?
+        .map_err(|_| "event loop gone".to_string())??;
+    Ok((client, rx))
+}
+
+/// Waits for the next message on a receiver of (topic, payload).
+pub async fn recv(
+    rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+) -> Option<(String, Vec<u8>)> {
+    tokio::time::timeout(WAIT, rx.recv()).await.ok().flatten()
+}
+
+/// Proves nothing reached the broker before now: publishes a marker through moat as alice and
+/// returns everything the broker watcher saw before the marker.
+pub async fn broker_saw_before_marker(
+    h: &Harness,
+    watch: &mut BrokerWatch,
+) -> Vec<(String, Vec<u8>)> {
+    let mut s = h.tls(None).await;
+    s.write_all(&packets::connect_v4(
+        "marker",
+        Some("alice"),
+        Some("alice-pw"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(read_exact(&mut s, 4).await, [0x20, 0x02, 0x00, 0x00]);
+    s.write_all(&packets::publish_qos0("test/marker", b"m"))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let mut before = Vec::new();
+    loop {
+        let m = watch.next().await.expect("marker never reached the broker");
+        if m.0 == "test/marker" {
+            return before;
+        }
+        before.push(m);
+    }
+}
