@@ -116,16 +116,12 @@ async fn read_first<R: AsyncRead + Unpin>(
     deadline: Duration,
 ) -> Result<Bytes, Refusal> {
     // One deadline for the whole CONNECT, not per read: a slow drip cannot extend it.
-    let frame = match tokio::time::timeout(deadline, reader.next()).await {
-        Err(_) => return Err(Refusal::ConnectTimeout),
-        Ok(Err(ReadError::Frame(e))) => return Err(Refusal::ConnectFrame(e)),
-        Ok(Err(_)) | Ok(Ok(None)) => return Err(Refusal::FirstNotConnect),
-        Ok(Ok(Some(frame))) => frame,
-    };
     // [MQTT-3.1.0-1] The first packet from the client must be CONNECT.
-    match frame.first().map(|b| b >> 4) {
-        Some(t) if t == PacketType::Connect as u8 => Ok(frame),
-        _ => Err(Refusal::FirstNotConnect),
+    match tokio::time::timeout(deadline, reader.next_expecting(PacketType::Connect)).await {
+        Err(_) => Err(Refusal::ConnectTimeout),
+        Ok(Err(ReadError::Frame(e))) => Err(Refusal::ConnectFrame(e)),
+        Ok(Err(_)) | Ok(Ok(None)) => Err(Refusal::FirstNotConnect),
+        Ok(Ok(Some(frame))) => Ok(frame),
     }
 }
 

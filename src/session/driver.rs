@@ -184,7 +184,7 @@ async fn read_within<R: AsyncRead + Unpin>(
         client.next().await.or_else(|e| match e {
             ReadError::Frame(f) => Err(Refusal::Frame(f)),
             // A reset or a close inside a packet: nobody is left to tell.
-            ReadError::Truncated | ReadError::Io(_) => Ok(None),
+            ReadError::Truncated | ReadError::Io(_) | ReadError::Unexpected(_) => Ok(None),
         })
     };
     match idle {
