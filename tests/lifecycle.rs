@@ -1,0 +1,82 @@
+//! Start-up and shutdown: graceful drain, broker bind failure, broker death fails closed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::{packets, Opts};
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn shutdown_tells_v5_sessions_and_closes_them() {
+    let h = common::start(Opts::default()).await;
+    let mut s = h.tls(None).await;
+    s.write_all(&packets::connect_v5(
+        "drain-me",
+        Some("alice"),
+        Some("alice-pw"),
+    ))
+    .await
+    .unwrap();
+    let connack = common::read_exact(&mut s, 2).await;
+    assert_eq!(connack[0], 0x20);
+    let rest = common::read_exact(&mut s, usize::from(connack[1])).await;
+    assert_eq!(rest[1], 0x00, "CONNACK refused: {rest:02x?}");
+    let shutdown = tokio::spawn(h.running.shutdown());
+    // DISCONNECT 0x8B Server shutting down, then close.
+    let (got, closed) = common::read_until_close(&mut s, common::WAIT).await;
+    assert_eq!(got, [0xe0, 0x01, 0x8b]);
+    assert!(closed);
+    assert!(
+        shutdown.await.unwrap(),
+        "drain did not finish within the grace period"
+    );
+}
+
+#[tokio::test]
+async fn embedded_broker_bind_failure_fails_start() {
+    // Occupy a loopback port, then ask for the broker there.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let _pki = common::Pki::new(dir.path());
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/p.yaml"), common::default_policy()).unwrap();
+    let yaml = format!(
+        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n\
+         tls: {{ cert: server.crt, key: server.key }}\n\
+         broker:\n  embedded: {{ bind: \"127.0.0.1:{port}\", bind_v5: \"127.0.0.1:0\" }}\n\
+         policies: [policies/]\n"
+    );
+    let path = dir.path().join("moat.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let config = moat::ops::load::load_config(&path).unwrap();
+    let policy = moat::ops::load::load_policy(&config).unwrap();
+    let err = moat::server::Server::start(config, policy)
+        .await
+        .err()
+        .expect("started on a taken port");
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn dead_broker_means_server_unavailable() {
+    let h = common::start(Opts::default()).await;
+    // What the supervisor does when rumqttd's router thread or a listener dies.
+    h.running.broker().health.mark_down();
+    let mut s = h.tls(None).await;
+    let (got, closed) = common::exchange(
+        &mut s,
+        &packets::connect_v4("c1", Some("alice"), Some("alice-pw")),
+    )
+    .await;
+    assert_eq!(got, [0x20, 0x02, 0x00, 0x03]);
+    assert!(closed);
+    let mut s = h.tls(None).await;
+    let (got, closed) = common::exchange(
+        &mut s,
+        &packets::connect_v5("c1", Some("alice"), Some("alice-pw")),
+    )
+    .await;
+    assert_eq!(got, [0x20, 0x03, 0x00, 0x88, 0x00]);
+    assert!(closed);
+}
