@@ -12,6 +12,7 @@ use tokio::io::AsyncRead;
 
 use super::error::Refusal;
 use super::reader::{FrameReader, ReadError};
+use super::state::Terms;
 use super::upstream::{self, Upstream};
 use crate::mqtt::{self, Connect, PacketType, ProtocolVersion};
 use crate::policy::{AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, RuleRef};
@@ -23,6 +24,10 @@ pub(crate) const UPSTREAM_KEEPALIVE: u16 = 60;
 
 /// How many topic aliases moat accepts from an MQTT 5 client.
 pub(crate) const TOPIC_ALIAS_MAXIMUM: u16 = 64;
+
+/// Most unacknowledged QoS 1/2 PUBLISHes moat accepts from an MQTT 5 client (lowered further
+/// when the broker advertises less); one more is DISCONNECT 0x93.
+pub(crate) const RECEIVE_MAXIMUM: u16 = 1024;
 
 /// A client that passed the CONNECT phase.
 pub(crate) struct Admitted {
@@ -72,6 +77,11 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
         version: Some(version),
         identity,
     };
+    // Enhanced authentication (AUTH exchanges) is not offered: CONNACK 0x8C, and rumqttd, which
+    // has no AUTH packet, never sees the method [MQTT-4.12.0-1].
+    if connect.properties.authentication_method.is_some() {
+        return Err(refuse(Refusal::BadAuthMethod, None));
+    }
     let assigned_client_id = check_client_id(&connect).map_err(|r| refuse(r, None))?;
     if let Some(id) = &assigned_client_id {
         connect.client_id = id.as_str().into();
@@ -242,6 +252,30 @@ fn upstream_connect(connect: &Connect, identity: &Identity, shared: &Shared) -> 
     up
 }
 
+/// The Receive Maximum moat advertises to an MQTT 5 client: its own, or the broker's if lower
+/// (moat forwards the client's PUBLISHes one for one, so the broker's limit holds too).
+pub(crate) fn receive_maximum(broker: &mqtt::ConnAck) -> u16 {
+    broker
+        .properties
+        .receive_maximum
+        .map_or(RECEIVE_MAXIMUM, |b| b.min(RECEIVE_MAXIMUM))
+}
+
+/// The limits the session enforces after CONNACK (see `state::Terms`).
+pub(crate) fn session_terms(admitted: &Admitted) -> Terms {
+    let v5 = admitted.connect.protocol == ProtocolVersion::V5;
+    let props = &admitted.connect.properties;
+    Terms {
+        receive_maximum: v5.then(|| receive_maximum(&admitted.upstream.connack)),
+        client_max_packet_size: props
+            .maximum_packet_size
+            .filter(|_| v5)
+            .and_then(|m| usize::try_from(m).ok()),
+        session_expiry_zero: v5 && props.session_expiry.unwrap_or(0) == 0,
+        resumed: admitted.upstream.connack.session_present,
+    }
+}
+
 /// Builds the CONNACK the client gets from the broker's.
 pub(crate) fn client_connack(admitted: &Admitted, shared: &Shared) -> mqtt::ConnAck {
     let mut ack = admitted.upstream.connack.clone();
@@ -252,6 +286,7 @@ pub(crate) fn client_connack(admitted: &Admitted, shared: &Shared) -> mqtt::Conn
         ProtocolVersion::V5 => {
             let props = &mut ack.properties;
             props.topic_alias_maximum = Some(TOPIC_ALIAS_MAXIMUM);
+            props.receive_maximum = Some(receive_maximum(&admitted.upstream.connack));
             props.maximum_packet_size = u32::try_from(shared.config.limits.max_packet_size).ok();
             if admitted.keep_alive != admitted.connect.keep_alive {
                 props.server_keep_alive = Some(admitted.keep_alive);

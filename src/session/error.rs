@@ -58,6 +58,14 @@ pub(crate) enum Refusal {
     /// A client sent a packet only a server may send, or a second CONNECT.
     #[error("protocol error: {0}")]
     Protocol(&'static str),
+    /// More unacknowledged QoS 1/2 PUBLISHes than the Receive Maximum moat advertised
+    /// [MQTT-3.3.4-7].
+    #[error("receive maximum exceeded [MQTT-3.3.4-7]")]
+    ReceiveMaximum,
+    /// An MQTT 5 CONNECT asked for enhanced authentication, which moat does not offer
+    /// (catalogue §B.31).
+    #[error("unsupported authentication method")]
+    BadAuthMethod,
     /// Topic alias 0, above the maximum, or unknown with an empty topic.
     #[error("topic alias invalid: {0}")]
     TopicAlias(&'static str),
@@ -106,6 +114,8 @@ impl Refusal {
             Refusal::Frame(_) => Outcome::Disconnect(R::MalformedPacket),
             Refusal::Protocol(_) => Outcome::Disconnect(R::ProtocolError),
             Refusal::TopicAlias(_) => Outcome::Disconnect(R::TopicAliasInvalid),
+            Refusal::ReceiveMaximum => Outcome::Disconnect(R::ReceiveMaximumExceeded),
+            Refusal::BadAuthMethod => Outcome::ConnAck(R::BadAuthenticationMethod),
             Refusal::KeepAlive => Outcome::Disconnect(R::KeepAliveTimeout),
             Refusal::ShuttingDown => Outcome::Disconnect(R::ServerShuttingDown),
             Refusal::Broker(_) => Outcome::Disconnect(R::UnspecifiedError),
