@@ -174,13 +174,21 @@ async fn run_session_cases(h: &Harness, v: ProtocolVersion, cases: Vec<(&str, Ve
                 assert_connack_ok(v, &connack, name);
                 let got = common::read_exact(&mut s, reply.len()).await;
                 assert_eq!(got, reply, "{name}");
-                // The session is still up and in step.
-                s.write_all(&[0xc0, 0x00]).await.unwrap();
-                assert_eq!(
-                    read_packet(&mut s).await,
-                    [0xd0, 0x00],
-                    "{name}: no PINGRESP"
-                );
+                // The session is still up and the broker still in step with it: a SUBSCRIBE
+                // makes a round trip through the broker (which drops a connection that sent it
+                // an acknowledgement it did not expect).
+                let (subscribe, suback) = match v {
+                    V5 => (
+                        wire("82 0d 42 42 00 00 07 'alive/x' 00"),
+                        wire("90 04 42 42 00 00"),
+                    ),
+                    _ => (
+                        wire("82 0c 42 42 00 07 'alive/x' 00"),
+                        wire("90 03 42 42 00"),
+                    ),
+                };
+                s.write_all(&subscribe).await.unwrap();
+                assert_eq!(read_packet(&mut s).await, suback, "{name}: no SUBACK");
                 s.write_all(&[0xe0, 0x00]).await.unwrap();
                 let (_, closed) = common::read_until_close(&mut s, common::WAIT).await;
                 assert!(closed, "{name}: DISCONNECT did not end the session");
