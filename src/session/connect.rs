@@ -41,6 +41,8 @@ pub(crate) struct Admitted {
     pub(crate) assigned_client_id: Option<String>,
     /// Keep alive the session enforces on the client, in seconds (0 = none).
     pub(crate) keep_alive: u16,
+    /// The client id, held for this identity until the session ends.
+    pub(crate) _claim: super::registry::Claim,
 }
 
 /// A refusal in the CONNECT phase, with the version to answer in (if known).
@@ -101,6 +103,9 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
         }
     }
 
+    let claim = bind_client_id(&connect, &identity, assigned_client_id.is_some(), shared)
+        .map_err(|r| refuse(r, who()))?;
+
     let keep_alive = effective_keep_alive(connect.keep_alive, shared.config.limits.max_keepalive);
     let upstream_connect = upstream_connect(&connect, &identity, shared);
     crate::server::Stats::bump(&shared.stats.upstream_connects);
@@ -118,7 +123,36 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
         upstream,
         assigned_client_id,
         keep_alive,
+        _claim: claim,
     })
+}
+
+/// Checks that `identity` may use the CONNECT's client id: the policy's `client_id:` rule (for
+/// ids the client chose; an id moat assigned is random and nobody else's), then that no other
+/// identity holds it. Returns the claim that keeps it for the session.
+fn bind_client_id(
+    connect: &Connect,
+    identity: &Identity,
+    assigned: bool,
+    shared: &Shared,
+) -> Result<super::registry::Claim, Refusal> {
+    let id = connect.client_id.as_str();
+    if !assigned {
+        let decision = shared.policy.load().check_client_id(&identity.name, id);
+        if !decision.is_allowed() {
+            return Err(Refusal::ClientIdNotBound(decision.rule));
+        }
+    }
+    // Does the broker keep the session after this connection? 3.x: Clean Session 0; 5.0: a
+    // Session Expiry Interval above 0 [MQTT-3.1.2-23].
+    let persistent = match connect.protocol {
+        ProtocolVersion::V5 => connect.properties.session_expiry.unwrap_or(0) > 0,
+        _ => !connect.clean_start,
+    };
+    shared
+        .client_ids
+        .claim(id, &identity.name, persistent)
+        .map_err(|_| Refusal::ClientIdTaken)
 }
 
 async fn read_first<R: AsyncRead + Unpin>(

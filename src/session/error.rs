@@ -40,6 +40,13 @@ pub(crate) enum Refusal {
     /// Client identifier the broker would mishandle or the policy does not accept.
     #[error("client identifier not valid: {0}")]
     ClientId(&'static str),
+    /// The policy binds client ids to identities and this one is not the client's
+    /// (`client_id:` rule; catalogue §A.21).
+    #[error("client identifier not allowed for this identity ({0})")]
+    ClientIdNotBound(RuleRef),
+    /// Another identity holds this client id (a live session, or one the broker keeps).
+    #[error("client identifier in use by another identity")]
+    ClientIdTaken,
     /// Credentials did not match.
     #[error("bad user name or password ({0})")]
     BadCredentials(RuleRef),
@@ -87,7 +94,10 @@ impl Refusal {
     /// otherwise the protocol itself.
     pub(crate) fn rule(&self) -> String {
         match self {
-            Refusal::BadCredentials(rule) | Refusal::NotAuthorized(rule) => rule.to_string(),
+            Refusal::BadCredentials(rule)
+            | Refusal::NotAuthorized(rule)
+            | Refusal::ClientIdNotBound(rule) => rule.to_string(),
+            Refusal::ClientIdTaken => "builtin client-id-owned-by-another-identity".to_string(),
             _ => "protocol".to_string(),
         }
     }
@@ -105,7 +115,9 @@ impl Refusal {
                 Outcome::ConnAck(R::PacketTooLarge)
             }
             Refusal::ConnectFrame(_) => Outcome::Close,
-            Refusal::ClientId(_) => Outcome::ConnAck(R::ClientIdentifierNotValid),
+            Refusal::ClientId(_) | Refusal::ClientIdNotBound(_) | Refusal::ClientIdTaken => {
+                Outcome::ConnAck(R::ClientIdentifierNotValid)
+            }
             Refusal::BadCredentials(_) => Outcome::ConnAck(R::BadUserNameOrPassword),
             Refusal::NotAuthorized(_) => Outcome::ConnAck(R::NotAuthorized),
             Refusal::BrokerUnavailable(_) => Outcome::ConnAck(R::ServerUnavailable),
