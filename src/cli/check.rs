@@ -58,6 +58,9 @@ fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[Path
     for file in files {
         lines.push(format!("  policy    {}", file.display()));
     }
+    for warning in policy.warnings() {
+        lines.push(format!("  warning   {warning}"));
+    }
     let summary = policy.summary();
     lines.push(format!("  summary   {summary}"));
     let certs_admit = cfg.tls.cert_identity && cfg.tls.client_certs != ClientCerts::None;

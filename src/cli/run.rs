@@ -27,6 +27,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !policy.admits_anyone() {
         tracing::warn!("the policy admits nobody: add users (moat passwd) or anonymous: true");
     }
+    log_warnings(&policy);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("moat")
@@ -46,6 +47,7 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
         tokio::select! {
             _ = hup.recv() => match load::load_policy(&config) {
                 Ok(p) => {
+                    log_warnings(&p);
                     running.reload_policy(p);
                     tracing::info!("policy reloaded");
                 }
@@ -78,4 +80,11 @@ fn make_dev_certs(config: &Config) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), "wrote development certificate");
     }
     Ok(())
+}
+
+/// Logs what the policy accepts but should not keep (weak `$6$` hashes).
+fn log_warnings(policy: &crate::policy::Policy) {
+    for warning in policy.warnings() {
+        tracing::warn!("{warning}");
+    }
 }

@@ -124,6 +124,8 @@ pub(crate) struct Shared {
     pub(crate) authn_slots: Semaphore,
     /// Counters.
     pub(crate) stats: Stats,
+    /// Which identity owns each client id (one device cannot take over another's session).
+    pub(crate) client_ids: Arc<crate::session::ClientIds>,
 }
 
 /// Entry point: see the module docs.
@@ -167,6 +169,7 @@ impl Server {
             broker: target,
             authn_slots: Semaphore::new(AUTHN_SLOTS),
             stats: Stats::default(),
+            client_ids: Arc::default(),
         });
         let drain = DrainController::new();
         let caps = Arc::new(Semaphore::new(config.limits.max_connections));

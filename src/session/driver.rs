@@ -42,7 +42,8 @@ where
     W: AsyncWrite + Unpin,
 {
     let version = admitted.connect.protocol;
-    let state = Mutex::new(State::new(version, alias_maximum(version)));
+    let terms = super::connect::session_terms(&admitted);
+    let state = Mutex::new(State::new(version, alias_maximum(version)).with_terms(terms));
     let identity = admitted.identity.name.clone();
     let mut upstream = admitted.upstream;
     let idle = match admitted.keep_alive {
@@ -51,15 +52,21 @@ where
         ka => Some(Duration::from_millis(u64::from(ka) * 1500)),
     };
     let (replies_tx, mut replies_rx) = mpsc::channel::<Bytes>(REPLY_QUEUE);
+    // moat's own answers to the broker (acks for deliveries too large for the client), written
+    // by the client → broker side, which owns the broker's write half.
+    let (to_broker_tx, mut to_broker_rx) = mpsc::channel::<Bytes>(REPLY_QUEUE);
 
     let up = client_to_broker(
         &mut client,
         &mut upstream.writer,
         &state,
         &replies_tx,
+        &mut to_broker_rx,
         idle,
-        peer,
-        &identity,
+        Who {
+            peer,
+            identity: &identity,
+        },
     );
     let down = async {
         let mut out = BytesMut::new();
@@ -81,7 +88,11 @@ where
                     while let Some(frame) = next {
                         let step = lock(&state)?.on_broker_packet(frame)?;
                         match step {
-                            Step::Forward(b) | Step::Reply(b) => out.extend_from_slice(&b),
+                            Step::Forward(b) => out.extend_from_slice(&b),
+                            Step::Reply(b) => to_broker_tx
+                                .send(b)
+                                .await
+                                .map_err(|_| Refusal::Broker("session ending".into()))?,
                             Step::Goodbye(b) => {
                                 out.extend_from_slice(&b);
                                 write(client_wr, &mut out).await?;
@@ -109,15 +120,23 @@ where
     }
 }
 
+/// Who the session serves, for audit lines.
+struct Who<'a> {
+    /// The connection.
+    peer: &'a Peer,
+    /// The authenticated identity.
+    identity: &'a str,
+}
+
 /// Client → broker: judge every packet, forward what passes, queue local answers.
 async fn client_to_broker<R: AsyncRead + Unpin>(
     client: &mut FrameReader<R>,
     upstream: &mut OwnedWriteHalf,
     state: &Mutex<State>,
     replies: &mpsc::Sender<Bytes>,
+    to_broker: &mut mpsc::Receiver<Bytes>,
     idle: Option<Duration>,
-    peer: &Peer,
-    identity: &str,
+    who: Who<'_>,
 ) -> Result<(), Refusal> {
     let mut out = BytesMut::new();
     let every = Duration::from_secs(u64::from(UPSTREAM_KEEPALIVE) / 2);
@@ -127,6 +146,10 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
             r = read_within(client, idle) => r?,
             _ = ping.tick() => {
                 upstream.write_all(PINGREQ).await.map_err(|e| Refusal::Broker(e.to_string()))?;
+                continue;
+            }
+            Some(bytes) = to_broker.recv() => {
+                upstream.write_all(&bytes).await.map_err(|e| Refusal::Broker(e.to_string()))?;
                 continue;
             }
         };
@@ -147,7 +170,14 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                     topic,
                     rule,
                 } => {
-                    audit::refused(peer, Some(identity), action, &topic, "not authorized", rule);
+                    audit::refused(
+                        who.peer,
+                        Some(who.identity),
+                        action,
+                        &topic,
+                        "not authorized",
+                        rule,
+                    );
                     if let Some(b) = forward {
                         out.extend_from_slice(&b);
                     }

@@ -40,6 +40,13 @@ pub(crate) enum Refusal {
     /// Client identifier the broker would mishandle or the policy does not accept.
     #[error("client identifier not valid: {0}")]
     ClientId(&'static str),
+    /// The policy binds client ids to identities and this one is not the client's
+    /// (`client_id:` rule; catalogue §A.21).
+    #[error("client identifier not allowed for this identity ({0})")]
+    ClientIdNotBound(RuleRef),
+    /// Another identity holds this client id (a live session, or one the broker keeps).
+    #[error("client identifier in use by another identity")]
+    ClientIdTaken,
     /// Credentials did not match.
     #[error("bad user name or password ({0})")]
     BadCredentials(RuleRef),
@@ -58,6 +65,14 @@ pub(crate) enum Refusal {
     /// A client sent a packet only a server may send, or a second CONNECT.
     #[error("protocol error: {0}")]
     Protocol(&'static str),
+    /// More unacknowledged QoS 1/2 PUBLISHes than the Receive Maximum moat advertised
+    /// [MQTT-3.3.4-7].
+    #[error("receive maximum exceeded [MQTT-3.3.4-7]")]
+    ReceiveMaximum,
+    /// An MQTT 5 CONNECT asked for enhanced authentication, which moat does not offer
+    /// (catalogue §B.31).
+    #[error("unsupported authentication method")]
+    BadAuthMethod,
     /// Topic alias 0, above the maximum, or unknown with an empty topic.
     #[error("topic alias invalid: {0}")]
     TopicAlias(&'static str),
@@ -79,7 +94,10 @@ impl Refusal {
     /// otherwise the protocol itself.
     pub(crate) fn rule(&self) -> String {
         match self {
-            Refusal::BadCredentials(rule) | Refusal::NotAuthorized(rule) => rule.to_string(),
+            Refusal::BadCredentials(rule)
+            | Refusal::NotAuthorized(rule)
+            | Refusal::ClientIdNotBound(rule) => rule.to_string(),
+            Refusal::ClientIdTaken => "builtin client-id-owned-by-another-identity".to_string(),
             _ => "protocol".to_string(),
         }
     }
@@ -97,7 +115,9 @@ impl Refusal {
                 Outcome::ConnAck(R::PacketTooLarge)
             }
             Refusal::ConnectFrame(_) => Outcome::Close,
-            Refusal::ClientId(_) => Outcome::ConnAck(R::ClientIdentifierNotValid),
+            Refusal::ClientId(_) | Refusal::ClientIdNotBound(_) | Refusal::ClientIdTaken => {
+                Outcome::ConnAck(R::ClientIdentifierNotValid)
+            }
             Refusal::BadCredentials(_) => Outcome::ConnAck(R::BadUserNameOrPassword),
             Refusal::NotAuthorized(_) => Outcome::ConnAck(R::NotAuthorized),
             Refusal::BrokerUnavailable(_) => Outcome::ConnAck(R::ServerUnavailable),
@@ -106,6 +126,8 @@ impl Refusal {
             Refusal::Frame(_) => Outcome::Disconnect(R::MalformedPacket),
             Refusal::Protocol(_) => Outcome::Disconnect(R::ProtocolError),
             Refusal::TopicAlias(_) => Outcome::Disconnect(R::TopicAliasInvalid),
+            Refusal::ReceiveMaximum => Outcome::Disconnect(R::ReceiveMaximumExceeded),
+            Refusal::BadAuthMethod => Outcome::ConnAck(R::BadAuthenticationMethod),
             Refusal::KeepAlive => Outcome::Disconnect(R::KeepAliveTimeout),
             Refusal::ShuttingDown => Outcome::Disconnect(R::ServerShuttingDown),
             Refusal::Broker(_) => Outcome::Disconnect(R::UnspecifiedError),

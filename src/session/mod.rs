@@ -9,8 +9,11 @@ mod connect;
 mod driver;
 mod error;
 mod reader;
+mod registry;
 mod state;
 mod upstream;
+
+pub(crate) use registry::ClientIds;
 
 use std::sync::Arc;
 

@@ -12,12 +12,19 @@ use super::alias::{AliasError, AliasTable};
 use super::error::Refusal;
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS, ReasonCode};
 
+// Packet-id bookkeeping and the MQTT 5 invalid-filter answer live in their own files.
+mod filters;
+mod flow;
+
+pub(crate) use flow::Terms;
+
 /// What the driver must do with one packet.
 #[derive(Debug)]
 pub(crate) enum Step {
     /// Send these bytes on to the other side.
     Forward(Bytes),
-    /// Answer the sender with these bytes; nothing goes on.
+    /// Answer the sender with these bytes (the client for a client packet, the broker for a
+    /// broker packet); nothing goes on.
     Reply(Bytes),
     /// A policy refusal: answer with `reply` (if any), forward nothing, write one audit line.
     Refuse {
@@ -51,6 +58,8 @@ pub(crate) struct State {
     /// SUBSCRIBEs forwarded with refused filters removed: for each original filter, the code
     /// moat chose (`Some`) or `None` where the broker's answer goes, in request order.
     pending_subacks: HashMap<u16, Vec<Option<u8>>>,
+    /// Open QoS 1/2 exchanges both ways and the session's limits (`state/flow.rs`).
+    flows: flow::Flows,
 }
 
 /// The temporary rule until topic ACLs land: `$`-topics are reserved for the broker and moat.
@@ -66,26 +75,30 @@ impl State {
             aliases: AliasTable::new(topic_alias_maximum),
             local_qos2: HashSet::new(),
             pending_subacks: HashMap::new(),
+            flows: flow::Flows::default(),
         }
     }
 
     /// A packet from the client.
     pub(crate) fn on_client_packet(&mut self, frame: Bytes) -> Result<Step, Refusal> {
-        let packet = mqtt::decode(frame.clone(), self.version)?;
+        let packet = match mqtt::decode(frame.clone(), self.version) {
+            Ok(packet) => packet,
+            Err(e) => return self.subscribe_with_invalid_filters(frame, e),
+        };
         match packet {
-            Packet::Publish(p) => self.client_publish(frame, p),
+            Packet::Publish(p) => self.client_publish_flow(frame, p),
             Packet::Subscribe(s) => self.client_subscribe(frame, s),
             Packet::PubRel(r) if self.local_qos2.remove(&r.pkid) => {
                 let comp = Packet::PubComp(mqtt::PubComp::new(r.pkid));
                 Ok(Step::Reply(self.encode(&comp)?))
             }
+            Packet::PubRel(r) => self.client_pubrel(frame, r.pkid),
             Packet::PingReq => Ok(Step::Reply(self.encode(&Packet::PingResp)?)),
-            Packet::Disconnect(_) => Ok(Step::Goodbye(frame)),
-            Packet::Unsubscribe(_)
-            | Packet::PubAck(_)
-            | Packet::PubRec(_)
-            | Packet::PubRel(_)
-            | Packet::PubComp(_) => Ok(Step::Forward(frame)),
+            Packet::Disconnect(d) => self.client_disconnect(frame, &d),
+            Packet::Unsubscribe(_) => Ok(Step::Forward(frame)),
+            Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {
+                Ok(self.client_delivery_ack(frame, &packet))
+            }
             // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
             Packet::Connect(_) => Err(Refusal::Protocol("second CONNECT [MQTT-3.1.0-2]")),
             Packet::Auth(_) => Err(Refusal::Protocol(
@@ -123,13 +136,12 @@ impl State {
             // moat answers the client's PINGREQs itself and pings the broker on its own
             // schedule, so every PINGRESP from the broker is moat's.
             Packet::PingResp => Ok(Step::Nothing),
-            Packet::Publish(_)
-            | Packet::PubAck(_)
-            | Packet::PubRec(_)
-            | Packet::PubRel(_)
-            | Packet::PubComp(_)
-            | Packet::UnsubAck(_)
-            | Packet::Disconnect(_) => Ok(Step::Forward(frame)),
+            Packet::Publish(p) => self.broker_publish(frame, &p),
+            Packet::PubRel(r) => self.broker_pubrel(frame, r.pkid),
+            Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {
+                Ok(self.broker_publish_ack(frame, &packet))
+            }
+            Packet::UnsubAck(_) | Packet::Disconnect(_) => Ok(Step::Forward(frame)),
             Packet::Connect(_)
             | Packet::ConnAck(_)
             | Packet::Subscribe(_)

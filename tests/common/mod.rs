@@ -22,6 +22,9 @@ use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+/// A client's TLS connection to moat.
+pub type Tls = TlsStream<TcpStream>;
+
 /// Generous upper bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(10);
 
