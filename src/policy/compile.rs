@@ -104,6 +104,9 @@ pub enum PolicyErrorKind {
         /// Parallelism.
         p: u32,
     },
+    /// An ACL rule or a policy test case (`acl:`, `tests:`).
+    #[error("{0}")]
+    Acl(super::acl::compile::AclError),
     /// Two files set `anonymous` differently.
     #[error("anonymous is {value} here but {other} at {first}: set it in one file only")]
     ConflictingAnonymous {
@@ -124,6 +127,12 @@ struct RawPolicyFile {
     anonymous: Option<Spanned<bool>>,
     /// Password and certificate users (`users:` left empty means none).
     users: Option<Vec<RawUser>>,
+
+    // --- topic ACLs (issue 4) ---
+    /// Topic rules, first match wins across files in load order (`acl:`).
+    acl: Option<Vec<super::acl::compile::RawRule>>,
+    /// Expected decisions `moat check` runs (`tests:`).
+    tests: Option<Vec<super::acl::compile::RawCase>>,
 }
 
 /// `users[]`.
@@ -160,6 +169,8 @@ struct Merged {
     users: Vec<(String, User, SourceLocation)>,
     index: HashMap<String, usize>,
     anonymous: Option<(bool, SourceLocation, RuleRef)>,
+    /// ACL rules and policy test cases, in file order (topic ACLs).
+    acl: super::acl::compile::AclBuilder,
 }
 
 // === impl Merged ===
@@ -184,6 +195,8 @@ impl Merged {
             self.index.insert(name.clone(), self.users.len());
             self.users.push((name, user, here));
         }
+        // Topic ACLs: rules and test cases, in file order.
+        self.acl.add(source, &file, raw.acl, raw.tests)?;
         Ok(())
     }
 
@@ -224,6 +237,7 @@ impl Merged {
             Some((allowed, _, rule)) => AnonymousSetting { allowed, rule },
             None => AnonymousSetting::default(),
         };
+        let (acl, cases) = self.acl.finish();
         Policy {
             users: self
                 .users
@@ -233,6 +247,8 @@ impl Merged {
             anonymous,
             files: self.files,
             decoy,
+            acl,
+            cases,
         }
     }
 }

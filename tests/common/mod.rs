@@ -66,14 +66,20 @@ pub fn hash(password: &str) -> String {
         .to_string()
 }
 
-/// The default test policy: alice/alice-pw and bob/bob-pw, no anonymous access.
+/// The default test policy: alice/alice-pw and bob/bob-pw, no anonymous access; alice and bob
+/// may use every topic (except `$`-topics, which `#` never matches).
 pub fn default_policy() -> String {
     format!(
-        "anonymous: false\nusers:\n  - {{ name: alice, password: \"{}\", groups: [sensors] }}\n  - {{ name: bob, password: \"{}\" }}\n",
+        "anonymous: false\nusers:\n  - {{ name: alice, password: \"{}\", groups: [sensors] }}\n  - {{ name: bob, password: \"{}\" }}\n{}",
         hash("alice-pw"),
-        hash("bob-pw")
+        hash("bob-pw"),
+        BROAD_RULES
     )
 }
+
+/// The ACL of [`default_policy`]: alice and bob may do anything on any topic.
+pub const BROAD_RULES: &str =
+    "acl:\n  - allow: all\n    topics: [\"#\"]\n    users: [alice, bob]\n";
 
 /// Knobs for one test server.
 pub struct Opts {
