@@ -89,6 +89,8 @@ pub struct Opts {
     pub extra: String,
     /// Client certificate CNs to issue and revoke in a CRL the listener loads.
     pub revoked: Vec<&'static str>,
+    /// Extra lines inside the `tls:` section (each indented two spaces, ending in a newline).
+    pub tls_extra: String,
 }
 
 impl Default for Opts {
@@ -98,6 +100,7 @@ impl Default for Opts {
             policy: default_policy(),
             extra: String::new(),
             revoked: Vec::new(),
+            tls_extra: String::new(),
         }
     }
 }
@@ -128,11 +131,11 @@ pub async fn start(opts: Opts) -> Harness {
     };
     let yaml = format!(
         "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n\
-         tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n\
+         tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n{}\
          broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
          policies: [policies/]\n\
          dev_certs: false\n{}",
-        opts.client_certs, crls, opts.extra
+        opts.client_certs, crls, opts.tls_extra, opts.extra
     );
     let path = dir.path().join("moat.yaml");
     std::fs::write(&path, &yaml).unwrap();
