@@ -211,7 +211,9 @@ async fn a_mosquitto_passwd_file_authenticates_its_users() {
     assert!(text.contains("erin:$6$"), "{text}");
 
     // An absolute path here (relative paths resolve against the policy file's folder).
-    let policy = format!("anonymous: false\npassword_file: \"{path}\"\n");
+    let policy = format!(
+        "anonymous: false\npassword_file: \"{path}\"\nacl:\n  - allow: all\n    topics: [\"passwd/#\"]\n"
+    );
     let h = common::start(Opts {
         policy,
         ..Opts::default()

@@ -2,6 +2,7 @@
 
 mod certs;
 mod check;
+mod explain;
 mod passwd;
 mod run;
 
@@ -27,6 +28,8 @@ enum Command {
     Certs(certs::Args),
     /// Hash a password (argon2id) for a policy file.
     Passwd(passwd::Args),
+    /// Show which ACL rule decides a client's publish, subscribe or receive, and why.
+    Explain(explain::Args),
 }
 
 /// Parses argv, runs the subcommand, and turns the result into an exit code.
@@ -37,6 +40,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Passwd(args) => passwd::run(args),
+        Command::Explain(args) => explain::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -135,6 +135,9 @@ pub enum PolicyErrorKind {
         /// Where it was set first.
         first: SourceLocation,
     },
+    /// An ACL rule or a policy test case (`acl:`, `tests:`).
+    #[error("{0}")]
+    Acl(super::acl::compile::AclError),
     /// Two files set `anonymous` differently.
     #[error("anonymous is {value} here but {other} at {first}: set it in one file only")]
     ConflictingAnonymous {
@@ -160,6 +163,12 @@ struct RawPolicyFile {
     password_file: Option<Spanned<String>>,
     /// How client identifiers are bound to identities.
     client_id: Option<Spanned<RawClientId>>,
+
+    // --- topic ACLs (issue 4) ---
+    /// Topic rules, first match wins across files in load order (`acl:`).
+    acl: Option<Vec<super::acl::compile::RawRule>>,
+    /// Expected decisions `moat check` runs (`tests:`).
+    tests: Option<Vec<super::acl::compile::RawCase>>,
 }
 
 /// `client_id:` — exactly one of the two templates.
@@ -236,6 +245,8 @@ struct Merged {
     client_id: Option<(ClientIdRule, SourceLocation)>,
     /// Warnings for `moat check` and the log.
     warnings: Vec<String>,
+    /// ACL rules and policy test cases, in file order (topic ACLs).
+    acl: super::acl::compile::AclBuilder,
 }
 
 // === impl Merged ===
@@ -262,6 +273,8 @@ impl Merged {
         if let Some(rule) = raw.client_id {
             self.set_client_id(source, &file, &rule)?;
         }
+        // Topic ACLs: rules and test cases, in file order.
+        self.acl.add(source, &file, raw.acl, raw.tests)?;
         Ok(())
     }
 
@@ -425,6 +438,7 @@ impl Merged {
             Some((allowed, _, rule)) => AnonymousSetting { allowed, rule },
             None => AnonymousSetting::default(),
         };
+        let (acl, cases) = self.acl.finish();
         Policy {
             users: self
                 .users
@@ -436,6 +450,8 @@ impl Merged {
             decoy,
             client_id: self.client_id.map(|(rule, _)| rule),
             warnings: self.warnings,
+            acl,
+            cases,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Policy: *who* may connect (and, in later work, what they may do). Pure decisions, no I/O.
+//! Policy: *who* may connect and what they may do (topic ACLs). Pure decisions, no I/O.
 //!
 //! Policy files (`policies/*.yaml`) compile ([`compile`]) into one immutable [`Policy`] snapshot
 //! that is `Send + Sync` and cheap to share in an `Arc`: a reload builds a new snapshot and swaps
@@ -8,6 +8,7 @@
 //! This module never touches files, sockets or the clock; `ops::load` reads the files, and the
 //! session runs the CPU-heavy [`Policy::authenticate`] on a blocking thread.
 
+pub mod acl;
 mod authn;
 pub mod client_id;
 mod compile;
@@ -25,6 +26,9 @@ use std::path::{Path, PathBuf};
 
 use argon2::password_hash::PasswordHashString;
 
+pub use acl::{
+    AclCache, AclDecision, AclReason, Action, CaseOutcome, PolicyCase, PublishFacts, Subject,
+};
 pub use authn::{
     AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, IdentitySource, NameError,
     ANONYMOUS,
@@ -49,6 +53,10 @@ pub struct Policy {
     client_id: Option<client_id::ClientIdRule>,
     /// Things that work but should be fixed (weak `$6$` hashes), for `moat check` and the log.
     warnings: Vec<String>,
+    /// Topic rules, indexed (`acl:`).
+    acl: acl::Acl,
+    /// Expected decisions that `moat check` runs (`tests:`).
+    cases: Vec<PolicyCase>,
 }
 
 /// One user entry.
@@ -98,6 +106,8 @@ impl Policy {
             decoy: compile::builtin_decoy(),
             client_id: None,
             warnings: Vec::new(),
+            acl: acl::Acl::default(),
+            cases: Vec::new(),
         }
     }
 

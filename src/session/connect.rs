@@ -15,7 +15,10 @@ use super::reader::{FrameReader, ReadError};
 use super::state::Terms;
 use super::upstream::{self, Upstream};
 use crate::mqtt::{self, Connect, PacketType, ProtocolVersion};
-use crate::policy::{AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, RuleRef};
+use crate::policy::{
+    AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, PublishFacts, RuleRef,
+    Subject,
+};
 use crate::server::Shared;
 use crate::transport::Peer;
 
@@ -35,6 +38,8 @@ pub(crate) struct Admitted {
     pub(crate) connect: Connect,
     /// Who the client is.
     pub(crate) identity: Identity,
+    /// What ACL rules are matched against for this session.
+    pub(crate) subject: Subject,
     /// The broker connection, whose CONNACK is in `upstream.connack`.
     pub(crate) upstream: Upstream,
     /// Client id moat assigned (empty client id), to report in an MQTT 5 CONNACK.
@@ -94,12 +99,31 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
         .map_err(|r| refuse(r, connect.username.as_ref().map(|u| u.as_str().to_owned())))?;
     let who = || Some(identity.name.clone());
 
+    let subject = Subject {
+        name: identity.name.clone(),
+        source: identity.source,
+        client_id: connect.client_id.as_str().to_owned(),
+        cert_cn: peer.cert_cn.clone(),
+        listener: peer.listener.clone(),
+        addr: peer.addr.ip(),
+    };
+    // The will is a publish the broker makes later on the client's behalf: judged now, on its
+    // topic, QoS and retain flag, before the broker hears of the client (catalogue §A.18).
     if let Some(will) = &connect.will {
-        if will.topic.as_str().starts_with('$') {
-            return Err(refuse(
-                Refusal::NotAuthorized(RuleRef::builtin("will on a $-topic")),
-                who(),
-            ));
+        let facts = PublishFacts {
+            topic: will.topic.as_str(),
+            qos: will.qos as u8,
+            retain: will.retain,
+            empty_payload: will.payload.is_empty(),
+        };
+        let decision = shared.policy.load().authorize_publish(&subject, &facts);
+        if !decision.is_allowed() {
+            let refusal = Refusal::WillDenied {
+                topic: will.topic.as_str().to_owned(),
+                reason: decision.reason,
+                rule: decision.decision.rule,
+            };
+            return Err(refuse(refusal, who()));
         }
     }
 
@@ -120,6 +144,7 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
     Ok(Admitted {
         connect,
         identity,
+        subject,
         upstream,
         assigned_client_id,
         keep_alive,

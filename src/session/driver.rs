@@ -4,8 +4,14 @@
 //! one side never stops the other side from being read (the classic proxy deadlock), and when
 //! either ends the other is dropped with it: no task or socket outlives the session. Frames that
 //! arrive together are written together (one write, one TLS record where possible).
+//!
+//! Each packet is judged against the policy snapshot in force when it is read
+//! (`shared.policy.load()`), so a reload applies from the next packet on. Acknowledgements moat
+//! owes the broker for deliveries it dropped go to the client → broker side through a queue
+//! that never blocks the broker → client side: its length is bounded by the broker's in-flight
+//! window, and a broker that overflows it ends the session.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,14 +22,18 @@ use tokio::sync::mpsc;
 use super::connect::{Admitted, TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
 use super::error::Refusal;
 use super::reader::{FrameReader, ReadError};
-use super::state::{State, Step};
+use super::state::{Audit, State, Step};
 use crate::ops::audit;
-use crate::server::Drain;
+use crate::server::{Drain, Shared};
 use crate::transport::Peer;
 
 /// Local answers (PINGRESP, refusals) queued for the client; bounded so a client that does not
 /// read cannot make moat buffer without limit: the client → broker side waits instead.
 const REPLY_QUEUE: usize = 64;
+
+/// Acknowledgements moat owes the broker for dropped deliveries, waiting for the client →
+/// broker side. Far above any broker's in-flight window (rumqttd: 100); never awaited on.
+const BROKER_ACK_QUEUE: usize = 1024;
 
 /// PINGREQ, sent upstream by moat on its own schedule.
 const PINGREQ: &[u8] = &[0xc0, 0x00];
@@ -35,6 +45,7 @@ pub(super) async fn pump<R, W>(
     client_wr: &mut W,
     admitted: Admitted,
     peer: &Peer,
+    shared: &Arc<Shared>,
     mut drain: Drain,
 ) -> Result<(), Refusal>
 where
@@ -43,7 +54,8 @@ where
 {
     let version = admitted.connect.protocol;
     let terms = super::connect::session_terms(&admitted);
-    let state = Mutex::new(State::new(version, alias_maximum(version)).with_terms(terms));
+    let state =
+        Mutex::new(State::new(version, alias_maximum(version), admitted.subject).with_terms(terms));
     let identity = admitted.identity.name.clone();
     let mut upstream = admitted.upstream;
     let idle = match admitted.keep_alive {
@@ -52,21 +64,21 @@ where
         ka => Some(Duration::from_millis(u64::from(ka) * 1500)),
     };
     let (replies_tx, mut replies_rx) = mpsc::channel::<Bytes>(REPLY_QUEUE);
-    // moat's own answers to the broker (acks for deliveries too large for the client), written
-    // by the client → broker side, which owns the broker's write half.
-    let (to_broker_tx, mut to_broker_rx) = mpsc::channel::<Bytes>(REPLY_QUEUE);
+    let (acks_tx, acks_rx) = mpsc::channel::<Bytes>(BROKER_ACK_QUEUE);
+    let ctx = Ctx {
+        state: &state,
+        shared,
+        peer,
+        identity: &identity,
+    };
 
     let up = client_to_broker(
         &mut client,
         &mut upstream.writer,
-        &state,
+        &ctx,
         &replies_tx,
-        &mut to_broker_rx,
+        acks_rx,
         idle,
-        Who {
-            peer,
-            identity: &identity,
-        },
     );
     let down = async {
         let mut out = BytesMut::new();
@@ -86,19 +98,28 @@ where
                     };
                     let mut next = Some(frame);
                     while let Some(frame) = next {
-                        let step = lock(&state)?.on_broker_packet(frame)?;
+                        let step = {
+                            let policy = shared.policy.load();
+                            lock(&state)?.on_broker_packet(frame, &policy)?
+                        };
                         match step {
                             Step::Forward(b) => out.extend_from_slice(&b),
-                            Step::Reply(b) => to_broker_tx
-                                .send(b)
-                                .await
-                                .map_err(|_| Refusal::Broker("session ending".into()))?,
+                            Step::Reply(b) => ack_broker(&acks_tx, b)?,
                             Step::Goodbye(b) => {
                                 out.extend_from_slice(&b);
                                 write(client_wr, &mut out).await?;
                                 return Ok(());
                             }
-                            Step::Nothing | Step::Refuse { .. } => {}
+                            Step::Refuse { reply, forward, audits } => {
+                                ctx.audit(&audits);
+                                if let Some(b) = reply {
+                                    ack_broker(&acks_tx, b)?;
+                                }
+                                if let Some(b) = forward {
+                                    out.extend_from_slice(&b);
+                                }
+                            }
+                            Step::Nothing => {}
                         }
                         next = upstream
                             .reader
@@ -120,64 +141,96 @@ where
     }
 }
 
-/// Who the session serves, for audit lines.
-struct Who<'a> {
-    /// The connection.
+/// What both directions share.
+struct Ctx<'a> {
+    state: &'a Mutex<State>,
+    shared: &'a Arc<Shared>,
     peer: &'a Peer,
-    /// The authenticated identity.
     identity: &'a str,
 }
 
-/// Client → broker: judge every packet, forward what passes, queue local answers.
+// === impl Ctx ===
+
+impl Ctx<'_> {
+    /// One audit line per refused topic or filter.
+    fn audit(&self, audits: &[Audit]) {
+        for a in audits {
+            audit::refused(
+                self.peer,
+                Some(self.identity),
+                a.action.as_str(),
+                &a.topic,
+                &a.reason,
+                &a.rule,
+            );
+        }
+    }
+
+    fn on_client_packet(&self, frame: Bytes) -> Result<Step, Refusal> {
+        let policy = self.shared.policy.load();
+        lock(self.state)?.on_client_packet(frame, &policy)
+    }
+}
+
+/// Queues an acknowledgement for the broker without waiting: the queue is far longer than any
+/// broker's in-flight window, so a full queue means the broker is misbehaving.
+fn ack_broker(acks: &mpsc::Sender<Bytes>, bytes: Bytes) -> Result<(), Refusal> {
+    acks.try_send(bytes)
+        .map_err(|_| Refusal::Broker("broker exceeded its in-flight window".into()))
+}
+
+/// Client → broker: judge every packet, forward what passes, queue local answers; also writes
+/// the acknowledgements moat owes the broker for dropped deliveries.
 async fn client_to_broker<R: AsyncRead + Unpin>(
     client: &mut FrameReader<R>,
     upstream: &mut OwnedWriteHalf,
-    state: &Mutex<State>,
+    ctx: &Ctx<'_>,
     replies: &mpsc::Sender<Bytes>,
-    to_broker: &mut mpsc::Receiver<Bytes>,
+    mut acks: mpsc::Receiver<Bytes>,
     idle: Option<Duration>,
-    who: Who<'_>,
 ) -> Result<(), Refusal> {
     let mut out = BytesMut::new();
     let every = Duration::from_secs(u64::from(UPSTREAM_KEEPALIVE) / 2);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // The keep-alive clock runs on client packets only: acknowledgements to the broker do not
+    // restart it.
+    let idle_deadline = |idle: Option<Duration>| idle.map(|d| tokio::time::Instant::now() + d);
+    let mut deadline = idle_deadline(idle);
     loop {
         let frame = tokio::select! {
-            r = read_within(client, idle) => r?,
+            r = read_until(client, deadline) => r?,
             _ = ping.tick() => {
                 upstream.write_all(PINGREQ).await.map_err(|e| Refusal::Broker(e.to_string()))?;
                 continue;
             }
-            Some(bytes) = to_broker.recv() => {
-                upstream.write_all(&bytes).await.map_err(|e| Refusal::Broker(e.to_string()))?;
+            Some(ack) = acks.recv() => {
+                out.extend_from_slice(&ack);
+                while let Ok(more) = acks.try_recv() {
+                    out.extend_from_slice(&more);
+                }
+                write(upstream, &mut out)
+                    .await
+                    .map_err(|e| Refusal::Broker(e.to_string()))?;
                 continue;
             }
         };
+        deadline = idle_deadline(idle);
         let Some(frame) = frame else {
             // The client left without DISCONNECT: the broker publishes its will, if any.
             return Ok(());
         };
         let mut next = Some(frame);
         while let Some(frame) = next {
-            let step = lock(state)?.on_client_packet(frame)?;
+            let step = ctx.on_client_packet(frame)?;
             match step {
                 Step::Forward(b) => out.extend_from_slice(&b),
                 Step::Reply(b) => send_reply(replies, b).await?,
                 Step::Refuse {
                     reply,
                     forward,
-                    action,
-                    topic,
-                    rule,
+                    audits,
                 } => {
-                    audit::refused(
-                        who.peer,
-                        Some(who.identity),
-                        action,
-                        &topic,
-                        "not authorized",
-                        rule,
-                    );
+                    ctx.audit(&audits);
                     if let Some(b) = forward {
                         out.extend_from_slice(&b);
                     }
@@ -205,10 +258,10 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
     }
 }
 
-/// Reads the next client frame, closing the session if the keep alive runs out.
-async fn read_within<R: AsyncRead + Unpin>(
+/// Reads the next client frame, closing the session if the keep alive runs out at `deadline`.
+async fn read_until<R: AsyncRead + Unpin>(
     client: &mut FrameReader<R>,
-    idle: Option<Duration>,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<Option<Bytes>, Refusal> {
     let read = async {
         client.next().await.or_else(|e| match e {
@@ -217,8 +270,8 @@ async fn read_within<R: AsyncRead + Unpin>(
             ReadError::Truncated | ReadError::Io(_) | ReadError::Unexpected(_) => Ok(None),
         })
     };
-    match idle {
-        Some(limit) => tokio::time::timeout(limit, read)
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, read)
             .await
             .map_err(|_| Refusal::KeepAlive)?,
         None => read.await,

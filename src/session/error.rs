@@ -5,8 +5,8 @@
 //! (translated for 3.x clients), after it a v5 DISCONNECT, and for 3.x clients a plain close,
 //! because MQTT 3.1.1 has no way to say why.
 
-use crate::mqtt::{ConnectError, DecodeError, FrameError, ReasonCode};
-use crate::policy::RuleRef;
+use crate::mqtt::{ConnectError, DecodeError, FrameError, ProtocolVersion, ReasonCode};
+use crate::policy::{AclReason, RuleRef};
 
 /// What moat puts on the wire before closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,27 @@ pub(crate) enum Refusal {
     /// Authenticated (or anonymous) but not allowed in.
     #[error("not authorized ({0})")]
     NotAuthorized(RuleRef),
+    /// The will's topic, QoS or retain flag may not be published by this client (catalogue
+    /// §A.18).
+    #[error("will on {topic:?} not authorized: {reason} ({rule})")]
+    WillDenied {
+        /// The will topic.
+        topic: String,
+        /// Why.
+        reason: AclReason,
+        /// The rule that refused it.
+        rule: RuleRef,
+    },
+    /// A PUBLISH was refused by a rule that says to end the session (`disconnect: true`).
+    #[error("publish to {topic:?} not authorized: {reason} ({rule})")]
+    PublishDenied {
+        /// The (resolved) topic.
+        topic: String,
+        /// Why.
+        reason: AclReason,
+        /// The rule that refused it.
+        rule: RuleRef,
+    },
     /// The broker is down or did not answer.
     #[error("broker unavailable: {0}")]
     BrokerUnavailable(String),
@@ -96,9 +117,20 @@ impl Refusal {
         match self {
             Refusal::BadCredentials(rule)
             | Refusal::NotAuthorized(rule)
-            | Refusal::ClientIdNotBound(rule) => rule.to_string(),
+            | Refusal::ClientIdNotBound(rule)
+            | Refusal::WillDenied { rule, .. }
+            | Refusal::PublishDenied { rule, .. } => rule.to_string(),
             Refusal::ClientIdTaken => "builtin client-id-owned-by-another-identity".to_string(),
             _ => "protocol".to_string(),
+        }
+    }
+
+    /// The action and topic an audit line names for this refusal.
+    pub(crate) fn audit_subject(&self) -> (&'static str, &str) {
+        match self {
+            Refusal::WillDenied { topic, .. } => ("will", topic),
+            Refusal::PublishDenied { topic, .. } => ("publish", topic),
+            _ => ("connect", ""),
         }
     }
 
@@ -119,7 +151,10 @@ impl Refusal {
                 Outcome::ConnAck(R::ClientIdentifierNotValid)
             }
             Refusal::BadCredentials(_) => Outcome::ConnAck(R::BadUserNameOrPassword),
-            Refusal::NotAuthorized(_) => Outcome::ConnAck(R::NotAuthorized),
+            Refusal::NotAuthorized(_) | Refusal::WillDenied { .. } => {
+                Outcome::ConnAck(R::NotAuthorized)
+            }
+            Refusal::PublishDenied { .. } => Outcome::Disconnect(R::NotAuthorized),
             Refusal::BrokerUnavailable(_) => Outcome::ConnAck(R::ServerUnavailable),
             Refusal::Packet(e) => Outcome::Disconnect(e.reason()),
             Refusal::Frame(FrameError::TooLarge { .. }) => Outcome::Disconnect(R::PacketTooLarge),
@@ -131,6 +166,30 @@ impl Refusal {
             Refusal::KeepAlive => Outcome::Disconnect(R::KeepAliveTimeout),
             Refusal::ShuttingDown => Outcome::Disconnect(R::ServerShuttingDown),
             Refusal::Broker(_) => Outcome::Disconnect(R::UnspecifiedError),
+        }
+    }
+}
+
+/// A policy refusal of one packet that leaves the session up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// A PUBLISH (QoS > 0 gets an acknowledgement).
+    Publish,
+    /// One filter of a SUBSCRIBE.
+    Subscribe,
+}
+
+// === impl Denied ===
+
+impl Denied {
+    /// The code the client's acknowledgement carries: MQTT 5 says "not authorized" (0x87) in
+    /// PUBACK/PUBREC and SUBACK; MQTT 3.x cannot refuse a PUBLISH, so it gets a positive
+    /// acknowledgement [MQTT-3.3.5-2], and a refused filter gets SUBACK 0x80.
+    pub(crate) fn code(self, version: ProtocolVersion) -> u8 {
+        match (self, version.is_v5()) {
+            (_, true) => ReasonCode::NotAuthorized.code(),
+            (Denied::Publish, false) => 0x00,
+            (Denied::Subscribe, false) => 0x80,
         }
     }
 }

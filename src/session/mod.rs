@@ -24,7 +24,7 @@ use crate::mqtt::{self, ConnectReturnCode, Packet, ProtocolVersion};
 use crate::ops::audit;
 use crate::server::{Drain, Shared, Stats};
 use crate::transport::Peer;
-use error::Outcome;
+use error::{Outcome, Refusal};
 use reader::FrameReader;
 
 /// Serves one client from its first byte after the transport handshake to the close.
@@ -38,11 +38,12 @@ where
         Ok(a) => a,
         Err(refused) => {
             Stats::bump(&shared.stats.connects_refused);
+            let (action, topic) = refused.refusal.audit_subject();
             audit::refused(
                 &peer,
                 refused.identity.as_deref(),
-                "connect",
-                "",
+                action,
+                topic,
                 &refused.refusal.to_string(),
                 &refused.refusal.rule(),
             );
@@ -66,10 +67,24 @@ where
     }
     tracing::info!(identity = ?admitted.identity.name, client_id = ?admitted.connect.client_id.as_str(), ?version, "session up");
     Stats::bump_gauge(&shared.stats.active_sessions, 1);
-    let end = driver::pump(reader, &mut wr, admitted, &peer, drain).await;
+    let identity = admitted.identity.name.clone();
+    let end = driver::pump(reader, &mut wr, admitted, &peer, &shared, drain).await;
     Stats::bump_gauge(&shared.stats.active_sessions, -1);
     match end {
         Ok(()) => {}
+        Err(refusal @ Refusal::PublishDenied { .. }) => {
+            let (action, topic) = refusal.audit_subject();
+            let reason = refusal.to_string();
+            audit::refused(
+                &peer,
+                Some(&identity),
+                action,
+                topic,
+                &reason,
+                &refusal.rule(),
+            );
+            let _ = say_goodbye(&mut wr, version, refusal.outcome()).await;
+        }
         Err(refusal) => {
             tracing::info!(reason = %refusal, "session closed by moat");
             let _ = say_goodbye(&mut wr, version, refusal.outcome()).await;

@@ -69,14 +69,20 @@ pub fn hash(password: &str) -> String {
         .to_string()
 }
 
-/// The default test policy: alice/alice-pw and bob/bob-pw, no anonymous access.
+/// The default test policy: alice/alice-pw and bob/bob-pw, no anonymous access; alice and bob
+/// may use every topic (except `$`-topics, which `#` never matches).
 pub fn default_policy() -> String {
     format!(
-        "anonymous: false\nusers:\n  - {{ name: alice, password: \"{}\", groups: [sensors] }}\n  - {{ name: bob, password: \"{}\" }}\n",
+        "anonymous: false\nusers:\n  - {{ name: alice, password: \"{}\", groups: [sensors] }}\n  - {{ name: bob, password: \"{}\" }}\n{}",
         hash("alice-pw"),
-        hash("bob-pw")
+        hash("bob-pw"),
+        BROAD_RULES
     )
 }
+
+/// The ACL of [`default_policy`]: alice and bob may do anything on any topic.
+pub const BROAD_RULES: &str =
+    "acl:\n  - allow: all\n    topics: [\"#\"]\n    users: [alice, bob]\n";
 
 /// Knobs for one test server.
 pub struct Opts {
@@ -86,6 +92,8 @@ pub struct Opts {
     pub extra: String,
     /// Client certificate CNs to issue and revoke in a CRL the listener loads.
     pub revoked: Vec<&'static str>,
+    /// Extra lines inside the `tls:` section (each indented two spaces, ending in a newline).
+    pub tls_extra: String,
 }
 
 impl Default for Opts {
@@ -95,6 +103,7 @@ impl Default for Opts {
             policy: default_policy(),
             extra: String::new(),
             revoked: Vec::new(),
+            tls_extra: String::new(),
         }
     }
 }
@@ -125,11 +134,11 @@ pub async fn start(opts: Opts) -> Harness {
     };
     let yaml = format!(
         "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n\
-         tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n\
+         tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n{}\
          broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
          policies: [policies/]\n\
          dev_certs: false\n{}",
-        opts.client_certs, crls, opts.extra
+        opts.client_certs, crls, opts.tls_extra, opts.extra
     );
     let path = dir.path().join("moat.yaml");
     std::fs::write(&path, &yaml).unwrap();

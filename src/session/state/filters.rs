@@ -10,10 +10,13 @@
 //! What it must not do: apply to MQTT 3.x, where an invalid filter is a protocol violation that
 //! closes the connection [v3:MQTT-4.7.1-1]; or accept anything else the strict decoder refuses.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
-use super::{State, Step};
+use super::{Audit, State, Step};
 use crate::mqtt::{self, DecodeError, Packet, ReasonCode};
+use crate::policy::{Action, Policy};
 use crate::session::error::Refusal;
 
 /// The rule named in the audit line for an invalid filter.
@@ -28,6 +31,7 @@ impl State {
         &mut self,
         frame: Bytes,
         error: DecodeError,
+        policy: &Arc<Policy>,
     ) -> Result<Step, Refusal> {
         if !self.version.is_v5() || !matches!(error, DecodeError::InvalidTopicFilter { .. }) {
             return Err(error.into());
@@ -38,7 +42,7 @@ impl State {
         let pkid = request.pkid;
         let invalid_code = ReasonCode::TopicFilterInvalid.code();
         let mut invalid = Vec::with_capacity(request.entries.len());
-        let mut refused = Vec::new();
+        let mut audits = Vec::new();
         let mut kept = Vec::with_capacity(request.entries.len());
         for entry in request.entries {
             match entry {
@@ -48,18 +52,21 @@ impl State {
                 }
                 Err((filter, _why)) => {
                     invalid.push(true);
-                    refused.push(filter.as_str().to_owned());
+                    audits.push(invalid_audit(filter.as_str()));
                 }
             }
         }
-        let topic = refused.join(" ");
         if kept.is_empty() {
             let ack = Packet::SubAck(mqtt::SubAck {
                 pkid,
                 properties: Default::default(),
                 codes: vec![invalid_code; invalid.len()],
             });
-            return Ok(refuse_invalid(Some(self.encode(&ack)?), None, topic));
+            return Ok(Step::Refuse {
+                reply: Some(self.encode(&ack)?),
+                forward: None,
+                audits,
+            });
         }
         let valid = mqtt::Subscribe {
             pkid,
@@ -81,37 +88,36 @@ impl State {
                 })
                 .collect()
         };
-        match self.client_subscribe(reduced, valid)? {
+        match self.client_subscribe(reduced, valid, policy)? {
             // All valid filters go to the broker: its SUBACK is merged with the 0x8F codes.
             Step::Forward(forward) => {
                 self.pending_subacks.insert(pkid, merge(Vec::new()));
-                Ok(refuse_invalid(None, Some(forward), topic))
+                Ok(Step::Refuse {
+                    reply: None,
+                    forward: Some(forward),
+                    audits,
+                })
             }
             // Some valid filters were refused by policy: widen its plan with the 0x8F codes.
             Step::Refuse {
                 reply: None,
                 forward: Some(forward),
-                action,
-                topic: policy_topic,
-                rule,
+                audits: mut policy_audits,
             } => {
                 let plan = self.pending_subacks.remove(&pkid).unwrap_or_default();
                 self.pending_subacks.insert(pkid, merge(plan));
+                policy_audits.append(&mut audits);
                 Ok(Step::Refuse {
                     reply: None,
                     forward: Some(forward),
-                    action,
-                    topic: format!("{policy_topic} {topic}"),
-                    rule,
+                    audits: policy_audits,
                 })
             }
             // Policy refused every valid filter and answered locally: add the 0x8F codes.
             Step::Refuse {
                 reply: Some(reply),
                 forward: None,
-                action,
-                topic: policy_topic,
-                rule,
+                audits: mut policy_audits,
             } => {
                 let Packet::SubAck(mut ack) = mqtt::decode(reply, self.version)? else {
                     return Err(Refusal::Protocol(
@@ -123,12 +129,11 @@ impl State {
                     .into_iter()
                     .map(|c| c.unwrap_or(invalid_code))
                     .collect();
+                policy_audits.append(&mut audits);
                 Ok(Step::Refuse {
                     reply: Some(self.encode(&Packet::SubAck(ack))?),
                     forward: None,
-                    action,
-                    topic: format!("{policy_topic} {topic}"),
-                    rule,
+                    audits: policy_audits,
                 })
             }
             other => Ok(other),
@@ -136,12 +141,11 @@ impl State {
     }
 }
 
-fn refuse_invalid(reply: Option<Bytes>, forward: Option<Bytes>, topic: String) -> Step {
-    Step::Refuse {
-        reply,
-        forward,
-        action: "subscribe",
-        topic,
-        rule: INVALID_FILTER_RULE,
+fn invalid_audit(filter: &str) -> Audit {
+    Audit {
+        action: Action::Subscribe,
+        topic: filter.to_owned(),
+        reason: "topic filter invalid".to_owned(),
+        rule: INVALID_FILTER_RULE.to_owned(),
     }
 }

@@ -15,10 +15,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::{State, Step};
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS, ReasonCode};
+use crate::policy::Policy;
 use crate::session::error::Refusal;
 
 /// What the client's CONNECT and moat's CONNACK agreed for the whole session.
@@ -62,6 +65,16 @@ pub(crate) struct Flows {
     dropped_qos2: HashSet<u16>,
 }
 
+// === impl Flows ===
+
+impl Flows {
+    /// Records a QoS 2 delivery moat dropped and acknowledged itself (PUBREC sent to the
+    /// broker): the broker's PUBREL for it is answered by moat too.
+    pub(super) fn drop_qos2(&mut self, id: u16) {
+        self.dropped_qos2.insert(id);
+    }
+}
+
 // === impl State (flows) ===
 
 impl State {
@@ -76,9 +89,10 @@ impl State {
         &mut self,
         frame: Bytes,
         p: mqtt::Publish,
+        policy: &Arc<Policy>,
     ) -> Result<Step, Refusal> {
         let (qos, Some(id)) = (p.qos, p.pkid) else {
-            return self.client_publish(frame, p);
+            return self.client_publish(frame, p, policy);
         };
         if self.local_qos2.contains(&id) {
             // moat is the receiver of this QoS 2 exchange: a resent PUBLISH gets the same PUBREC
@@ -103,7 +117,7 @@ impl State {
                 }
             }
         }
-        let step = self.client_publish(frame, p)?;
+        let step = self.client_publish(frame, p, policy)?;
         if matches!(step, Step::Forward(_)) {
             let first = match qos {
                 QoS::ExactlyOnce => Awaiting::Rec,

@@ -3,18 +3,31 @@
 //! filters in MQTT 5 SUBSCRIBEs (§A.5, §A.11).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failed test
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::super::{State, Step};
 use super::Terms;
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
+use crate::policy::{Policy, PolicySource, Subject};
 use crate::session::error::Refusal;
 
 const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
 fn state(v: ProtocolVersion, terms: Terms) -> State {
-    State::new(v, 8).with_terms(terms)
+    let subject = Subject::describe(Some("alice"), Some("c1"), None, None, [127, 0, 0, 1].into());
+    State::new(v, 8, subject).with_terms(terms)
+}
+
+/// Flow rules are not policy: every topic is allowed here.
+fn open_policy() -> Arc<Policy> {
+    let source = PolicySource {
+        path: "p.yaml".into(),
+        text: "acl:\n  - allow: all\n    topics: [\"#\"]\n".into(),
+    };
+    Arc::new(crate::policy::compile(&[source]).unwrap())
 }
 
 fn enc(p: Packet, v: ProtocolVersion) -> Bytes {
@@ -56,11 +69,11 @@ fn forwarded(step: &Result<Step, Refusal>) -> bool {
 fn pubrel_for_an_unknown_id_is_answered_locally_mqtt_4_3_3_11() {
     // v5: PUBCOMP 0x92 "Packet Identifier not found"; the broker never sees the PUBREL.
     let mut s = state(V5, Terms::default());
-    let step = s.on_client_packet(enc(Packet::PubRel(ack(9, 0)), V5));
+    let step = s.on_client_packet(enc(Packet::PubRel(ack(9, 0)), V5), &open_policy());
     assert_eq!(reply(step, V5), Packet::PubComp(ack(9, 0x92)));
     // 3.1.1 has no reason codes: a plain PUBCOMP.
     let mut s = state(V3, Terms::default());
-    let step = s.on_client_packet(enc(Packet::PubRel(ack(9, 0)), V3));
+    let step = s.on_client_packet(enc(Packet::PubRel(ack(9, 0)), V3), &open_policy());
     assert_eq!(reply(step, V3), Packet::PubComp(ack(9, 0)));
 }
 
@@ -71,43 +84,47 @@ fn pubrel_in_a_resumed_session_belongs_to_the_broker_mqtt_4_4_0_1() {
         ..Terms::default()
     };
     let mut s = state(V3, resumed);
-    assert!(forwarded(
-        &s.on_client_packet(enc(Packet::PubRel(ack(9, 0)), V3))
-    ));
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubRel(ack(9, 0)), V3),
+        &open_policy()
+    )));
 }
 
 #[test]
 fn qos2_flow_through_the_broker_mqtt_4_3_3_4() {
     let mut s = state(V5, Terms::default());
     let p = enc(publish("a/b", QoS::ExactlyOnce, Some(5), b"x"), V5);
-    assert!(forwarded(&s.on_client_packet(p.clone())));
+    assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
     // PUBREL before the broker's PUBREC is a protocol error.
-    let early = s.on_client_packet(enc(Packet::PubRel(ack(5, 0)), V5));
+    let early = s.on_client_packet(enc(Packet::PubRel(ack(5, 0)), V5), &open_policy());
     assert!(matches!(early, Err(Refusal::Protocol(_))), "{early:?}");
 
     let mut s = state(V5, Terms::default());
-    assert!(forwarded(&s.on_client_packet(p.clone())));
-    assert!(forwarded(
-        &s.on_broker_packet(enc(Packet::PubRec(ack(5, 0)), V5))
-    ));
+    assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubRec(ack(5, 0)), V5),
+        &open_policy()
+    )));
     // A resend of the PUBLISH while it is open is still the same exchange.
-    assert!(forwarded(&s.on_client_packet(p.clone())));
-    assert!(forwarded(
-        &s.on_client_packet(enc(Packet::PubRel(ack(5, 0)), V5))
-    ));
+    assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubRel(ack(5, 0)), V5),
+        &open_policy()
+    )));
     // After PUBREL the id is not free until PUBCOMP [MQTT-4.3.3-6].
     assert!(matches!(
-        s.on_client_packet(p.clone()),
+        s.on_client_packet(p.clone(), &open_policy()),
         Err(Refusal::Protocol(_))
     ));
-    assert!(forwarded(
-        &s.on_broker_packet(enc(Packet::PubComp(ack(5, 0)), V5))
-    ));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubComp(ack(5, 0)), V5),
+        &open_policy()
+    )));
     // Complete: a second PUBREL for it is unknown now.
-    let again = s.on_client_packet(enc(Packet::PubRel(ack(5, 0)), V5));
+    let again = s.on_client_packet(enc(Packet::PubRel(ack(5, 0)), V5), &open_policy());
     assert_eq!(reply(again, V5), Packet::PubComp(ack(5, 0x92)));
     // And the id is free for a new message.
-    assert!(forwarded(&s.on_client_packet(p)));
+    assert!(forwarded(&s.on_client_packet(p, &open_policy())));
 }
 
 #[test]
@@ -115,9 +132,15 @@ fn packet_id_in_use_with_another_qos_mqtt_2_2_1_3() {
     let mut s = state(V3, Terms::default());
     let q1 = enc(publish("a/b", QoS::AtLeastOnce, Some(3), b"x"), V3);
     let q2 = enc(publish("a/b", QoS::ExactlyOnce, Some(3), b"x"), V3);
-    assert!(forwarded(&s.on_client_packet(q1.clone())));
-    assert!(forwarded(&s.on_client_packet(q1)), "QoS 1 resend");
-    assert!(matches!(s.on_client_packet(q2), Err(Refusal::Protocol(_))));
+    assert!(forwarded(&s.on_client_packet(q1.clone(), &open_policy())));
+    assert!(
+        forwarded(&s.on_client_packet(q1, &open_policy())),
+        "QoS 1 resend"
+    );
+    assert!(matches!(
+        s.on_client_packet(q2, &open_policy()),
+        Err(Refusal::Protocol(_))
+    ));
 }
 
 #[test]
@@ -127,7 +150,7 @@ fn refused_qos2_is_finished_by_moat_and_resends_are_not_delivered_mqtt_4_3_3_10(
     let mut s = state(V3, Terms::default());
     let p = enc(publish("$SYS/x", QoS::ExactlyOnce, Some(7), b"x"), V3);
     assert!(matches!(
-        s.on_client_packet(p.clone()),
+        s.on_client_packet(p.clone(), &open_policy()),
         Ok(Step::Refuse {
             reply: Some(_),
             forward: None,
@@ -135,19 +158,25 @@ fn refused_qos2_is_finished_by_moat_and_resends_are_not_delivered_mqtt_4_3_3_10(
         })
     ));
     assert_eq!(
-        reply(s.on_client_packet(p.clone()), V3),
+        reply(s.on_client_packet(p.clone(), &open_policy()), V3),
         Packet::PubRec(ack(7, 0))
     );
     // Reusing the id with QoS 1 while moat holds the exchange is a protocol error.
     let q1 = enc(publish("a/b", QoS::AtLeastOnce, Some(7), b"x"), V3);
-    assert!(matches!(s.on_client_packet(q1), Err(Refusal::Protocol(_))));
+    assert!(matches!(
+        s.on_client_packet(q1, &open_policy()),
+        Err(Refusal::Protocol(_))
+    ));
     assert_eq!(
-        reply(s.on_client_packet(enc(Packet::PubRel(ack(7, 0)), V3)), V3),
+        reply(
+            s.on_client_packet(enc(Packet::PubRel(ack(7, 0)), V3), &open_policy()),
+            V3
+        ),
         Packet::PubComp(ack(7, 0))
     );
     // After PUBCOMP the id is free: an allowed QoS 2 PUBLISH with it goes to the broker.
     let allowed = enc(publish("a/b", QoS::ExactlyOnce, Some(7), b"y"), V3);
-    assert!(forwarded(&s.on_client_packet(allowed)));
+    assert!(forwarded(&s.on_client_packet(allowed, &open_policy())));
 }
 
 #[test]
@@ -158,41 +187,44 @@ fn receive_maximum_exceeded_mqtt_3_3_4_7() {
     };
     let mut s = state(V5, terms);
     let p = |id| enc(publish("a/b", QoS::AtLeastOnce, Some(id), b"x"), V5);
-    assert!(forwarded(&s.on_client_packet(p(1))));
-    assert!(forwarded(&s.on_client_packet(p(2))));
+    assert!(forwarded(&s.on_client_packet(p(1), &open_policy())));
+    assert!(forwarded(&s.on_client_packet(p(2), &open_policy())));
     // A resend of an open one does not count.
-    assert!(forwarded(&s.on_client_packet(p(2))));
+    assert!(forwarded(&s.on_client_packet(p(2), &open_policy())));
     // QoS 0 does not count.
-    assert!(forwarded(&s.on_client_packet(enc(
-        publish("a/b", QoS::AtMostOnce, None, b"x"),
-        V5
-    ))));
+    assert!(forwarded(&s.on_client_packet(
+        enc(publish("a/b", QoS::AtMostOnce, None, b"x"), V5),
+        &open_policy()
+    )));
     assert!(matches!(
-        s.on_client_packet(p(3)),
+        s.on_client_packet(p(3), &open_policy()),
         Err(Refusal::ReceiveMaximum)
     ));
     // The broker's PUBACK frees one.
     let mut s = state(V5, terms);
-    assert!(forwarded(&s.on_client_packet(p(1))));
-    assert!(forwarded(&s.on_client_packet(p(2))));
-    assert!(forwarded(
-        &s.on_broker_packet(enc(Packet::PubAck(ack(1, 0)), V5))
-    ));
-    assert!(forwarded(&s.on_client_packet(p(3))));
+    assert!(forwarded(&s.on_client_packet(p(1), &open_policy())));
+    assert!(forwarded(&s.on_client_packet(p(2), &open_policy())));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubAck(ack(1, 0)), V5),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(p(3), &open_policy())));
     // A PUBREC with an error code ends a QoS 2 exchange too.
     let q2 = enc(publish("a/b", QoS::ExactlyOnce, Some(4), b"x"), V5);
     assert!(matches!(
-        s.on_client_packet(q2.clone()),
+        s.on_client_packet(q2.clone(), &open_policy()),
         Err(Refusal::ReceiveMaximum)
     ));
-    assert!(forwarded(
-        &s.on_broker_packet(enc(Packet::PubAck(ack(2, 0)), V5))
-    ));
-    assert!(forwarded(&s.on_client_packet(q2)));
-    assert!(forwarded(
-        &s.on_broker_packet(enc(Packet::PubRec(ack(4, 0x80)), V5))
-    ));
-    assert!(forwarded(&s.on_client_packet(p(5))));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubAck(ack(2, 0)), V5),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(q2, &open_policy())));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubRec(ack(4, 0x80)), V5),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(p(5), &open_policy())));
 }
 
 #[test]
@@ -203,40 +235,47 @@ fn acks_for_unknown_deliveries_never_reach_the_broker() {
         Packet::PubRec(ack(11, 0)),
         Packet::PubComp(ack(11, 0)),
     ] {
-        assert!(matches!(s.on_client_packet(enc(p, V3)), Ok(Step::Nothing)));
+        assert!(matches!(
+            s.on_client_packet(enc(p, V3), &open_policy()),
+            Ok(Step::Nothing)
+        ));
     }
     // A real delivery: each ack goes through once, in order.
-    assert!(forwarded(&s.on_broker_packet(enc(
-        publish("a/b", QoS::ExactlyOnce, Some(11), b"x"),
-        V3
-    ))));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(publish("a/b", QoS::ExactlyOnce, Some(11), b"x"), V3),
+        &open_policy()
+    )));
     assert!(matches!(
-        s.on_client_packet(enc(Packet::PubComp(ack(11, 0)), V3)),
+        s.on_client_packet(enc(Packet::PubComp(ack(11, 0)), V3), &open_policy()),
         Ok(Step::Nothing)
     ));
-    assert!(forwarded(
-        &s.on_client_packet(enc(Packet::PubRec(ack(11, 0)), V3))
-    ));
-    assert!(forwarded(
-        &s.on_broker_packet(enc(Packet::PubRel(ack(11, 0)), V3))
-    ));
-    assert!(forwarded(
-        &s.on_client_packet(enc(Packet::PubComp(ack(11, 0)), V3))
-    ));
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubRec(ack(11, 0)), V3),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubRel(ack(11, 0)), V3),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubComp(ack(11, 0)), V3),
+        &open_policy()
+    )));
     assert!(matches!(
-        s.on_client_packet(enc(Packet::PubComp(ack(11, 0)), V3)),
+        s.on_client_packet(enc(Packet::PubComp(ack(11, 0)), V3), &open_policy()),
         Ok(Step::Nothing)
     ));
     // QoS 1 delivery.
-    assert!(forwarded(&s.on_broker_packet(enc(
-        publish("a/b", QoS::AtLeastOnce, Some(12), b"x"),
-        V3
-    ))));
-    assert!(forwarded(
-        &s.on_client_packet(enc(Packet::PubAck(ack(12, 0)), V3))
-    ));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(publish("a/b", QoS::AtLeastOnce, Some(12), b"x"), V3),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubAck(ack(12, 0)), V3),
+        &open_policy()
+    )));
     assert!(matches!(
-        s.on_client_packet(enc(Packet::PubAck(ack(12, 0)), V3)),
+        s.on_client_packet(enc(Packet::PubAck(ack(12, 0)), V3), &open_policy()),
         Ok(Step::Nothing)
     ));
 }
@@ -250,26 +289,35 @@ fn deliveries_larger_than_the_client_accepts_are_dropped_and_acked_mqtt_3_1_2_25
     let mut s = state(V5, terms);
     let big = [b'x'; 40];
     // Small enough: forwarded.
-    assert!(forwarded(&s.on_broker_packet(enc(
-        publish("a/b", QoS::AtLeastOnce, Some(1), b"ok"),
-        V5
-    ))));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(publish("a/b", QoS::AtLeastOnce, Some(1), b"ok"), V5),
+        &open_policy()
+    )));
     // QoS 0: dropped.
     assert!(matches!(
-        s.on_broker_packet(enc(publish("a/b", QoS::AtMostOnce, None, &big), V5)),
+        s.on_broker_packet(
+            enc(publish("a/b", QoS::AtMostOnce, None, &big), V5),
+            &open_policy()
+        ),
         Ok(Step::Nothing)
     ));
     // QoS 1: moat sends the PUBACK to the broker.
-    let step = s.on_broker_packet(enc(publish("a/b", QoS::AtLeastOnce, Some(2), &big), V5));
+    let step = s.on_broker_packet(
+        enc(publish("a/b", QoS::AtLeastOnce, Some(2), &big), V5),
+        &open_policy(),
+    );
     assert_eq!(reply(step, V5), Packet::PubAck(ack(2, 0)));
     // QoS 2: PUBREC, then moat answers the broker's PUBREL with PUBCOMP.
-    let step = s.on_broker_packet(enc(publish("a/b", QoS::ExactlyOnce, Some(3), &big), V5));
+    let step = s.on_broker_packet(
+        enc(publish("a/b", QoS::ExactlyOnce, Some(3), &big), V5),
+        &open_policy(),
+    );
     assert_eq!(reply(step, V5), Packet::PubRec(ack(3, 0)));
-    let step = s.on_broker_packet(enc(Packet::PubRel(ack(3, 0)), V5));
+    let step = s.on_broker_packet(enc(Packet::PubRel(ack(3, 0)), V5), &open_policy());
     assert_eq!(reply(step, V5), Packet::PubComp(ack(3, 0)));
     // The client never saw id 2 or 3: its acks for them are dropped.
     assert!(matches!(
-        s.on_client_packet(enc(Packet::PubAck(ack(2, 0)), V5)),
+        s.on_client_packet(enc(Packet::PubAck(ack(2, 0)), V5), &open_policy()),
         Ok(Step::Nothing)
     ));
 }
@@ -284,14 +332,20 @@ fn disconnect_may_not_raise_a_zero_session_expiry_v5_3_14_2_2_2() {
     let raise = Bytes::from_static(&[0xe0, 0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x0e, 0x10]);
     let mut s = state(V5, zero);
     assert!(matches!(
-        s.on_client_packet(raise.clone()),
+        s.on_client_packet(raise.clone(), &open_policy()),
         Err(Refusal::Protocol(_))
     ));
     // Setting it to 0 again, or a CONNECT that had an expiry, is fine.
     let keep = Bytes::from_static(&[0xe0, 0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00, 0x00]);
-    assert!(matches!(s.on_client_packet(keep), Ok(Step::Goodbye(_))));
+    assert!(matches!(
+        s.on_client_packet(keep, &open_policy()),
+        Ok(Step::Goodbye(_))
+    ));
     let mut s = state(V5, Terms::default());
-    assert!(matches!(s.on_client_packet(raise), Ok(Step::Goodbye(_))));
+    assert!(matches!(
+        s.on_client_packet(raise, &open_policy()),
+        Ok(Step::Goodbye(_))
+    ));
 }
 
 /// A v5 SUBSCRIBE with the given filters (options QoS 1).
@@ -319,7 +373,7 @@ fn suback(id: u16, codes: &[u8]) -> Packet {
 fn invalid_filters_get_suback_0x8f_mqtt_4_7_1_1() {
     // All invalid: answered by moat, nothing forwarded.
     let mut s = state(V5, Terms::default());
-    match s.on_client_packet(subscribe(1, &["a/#/b", "$share//x"])) {
+    match s.on_client_packet(subscribe(1, &["a/#/b", "$share//x"]), &open_policy()) {
         Ok(Step::Refuse {
             reply: Some(r),
             forward: None,
@@ -329,7 +383,7 @@ fn invalid_filters_get_suback_0x8f_mqtt_4_7_1_1() {
     }
     // Mixed: the valid filters go to the broker alone; its SUBACK is merged in request order.
     let mut s = state(V5, Terms::default());
-    match s.on_client_packet(subscribe(2, &["a/b", "a#", "c/+"])) {
+    match s.on_client_packet(subscribe(2, &["a/b", "a#", "c/+"]), &open_policy()) {
         Ok(Step::Refuse {
             reply: None,
             forward: Some(f),
@@ -337,14 +391,14 @@ fn invalid_filters_get_suback_0x8f_mqtt_4_7_1_1() {
         }) => assert_eq!(f, subscribe(2, &["a/b", "c/+"])),
         other => panic!("{other:?}"),
     }
-    let merged = s.on_broker_packet(enc(suback(2, &[1, 0]), V5));
+    let merged = s.on_broker_packet(enc(suback(2, &[1, 0]), V5), &open_policy());
     match merged {
         Ok(Step::Forward(b)) => assert_eq!(mqtt::decode(b, V5).unwrap(), suback(2, &[1, 0x8f, 0])),
         other => panic!("{other:?}"),
     }
     // Mixed with a filter the policy refuses ($-filters until ACLs): three kinds of answer.
     let mut s = state(V5, Terms::default());
-    match s.on_client_packet(subscribe(3, &["$SYS/#", "+#", "ok"])) {
+    match s.on_client_packet(subscribe(3, &["$SYS/#", "+#", "ok"]), &open_policy()) {
         Ok(Step::Refuse {
             reply: None,
             forward: Some(f),
@@ -352,7 +406,7 @@ fn invalid_filters_get_suback_0x8f_mqtt_4_7_1_1() {
         }) => assert_eq!(f, subscribe(3, &["ok"])),
         other => panic!("{other:?}"),
     }
-    match s.on_broker_packet(enc(suback(3, &[1]), V5)) {
+    match s.on_broker_packet(enc(suback(3, &[1]), V5), &open_policy()) {
         Ok(Step::Forward(b)) => {
             assert_eq!(mqtt::decode(b, V5).unwrap(), suback(3, &[0x87, 0x8f, 1]))
         }
@@ -360,7 +414,7 @@ fn invalid_filters_get_suback_0x8f_mqtt_4_7_1_1() {
     }
     // Policy refuses every valid one: one local SUBACK with both kinds of code.
     let mut s = state(V5, Terms::default());
-    match s.on_client_packet(subscribe(4, &["", "$SYS/x"])) {
+    match s.on_client_packet(subscribe(4, &["", "$SYS/x"]), &open_policy()) {
         Ok(Step::Refuse {
             reply: Some(r),
             forward: None,
@@ -380,7 +434,7 @@ fn invalid_filters_close_a_v311_session_v3_mqtt_4_7_1_1() {
     frame.extend(body);
     let mut s = state(V3, Terms::default());
     assert!(matches!(
-        s.on_client_packet(Bytes::from(frame)),
+        s.on_client_packet(Bytes::from(frame), &open_policy()),
         Err(Refusal::Packet(
             mqtt::DecodeError::InvalidTopicFilter { .. }
         ))
