@@ -24,12 +24,14 @@
 //! - [`mqtt`]: strict MQTT 3.1 / 3.1.1 / 5.0 codec.
 //! - [`config`]: `moat.yaml` → validated [`config::Config`].
 //! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication decisions.
-//! - `transport`: TLS handshake → byte stream + [`transport::Peer`].
+//! - `transport`: TLS handshake, WebSocket upgrade or QUIC stream → byte stream +
+//!   [`transport::Peer`].
 //! - `session`: one MQTT proxy session per connection.
 //! - `server`: listeners, the one spawn site, graceful shutdown.
 //! - `broker`: the embedded rumqttd and external broker targets.
 //! - [`certs`]: CA / server / client certificate generation (rcgen).
 //! - `ops`: loading files, audit log.
+//! - [`tunnel`]: `moat tunnel`, local TCP MQTT carried over QUIC to a moat QUIC listener.
 //! - [`cli`]: the `moat` command line.
 #![forbid(unsafe_code)]
 
@@ -43,3 +45,4 @@ pub mod policy;
 pub mod server;
 pub(crate) mod session;
 pub mod transport;
+pub mod tunnel;

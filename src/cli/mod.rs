@@ -4,6 +4,7 @@ mod certs;
 mod check;
 mod passwd;
 mod run;
+mod tunnel;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,8 @@ enum Command {
     Certs(certs::Args),
     /// Hash a password (argon2id) for a policy file.
     Passwd(passwd::Args),
+    /// Carry local plain-TCP MQTT connections over QUIC to a moat QUIC listener.
+    Tunnel(tunnel::Args),
 }
 
 /// Parses argv, runs the subcommand, and turns the result into an exit code.
@@ -37,6 +40,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Passwd(args) => passwd::run(args),
+        Command::Tunnel(args) => tunnel::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

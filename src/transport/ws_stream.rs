@@ -31,6 +31,9 @@ use tokio_tungstenite::WebSocketStream;
 /// for a client that sends WebSocket pings while idle between MQTT keep-alives.
 const MAX_EMPTY_MESSAGES: u32 = 1024;
 
+/// Close reason for a text frame.
+const TEXT_FRAME: &str = "MQTT-6.0.0-1: MQTT travels in binary frames only";
+
 /// An upgraded WebSocket seen as one duplex byte stream.
 pub struct WsBytes<S> {
     /// The upgraded connection.
@@ -103,8 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsBytes<S> {
                 // [MQTT-6.0.0-1] MQTT control packets are sent in binary data frames; a text
                 // frame closes the connection.
                 Message::Text(_) => {
-                    let reason = "MQTT-6.0.0-1: MQTT travels in binary frames only";
-                    return Poll::Ready(Err(this.violation(CloseCode::Unsupported, reason)));
+                    return Poll::Ready(Err(this.violation(CloseCode::Unsupported, TEXT_FRAME)));
                 }
                 _ => this.count_empty()?,
             }
@@ -117,7 +119,8 @@ impl<S> WsBytes<S> {
     fn read_error(&mut self, e: WsError) -> io::Error {
         match e {
             WsError::Capacity(_) => self.violation(CloseCode::Size, "WebSocket message too big"),
-            WsError::Utf8(_) => self.violation(CloseCode::Invalid, "invalid UTF-8"),
+            // Only a text frame is checked for UTF-8: it is the same violation as a valid one.
+            WsError::Utf8(_) => self.violation(CloseCode::Unsupported, TEXT_FRAME),
             WsError::Protocol(_) => {
                 self.violation(CloseCode::Protocol, "WebSocket protocol violation")
             }
