@@ -14,7 +14,7 @@ use serde_saphyr::Spanned;
 use super::error::{quoted, ConfigError, ConfigErrorKind as Kind, Position};
 use super::raw::Check;
 use super::units::parse_size;
-use super::ListenerKind;
+use super::{ClientCerts, ListenerKind, TlsSettings};
 
 /// WebSocket path when none is configured (what EMQX, mosquitto and HiveMQ use).
 pub const DEFAULT_WS_PATH: &str = "/mqtt";
@@ -150,6 +150,7 @@ pub(super) struct RawTransport<'a> {
     pub(super) insecure_plaintext: Option<&'a Spanned<bool>>,
     pub(super) ws: Option<&'a Spanned<RawWs>>,
     pub(super) quic: Option<&'a Spanned<RawQuic>>,
+    pub(super) client_certs: Option<&'a Spanned<ClientCerts>>,
 }
 
 /// The validated transport options of one listener.
@@ -157,6 +158,7 @@ pub(super) struct Transport {
     pub(super) alpn_routing: bool,
     pub(super) ws: Option<WsSettings>,
     pub(super) quic: Option<QuicSettings>,
+    pub(super) client_certs: Option<ClientCerts>,
 }
 
 // === impl Check (listener transports) ===
@@ -167,6 +169,7 @@ impl Check<'_> {
         &self,
         raw: &RawTransport<'_>,
         max_packet_size: usize,
+        tls: &TlsSettings,
     ) -> Result<Transport, ConfigError> {
         let kind = raw.kind.value;
         let name = quoted(&raw.name.value);
@@ -218,10 +221,23 @@ impl Check<'_> {
             }
             (_, None) => None,
         };
+        let client_certs = match (kind, raw.client_certs) {
+            (_, None) => None,
+            (ListenerKind::Ws, Some(mode)) => {
+                let hint = "a plain ws listener has no TLS";
+                return Err(misplaced(pos(mode), "client_certs", hint));
+            }
+            (_, Some(mode)) if mode.value != ClientCerts::None && tls.client_ca.is_none() => {
+                let mode_name = mode.value.as_str();
+                return Err(self.err_at(mode, Kind::ClientCaRequired { mode: mode_name }));
+            }
+            (_, Some(mode)) => Some(mode.value),
+        };
         Ok(Transport {
             alpn_routing,
             ws,
             quic,
+            client_certs,
         })
     }
 

@@ -200,3 +200,28 @@ fn origins_are_normalised_like_browsers_send_them() {
     assert_eq!(normalise_origin("https://a.example/"), None);
     assert_eq!(normalise_origin("https://"), None);
 }
+
+#[test]
+fn client_certs_per_listener_override_the_tls_section() {
+    let tls = "tls: { client_ca: ca.crt, client_certs: required }\n";
+    let cfg = parse_ok(&format!(
+        "{}{tls}",
+        one("{ name: w, kind: wss, bind: \"127.0.0.1:1\", client_certs: none }")
+    ));
+    let l = &cfg.listeners[0];
+    assert_eq!(l.client_certs, Some(ClientCerts::None));
+    assert_eq!(l.tls(&cfg.tls).client_certs, ClientCerts::None);
+    assert_eq!(cfg.tls.client_certs, ClientCerts::Required);
+    // Certificates cannot be asked for without the CA that signs them.
+    let err = parse_err(&one(
+        "{ name: q, kind: quic, bind: \"127.0.0.1:1\", client_certs: optional }",
+    ));
+    assert!(err.contains("tls.client_ca is not set"), "{err}");
+    let err = parse_err(&one(
+        "{ name: w, kind: ws, bind: \"127.0.0.1:1\", insecure_plaintext: true, client_certs: none }",
+    ));
+    assert!(
+        err.contains("'client_certs' is not valid on a 'ws' listener"),
+        "{err}"
+    );
+}

@@ -118,6 +118,10 @@ pub struct Listener {
     pub ws: Option<WsSettings>,
     /// QUIC settings: set for `quic` listeners.
     pub quic: Option<QuicSettings>,
+    /// Overrides `tls.client_certs` for this listener: e.g. `none` on a browser-facing WSS
+    /// listener (a browser asked for a certificate prompts its user, or fails headless) next to
+    /// `required` for devices on 8883.
+    pub client_certs: Option<ClientCerts>,
 }
 
 // === impl Listener ===
@@ -132,6 +136,18 @@ impl Listener {
             alpn_routing: false,
             ws: None,
             quic: None,
+            client_certs: None,
+        }
+    }
+
+    /// The TLS settings this listener serves with (`tls:` plus its own `client_certs`).
+    pub fn tls(&self, tls: &TlsSettings) -> TlsSettings {
+        match self.client_certs {
+            None => tls.clone(),
+            Some(client_certs) => TlsSettings {
+                client_certs,
+                ..tls.clone()
+            },
         }
     }
 }

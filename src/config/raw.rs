@@ -59,6 +59,8 @@ struct RawListener {
     insecure_plaintext: Option<Spanned<bool>>,
     ws: Option<Spanned<RawWs>>,
     quic: Option<Spanned<RawQuic>>,
+    /// Overrides `tls.client_certs` for this listener (e.g. `none` on a browser-facing WSS).
+    client_certs: Option<Spanned<ClientCerts>>,
 }
 
 /// `tls:`.
@@ -167,12 +169,13 @@ impl Check<'_> {
             None => Limits::default(),
             Some(limits) => self.limits(&limits)?,
         };
+        let tls = match raw.tls {
+            None => TlsSettings::default_for_dir(self.base),
+            Some(tls) => self.tls(tls)?,
+        };
         Ok(Config {
-            listeners: self.listeners(&raw.listeners, limits.max_packet_size)?,
-            tls: match raw.tls {
-                None => TlsSettings::default_for_dir(self.base),
-                Some(tls) => self.tls(tls)?,
-            },
+            listeners: self.listeners(&raw.listeners, &limits, &tls)?,
+            tls,
             broker: match raw.broker {
                 None => BrokerSettings::default(),
                 Some(broker) => self.broker(&broker)?,
@@ -193,7 +196,8 @@ impl Check<'_> {
     fn listeners(
         &self,
         raw: &Spanned<Vec<RawListener>>,
-        max_packet_size: usize,
+        limits: &Limits,
+        tls: &TlsSettings,
     ) -> Result<Vec<Listener>, ConfigError> {
         if raw.value.is_empty() {
             return Err(self.err_at(raw, Kind::NoListeners));
@@ -219,8 +223,9 @@ impl Check<'_> {
                 insecure_plaintext: entry.insecure_plaintext.as_ref(),
                 ws: entry.ws.as_ref(),
                 quic: entry.quic.as_ref(),
+                client_certs: entry.client_certs.as_ref(),
             };
-            let transport = self.transport(&transport, max_packet_size)?;
+            let transport = self.transport(&transport, limits.max_packet_size, tls)?;
             let listener = Listener {
                 name: name.clone(),
                 kind: entry.kind.value,
@@ -228,6 +233,7 @@ impl Check<'_> {
                 alpn_routing: transport.alpn_routing,
                 ws: transport.ws,
                 quic: transport.quic,
+                client_certs: transport.client_certs,
             };
             listeners.push((listener, Position::of_spanned(&entry.name).line));
         }

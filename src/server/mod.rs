@@ -239,7 +239,8 @@ fn front(l: &ListenerConfig, config: &Config) -> Result<listener::Front, StartEr
                 .unwrap_or_else(|| WsSettings::defaults(config.limits.max_packet_size)),
         )
     };
-    let acceptor = |profile| tls::server_config_for(&config.tls, profile).map(TlsAcceptor::from);
+    let settings = l.tls(&config.tls);
+    let acceptor = |profile| tls::server_config_for(&settings, profile).map(TlsAcceptor::from);
     Ok(match (l.kind, l.alpn_routing) {
         (ListenerKind::Ws, _) => listener::Front::Ws(ws()),
         (ListenerKind::Tls | ListenerKind::Wss, true) => {
@@ -259,7 +260,7 @@ fn bind_quic(
 ) -> Result<quic::QuicListener, StartError> {
     let settings = l.quic.clone().unwrap_or_default();
     let server = crate::transport::quic::server_config(
-        &config.tls,
+        &l.tls(&config.tls),
         &settings,
         config.limits.max_packet_size,
     )
