@@ -1,15 +1,15 @@
 //! # moat: a TLS-terminating MQTT security proxy
 //!
-//! moat is the front door of an MQTT deployment. Devices connect to it over TLS; it admits or
-//! refuses each connection, authenticates the client, parses every MQTT packet strictly and
-//! forwards only well-formed, authorized cleartext MQTT to a broker on an isolated segment
-//! (by default an embedded rumqttd bound to loopback).
+//! moat is the front door of an MQTT deployment. Devices connect to it over TLS, WebSocket
+//! (WSS) or QUIC; it admits or refuses each connection, authenticates the client, parses every
+//! MQTT packet strictly and forwards only well-formed, authorized cleartext MQTT to a broker on
+//! an isolated segment (by default an embedded rumqttd bound to loopback).
 //!
 //! ```text
 //!  device ──TCP──► listener ──► transport ──► session ─────────────────────► broker (loopback)
-//!                  server/      TLS handshake  CONNECT → authenticate         embedded rumqttd
-//!                  accept,      (transport/)   strict codec (mqtt/),          or an upstream
-//!                  caps, spawn                 policy decisions (policy/)     address (broker/)
+//!        ──UDP──►  server/      TLS, WS        CONNECT → authenticate         embedded rumqttd
+//!                  accept,      upgrade, QUIC  strict codec (mqtt/),          or an upstream
+//!                  caps, spawn  (transport/)   policy decisions (policy/)     address (broker/)
 //! ```
 //!
 //! Design in one sentence: the codec (`mqtt`), the policy (`policy`) and the configuration

@@ -176,7 +176,7 @@ async fn wrong_path_missing_subprotocol_and_plain_http_are_refused_mqtt_6_0_0_3(
 }
 
 #[tokio::test]
-async fn wss_refuses_cross_protocol_alpn() {
+async fn cross_protocol_alpn_is_refused_on_wss_and_mqtts() {
     let h = start("").await;
     let addr = h.addr_of("wss");
     // Catalogue §F.83: `mqtt` or `h2` to the WSS listener → no_application_protocol.
@@ -185,6 +185,13 @@ async fn wss_refuses_cross_protocol_alpn() {
         config.alpn_protocols = vec![alpn.to_vec()];
         let result = common::tls_connect(addr, std::sync::Arc::new(config)).await;
         assert!(result.is_err(), "ALPN {alpn:?} accepted on wss");
+    }
+    // And the other way round: HTTP on the MQTT-over-TLS listener.
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let mut config = (*h.client_config(None)).clone();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let result = common::tls_connect(h.addr, std::sync::Arc::new(config)).await;
+        assert!(result.is_err(), "ALPN {alpn:?} accepted on mqtts");
     }
     // No ALPN at all is a WebSocket client that does not send it.
     let no_alpn = h.client_config(None);
