@@ -345,3 +345,33 @@ async fn plain_ws_listener_serves_when_enabled() {
         Message::Binary(Bytes::from_static(&CONNACK_OK))
     );
 }
+
+#[tokio::test]
+async fn upgrade_header_bomb_is_cut_without_buffering_it() {
+    use tokio::io::AsyncWriteExt;
+    let h = start("").await;
+    // Catalogue §D.58: one endless header line. tungstenite stops reading at 64 KiB.
+    let mut s = common::tls_connect(h.addr_of("wss"), wsc::wss_tls(&h.pki.ca.cert))
+        .await
+        .unwrap();
+    s.write_all(b"GET /mqtt HTTP/1.1\r\nX-Bomb: ")
+        .await
+        .unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut sent = 0usize;
+    for _ in 0..32 {
+        if s.write_all(&chunk).await.is_err() || s.flush().await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let (got, closed) = common::read_until_close(&mut s, common::WAIT).await;
+    assert!(
+        closed,
+        "header bomb left the connection open after {sent} bytes"
+    );
+    assert!(!String::from_utf8_lossy(&got).contains("101"), "upgraded");
+    // The listener still serves.
+    let mut ws = wss(&h).await;
+    connect_alice(&mut ws, "after-bomb").await;
+}
