@@ -5,6 +5,7 @@ mod check;
 mod explain;
 mod passwd;
 mod run;
+mod tunnel;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ enum Command {
     Passwd(passwd::Args),
     /// Show which ACL rule decides a client's publish, subscribe or receive, and why.
     Explain(explain::Args),
+    /// Carry local plain-TCP MQTT connections over QUIC to a moat QUIC listener.
+    Tunnel(tunnel::Args),
 }
 
 /// Parses argv, runs the subcommand, and turns the result into an exit code.
@@ -41,6 +44,7 @@ pub fn main() -> ExitCode {
         Command::Certs(args) => certs::run(args),
         Command::Passwd(args) => passwd::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Tunnel(args) => tunnel::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,9 @@
     clippy::indexing_slicing
 )]
 
+pub mod quic;
+pub mod ws;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,6 +97,9 @@ pub struct Opts {
     pub revoked: Vec<&'static str>,
     /// Extra lines inside the `tls:` section (each indented two spaces, ending in a newline).
     pub tls_extra: String,
+    /// More listeners, as YAML list entries (`  - { name: wss, kind: wss, bind: "127.0.0.1:0" }\n`),
+    /// next to the `mqtts` TLS listener every harness has.
+    pub listeners: String,
 }
 
 impl Default for Opts {
@@ -104,6 +110,7 @@ impl Default for Opts {
             extra: String::new(),
             revoked: Vec::new(),
             tls_extra: String::new(),
+            listeners: String::new(),
         }
     }
 }
@@ -133,12 +140,12 @@ pub async fn start(opts: Opts) -> Harness {
         "[revoked.crl]"
     };
     let yaml = format!(
-        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n\
+        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n{}\
          tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n{}\
          broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
          policies: [policies/]\n\
          dev_certs: false\n{}",
-        opts.client_certs, crls, opts.tls_extra, opts.extra
+        opts.listeners, opts.client_certs, crls, opts.tls_extra, opts.extra
     );
     let path = dir.path().join("moat.yaml");
     std::fs::write(&path, &yaml).unwrap();
@@ -171,6 +178,16 @@ impl Harness {
     /// A watcher subscribed to `#` directly on the embedded broker: what moat let through.
     pub async fn broker_watch(&self) -> BrokerWatch {
         BrokerWatch::start(&self.running).await
+    }
+
+    /// The bound address of another listener.
+    pub fn addr_of(&self, name: &str) -> SocketAddr {
+        self.running.local_addr(name).expect("no such listener")
+    }
+
+    /// The test CA file (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     pub fn upstream_connects(&self) -> u64 {
