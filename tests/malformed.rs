@@ -678,3 +678,35 @@ async fn deliveries_larger_than_the_client_s_maximum_packet_size_are_dropped() {
         ("mps/small", &b"ok"[..])
     );
 }
+
+#[tokio::test]
+async fn keep_alive_0_is_served_with_moat_s_maximum_and_enforced() {
+    // §B.36 / §G.89: rumqttd drops a keep-alive-0 CONNECT without a CONNACK; moat accepts it,
+    // keeps its own keep alive upstream, tells an MQTT 5 client the maximum (Server Keep Alive,
+    // [MQTT-3.2.2-21]) and closes a silent client after 1.5 × that [MQTT-3.1.2-24].
+    let h = common::start(Opts {
+        extra: "limits: { max_keepalive: 1s }\n".into(),
+        ..Opts::default()
+    })
+    .await;
+    let mut v4 = Connect::new(V4, "ka0-4");
+    v4.keep_alive = 0;
+    let mut s = h.tls(None).await;
+    s.write_all(&v4.bytes()).await.unwrap();
+    assert_eq!(read_packet(&mut s).await, [0x20, 0x02, 0x00, 0x00]);
+    let mut v5 = Connect::new(V5, "ka0-5");
+    v5.keep_alive = 0;
+    let mut s5 = h.tls(None).await;
+    s5.write_all(&v5.bytes()).await.unwrap();
+    let Ok(Packet::ConnAck(ack)) = mqtt::decode(read_packet(&mut s5).await.into(), V5) else {
+        panic!("no CONNACK")
+    };
+    assert_eq!((ack.code, ack.properties.server_keep_alive), (0, Some(1)));
+    // Silence: closed after 1.5 s (v5 with DISCONNECT 0x8D Keep Alive timeout).
+    let started = std::time::Instant::now();
+    let (got, closed) = common::read_until_close(&mut s5, common::WAIT).await;
+    assert_eq!((got, closed), (vec![0xe0, 0x01, 0x8d], true));
+    let (got, closed) = common::read_until_close(&mut s, common::WAIT).await;
+    assert_eq!((got, closed), (vec![], true));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -179,6 +179,26 @@ mod tests {
     }
 
     #[test]
+    fn report_lists_policy_warnings() {
+        let sources = [crate::policy::PolicySource {
+            path: "p.yaml".into(),
+            text: "password_file: passwd\n".into(),
+        }];
+        // mosquitto_passwd -H sha512: bob / hunter2.
+        let passwd = [crate::policy::PolicySource {
+            path: "passwd".into(),
+            text: "bob:$6$Jc9q7TamKLWtVnrQ$uQ4zY7S6v9GBl3TVWI64Al82H4HXZDlhAXjQ57Tv6YiDq03lFNLopEHrQ7AwuJspqslSZL3+GiekAXhe+iibBQ==\n".into(),
+        }];
+        let policy = crate::policy::compile_with_files(&sources, &passwd).unwrap();
+        let cfg = Config::default_for_dir(std::path::Path::new(""));
+        let text = report(std::path::Path::new("moat.yaml"), &cfg, &policy, &[]);
+        assert!(
+            text.contains("  warning   passwd:1:1: user 'bob' has a $6$"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn run_fails_with_the_error_location() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("moat.yaml");
