@@ -23,14 +23,14 @@
 //! Module map:
 //! - [`mqtt`]: strict MQTT 3.1 / 3.1.1 / 5.0 codec.
 //! - [`config`]: `moat.yaml` → validated [`config::Config`].
-//! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication decisions.
+//! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication and topic-ACL decisions.
 //! - `transport`: TLS handshake, WebSocket upgrade or QUIC stream → byte stream +
 //!   [`transport::Peer`].
 //! - `session`: one MQTT proxy session per connection.
 //! - `server`: listeners, the one spawn site, graceful shutdown.
 //! - `broker`: the embedded rumqttd and external broker targets.
 //! - [`certs`]: CA / server / client certificate generation (rcgen).
-//! - `ops`: loading files, audit log.
+//! - `ops`: loading files, policy reload, audit log.
 //! - [`tunnel`]: `moat tunnel`, local TCP MQTT carried over QUIC to a moat QUIC listener.
 //! - [`cli`]: the `moat` command line.
 #![forbid(unsafe_code)]

@@ -36,6 +36,8 @@ pub struct AclCache {
     policy: Option<Arc<Policy>>,
     /// One map per action, keyed by topic or filter.
     entries: [HashMap<Box<str>, Entry>; 3],
+    /// The subject's groups in that snapshot (looked up once per snapshot, not per decision).
+    groups: Vec<String>,
     /// Lookups answered from the cache (for tests and benchmarks).
     hits: u64,
 }
@@ -67,7 +69,7 @@ impl AclCache {
         subject: &Subject,
         filter: &str,
     ) -> AclDecision {
-        self.sync(policy);
+        self.sync(policy, subject);
         if let Some(Entry::Decision(d)) = self.map(Action::Subscribe).and_then(|m| m.get(filter)) {
             let d = d.clone();
             self.hits += 1;
@@ -90,24 +92,24 @@ impl AclCache {
         action: Action,
         topic: &str,
     ) -> Option<u32> {
-        self.sync(policy);
+        self.sync(policy, subject);
         if let Some(Entry::Match(id)) = self.map(action).and_then(|m| m.get(topic)) {
             let id = *id;
             self.hits += 1;
             return id;
         }
-        let groups = policy.groups_for(subject);
-        let id = policy.acl.first_match(action, subject, groups, topic);
+        let id = policy.acl.first_match(action, subject, &self.groups, topic);
         self.remember(action, topic, Entry::Match(id));
         id
     }
 
     /// Empties the cache when the policy in force is not the one the entries came from.
-    fn sync(&mut self, policy: &Arc<Policy>) {
+    fn sync(&mut self, policy: &Arc<Policy>, subject: &Subject) {
         if !self.policy.as_ref().is_some_and(|p| Arc::ptr_eq(p, policy)) {
             for map in &mut self.entries {
                 map.clear();
             }
+            self.groups = policy.groups_for(subject).to_vec();
             self.policy = Some(policy.clone());
         }
     }
