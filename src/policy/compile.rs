@@ -21,6 +21,7 @@ use serde_saphyr::Spanned;
 
 use super::authn::{check_identity_name, check_name, NameError};
 use super::decision::RuleRef;
+use super::guard;
 use super::{AnonymousSetting, Policy, User};
 use crate::config::{from_yaml, quoted, Position, SourceLocation};
 
@@ -104,6 +105,9 @@ pub enum PolicyErrorKind {
         /// Parallelism.
         p: u32,
     },
+    /// A `network:`, `bans:`, `auto_ban:` or `limits:` value (see guard.rs).
+    #[error(transparent)]
+    Guard(#[from] guard::GuardErrorKind),
     /// Two files set `anonymous` differently.
     #[error("anonymous is {value} here but {other} at {first}: set it in one file only")]
     ConflictingAnonymous {
@@ -124,6 +128,16 @@ struct RawPolicyFile {
     anonymous: Option<Spanned<bool>>,
     /// Password and certificate users (`users:` left empty means none).
     users: Option<Vec<RawUser>>,
+    // --- network guard (guard.rs): addresses, bans, limits ---
+    /// `network: { allow, deny, listeners }`.
+    network: Option<guard::RawNetwork>,
+    /// Static bans.
+    bans: Option<Vec<guard::RawBan>>,
+    /// Automatic ban triggers (one file only).
+    auto_ban: Option<Spanned<guard::RawAutoBan>>,
+    /// Connection and session limits (one file only).
+    limits: Option<Spanned<guard::RawLimits>>,
+    // --- end network guard ---
 }
 
 /// `users[]`.
@@ -160,6 +174,8 @@ struct Merged {
     users: Vec<(String, User, SourceLocation)>,
     index: HashMap<String, usize>,
     anonymous: Option<(bool, SourceLocation, RuleRef)>,
+    /// Network guard sections (guard.rs).
+    guard: guard::GuardMerged,
 }
 
 // === impl Merged ===
@@ -170,6 +186,13 @@ impl Merged {
         if let Some(anonymous) = raw.anonymous {
             self.set_anonymous(source, &file, &anonymous)?;
         }
+        let guard = guard::RawGuard {
+            network: raw.network,
+            bans: raw.bans,
+            auto_ban: raw.auto_ban,
+            limits: raw.limits,
+        };
+        self.guard.add(source, guard)?;
         for raw_user in raw.users.unwrap_or_default() {
             let user = compile_user(source, &file, &raw_user)?;
             let here = SourceLocation::new(&source.path, Position::of_spanned(&raw_user.name));
@@ -233,6 +256,7 @@ impl Merged {
             anonymous,
             files: self.files,
             decoy,
+            guard: self.guard.finish(),
         }
     }
 }

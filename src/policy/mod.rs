@@ -9,8 +9,12 @@
 //! session runs the CPU-heavy [`Policy::authenticate`] on a blocking thread.
 
 mod authn;
+mod bans;
 mod compile;
 mod decision;
+mod guard;
+mod limits;
+mod network;
 
 #[cfg(test)]
 mod tests;
@@ -25,8 +29,12 @@ pub use authn::{
     AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, IdentitySource, NameError,
     ANONYMOUS,
 };
+pub use bans::{AutoBanRule, AutoBanSettings, BanTarget, StaticBan};
 pub use compile::{compile, PolicyError, PolicyErrorKind, PolicySource};
 pub use decision::{Decision, RuleRef, Verdict};
+pub use guard::GuardErrorKind;
+pub use limits::{Bucket, ClientLimits, ConnectionLimits, OnExceed, Rate};
+pub use network::{source_key, NetworkSummary};
 
 /// One compiled, immutable policy snapshot.
 pub struct Policy {
@@ -38,6 +46,8 @@ pub struct Policy {
     files: Vec<PathBuf>,
     /// A real hash to verify against when a name is unknown, so refusals cost the same time.
     decoy: Option<PasswordHashString>,
+    /// Network admission, bans and limits (guard.rs).
+    guard: guard::Guard,
 }
 
 /// One user entry.
@@ -76,6 +86,7 @@ impl Policy {
             anonymous: AnonymousSetting::default(),
             files: Vec::new(),
             decoy: compile::builtin_decoy(),
+            guard: guard::Guard::default(),
         }
     }
 
