@@ -21,6 +21,7 @@
 //! and it never forwards a packet it could not parse exactly one way.
 //!
 //! Module map:
+//! - [`admission`]: IP allow/deny, bans, connection rates and caps on the bare address.
 //! - [`mqtt`]: strict MQTT 3.1 / 3.1.1 / 5.0 codec.
 //! - [`config`]: `moat.yaml` → validated [`config::Config`].
 //! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication decisions.
@@ -33,6 +34,7 @@
 //! - [`cli`]: the `moat` command line.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod broker;
 pub mod certs;
 pub mod cli;

@@ -1,15 +1,15 @@
-//! The one spawn site for connections: span, cap permit and drain handle travel with the task.
+//! The one spawn site for connections: span, admission slot and drain handle travel with the task.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::listener::Front;
 use super::{Drain, Shared, Stats};
+use crate::admission::Admitted;
 use crate::transport::tls;
 
 /// Connection ids for log correlation.
@@ -22,14 +22,14 @@ pub(super) fn spawn(
     stream: TcpStream,
     addr: SocketAddr,
     listener: Arc<str>,
-    permit: OwnedSemaphorePermit,
+    permit: Admitted,
     drain: Drain,
 ) {
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("conn", id, peer = %addr, listener = %listener);
     tokio::spawn(
         async move {
-            // Held until the task ends: the cap counts live connections, the drain counts tasks.
+            // Held until the task ends: admission counts live connections, the drain counts tasks.
             let _permit = permit;
             let deadline = shared.config.timeouts.tls_handshake;
             match front {

@@ -75,10 +75,21 @@ pub fn default_policy() -> String {
     )
 }
 
+/// The harness's network policy file: loopback may connect (an empty allow list admits nobody),
+/// and the default connection rates are off, because tests open hundreds of connections from
+/// one address at once. Tests of admission itself write their own.
+pub const LOOPBACK_NETWORK: &str = "network:\n  allow: [\"127.0.0.0/8\", \"::1\"]\n\
+limits:\n  connections: { per_ip: off, global: off }\n";
+
 /// Knobs for one test server.
 pub struct Opts {
     pub client_certs: &'static str,
     pub policy: String,
+    /// A second policy file, `policies/00-network.yaml` (network:, bans:, limits:, auto_ban:);
+    /// defaults to [`LOOPBACK_NETWORK`] so tests with their own `policy` still get in.
+    pub network: String,
+    /// Listener bind address (`"[::1]:0"` for IPv6 tests).
+    pub bind: &'static str,
     /// Extra top-level YAML appended to moat.yaml (timeouts:, limits:, …).
     pub extra: String,
     /// Client certificate CNs to issue and revoke in a CRL the listener loads.
@@ -90,6 +101,8 @@ impl Default for Opts {
         Opts {
             client_certs: "optional",
             policy: default_policy(),
+            network: LOOPBACK_NETWORK.to_string(),
+            bind: "127.0.0.1:0",
             extra: String::new(),
             revoked: Vec::new(),
         }
@@ -111,6 +124,7 @@ pub async fn start(opts: Opts) -> Harness {
     let pki = Pki::new(dir.path());
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/test.yaml"), &opts.policy).unwrap();
+    std::fs::write(dir.path().join("policies/00-network.yaml"), &opts.network).unwrap();
     let revoked: Vec<Pem> = opts.revoked.iter().map(|cn| pki.client(cn)).collect();
     let crls = if revoked.is_empty() {
         "[]"
@@ -121,12 +135,12 @@ pub async fn start(opts: Opts) -> Harness {
         "[revoked.crl]"
     };
     let yaml = format!(
-        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n\
+        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"{}\" }}\n\
          tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n\
          broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
          policies: [policies/]\n\
          dev_certs: false\n{}",
-        opts.client_certs, crls, opts.extra
+        opts.bind, opts.client_certs, crls, opts.extra
     );
     let path = dir.path().join("moat.yaml");
     std::fs::write(&path, &yaml).unwrap();
