@@ -15,10 +15,11 @@ use tokio::sync::mpsc;
 
 use super::connect::{Admitted, TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
 use super::error::Refusal;
+use super::limits::{Check, SessionLimits};
 use super::reader::{FrameReader, ReadError};
 use super::state::{State, Step};
 use crate::ops::audit;
-use crate::server::Drain;
+use crate::server::{Drain, Stats};
 use crate::transport::Peer;
 
 /// Local answers (PINGRESP, refusals) queued for the client; bounded so a client that does not
@@ -28,6 +29,10 @@ const REPLY_QUEUE: usize = 64;
 /// PINGREQ, sent upstream by moat on its own schedule.
 const PINGREQ: &[u8] = &[0xc0, 0x00];
 
+/// Longest a write to the client may take: a client that stops reading (TCP zero window) is
+/// cut off instead of holding its session, its broker connection and its buffers forever.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Runs the session until one side closes. `Ok` means a normal end; `Err` carries what the
 /// client must be told.
 pub(super) async fn pump<R, W>(
@@ -36,6 +41,7 @@ pub(super) async fn pump<R, W>(
     admitted: Admitted,
     peer: &Peer,
     mut drain: Drain,
+    stats: &Stats,
 ) -> Result<(), Refusal>
 where
     R: AsyncRead + Unpin,
@@ -43,6 +49,7 @@ where
 {
     let version = admitted.connect.protocol;
     let state = Mutex::new(State::new(version, alias_maximum(version)));
+    let limits = Mutex::new(SessionLimits::new(version, admitted.limits.clone()));
     let identity = admitted.identity.name.clone();
     let mut upstream = admitted.upstream;
     let idle = match admitted.keep_alive {
@@ -55,10 +62,10 @@ where
     let up = client_to_broker(
         &mut client,
         &mut upstream.writer,
-        &state,
+        (&state, &limits),
         &replies_tx,
         idle,
-        peer,
+        (peer, stats),
         &identity,
     );
     let down = async {
@@ -68,7 +75,10 @@ where
                 biased;
                 _ = drain.signalled() => return Err(Refusal::ShuttingDown),
                 reply = replies_rx.recv() => match reply {
-                    Some(bytes) => out.extend_from_slice(&bytes),
+                    Some(bytes) => {
+                        lock(&limits)?.on_frame_to_client(&bytes);
+                        out.extend_from_slice(&bytes);
+                    }
                     None => return Ok(()),
                 },
                 frame = upstream.reader.next() => {
@@ -81,7 +91,10 @@ where
                     while let Some(frame) = next {
                         let step = lock(&state)?.on_broker_packet(frame)?;
                         match step {
-                            Step::Forward(b) | Step::Reply(b) => out.extend_from_slice(&b),
+                            Step::Forward(b) | Step::Reply(b) => {
+                                lock(&limits)?.on_frame_to_client(&b);
+                                out.extend_from_slice(&b);
+                            }
                             Step::Goodbye(b) => {
                                 out.extend_from_slice(&b);
                                 write(client_wr, &mut out).await?;
@@ -98,9 +111,12 @@ where
             }
             // Whatever else is already queued goes out in the same write.
             while let Ok(bytes) = replies_rx.try_recv() {
+                lock(&limits)?.on_frame_to_client(&bytes);
                 out.extend_from_slice(&bytes);
             }
-            write(client_wr, &mut out).await?;
+            tokio::time::timeout(CLIENT_WRITE_TIMEOUT, write(client_wr, &mut out))
+                .await
+                .map_err(|_| Refusal::WriteTimeout(CLIENT_WRITE_TIMEOUT))??;
         }
     };
     tokio::select! {
@@ -113,10 +129,10 @@ where
 async fn client_to_broker<R: AsyncRead + Unpin>(
     client: &mut FrameReader<R>,
     upstream: &mut OwnedWriteHalf,
-    state: &Mutex<State>,
+    (state, limits): (&Mutex<State>, &Mutex<SessionLimits>),
     replies: &mpsc::Sender<Bytes>,
     idle: Option<Duration>,
-    peer: &Peer,
+    (peer, stats): (&Peer, &Stats),
     identity: &str,
 ) -> Result<(), Refusal> {
     let mut out = BytesMut::new();
@@ -136,6 +152,26 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
         };
         let mut next = Some(frame);
         while let Some(frame) = next {
+            let now = tokio::time::Instant::now().into_std();
+            let check = lock(limits)?.on_client_frame(now, &frame);
+            match check {
+                Check::Pass => {}
+                Check::Wait(wait) => {
+                    // Throttle: what is already judged goes on, then nothing is read from the
+                    // client for `wait`, so TCP backpressure slows it down to its rate.
+                    write(upstream, &mut out)
+                        .await
+                        .map_err(|e| Refusal::Broker(e.to_string()))?;
+                    Stats::bump(&stats.throttled);
+                    tokio::time::sleep(wait).await;
+                }
+                Check::Refuse(refusal) => {
+                    Stats::bump(&stats.limit_disconnects);
+                    let reason = refusal.to_string();
+                    audit::refused(peer, Some(identity), "limit", "", &reason, &refusal.rule());
+                    return Err(refusal);
+                }
+            }
             let step = lock(state)?.on_client_packet(frame)?;
             match step {
                 Step::Forward(b) => out.extend_from_slice(&b),
@@ -213,7 +249,7 @@ async fn write<W: AsyncWrite + Unpin>(w: &mut W, out: &mut BytesMut) -> Result<(
     Ok(())
 }
 
-fn lock(state: &Mutex<State>) -> Result<std::sync::MutexGuard<'_, State>, Refusal> {
+fn lock<T>(state: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, Refusal> {
     state
         .lock()
         .map_err(|_| Refusal::Broker("session state poisoned".into()))

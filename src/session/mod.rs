@@ -8,6 +8,7 @@ mod alias;
 mod connect;
 mod driver;
 mod error;
+mod limits;
 mod reader;
 mod state;
 mod upstream;
@@ -35,6 +36,9 @@ where
         Ok(a) => a,
         Err(refused) => {
             Stats::bump(&shared.stats.connects_refused);
+            if matches!(refused.refusal, error::Refusal::Banned(_)) {
+                Stats::bump(&shared.stats.connects_banned);
+            }
             audit::refused(
                 &peer,
                 refused.identity.as_deref(),
@@ -63,8 +67,14 @@ where
     }
     tracing::info!(identity = ?admitted.identity.name, client_id = ?admitted.connect.client_id.as_str(), ?version, "session up");
     Stats::bump_gauge(&shared.stats.active_sessions, 1);
-    let end = driver::pump(reader, &mut wr, admitted, &peer, drain).await;
+    let client_id = admitted.connect.client_id.as_str().to_owned();
+    let username = admitted.identity.name.clone();
+    let end = driver::pump(reader, &mut wr, admitted, &peer, drain, &shared.stats).await;
     Stats::bump_gauge(&shared.stats.active_sessions, -1);
+    // Connect/disconnect flapping is counted per client id (admission may ban it).
+    shared
+        .gate
+        .session_ended(peer.addr.ip(), Some(&username), &client_id);
     match end {
         Ok(()) => {}
         Err(refusal) => {
