@@ -524,3 +524,70 @@ pub async fn broker_saw_before_marker(
         before.push(m);
     }
 }
+
+/// A TCP connection to `addr` from the local address `src` (any of 127.0.0.0/8 works on
+/// Linux without configuration), so tests can play several sources.
+pub async fn tcp_from(src: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(src.parse().unwrap(), 0))?;
+    let tcp = socket.connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// A TLS connection from the local address `src`.
+pub async fn tls_from(h: &Harness, src: &str) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = tcp_from(src, h.addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    tokio::time::timeout(
+        WAIT,
+        TlsConnector::from(h.client_config(None)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("handshake timeout"))?
+}
+
+/// Sends one byte of a would-be ClientHello and reads what comes back until the server closes:
+/// `Some(bytes)` (a reset counts as a close), `None` if it stayed open for `wait`.
+pub async fn raw_probe(tcp: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let _ = tcp.write_all(&[0x16]).await;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Sends a CONNECT over an open TLS stream and returns the CONNACK's return / reason code.
+pub async fn connack_code(s: &mut TlsStream<TcpStream>, connect: &[u8]) -> Option<u8> {
+    connack(s, connect)
+        .await
+        .and_then(|body| body.get(1).copied())
+}
+
+/// Sends a CONNECT and returns the CONNACK's body (flags, code, v5 properties).
+pub async fn connack(s: &mut TlsStream<TcpStream>, connect: &[u8]) -> Option<Vec<u8>> {
+    s.write_all(connect).await.ok()?;
+    s.flush().await.ok()?;
+    let mut head = [0u8; 2];
+    tokio::time::timeout(WAIT, s.read_exact(&mut head))
+        .await
+        .ok()?
+        .ok()?;
+    assert_eq!(head[0], 0x20, "expected a CONNACK, got {head:02x?}");
+    let mut body = vec![0u8; usize::from(head[1])];
+    tokio::time::timeout(WAIT, s.read_exact(&mut body))
+        .await
+        .ok()?
+        .ok()?;
+    Some(body)
+}

@@ -1,0 +1,326 @@
+//! Admission on the bare address, end to end: network rules, floods, slow sockets, bans.
+//! Several sources are played by binding client sockets to addresses in 127.0.0.0/8.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{packets, Opts};
+use tokio::io::AsyncReadExt;
+
+/// A network policy file with `extra` appended (limits:, bans:, auto_ban:).
+fn network(allow: &str, deny: &str, extra: &str) -> String {
+    format!("network:\n  allow: {allow}\n  deny: {deny}\n{extra}")
+}
+
+fn alice_v4(id: &str) -> Vec<u8> {
+    packets::connect_v4(id, Some("alice"), Some("alice-pw"))
+}
+
+#[tokio::test]
+async fn denied_cidr_is_refused_before_any_tls_bytes_and_allowed_connects() {
+    let h = common::start(Opts {
+        network: network("[\"127.0.0.0/8\"]", "[\"127.0.0.64/28\"]", ""),
+        ..Opts::default()
+    })
+    .await;
+    // A denied source: not one byte of TLS comes back, the socket is closed at once.
+    let mut tcp = common::tcp_from("127.0.0.66", h.addr).await.unwrap();
+    let got = common::raw_probe(&mut tcp, common::WAIT).await;
+    assert_eq!(got, Some(vec![]), "refused before TLS: no ServerHello");
+    // An allowed one gets a full session.
+    let mut s = common::tls_from(&h, "127.0.0.2").await.unwrap();
+    assert_eq!(common::connack_code(&mut s, &alice_v4("ok")).await, Some(0));
+    let stats = h.running.stats();
+    assert_eq!(stats.admission.refused_network, 1);
+    assert_eq!(
+        stats.handshake_failures, 0,
+        "the denied source never reached TLS"
+    );
+}
+
+#[tokio::test]
+async fn ipv6_loopback_rules_work() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine: skipped");
+        return;
+    }
+    let allowed = common::start(Opts {
+        bind: "[::1]:0",
+        network: network("[\"::1/128\"]", "[]", ""),
+        ..Opts::default()
+    })
+    .await;
+    let mut s = common::tls_from(&allowed, "::1").await.unwrap();
+    assert_eq!(common::connack_code(&mut s, &alice_v4("v6")).await, Some(0));
+
+    for (allow, deny) in [("[\"127.0.0.0/8\"]", "[]"), ("[\"::/0\"]", "[\"::1\"]")] {
+        let refused = common::start(Opts {
+            bind: "[::1]:0",
+            network: network(allow, deny, ""),
+            ..Opts::default()
+        })
+        .await;
+        let mut tcp = common::tcp_from("::1", refused.addr).await.unwrap();
+        assert_eq!(
+            common::raw_probe(&mut tcp, common::WAIT).await,
+            Some(vec![])
+        );
+        assert_eq!(refused.running.stats().admission.refused_network, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_connection_flood_from_one_source_is_refused_while_another_connects_promptly() {
+    let h = common::start(Opts {
+        network: network(
+            "[\"127.0.0.0/8\"]",
+            "[]",
+            "limits:\n  connections: { per_ip: 5/s, per_ip_burst: 10, global: off }\n",
+        ),
+        ..Opts::default()
+    })
+    .await;
+    // 300 connections from one source as fast as it can: at most the burst (+ a refill or
+    // two) gets past admission; the rest are closed without a TLS byte.
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        flood.push(common::tcp_from("127.0.0.10", h.addr).await.unwrap());
+    }
+    // Meanwhile, another source connects and gets its CONNACK promptly.
+    let started = Instant::now();
+    let mut s = common::tls_from(&h, "127.0.0.11").await.unwrap();
+    assert_eq!(
+        common::connack_code(&mut s, &alice_v4("legit")).await,
+        Some(0)
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "legitimate client took {took:?}"
+    );
+
+    let mut closed_at_once = 0;
+    for tcp in &mut flood {
+        if common::raw_probe(tcp, Duration::from_millis(200)).await == Some(vec![]) {
+            closed_at_once += 1;
+        }
+    }
+    let stats = h.running.stats();
+    assert!(
+        closed_at_once >= 280,
+        "only {closed_at_once} of 300 refused"
+    );
+    assert!(stats.admission.refused_rate >= 280, "{stats:?}");
+    assert!(stats.admission.admitted <= 20, "{stats:?}");
+}
+
+#[tokio::test]
+async fn concurrent_connections_per_source_are_capped() {
+    let h = common::start(Opts {
+        network: network(
+            "[\"127.0.0.0/8\"]",
+            "[]",
+            "limits:\n  connections: { per_ip: off, global: off, max_per_ip: 3 }\n",
+        ),
+        ..Opts::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut s = common::tls_from(&h, "127.0.0.12").await.unwrap();
+        assert_eq!(
+            common::connack_code(&mut s, &alice_v4(&format!("c{i}"))).await,
+            Some(0)
+        );
+        held.push(s);
+    }
+    let mut fourth = common::tcp_from("127.0.0.12", h.addr).await.unwrap();
+    assert_eq!(
+        common::raw_probe(&mut fourth, common::WAIT).await,
+        Some(vec![])
+    );
+    // Another source is not affected; a closed session gives its slot back.
+    let mut other = common::tls_from(&h, "127.0.0.13").await.unwrap();
+    assert_eq!(
+        common::connack_code(&mut other, &alice_v4("o")).await,
+        Some(0)
+    );
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..100 {
+        let mut s = common::tls_from(&h, "127.0.0.12").await;
+        if let Ok(s) = &mut s {
+            if common::connack_code(s, &alice_v4("again")).await == Some(0) {
+                again = Some(());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "the slot was never released");
+    assert!(h.running.stats().admission.refused_capacity >= 1);
+}
+
+/// 900 sockets that never send a ClientHello and 100 that finish TLS but never send CONNECT
+/// are all open at once; a legitimate client still gets through, and every slow socket is
+/// closed on time (handshake and CONNECT deadlines of 3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_sockets_are_closed_on_time_while_a_legitimate_client_gets_through() {
+    let deadline = Duration::from_secs(3);
+    let h = common::start(Opts {
+        extra: "timeouts: { tls_handshake: 3s, connect: 3s }\n".into(),
+        ..Opts::default()
+    })
+    .await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000u32 {
+        // Ten sources, 100 sockets each, none of them the legitimate client's.
+        let src = format!("127.0.1.{}", i % 10 + 1);
+        let opened = Instant::now();
+        if i % 10 == 0 {
+            let mut s = common::tls_from(&h, &src).await.unwrap();
+            tasks.spawn(async move {
+                let mut buf = [0u8; 64];
+                let r = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await;
+                (opened.elapsed(), matches!(r, Ok(Ok(0)) | Ok(Err(_))))
+            });
+        } else {
+            let mut tcp = common::tcp_from(&src, h.addr).await.unwrap();
+            tasks.spawn(async move {
+                let mut buf = [0u8; 64];
+                let r = tokio::time::timeout(Duration::from_secs(15), tcp.read(&mut buf)).await;
+                (opened.elapsed(), matches!(r, Ok(Ok(0)) | Ok(Err(_))))
+            });
+        }
+    }
+    let open = h.running.gate().open_connections();
+    assert!(open >= 1000, "only {open} slow sockets open at once");
+    let started = Instant::now();
+    let mut s = common::tls_from(&h, "127.0.0.1").await.unwrap();
+    assert_eq!(
+        common::connack_code(&mut s, &alice_v4("legit")).await,
+        Some(0)
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "legitimate client took {took:?}"
+    );
+
+    let mut closed = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (after, was_closed) = r.unwrap();
+        assert!(was_closed, "a slow socket was never closed");
+        assert!(
+            after >= deadline - Duration::from_millis(100) && after < deadline * 2,
+            "closed after {after:?}"
+        );
+        closed += 1;
+    }
+    assert_eq!(closed, 1000);
+    assert!(h.running.stats().handshake_failures >= 900);
+}
+
+#[tokio::test]
+async fn five_bad_passwords_ban_the_source_for_the_configured_time() {
+    let h = common::start(Opts {
+        network: network(
+            "[\"127.0.0.0/8\"]",
+            "[]",
+            "limits:\n  connections: { per_ip: off, global: off }\n\
+             auto_ban:\n  failed_auth: { count: 5, within: 1m, ban_for: 2s, ban: [source, username] }\n",
+        ),
+        ..Opts::default()
+    })
+    .await;
+    let attacker = "127.0.0.20";
+    for i in 0..5 {
+        let mut s = common::tls_from(&h, attacker).await.unwrap();
+        let connect = packets::connect_v4(&format!("x{i}"), Some("alice"), Some("wrong"));
+        assert_eq!(common::connack_code(&mut s, &connect).await, Some(0x04));
+    }
+    let banned_at = Instant::now();
+    // The source is refused before TLS.
+    let mut tcp = common::tcp_from(attacker, h.addr).await.unwrap();
+    assert_eq!(
+        common::raw_probe(&mut tcp, common::WAIT).await,
+        Some(vec![])
+    );
+    // The user name is banned from everywhere: MQTT 5 hears 0x8A Banned, 3.1.1 0x05.
+    let mut s = common::tls_from(&h, "127.0.0.21").await.unwrap();
+    let v5 = packets::connect_v5("y", Some("alice"), Some("alice-pw"));
+    assert_eq!(common::connack_code(&mut s, &v5).await, Some(0x8a));
+    let mut s = common::tls_from(&h, "127.0.0.21").await.unwrap();
+    assert_eq!(
+        common::connack_code(&mut s, &alice_v4("y")).await,
+        Some(0x05)
+    );
+    let bans = h.running.active_bans();
+    assert_eq!(bans.len(), 2, "{bans:?}");
+    assert!(bans.iter().any(|b| b.target == "source 127.0.0.20"));
+    assert!(h.running.stats().admission.refused_banned >= 1);
+
+    // The ban expires: poll (bounded) until the source gets a session again.
+    let mut back = None;
+    while banned_at.elapsed() < Duration::from_secs(10) {
+        if let Ok(mut s) = common::tls_from(&h, attacker).await {
+            if common::connack_code(&mut s, &alice_v4("back")).await == Some(0) {
+                back = Some(banned_at.elapsed());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let back = back.expect("the ban never expired");
+    assert!(
+        back >= Duration::from_millis(1800),
+        "ban lifted after only {back:?}"
+    );
+    assert!(h.running.active_bans().is_empty());
+}
+
+#[tokio::test]
+async fn static_bans_refuse_addresses_before_tls_and_ids_with_banned() {
+    let h = common::start(Opts {
+        network: network(
+            "[\"127.0.0.0/8\"]",
+            "[]",
+            "bans:\n  - { address: 127.0.0.30, reason: test }\n  - { client_id: evil }\n  - { username: bob, until: \"2000-01-01T00:00:00Z\" }\n",
+        ),
+        ..Opts::default()
+    })
+    .await;
+    let mut tcp = common::tcp_from("127.0.0.30", h.addr).await.unwrap();
+    assert_eq!(
+        common::raw_probe(&mut tcp, common::WAIT).await,
+        Some(vec![])
+    );
+    let mut s = h.tls(None).await;
+    let evil = packets::connect_v5("evil", Some("alice"), Some("alice-pw"));
+    assert_eq!(common::connack_code(&mut s, &evil).await, Some(0x8a));
+    // An expired ban is no ban.
+    let mut s = h.tls(None).await;
+    let bob = packets::connect_v4("b", Some("bob"), Some("bob-pw"));
+    assert_eq!(common::connack_code(&mut s, &bob).await, Some(0));
+    assert_eq!(
+        h.upstream_connects(),
+        1,
+        "the banned client never reached the broker"
+    );
+}
+
+#[tokio::test]
+async fn no_network_rules_admit_nobody() {
+    let h = common::start(Opts {
+        network: "anonymous: false\n".into(),
+        ..Opts::default()
+    })
+    .await;
+    let mut tcp = common::tcp_from("127.0.0.1", h.addr).await.unwrap();
+    assert_eq!(
+        common::raw_probe(&mut tcp, common::WAIT).await,
+        Some(vec![])
+    );
+}
