@@ -166,6 +166,8 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                     tokio::time::sleep(wait).await;
                 }
                 Check::Refuse(refusal) => {
+                    // What passed before the refused packet still goes on.
+                    let _ = write(upstream, &mut out).await;
                     Stats::bump(&stats.limit_disconnects);
                     let reason = refusal.to_string();
                     audit::refused(peer, Some(identity), "limit", "", &reason, &refusal.rule());
