@@ -111,6 +111,15 @@ impl Policy {
         self.guard.network.decide(ip, listener)
     }
 
+    /// Whether any address can be admitted on `listener` (its allow list is not empty).
+    pub fn admits_addresses_on(&self, listener: &str) -> bool {
+        let n = &self.guard.network;
+        !n.global.allow.is_empty()
+            || n.listeners
+                .get(listener)
+                .is_some_and(|l| !l.allow.is_empty())
+    }
+
     /// Counts of the `network:` rules, for `moat check`.
     pub fn network_summary(&self) -> NetworkSummary {
         let n = &self.guard.network;
