@@ -169,6 +169,19 @@ async fn concurrent_connections_per_source_are_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_sockets_are_closed_on_time_while_a_legitimate_client_gets_through() {
     let deadline = Duration::from_secs(3);
+    // 1000 client sockets + 1000 accepted ones + the broker's: well inside the usual soft limit
+    // (20000 here); say so plainly instead of failing with EMFILE somewhere.
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(
+        soft >= 2600,
+        "this test needs ~2,200 file descriptors: raise `ulimit -n` (now {soft})"
+    );
     let h = common::start(Opts {
         extra: "timeouts: { tls_handshake: 3s, connect: 3s }\n".into(),
         ..Opts::default()
@@ -322,5 +335,94 @@ async fn no_network_rules_admit_nobody() {
     assert_eq!(
         common::raw_probe(&mut tcp, common::WAIT).await,
         Some(vec![])
+    );
+}
+
+/// Benchmark, not a test: refusals per second of a flood of denied connections, and the
+/// throughput of a legitimate client (QoS 1 round trips) with and without that flood.
+/// `cargo test --release --test admission -- --ignored --nocapture bench_`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly, prints numbers"]
+async fn bench_denied_flood_and_legitimate_throughput() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+
+    let h = common::start(Opts {
+        network: network("[\"127.0.0.0/8\"]", "[\"127.0.0.64/28\"]", ""),
+        ..Opts::default()
+    })
+    .await;
+    let run = Duration::from_secs(5);
+    async fn round_trips(h: &common::Harness, run: Duration) -> f64 {
+        let mut s = common::tls_from(h, "127.0.0.2").await.unwrap();
+        let connect = packets::connect_v4("bench", Some("alice"), Some("alice-pw"));
+        assert_eq!(common::connack_code(&mut s, &connect).await, Some(0));
+        let started = Instant::now();
+        let mut n = 0u64;
+        while started.elapsed() < run {
+            let id = (n % 60_000 + 1) as u16;
+            let mut body = Vec::new();
+            packets::push_str(&mut body, "bench/t");
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&[b'x'; 64]);
+            s.write_all(&packets::frame(0x32, &body)).await.unwrap();
+            let ack = common::read_exact(&mut s, 4).await;
+            assert_eq!(ack[0], 0x40);
+            n += 1;
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    }
+    let quiet = round_trips(&h, run).await;
+
+    // The flood runs on its own thread and runtime (an attacker is another machine; here it
+    // still shares the 2 cores with moat and the legitimate client).
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood_stop = stop.clone();
+    let addr = h.addr;
+    let flood = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut tasks = Vec::new();
+            for f in 0..4u8 {
+                let stop = flood_stop.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut i = 0u8;
+                    while !stop.load(Ordering::Relaxed) {
+                        let src = format!("127.0.0.{}", 64 + (f * 4 + i % 4));
+                        i = i.wrapping_add(1);
+                        if let Ok(mut tcp) = common::tcp_from(&src, addr).await {
+                            let mut buf = [0u8; 16];
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(1), tcp.read(&mut buf))
+                                    .await;
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        });
+    });
+    let before = h.running.stats().admission.refused_network;
+    let t0 = Instant::now();
+    let flooded = round_trips(&h, run).await;
+    let refused = h.running.stats().admission.refused_network - before;
+    let per_sec = refused as f64 / t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    println!(
+        "bench: denied connections refused: {per_sec:.0}/s ({refused} in {:.1}s, 4 flooding tasks)",
+        t0.elapsed().as_secs_f64()
+    );
+    println!("bench: legitimate QoS 1 round trips: {quiet:.0}/s without flood, {flooded:.0}/s during the flood ({:.0}%)", 100.0 * flooded / quiet);
+    assert_eq!(
+        h.running.stats().handshake_failures,
+        0,
+        "no denied connection reached TLS"
     );
 }
