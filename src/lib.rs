@@ -9,7 +9,8 @@
 //!  device ──TCP──► listener ──► transport ──► session ─────────────────────► broker (loopback)
 //!                  server/      TLS handshake  CONNECT → authenticate         embedded rumqttd
 //!                  accept,      (transport/)   strict codec (mqtt/),          or an upstream
-//!                  caps, spawn                 policy decisions (policy/)     address (broker/)
+//!                  admission/,                 policy decisions (policy/)     address (broker/)
+//!                  spawn                       per-client limits
 //! ```
 //!
 //! Design in one sentence: the codec (`mqtt`), the policy (`policy`) and the configuration

@@ -1,4 +1,5 @@
-//! Policy: *who* may connect (and, in later work, what they may do). Pure decisions, no I/O.
+//! Policy: *who* may connect (networks, bans, users) and how much they may do (limits). Pure
+//! decisions, no I/O.
 //!
 //! Policy files (`policies/*.yaml`) compile ([`compile`]) into one immutable [`Policy`] snapshot
 //! that is `Send + Sync` and cheap to share in an `Arc`: a reload builds a new snapshot and swaps
