@@ -426,3 +426,45 @@ async fn bench_denied_flood_and_legitimate_throughput() {
         "no denied connection reached TLS"
     );
 }
+
+#[tokio::test]
+async fn overload_refuses_new_connections_first_established_sessions_keep_working() {
+    let h = common::start(Opts::default()).await;
+    let (client, _rx) = common::rumqttc_v4(&h, "established", Some(("alice", "alice-pw")), None)
+        .await
+        .unwrap();
+    let mut watch = h.broker_watch().await;
+    // Reload with a memory mark this process is always above.
+    let shedding = moat::policy::compile(&[
+        moat::policy::PolicySource {
+            path: "test.yaml".into(),
+            text: common::default_policy(),
+        },
+        moat::policy::PolicySource {
+            path: "00-network.yaml".into(),
+            text: network(
+                "[\"127.0.0.0/8\"]",
+                "[]",
+                "limits:\n  connections: { per_ip: off, global: off, shed_at_memory: 1KiB }\n",
+            ),
+        },
+    ])
+    .unwrap();
+    h.running.reload_policy(shedding);
+    let mut tcp = common::tcp_from("127.0.0.1", h.addr).await.unwrap();
+    assert_eq!(
+        common::raw_probe(&mut tcp, common::WAIT).await,
+        Some(vec![])
+    );
+    assert_eq!(h.running.stats().admission.refused_overload, 1);
+    // The session that was already up still works.
+    client
+        .publish("still/up", rumqttc::QoS::AtLeastOnce, false, "yes")
+        .await
+        .unwrap();
+    let m = watch
+        .next()
+        .await
+        .expect("the established session stopped working");
+    assert_eq!(m.0, "still/up");
+}
