@@ -9,7 +9,8 @@
 //!  device ──TCP──► listener ──► transport ──► session ─────────────────────► broker (loopback)
 //!        ──UDP──►  server/      TLS, WS        CONNECT → authenticate         embedded rumqttd
 //!                  accept,      upgrade, QUIC  strict codec (mqtt/),          or an upstream
-//!                  caps, spawn  (transport/)   policy decisions (policy/)     address (broker/)
+//!                  admission/,  (transport/)   policy decisions (policy/),    address (broker/)
+//!                  spawn                       per-client limits
 //! ```
 //!
 //! Design in one sentence: the codec (`mqtt`), the policy (`policy`) and the configuration
@@ -21,6 +22,7 @@
 //! and it never forwards a packet it could not parse exactly one way.
 //!
 //! Module map:
+//! - [`admission`]: IP allow/deny, bans, connection rates and caps on the bare address.
 //! - [`mqtt`]: strict MQTT 3.1 / 3.1.1 / 5.0 codec.
 //! - [`config`]: `moat.yaml` → validated [`config::Config`].
 //! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication and topic-ACL decisions.
@@ -35,6 +37,7 @@
 //! - [`cli`]: the `moat` command line.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod broker;
 pub mod certs;
 pub mod cli;

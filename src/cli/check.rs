@@ -73,6 +73,7 @@ fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[Path
         "  acl       {} rule(s), first match wins, no match = deny",
         policy.acl_rules()
     ));
+    lines.extend(guard_lines(cfg, policy));
     let certs_admit = cfg.tls.cert_identity && cfg.tls.client_certs != ClientCerts::None;
     if summary.admits_nobody() {
         lines.push(if certs_admit {
@@ -118,6 +119,80 @@ fn cases(policy: &Policy) -> (String, usize) {
         outcomes.len() - failed
     ));
     (text, failed)
+}
+
+/// Network rules, static bans, automatic bans and limits (the network guard).
+fn guard_lines(cfg: &Config, policy: &Policy) -> Vec<String> {
+    let mut lines = Vec::new();
+    let network = policy.network_summary();
+    lines.push(format!("  network   {network}"));
+    let now = std::time::SystemTime::now();
+    for ban in policy.static_bans() {
+        let state = if ban.active_at(now) { "" } else { " (expired)" };
+        lines.push(format!("  ban       {ban}{state}"));
+    }
+    let auto = policy.auto_ban();
+    let trigger = |name: &str, rule: &Option<crate::policy::AutoBanRule>| match rule {
+        None => format!("  auto-ban  {name}: off"),
+        Some(r) => {
+            let mut what = Vec::new();
+            for (on, label) in [
+                (r.ban_source, "source"),
+                (r.ban_username, "username"),
+                (r.ban_client_id, "client id"),
+            ] {
+                if on {
+                    what.push(label);
+                }
+            }
+            format!(
+                "  auto-ban  {name}: {} within {} bans {} for {}",
+                r.count,
+                humantime::format_duration(r.within),
+                what.join(" + "),
+                humantime::format_duration(r.ban_for)
+            )
+        }
+    };
+    lines.push(trigger("failed_auth", &auto.failed_auth));
+    lines.push(trigger("flapping", &auto.flapping));
+    let c = policy.connection_limits();
+    let rate = |b: Option<crate::policy::Bucket>| match b {
+        Some(b) => format!("{} (burst {})", b.rate, b.burst),
+        None => "off".to_owned(),
+    };
+    let cap = |n: Option<u32>| n.map_or("none".to_owned(), |n| n.to_string());
+    lines.push(format!(
+        "  conns     per source {}, global {}, max per source {}, max total {}, IPv6 by /{}",
+        rate(c.per_source),
+        rate(c.global),
+        cap(c.max_per_source),
+        c.max_total.map_or(cfg.limits.max_connections, |t| {
+            usize::try_from(t).map_or(cfg.limits.max_connections, |t| {
+                t.min(cfg.limits.max_connections)
+            })
+        }),
+        c.ipv6_prefix
+    ));
+    let client = policy.default_client_limits();
+    lines.push(format!(
+        "  client    publish {} / bytes {} ({:?}), subscribe {}, max {} subscriptions, {} inflight",
+        rate(client.publish),
+        rate(client.publish_bytes),
+        client.publish_on_exceed,
+        rate(client.subscribe),
+        client.max_subscriptions,
+        client.max_inflight
+    ));
+    for listener in &cfg.listeners {
+        if !policy.admits_addresses_on(&listener.name) {
+            lines.push(format!(
+                "warning: listener {} admits no address: its network allow list is empty (add e.g. network: {{ allow: [\"0.0.0.0/0\", \"::/0\"] }})",
+                listener.name
+            ));
+        }
+    }
+    lines
 }
 
 fn broker(broker: &BrokerSettings) -> String {
@@ -176,6 +251,34 @@ mod tests {
             text.contains("only clients with a verified certificate"),
             "{text}"
         );
+        assert!(text.contains("listener mqtts admits no address"), "{text}");
+    }
+
+    #[test]
+    fn report_lists_static_bans_and_limits() {
+        let cfg = Config::default_for_dir(std::path::Path::new(""));
+        let policy = crate::policy::compile(&[crate::policy::PolicySource {
+            path: "p.yaml".into(),
+            text: "network: { allow: [127.0.0.1] }\nbans:\n  - { client_id: evil, reason: stolen }\n  - { address: 10.0.0.0/8, until: \"2001-01-01T00:00:00Z\" }\n".into(),
+        }])
+        .unwrap();
+        let text = report(std::path::Path::new("moat.yaml"), &cfg, &policy, &[]);
+        assert!(text.contains("network   1 allow, 0 deny"), "{text}");
+        assert!(text.contains("ban       client id \"evil\" (no expiry): stolen [p.yaml:3 ban client id \"evil\"]"), "{text}");
+        assert!(
+            text.contains("address 10.0.0.0/8 until 2001-01-01T00:00:00Z [p.yaml:4"),
+            "{text}"
+        );
+        assert!(text.contains("(expired)"), "{text}");
+        assert!(
+            text.contains("auto-ban  failed_auth: 10 within 1m bans source for 5m"),
+            "{text}"
+        );
+        assert!(
+            text.contains("conns     per source 20/s (burst 100)"),
+            "{text}"
+        );
+        assert!(!text.contains("admits no address"), "{text}");
     }
 
     #[test]

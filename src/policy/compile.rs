@@ -26,6 +26,7 @@ use serde_saphyr::Spanned;
 use super::authn::{check_identity_name, check_name, NameError};
 use super::client_id::{BindKind, ClientIdRule, TemplateError};
 use super::decision::RuleRef;
+use super::guard;
 use super::mosquitto::{self, PasswdError};
 use super::{AnonymousSetting, Policy, Secret, User};
 use crate::config::{from_yaml, quoted, Position, SourceLocation};
@@ -138,6 +139,9 @@ pub enum PolicyErrorKind {
     /// An ACL rule or a policy test case (`acl:`, `tests:`).
     #[error("{0}")]
     Acl(super::acl::compile::AclError),
+    /// A `network:`, `bans:`, `auto_ban:` or `limits:` value (see guard.rs).
+    #[error(transparent)]
+    Guard(#[from] guard::GuardErrorKind),
     /// Two files set `anonymous` differently.
     #[error("anonymous is {value} here but {other} at {first}: set it in one file only")]
     ConflictingAnonymous {
@@ -169,6 +173,17 @@ struct RawPolicyFile {
     acl: Option<Vec<super::acl::compile::RawRule>>,
     /// Expected decisions `moat check` runs (`tests:`).
     tests: Option<Vec<super::acl::compile::RawCase>>,
+
+    // --- network guard (guard.rs): addresses, bans, limits ---
+    /// `network: { allow, deny, listeners }`.
+    network: Option<guard::RawNetwork>,
+    /// Static bans.
+    bans: Option<Vec<guard::RawBan>>,
+    /// Automatic ban triggers (one file only).
+    auto_ban: Option<Spanned<guard::RawAutoBan>>,
+    /// Connection and session limits (one file only).
+    limits: Option<Spanned<guard::RawLimits>>,
+    // --- end network guard ---
 }
 
 /// `client_id:` — exactly one of the two templates.
@@ -247,6 +262,8 @@ struct Merged {
     warnings: Vec<String>,
     /// ACL rules and policy test cases, in file order (topic ACLs).
     acl: super::acl::compile::AclBuilder,
+    /// Network guard sections (guard.rs).
+    guard: guard::GuardMerged,
 }
 
 // === impl Merged ===
@@ -262,6 +279,13 @@ impl Merged {
         if let Some(anonymous) = raw.anonymous {
             self.set_anonymous(source, &file, &anonymous)?;
         }
+        let guard = guard::RawGuard {
+            network: raw.network,
+            bans: raw.bans,
+            auto_ban: raw.auto_ban,
+            limits: raw.limits,
+        };
+        self.guard.add(source, guard)?;
         for raw_user in raw.users.unwrap_or_default() {
             let user = compile_user(source, &file, &raw_user)?;
             let here = SourceLocation::new(&source.path, Position::of_spanned(&raw_user.name));
@@ -452,6 +476,7 @@ impl Merged {
             warnings: self.warnings,
             acl,
             cases,
+            guard: self.guard.finish(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Policy: *who* may connect and what they may do (topic ACLs). Pure decisions, no I/O.
+//! Policy: *who* may connect (networks, bans, users), what they may do (topic ACLs) and how much
+//! (limits). Pure decisions, no I/O.
 //!
 //! Policy files (`policies/*.yaml`) compile ([`compile`]) into one immutable [`Policy`] snapshot
 //! that is `Send + Sync` and cheap to share in an `Arc`: a reload builds a new snapshot and swaps
@@ -10,10 +11,14 @@
 
 pub mod acl;
 mod authn;
+mod bans;
 pub mod client_id;
 mod compile;
 mod decision;
+mod guard;
+mod limits;
 pub mod mosquitto;
+mod network;
 
 #[cfg(test)]
 mod identity_tests;
@@ -33,10 +38,14 @@ pub use authn::{
     AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, IdentitySource, NameError,
     ANONYMOUS,
 };
+pub use bans::{AutoBanRule, AutoBanSettings, BanTarget, StaticBan};
 pub use compile::{
     compile, compile_with_files, password_files, PolicyError, PolicyErrorKind, PolicySource,
 };
 pub use decision::{Decision, RuleRef, Verdict};
+pub use guard::GuardErrorKind;
+pub use limits::{Bucket, ClientLimits, ConnectionLimits, OnExceed, Rate};
+pub use network::{source_key, NetworkSummary};
 
 /// One compiled, immutable policy snapshot.
 pub struct Policy {
@@ -57,6 +66,8 @@ pub struct Policy {
     acl: acl::Acl,
     /// Expected decisions that `moat check` runs (`tests:`).
     cases: Vec<PolicyCase>,
+    /// Network admission, bans and limits (guard.rs).
+    guard: guard::Guard,
 }
 
 /// One user entry.
@@ -108,6 +119,7 @@ impl Policy {
             warnings: Vec::new(),
             acl: acl::Acl::default(),
             cases: Vec::new(),
+            guard: guard::Guard::default(),
         }
     }
 

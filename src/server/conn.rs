@@ -1,4 +1,4 @@
-//! The one spawn site for connections: span, cap permit and drain handle travel with the task.
+//! The one spawn site for connections: span, admission slot and drain handle travel with the task.
 //!
 //! Each task runs its front's transport steps (TLS handshake, WebSocket upgrade, QUIC handshake
 //! and stream) under their deadlines, then the session. Transports report what they learned in
@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::listener::Front;
 use super::quic::HandshakeSlot;
 use super::{Drain, Shared, Stats};
+use crate::admission::Admitted;
 use crate::config::WsSettings;
 use crate::transport::{quic, tls, ws, Peer, TransportKind};
 
@@ -34,14 +34,14 @@ pub(super) fn spawn(
     stream: TcpStream,
     addr: SocketAddr,
     listener: Arc<str>,
-    permit: OwnedSemaphorePermit,
+    permit: Admitted,
     drain: Drain,
 ) {
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("conn", id, peer = %addr, listener = %listener);
     tokio::spawn(
         async move {
-            // Held until the task ends: the cap counts live connections, the drain counts tasks.
+            // Held until the task ends: admission counts live connections, the drain counts tasks.
             let _permit = permit;
             serve_tcp(shared, front, stream, addr, listener, drain).await;
         }
@@ -55,7 +55,7 @@ pub(super) fn spawn_quic(
     incoming: quinn::Incoming,
     addr: SocketAddr,
     listener: Arc<str>,
-    permit: OwnedSemaphorePermit,
+    permit: Admitted,
     slot: HandshakeSlot,
     drain: Drain,
 ) {

@@ -1,13 +1,13 @@
-//! One listener: accepts sockets, applies the connection cap, hands each to `conn::spawn`.
+//! One listener: accepts sockets, asks admission, hands each admitted one to `conn::spawn`.
 //!
-//! The cap permit is taken *before* any TLS work, so a flood costs an accept and a close.
+//! Admission (`admission::Gate::admit`: network rules, bans, rates, caps) runs on the bare
+//! address *before* any TLS work, so a refused connection costs an accept and a close.
 //! (QUIC listeners have their own loop in `quic.rs`: UDP has no accept.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::{conn, Drain, Shared, Stats};
@@ -38,8 +38,6 @@ pub(super) struct Listener {
     pub(super) socket: TcpListener,
     /// The transport to run on accepted sockets.
     pub(super) front: Front,
-    /// Total connection cap, shared by all listeners.
-    pub(super) caps: Arc<Semaphore>,
     /// Server-wide state.
     pub(super) shared: Arc<Shared>,
 }
@@ -69,9 +67,10 @@ impl Listener {
                 }
             };
             Stats::bump(&self.shared.stats.accepted);
-            let Ok(permit) = self.caps.clone().try_acquire_owned() else {
+            let addr = peer_addr(addr);
+            let Ok(permit) = self.shared.gate.admit(addr, &self.name) else {
+                // Counted and logged (aggregated) by the gate; dropping the socket closes it.
                 Stats::bump(&self.shared.stats.refused_at_accept);
-                tracing::debug!(listener = %self.name, peer = %addr, "connection cap reached");
                 continue;
             };
             // Small MQTT packets must not wait for Nagle.
@@ -80,7 +79,7 @@ impl Listener {
                 self.shared.clone(),
                 self.front.clone(),
                 stream,
-                peer_addr(addr),
+                addr,
                 self.name.clone(),
                 permit,
                 drain.clone(),

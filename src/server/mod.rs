@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::Gate;
 use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
 use crate::broker::BrokerTarget;
 use crate::config::Listener as ListenerConfig;
@@ -64,7 +65,7 @@ pub enum StartError {
 pub struct Stats {
     /// TCP connections accepted by a listener.
     pub accepted: AtomicU64,
-    /// Connections closed at accept because a cap was reached.
+    /// Connections closed at accept because admission refused them (network, ban, rate, cap).
     pub refused_at_accept: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub handshake_failures: AtomicU64,
@@ -74,6 +75,12 @@ pub struct Stats {
     pub upstream_connects: AtomicU64,
     /// Sessions currently proxied.
     pub active_sessions: AtomicU64,
+    /// Sessions closed for going above a per-client limit (rate, inflight, subscriptions, size).
+    pub limit_disconnects: AtomicU64,
+    /// Times a session was held back (not read from) to keep it within its rate.
+    pub throttled: AtomicU64,
+    /// CONNECTs refused because the client id, user name or source is banned.
+    pub connects_banned: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -91,6 +98,14 @@ pub struct StatsSnapshot {
     pub upstream_connects: u64,
     /// See [`Stats::active_sessions`].
     pub active_sessions: u64,
+    /// See [`Stats::limit_disconnects`].
+    pub limit_disconnects: u64,
+    /// See [`Stats::throttled`].
+    pub throttled: u64,
+    /// See [`Stats::connects_banned`].
+    pub connects_banned: u64,
+    /// Admission counters by reason.
+    pub admission: crate::admission::CountersSnapshot,
 }
 
 // === impl Stats ===
@@ -110,7 +125,7 @@ impl Stats {
         }
     }
 
-    fn snapshot(&self) -> StatsSnapshot {
+    fn snapshot(&self, admission: crate::admission::CountersSnapshot) -> StatsSnapshot {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             accepted: r(&self.accepted),
@@ -119,6 +134,10 @@ impl Stats {
             connects_refused: r(&self.connects_refused),
             upstream_connects: r(&self.upstream_connects),
             active_sessions: r(&self.active_sessions),
+            limit_disconnects: r(&self.limit_disconnects),
+            throttled: r(&self.throttled),
+            connects_banned: r(&self.connects_banned),
+            admission,
         }
     }
 }
@@ -127,8 +146,11 @@ impl Stats {
 pub(crate) struct Shared {
     /// The validated configuration this server started with.
     pub(crate) config: Arc<Config>,
-    /// The policy in force; a reload swaps the pointer, sessions load it per decision.
-    pub(crate) policy: ArcSwap<Policy>,
+    /// The policy in force; a reload swaps the pointer, sessions load it per decision
+    /// (shared with the admission gate).
+    pub(crate) policy: Arc<ArcSwap<Policy>>,
+    /// Admission: network rules, bans, connection rates and caps (every listener asks it).
+    pub(crate) gate: Gate,
     /// Where authorized sessions go.
     pub(crate) broker: BrokerTarget,
     /// Bounds concurrent password verifications.
@@ -174,21 +196,28 @@ impl Server {
             }
             BrokerSettings::Upstream { v3, v5 } => (BrokerTarget::external(*v3, *v5), None),
         };
+        let policy = Arc::new(ArcSwap::from_pointee(policy));
+        let gate = Gate::new(policy.clone(), config.limits.max_connections);
         let shared = Arc::new(Shared {
             config: config.clone(),
-            policy: ArcSwap::from_pointee(policy),
+            policy,
+            gate,
             broker: target,
             authn_slots: Semaphore::new(AUTHN_SLOTS),
             stats: Stats::default(),
             client_ids: Arc::default(),
         });
         let drain = DrainController::new();
-        let caps = Arc::new(Semaphore::new(config.limits.max_connections));
+        let mut stop = drain.drain();
+        let housekeeping = shared.clone();
+        // The gate's housekeeping (ban expiry, table cleaning, memory sampling, aggregated
+        // refusal log); owned by the drain: it ends when shutdown is signalled.
+        tokio::spawn(async move { housekeeping.gate.housekeep(stop.signalled()).await });
         let mut bound = Vec::new();
         for l in &config.listeners {
             let local = match l.kind {
                 ListenerKind::Quic => {
-                    let listener = bind_quic(l, &config, caps.clone(), shared.clone())?;
+                    let listener = bind_quic(l, &config, shared.clone())?;
                     let local = listener
                         .endpoint
                         .local_addr()
@@ -206,7 +235,6 @@ impl Server {
                         name: Arc::from(l.name.as_str()),
                         socket,
                         front: front(l, &config)?,
-                        caps: caps.clone(),
                         shared: shared.clone(),
                     };
                     // Owned by the drain: the accept loop ends when shutdown is signalled.
@@ -258,7 +286,6 @@ fn front(l: &ListenerConfig, config: &Config) -> Result<listener::Front, StartEr
 fn bind_quic(
     l: &ListenerConfig,
     config: &Config,
-    caps: Arc<Semaphore>,
     shared: Arc<Shared>,
 ) -> Result<quic::QuicListener, StartError> {
     let settings = l.quic.clone().unwrap_or_default();
@@ -276,7 +303,6 @@ fn bind_quic(
         name: Arc::from(l.name.as_str()),
         endpoint,
         settings,
-        caps,
         shared,
     })
 }
@@ -342,7 +368,17 @@ impl Running {
 
     /// Current counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.shared.stats.snapshot(self.shared.gate.counters())
+    }
+
+    /// The automatic bans in force now (static bans are listed by `moat check`).
+    pub fn active_bans(&self) -> Vec<crate::admission::BanInfo> {
+        self.shared.gate.active_bans()
+    }
+
+    /// The admission gate (tests and the QUIC listener call it directly).
+    pub fn gate(&self) -> &Gate {
+        &self.shared.gate
     }
 
     /// Swaps in a new policy; sessions use it from their next decision on.

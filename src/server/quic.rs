@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 use super::{conn, Drain, Shared, Stats};
 use crate::config::QuicSettings;
 use crate::transport::peer_addr;
@@ -27,8 +25,6 @@ pub(super) struct QuicListener {
     pub(super) endpoint: quinn::Endpoint,
     /// The listener's QUIC settings.
     pub(super) settings: QuicSettings,
-    /// Total connection cap, shared by all listeners.
-    pub(super) caps: Arc<Semaphore>,
     /// Server-wide state.
     pub(super) shared: Arc<Shared>,
 }
@@ -42,13 +38,8 @@ impl Drop for HandshakeSlot {
     }
 }
 
-/// Whether a QUIC connection attempt from `addr` may start a handshake.
-///
-/// MERGE: this is the call site for IP admission. When `src/admission/` lands, call its gate
-/// here (e.g. `shared.admission.admit(addr)`, keyed on the bare address exactly as the TCP
-/// listener does at accept) and drop `deny_sources`, which is only a stop-gap so the "denied
-/// source never completes a handshake" test has something to deny. Without it every address
-/// is allowed.
+/// The listener's own `quic.deny_sources` on top of the admission gate (network rules, bans,
+/// rates, caps), which every listener asks first.
 pub(super) fn admit_quic(settings: &QuicSettings, addr: SocketAddr) -> bool {
     !settings
         .deny_sources
@@ -72,6 +63,15 @@ impl QuicListener {
             };
             Stats::bump(&self.shared.stats.accepted);
             let addr = peer_addr(incoming.remote_address());
+            // Admission on the bare address, before any crypto; the gate logs (aggregated) and
+            // counts its refusals. A denied address gets no reply at all: nothing to amplify.
+            let admitted = match self.shared.gate.admit(addr, &self.name) {
+                Ok(a) => a,
+                Err(_) => {
+                    incoming.ignore();
+                    continue;
+                }
+            };
             if !admit_quic(&self.settings, addr) {
                 Stats::bump(&self.shared.stats.refused_at_accept);
                 tracing::info!(listener = %self.name, peer = %addr, "QUIC attempt from a denied address ignored");
@@ -84,19 +84,13 @@ impl QuicListener {
                 let _ = incoming.retry();
                 continue;
             }
-            let Ok(permit) = self.caps.clone().try_acquire_owned() else {
-                Stats::bump(&self.shared.stats.refused_at_accept);
-                tracing::debug!(listener = %self.name, peer = %addr, "connection cap reached");
-                incoming.refuse();
-                continue;
-            };
             handshakes.fetch_add(1, Ordering::Relaxed);
             conn::spawn_quic(
                 self.shared.clone(),
                 incoming,
                 addr,
                 self.name.clone(),
-                permit,
+                admitted,
                 HandshakeSlot(handshakes.clone()),
                 drain.clone(),
             );

@@ -16,8 +16,8 @@ use super::state::Terms;
 use super::upstream::{self, Upstream};
 use crate::mqtt::{self, Connect, PacketType, ProtocolVersion};
 use crate::policy::{
-    AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, PublishFacts, RuleRef,
-    Subject,
+    AuthnDecision, AuthnFailure, AuthnOptions, ClientLimits, Credentials, Identity, PublishFacts,
+    RuleRef, Subject,
 };
 use crate::server::Shared;
 use crate::transport::Peer;
@@ -48,6 +48,8 @@ pub(crate) struct Admitted {
     pub(crate) keep_alive: u16,
     /// The client id, held for this identity until the session ends.
     pub(crate) _claim: super::registry::Claim,
+    /// The per-session limits of this identity (session/limits.rs enforces them).
+    pub(crate) limits: ClientLimits,
 }
 
 /// A refusal in the CONNECT phase, with the version to answer in (if known).
@@ -94,10 +96,28 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
         connect.client_id = id.as_str().into();
     }
 
-    let identity = authenticate(&connect, peer, shared)
-        .await
-        .map_err(|r| refuse(r, connect.username.as_ref().map(|u| u.as_str().to_owned())))?;
+    let claimed = connect.username.as_ref().map(|u| u.as_str().to_owned());
+    let client_id = connect.client_id.as_str().to_owned();
+    // Bans first: a banned client id, user name or source costs no password check.
+    check_bans(shared, peer, claimed.as_deref(), &client_id)
+        .map_err(|r| refuse(r, claimed.clone()))?;
+    let identity = match authenticate(&connect, peer, shared).await {
+        Ok(identity) => identity,
+        Err(r) => {
+            if matches!(r, Refusal::BadCredentials(_) | Refusal::NotAuthorized(_)) {
+                let ip = peer.addr.ip();
+                shared.gate.auth_failed(ip, claimed.as_deref(), &client_id);
+            }
+            return Err(refuse(r, claimed));
+        }
+    };
     let who = || Some(identity.name.clone());
+    check_bans(shared, peer, Some(&identity.name), &client_id).map_err(|r| refuse(r, who()))?;
+    let limits = shared.policy.load().client_limits(&identity);
+    if assigned_client_id.is_none() && client_id.len() > limits.max_client_id {
+        let r = Refusal::ClientId("client id longer than limits max_client_id");
+        return Err(refuse(r, who()));
+    }
 
     let subject = Subject {
         name: identity.name.clone(),
@@ -130,7 +150,12 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
     let claim = bind_client_id(&connect, &identity, assigned_client_id.is_some(), shared)
         .map_err(|r| refuse(r, who()))?;
 
-    let keep_alive = effective_keep_alive(connect.keep_alive, shared.config.limits.max_keepalive);
+    let max_keepalive = limits
+        .keepalive_max
+        .map_or(shared.config.limits.max_keepalive, |m| {
+            m.min(shared.config.limits.max_keepalive)
+        });
+    let keep_alive = effective_keep_alive(connect.keep_alive, max_keepalive, limits.keepalive_min);
     let upstream_connect = upstream_connect(&connect, &identity, shared);
     crate::server::Stats::bump(&shared.stats.upstream_connects);
     let upstream = upstream::open(
@@ -149,6 +174,7 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
         assigned_client_id,
         keep_alive,
         _claim: claim,
+        limits,
     })
 }
 
@@ -178,6 +204,19 @@ fn bind_client_id(
         .client_ids
         .claim(id, &identity.name, persistent)
         .map_err(|_| Refusal::ClientIdTaken)
+}
+
+/// Refuses a banned client id, user name or source (MQTT 5 CONNACK 0x8A Banned).
+fn check_bans(
+    shared: &Shared,
+    peer: &Peer,
+    username: Option<&str>,
+    client_id: &str,
+) -> Result<(), Refusal> {
+    shared
+        .gate
+        .check_identity(peer.addr.ip(), username, client_id)
+        .map_err(Refusal::Banned)
 }
 
 async fn read_first<R: AsyncRead + Unpin>(
@@ -275,12 +314,13 @@ async fn authenticate(
 }
 
 /// The keep alive moat enforces: the client's, capped by the operator's maximum; a client that
-/// asks for none (0) gets the maximum, so no connection can idle forever.
-fn effective_keep_alive(requested: u16, max: u16) -> u16 {
+/// asks for none (0) gets the maximum, so no connection can idle forever; one that asks for less
+/// than the minimum gets the minimum (MQTT 5 clients are told through Server Keep Alive).
+fn effective_keep_alive(requested: u16, max: u16, min: u16) -> u16 {
     if requested == 0 || requested > max {
         max
     } else {
-        requested
+        requested.max(min).min(max)
     }
 }
 
@@ -346,6 +386,9 @@ pub(crate) fn client_connack(admitted: &Admitted, shared: &Shared) -> mqtt::Conn
             if admitted.keep_alive != admitted.connect.keep_alive {
                 props.server_keep_alive = Some(admitted.keep_alive);
             }
+            // Receive Maximum: the client's QoS 1/2 inflight limit, and never above the broker's.
+            let broker_max = props.receive_maximum.unwrap_or(u16::MAX);
+            props.receive_maximum = Some(admitted.limits.max_inflight.min(broker_max));
             if let Some(id) = &admitted.assigned_client_id {
                 props.assigned_client_identifier = Some(id.as_str().into());
             }

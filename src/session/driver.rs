@@ -21,10 +21,11 @@ use tokio::sync::mpsc;
 
 use super::connect::{Admitted, TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
 use super::error::Refusal;
+use super::limits::{Check, SessionLimits};
 use super::reader::{FrameReader, ReadError};
 use super::state::{Audit, State, Step};
 use crate::ops::audit;
-use crate::server::{Drain, Shared};
+use crate::server::{Drain, Shared, Stats};
 use crate::transport::Peer;
 
 /// Local answers (PINGRESP, refusals) queued for the client; bounded so a client that does not
@@ -37,6 +38,10 @@ const BROKER_ACK_QUEUE: usize = 1024;
 
 /// PINGREQ, sent upstream by moat on its own schedule.
 const PINGREQ: &[u8] = &[0xc0, 0x00];
+
+/// Longest a write to the client may take: a client that stops reading (TCP zero window) is
+/// cut off instead of holding its session, its broker connection and its buffers forever.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the session until one side closes. `Ok` means a normal end; `Err` carries what the
 /// client must be told.
@@ -56,6 +61,7 @@ where
     let terms = super::connect::session_terms(&admitted);
     let state =
         Mutex::new(State::new(version, alias_maximum(version), admitted.subject).with_terms(terms));
+    let limits = Mutex::new(SessionLimits::new(version, admitted.limits.clone()));
     let identity = admitted.identity.name.clone();
     let mut upstream = admitted.upstream;
     let idle = match admitted.keep_alive {
@@ -67,6 +73,7 @@ where
     let (acks_tx, acks_rx) = mpsc::channel::<Bytes>(BROKER_ACK_QUEUE);
     let ctx = Ctx {
         state: &state,
+        limits: &limits,
         shared,
         peer,
         identity: &identity,
@@ -87,7 +94,10 @@ where
                 biased;
                 _ = drain.signalled() => return Err(Refusal::ShuttingDown),
                 reply = replies_rx.recv() => match reply {
-                    Some(bytes) => out.extend_from_slice(&bytes),
+                    Some(bytes) => {
+                        lock(&limits)?.on_frame_to_client(&bytes);
+                        out.extend_from_slice(&bytes);
+                    }
                     None => return Ok(()),
                 },
                 frame = upstream.reader.next() => {
@@ -103,7 +113,10 @@ where
                             lock(&state)?.on_broker_packet(frame, &policy)?
                         };
                         match step {
-                            Step::Forward(b) => out.extend_from_slice(&b),
+                            Step::Forward(b) => {
+                                lock(&limits)?.on_frame_to_client(&b);
+                                out.extend_from_slice(&b);
+                            }
                             Step::Reply(b) => ack_broker(&acks_tx, b)?,
                             Step::Goodbye(b) => {
                                 out.extend_from_slice(&b);
@@ -130,9 +143,12 @@ where
             }
             // Whatever else is already queued goes out in the same write.
             while let Ok(bytes) = replies_rx.try_recv() {
+                lock(&limits)?.on_frame_to_client(&bytes);
                 out.extend_from_slice(&bytes);
             }
-            write(client_wr, &mut out).await?;
+            tokio::time::timeout(CLIENT_WRITE_TIMEOUT, write(client_wr, &mut out))
+                .await
+                .map_err(|_| Refusal::WriteTimeout(CLIENT_WRITE_TIMEOUT))??;
         }
     };
     tokio::select! {
@@ -144,6 +160,8 @@ where
 /// What both directions share.
 struct Ctx<'a> {
     state: &'a Mutex<State>,
+    /// Per-client rates and quotas (`session/limits.rs`).
+    limits: &'a Mutex<SessionLimits>,
     shared: &'a Arc<Shared>,
     peer: &'a Peer,
     identity: &'a str,
@@ -221,6 +239,35 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
         };
         let mut next = Some(frame);
         while let Some(frame) = next {
+            let now = tokio::time::Instant::now().into_std();
+            let check = lock(ctx.limits)?.on_client_frame(now, &frame);
+            match check {
+                Check::Pass => {}
+                Check::Wait(wait) => {
+                    // Throttle: what is already judged goes on, then nothing is read from the
+                    // client for `wait`, so TCP backpressure slows it down to its rate.
+                    write(upstream, &mut out)
+                        .await
+                        .map_err(|e| Refusal::Broker(e.to_string()))?;
+                    Stats::bump(&ctx.shared.stats.throttled);
+                    tokio::time::sleep(wait).await;
+                }
+                Check::Refuse(refusal) => {
+                    // What passed before the refused packet still goes on.
+                    let _ = write(upstream, &mut out).await;
+                    Stats::bump(&ctx.shared.stats.limit_disconnects);
+                    let reason = refusal.to_string();
+                    audit::refused(
+                        ctx.peer,
+                        Some(ctx.identity),
+                        "limit",
+                        "",
+                        &reason,
+                        &refusal.rule(),
+                    );
+                    return Err(refusal);
+                }
+            }
             let step = ctx.on_client_packet(frame)?;
             match step {
                 Step::Forward(b) => out.extend_from_slice(&b),
@@ -296,7 +343,7 @@ async fn write<W: AsyncWrite + Unpin>(w: &mut W, out: &mut BytesMut) -> Result<(
     Ok(())
 }
 
-fn lock(state: &Mutex<State>) -> Result<std::sync::MutexGuard<'_, State>, Refusal> {
+fn lock<T>(state: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, Refusal> {
     state
         .lock()
         .map_err(|_| Refusal::Broker("session state poisoned".into()))

@@ -5,6 +5,7 @@
 //! (translated for 3.x clients), after it a v5 DISCONNECT, and for 3.x clients a plain close,
 //! because MQTT 3.1.1 has no way to say why.
 
+use super::limits::Exceeded;
 use crate::mqtt::{ConnectError, DecodeError, FrameError, ProtocolVersion, ReasonCode};
 use crate::policy::{AclReason, RuleRef};
 
@@ -106,6 +107,16 @@ pub(crate) enum Refusal {
     /// The broker misbehaved after the session started.
     #[error("broker error: {0}")]
     Broker(String),
+    // --- network guard (session/limits.rs, admission) ---
+    /// The client id, user name or source is banned (static or automatic ban).
+    #[error("banned ({0})")]
+    Banned(RuleRef),
+    /// The client went above a per-session limit.
+    #[error("{what} limit exceeded ({rule})", what = .0.as_str(), rule = .1)]
+    Limit(Exceeded, RuleRef),
+    /// The client stopped reading: a write to it did not finish in time.
+    #[error("client did not read for {0:?}")]
+    WriteTimeout(std::time::Duration),
 }
 
 // === impl Refusal ===
@@ -119,7 +130,9 @@ impl Refusal {
             | Refusal::NotAuthorized(rule)
             | Refusal::ClientIdNotBound(rule)
             | Refusal::WillDenied { rule, .. }
-            | Refusal::PublishDenied { rule, .. } => rule.to_string(),
+            | Refusal::PublishDenied { rule, .. }
+            | Refusal::Banned(rule)
+            | Refusal::Limit(_, rule) => rule.to_string(),
             Refusal::ClientIdTaken => "builtin client-id-owned-by-another-identity".to_string(),
             _ => "protocol".to_string(),
         }
@@ -166,6 +179,15 @@ impl Refusal {
             Refusal::KeepAlive => Outcome::Disconnect(R::KeepAliveTimeout),
             Refusal::ShuttingDown => Outcome::Disconnect(R::ServerShuttingDown),
             Refusal::Broker(_) => Outcome::Disconnect(R::UnspecifiedError),
+            Refusal::Banned(_) => Outcome::ConnAck(R::Banned),
+            Refusal::Limit(what, _) => Outcome::Disconnect(match what {
+                Exceeded::PublishRate | Exceeded::SubscribeRate => R::MessageRateTooHigh,
+                Exceeded::PublishBytes | Exceeded::Subscriptions => R::QuotaExceeded,
+                // [MQTT-3.3.4-7] More unacknowledged QoS 1/2 PUBLISHes than Receive Maximum.
+                Exceeded::Inflight => R::ReceiveMaximumExceeded,
+                Exceeded::TopicLength | Exceeded::TopicLevels => R::TopicNameInvalid,
+            }),
+            Refusal::WriteTimeout(_) => Outcome::Close,
         }
     }
 }

@@ -8,6 +8,7 @@ mod alias;
 mod connect;
 mod driver;
 mod error;
+mod limits;
 mod reader;
 mod registry;
 mod state;
@@ -39,6 +40,9 @@ where
         Err(refused) => {
             Stats::bump(&shared.stats.connects_refused);
             let (action, topic) = refused.refusal.audit_subject();
+            if matches!(refused.refusal, error::Refusal::Banned(_)) {
+                Stats::bump(&shared.stats.connects_banned);
+            }
             audit::refused(
                 &peer,
                 refused.identity.as_deref(),
@@ -68,8 +72,14 @@ where
     tracing::info!(identity = ?admitted.identity.name, client_id = ?admitted.connect.client_id.as_str(), ?version, "session up");
     Stats::bump_gauge(&shared.stats.active_sessions, 1);
     let identity = admitted.identity.name.clone();
+    let client_id = admitted.connect.client_id.as_str().to_owned();
+    let username = identity.clone();
     let end = driver::pump(reader, &mut wr, admitted, &peer, &shared, drain).await;
     Stats::bump_gauge(&shared.stats.active_sessions, -1);
+    // Connect/disconnect flapping is counted per client id (admission may ban it).
+    shared
+        .gate
+        .session_ended(peer.addr.ip(), Some(&username), &client_id);
     match end {
         Ok(()) => {}
         Err(refusal @ Refusal::PublishDenied { .. }) => {

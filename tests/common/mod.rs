@@ -86,11 +86,23 @@ pub fn default_policy() -> String {
 /// The ACL of [`default_policy`]: alice and bob may do anything on any topic.
 pub const BROAD_RULES: &str =
     "acl:\n  - allow: all\n    topics: [\"#\"]\n    users: [alice, bob]\n";
+/// The harness's network policy file: loopback may connect (an empty allow list admits nobody),
+/// and the default connection rates are off, because tests open hundreds of connections from
+/// one address at once, and failed logins do not ban loopback (many tests fail logins on
+/// purpose). Tests of admission itself write their own.
+pub const LOOPBACK_NETWORK: &str = "network:\n  allow: [\"127.0.0.0/8\", \"::1\"]\n\
+limits:\n  connections: { per_ip: off, global: off }\n\
+auto_ban:\n  failed_auth: { count: 0, within: 1m, ban_for: 1s }\n";
 
 /// Knobs for one test server.
 pub struct Opts {
     pub client_certs: &'static str,
     pub policy: String,
+    /// A second policy file, `policies/00-network.yaml` (network:, bans:, limits:, auto_ban:);
+    /// defaults to [`LOOPBACK_NETWORK`] so tests with their own `policy` still get in.
+    pub network: String,
+    /// Listener bind address (`"[::1]:0"` for IPv6 tests).
+    pub bind: &'static str,
     /// Extra top-level YAML appended to moat.yaml (timeouts:, limits:, …).
     pub extra: String,
     /// Client certificate CNs to issue and revoke in a CRL the listener loads.
@@ -107,6 +119,8 @@ impl Default for Opts {
         Opts {
             client_certs: "optional",
             policy: default_policy(),
+            network: LOOPBACK_NETWORK.to_string(),
+            bind: "127.0.0.1:0",
             extra: String::new(),
             revoked: Vec::new(),
             tls_extra: String::new(),
@@ -126,10 +140,18 @@ pub struct Harness {
 }
 
 pub async fn start(opts: Opts) -> Harness {
+    // MOAT_TEST_LOG=debug shows moat's own log lines when a test needs explaining.
+    if let Ok(filter) = std::env::var("MOAT_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/test.yaml"), &opts.policy).unwrap();
+    std::fs::write(dir.path().join("policies/00-network.yaml"), &opts.network).unwrap();
     let revoked: Vec<Pem> = opts.revoked.iter().map(|cn| pki.client(cn)).collect();
     let crls = if revoked.is_empty() {
         "[]"
@@ -140,12 +162,12 @@ pub async fn start(opts: Opts) -> Harness {
         "[revoked.crl]"
     };
     let yaml = format!(
-        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n{}\
+        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"{}\" }}\n{}\
          tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n{}\
          broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
          policies: [policies/]\n\
          dev_certs: false\n{}",
-        opts.listeners, opts.client_certs, crls, opts.tls_extra, opts.extra
+        opts.bind, opts.listeners, opts.client_certs, crls, opts.tls_extra, opts.extra
     );
     let path = dir.path().join("moat.yaml");
     std::fs::write(&path, &yaml).unwrap();
@@ -538,4 +560,71 @@ pub async fn broker_saw_before_marker(
         }
         before.push(m);
     }
+}
+
+/// A TCP connection to `addr` from the local address `src` (any of 127.0.0.0/8 works on
+/// Linux without configuration), so tests can play several sources.
+pub async fn tcp_from(src: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(src.parse().unwrap(), 0))?;
+    let tcp = socket.connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// A TLS connection from the local address `src`.
+pub async fn tls_from(h: &Harness, src: &str) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = tcp_from(src, h.addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    tokio::time::timeout(
+        WAIT,
+        TlsConnector::from(h.client_config(None)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("handshake timeout"))?
+}
+
+/// Sends one byte of a would-be ClientHello and reads what comes back until the server closes:
+/// `Some(bytes)` (a reset counts as a close), `None` if it stayed open for `wait`.
+pub async fn raw_probe(tcp: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let _ = tcp.write_all(&[0x16]).await;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Sends a CONNECT over an open TLS stream and returns the CONNACK's return / reason code.
+pub async fn connack_code(s: &mut TlsStream<TcpStream>, connect: &[u8]) -> Option<u8> {
+    connack(s, connect)
+        .await
+        .and_then(|body| body.get(1).copied())
+}
+
+/// Sends a CONNECT and returns the CONNACK's body (flags, code, v5 properties).
+pub async fn connack(s: &mut TlsStream<TcpStream>, connect: &[u8]) -> Option<Vec<u8>> {
+    s.write_all(connect).await.ok()?;
+    s.flush().await.ok()?;
+    let mut head = [0u8; 2];
+    tokio::time::timeout(WAIT, s.read_exact(&mut head))
+        .await
+        .ok()?
+        .ok()?;
+    assert_eq!(head[0], 0x20, "expected a CONNACK, got {head:02x?}");
+    let mut body = vec![0u8; usize::from(head[1])];
+    tokio::time::timeout(WAIT, s.read_exact(&mut body))
+        .await
+        .ok()?
+        .ok()?;
+    Some(body)
 }

@@ -1,0 +1,478 @@
+//! The gate: admission of a new connection on its bare address, and the ban hooks the session
+//! calls at CONNECT. See the module docs of `admission` for the order of checks.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use super::bans::{BanInfo, BanKey, BanTable, Windows};
+use super::caps::{Admitted, CapFull, Caps, Maxima};
+use super::log::RefusalLog;
+use super::memory;
+use super::rate::{ConnRate, RateExceeded};
+use crate::policy::{source_key, AutoBanRule, Policy, RuleRef};
+
+/// How often the housekeeping task runs: bans are lifted and memory sampled this often.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Every this many ticks, refusal counts are logged and rate and event tables are cleaned.
+const SWEEP_TICKS: u32 = 10;
+
+/// Why a connection was refused at admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalReason {
+    /// The address is not in the allow list, or is in a deny list.
+    Network,
+    /// The source is banned (static or automatic).
+    Banned,
+    /// The process is above its memory mark.
+    Overload,
+    /// The source opens connections faster than its rate.
+    SourceRate,
+    /// All sources together open connections faster than the global rate.
+    GlobalRate,
+    /// The source has as many connections open as it may.
+    SourceCap,
+    /// The listener has as many connections open as it may.
+    ListenerCap,
+    /// moat has as many connections open as it may.
+    TotalCap,
+}
+
+// === impl RefusalReason ===
+
+impl RefusalReason {
+    /// Short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Network => "network",
+            Self::Banned => "banned",
+            Self::Overload => "overload (memory)",
+            Self::SourceRate => "connection rate per source",
+            Self::GlobalRate => "global connection rate",
+            Self::SourceCap => "connections per source",
+            Self::ListenerCap => "connections per listener",
+            Self::TotalCap => "total connections",
+        }
+    }
+}
+
+/// A refused connection: why, and which rule said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Why.
+    pub reason: RefusalReason,
+    /// The rule that refused it.
+    pub rule: RuleRef,
+}
+
+/// Admission counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    admitted: AtomicU64,
+    network: AtomicU64,
+    banned: AtomicU64,
+    rate: AtomicU64,
+    capacity: AtomicU64,
+    overload: AtomicU64,
+    bans_set: AtomicU64,
+}
+
+/// A copy of [`Counters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CountersSnapshot {
+    /// Connections admitted.
+    pub admitted: u64,
+    /// Refused by `network:` rules.
+    pub refused_network: u64,
+    /// Refused because the source is banned.
+    pub refused_banned: u64,
+    /// Refused by a connection rate.
+    pub refused_rate: u64,
+    /// Refused by a concurrent cap.
+    pub refused_capacity: u64,
+    /// Refused by memory shedding.
+    pub refused_overload: u64,
+    /// Automatic bans set.
+    pub bans_set: u64,
+}
+
+// === impl CountersSnapshot ===
+
+impl CountersSnapshot {
+    /// Every refusal, whatever the reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_network
+            + self.refused_banned
+            + self.refused_rate
+            + self.refused_capacity
+            + self.refused_overload
+    }
+}
+
+/// See the module docs of `admission`.
+pub struct Gate {
+    /// The policy in force (shared with the sessions; a reload swaps it).
+    policy: Arc<ArcSwap<Policy>>,
+    /// moat.yaml's `limits.max_connections`.
+    max_connections: usize,
+    /// Connection rates.
+    rate: ConnRate,
+    /// Concurrent caps.
+    caps: Arc<Caps>,
+    /// Active automatic bans.
+    bans: BanTable,
+    /// Failed authentications per source.
+    auth_failures: Windows,
+    /// Session ends per client id.
+    flaps: Windows,
+    /// Aggregated refusal log.
+    log: RefusalLog,
+    /// Last sampled resident memory in bytes (0: unknown).
+    rss: AtomicU64,
+    /// Counters.
+    counters: Counters,
+}
+
+// === impl Gate ===
+
+impl Gate {
+    /// A gate reading `policy`, capping connections at `max_connections` in total.
+    pub fn new(policy: Arc<ArcSwap<Policy>>, max_connections: usize) -> Self {
+        let rate = ConnRate::new(policy.load().connection_limits());
+        Gate {
+            policy,
+            max_connections,
+            rate,
+            caps: Arc::new(Caps::default()),
+            bans: BanTable::default(),
+            auth_failures: Windows::default(),
+            flaps: Windows::default(),
+            log: RefusalLog::default(),
+            rss: AtomicU64::new(memory::resident_bytes().unwrap_or(0)),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Admits or refuses a new connection from `addr` on `listener`, before any transport work.
+    /// On `Err` the caller closes the socket at once; the refusal is already counted and logged.
+    pub fn admit(&self, addr: SocketAddr, listener: &str) -> Result<Admitted, Refused> {
+        let ip = addr.ip().to_canonical();
+        let policy = self.policy.load();
+        let limits = policy.connection_limits();
+        let source = source_key(ip, limits.ipv6_prefix);
+        let verdict = self.judge(&policy, ip, source, listener);
+        match verdict {
+            Ok(admitted) => {
+                bump(&self.counters.admitted);
+                Ok(admitted)
+            }
+            Err(refused) => {
+                bump(match refused.reason {
+                    RefusalReason::Network => &self.counters.network,
+                    RefusalReason::Banned => &self.counters.banned,
+                    RefusalReason::Overload => &self.counters.overload,
+                    RefusalReason::SourceRate | RefusalReason::GlobalRate => &self.counters.rate,
+                    RefusalReason::SourceCap
+                    | RefusalReason::ListenerCap
+                    | RefusalReason::TotalCap => &self.counters.capacity,
+                });
+                self.log
+                    .note(addr, source, listener, refused.reason, &refused.rule);
+                Err(refused)
+            }
+        }
+    }
+
+    fn judge(
+        &self,
+        policy: &Policy,
+        ip: IpAddr,
+        source: IpAddr,
+        listener: &str,
+    ) -> Result<Admitted, Refused> {
+        let refuse = |reason, rule| Refused { reason, rule };
+        let decision = policy.admit_addr(ip, listener);
+        if !decision.is_allowed() {
+            return Err(refuse(RefusalReason::Network, decision.rule));
+        }
+        if let Some(ban) = policy.static_ban_ip(ip, SystemTime::now()) {
+            return Err(refuse(RefusalReason::Banned, ban.rule.clone()));
+        }
+        if let Some(rule) = self.bans.banned(&BanKey::Source(source), Instant::now()) {
+            return Err(refuse(RefusalReason::Banned, rule));
+        }
+        let limits = policy.connection_limits();
+        if let Some(mark) = limits.shed_at_memory {
+            if self.rss.load(Ordering::Relaxed) > mark {
+                return Err(refuse(RefusalReason::Overload, limits.rule.clone()));
+            }
+        }
+        self.rate.check(source, limits).map_err(|e| match e {
+            RateExceeded::Source => refuse(RefusalReason::SourceRate, limits.rule.clone()),
+            RateExceeded::Global => refuse(RefusalReason::GlobalRate, limits.rule.clone()),
+        })?;
+        let total = limits
+            .max_total
+            .and_then(|t| usize::try_from(t).ok())
+            .map_or(self.max_connections, |t| t.min(self.max_connections));
+        let max = Maxima {
+            total,
+            listener: limits.per_listener.get(listener).copied(),
+            source: limits.max_per_source,
+        };
+        self.caps.acquire(source, listener, max).map_err(|full| {
+            let reason = match full {
+                CapFull::Source => RefusalReason::SourceCap,
+                CapFull::Listener => RefusalReason::ListenerCap,
+                CapFull::Total => RefusalReason::TotalCap,
+            };
+            let rule = match full {
+                CapFull::Total if limits.max_total.is_none() => {
+                    RuleRef::builtin("moat.yaml limits.max_connections")
+                }
+                _ => limits.rule.clone(),
+            };
+            refuse(reason, rule)
+        })
+    }
+
+    /// At CONNECT: refuses a client whose user name, client id or source is banned (MQTT 5
+    /// CONNACK 0x8A). Called before authentication, and again with the authenticated identity.
+    pub fn check_identity(
+        &self,
+        addr: IpAddr,
+        username: Option<&str>,
+        client_id: &str,
+    ) -> Result<(), RuleRef> {
+        let policy = self.policy.load();
+        if let Some(ban) = policy.static_ban_identity(username, client_id, SystemTime::now()) {
+            return Err(ban.rule.clone());
+        }
+        let ip = addr.to_canonical();
+        if let Some(ban) = policy.static_ban_ip(ip, SystemTime::now()) {
+            return Err(ban.rule.clone());
+        }
+        let now = Instant::now();
+        let source = source_key(ip, policy.connection_limits().ipv6_prefix);
+        let keys = [
+            Some(BanKey::Source(source)),
+            username.map(|u| BanKey::Username(u.to_owned())),
+            (!client_id.is_empty()).then(|| BanKey::ClientId(client_id.to_owned())),
+        ];
+        for key in keys.into_iter().flatten() {
+            if let Some(rule) = self.bans.banned(&key, now) {
+                return Err(rule);
+            }
+        }
+        Ok(())
+    }
+
+    /// A CONNECT from `addr` failed authentication; enough of them within the window ban the
+    /// source (and, as configured, the user name and client id it tried).
+    pub fn auth_failed(&self, addr: IpAddr, username: Option<&str>, client_id: &str) {
+        let policy = self.policy.load();
+        let Some(rule) = &policy.auto_ban().failed_auth else {
+            return;
+        };
+        let source = source_key(addr, policy.connection_limits().ipv6_prefix);
+        let now = Instant::now();
+        if self
+            .auth_failures
+            .hit(BanKey::Source(source), rule.count, rule.within, now)
+        {
+            self.ban_all(
+                rule,
+                source,
+                username,
+                client_id,
+                "failed authentication",
+                now,
+            );
+        }
+    }
+
+    /// A session of `client_id` from `addr` ended; too many ends within the window are
+    /// flapping and ban the client id (and, as configured, its source).
+    pub fn session_ended(&self, addr: IpAddr, username: Option<&str>, client_id: &str) {
+        let policy = self.policy.load();
+        let Some(rule) = &policy.auto_ban().flapping else {
+            return;
+        };
+        let source = source_key(addr, policy.connection_limits().ipv6_prefix);
+        let now = Instant::now();
+        let key = BanKey::ClientId(client_id.to_owned());
+        if self.flaps.hit(key, rule.count, rule.within, now) {
+            self.ban_all(rule, source, username, client_id, "flapping", now);
+        }
+    }
+
+    fn ban_all(
+        &self,
+        rule: &AutoBanRule,
+        source: IpAddr,
+        username: Option<&str>,
+        client_id: &str,
+        reason: &'static str,
+        now: Instant,
+    ) {
+        let mut keys = Vec::with_capacity(3);
+        if rule.ban_source {
+            keys.push(BanKey::Source(source));
+        }
+        if let (true, Some(u)) = (rule.ban_username, username) {
+            keys.push(BanKey::Username(u.to_owned()));
+        }
+        if rule.ban_client_id && !client_id.is_empty() {
+            keys.push(BanKey::ClientId(client_id.to_owned()));
+        }
+        for key in keys {
+            bump(&self.counters.bans_set);
+            self.bans.ban(key, rule.ban_for, reason, &rule.rule, now);
+        }
+    }
+
+    /// The automatic bans in force now (the static ones are in the policy).
+    pub fn active_bans(&self) -> Vec<BanInfo> {
+        self.bans.list(Instant::now())
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> CountersSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let c = &self.counters;
+        CountersSnapshot {
+            admitted: r(&c.admitted),
+            refused_network: r(&c.network),
+            refused_banned: r(&c.banned),
+            refused_rate: r(&c.rate),
+            refused_capacity: r(&c.capacity),
+            refused_overload: r(&c.overload),
+            bans_set: r(&c.bans_set),
+        }
+    }
+
+    /// Connections currently holding an [`Admitted`] slot.
+    pub fn open_connections(&self) -> usize {
+        self.caps.total()
+    }
+
+    /// Sources tracked by the connection-rate limiter (bounded; shrinks on each sweep).
+    pub fn tracked_sources(&self) -> usize {
+        self.rate.tracked()
+    }
+
+    /// The gate's one background task: lifts ended bans and samples memory every tick; logs
+    /// aggregated refusals and cleans the rate and event tables every sweep. Spawned by the
+    /// server at start; ends when `stop` resolves.
+    pub async fn housekeep(&self, stop: impl Future<Output = ()>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        let mut n: u32 = 0;
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            n = n.wrapping_add(1);
+            self.tick(n.is_multiple_of(SWEEP_TICKS));
+        }
+    }
+
+    /// One housekeeping round; `sweep` adds the slower cleaning.
+    fn tick(&self, sweep: bool) {
+        let now = Instant::now();
+        self.bans.expire(now);
+        if let Some(rss) = memory::resident_bytes() {
+            self.rss.store(rss, Ordering::Relaxed);
+        }
+        if sweep {
+            self.log.flush();
+            self.rate.clean();
+            let policy = self.policy.load();
+            let auto = policy.auto_ban();
+            let window = |r: &Option<AutoBanRule>| r.as_ref().map_or(Duration::ZERO, |r| r.within);
+            self.auth_failures.clean(window(&auto.failed_auth), now);
+            self.flaps.clean(window(&auto.flapping), now);
+        }
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
+mod tests {
+    use super::*;
+    use crate::policy::{compile, PolicySource};
+
+    fn gate(yaml: &str) -> Gate {
+        let policy = compile(&[PolicySource {
+            path: "p.yaml".into(),
+            text: yaml.to_owned(),
+        }])
+        .unwrap();
+        Gate::new(Arc::new(ArcSwap::from_pointee(policy)), 1000)
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn network_then_caps_then_release() {
+        let g = gate(
+            "network: { allow: [127.0.0.0/8], deny: [127.0.0.9] }\nlimits:\n  connections: { max_per_ip: 1 }\n",
+        );
+        let a = g.admit(addr("127.0.0.1:5"), "m").unwrap();
+        let e = g.admit(addr("127.0.0.1:6"), "m").unwrap_err();
+        assert_eq!(e.reason, RefusalReason::SourceCap);
+        assert_eq!(
+            g.admit(addr("127.0.0.9:5"), "m").unwrap_err().reason,
+            RefusalReason::Network
+        );
+        assert_eq!(
+            g.admit(addr("10.0.0.1:5"), "m").unwrap_err().reason,
+            RefusalReason::Network
+        );
+        drop(a);
+        let _b = g.admit(addr("127.0.0.1:7"), "m").unwrap();
+        let c = g.counters();
+        assert_eq!(
+            (c.admitted, c.refused_network, c.refused_capacity),
+            (2, 2, 1)
+        );
+    }
+
+    #[test]
+    fn auth_failures_ban_the_source_and_identity() {
+        let g = gate(
+            "network: { allow: [\"::/0\"] }\nauto_ban:\n  failed_auth: { count: 3, within: 1m, ban_for: 1h, ban: [source, username, client_id] }\n",
+        );
+        let ip: IpAddr = "2001:db8:1:2::7".parse().unwrap();
+        for _ in 0..2 {
+            g.auth_failed(ip, Some("alice"), "c1");
+        }
+        assert!(g.check_identity(ip, Some("alice"), "c1").is_ok());
+        g.auth_failed(ip, Some("alice"), "c1");
+        // The whole /64 is banned, before TLS and at CONNECT.
+        let other = addr("[2001:db8:1:2::99]:1");
+        assert_eq!(
+            g.admit(other, "m").unwrap_err().reason,
+            RefusalReason::Banned
+        );
+        let elsewhere: IpAddr = "2001:db8:9::1".parse().unwrap();
+        assert!(g.check_identity(elsewhere, Some("alice"), "x").is_err());
+        assert!(g.check_identity(elsewhere, Some("bob"), "c1").is_err());
+        assert!(g.check_identity(elsewhere, Some("bob"), "c2").is_ok());
+        assert_eq!(g.active_bans().len(), 3);
+        assert_eq!(g.counters().bans_set, 3);
+    }
+}
