@@ -13,7 +13,6 @@ use serde_saphyr::Spanned;
 
 use super::error::{quoted, ConfigError, ConfigErrorKind as Kind, Position};
 use super::raw::Check;
-use super::units::parse_size;
 use super::{ClientCerts, ListenerKind, TlsSettings};
 
 /// WebSocket path when none is configured (what EMQX, mosquitto and HiveMQ use).
@@ -332,34 +331,7 @@ impl Check<'_> {
     }
 
     fn ws_size(&self, raw: &Spanned<String>, field: &'static str) -> Result<usize, ConfigError> {
-        let size = parse_size(&raw.value).map_err(|err| {
-            let found = quoted(&raw.value);
-            let reason = err.to_string();
-            self.err_at(
-                raw,
-                Kind::InvalidSize {
-                    field,
-                    found,
-                    reason,
-                },
-            )
-        })?;
-        let in_range = (MIN_WS_SIZE..=MAX_WS_SIZE).contains(&size);
-        match usize::try_from(size) {
-            Ok(size) if in_range => Ok(size),
-            _ => {
-                let found = format!("{} ({size} bytes)", quoted(&raw.value));
-                let expected = "from 128B to 16MiB";
-                Err(self.err_at(
-                    raw,
-                    Kind::OutOfRange {
-                        field,
-                        found,
-                        expected,
-                    },
-                ))
-            }
-        }
+        self.size_in(raw, field, MIN_WS_SIZE..=MAX_WS_SIZE, "from 128B to 16MiB")
     }
 
     fn bounded_timeout(

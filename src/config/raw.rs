@@ -456,7 +456,18 @@ impl Check<'_> {
     }
 
     fn packet_size(&self, raw: &Spanned<String>) -> Result<usize, ConfigError> {
-        let field = "limits.max_packet_size";
+        let range = MIN_PACKET_SIZE..=MAX_PACKET_SIZE;
+        self.size_in(raw, "limits.max_packet_size", range, "from 128B to 16MiB")
+    }
+
+    /// A size (`256KiB`) that must lie in `range`; errors name the field and the range.
+    pub(super) fn size_in(
+        &self,
+        raw: &Spanned<String>,
+        field: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+        expected: &'static str,
+    ) -> Result<usize, ConfigError> {
         let size = parse_size(&raw.value).map_err(|err| {
             let found = quoted(&raw.value);
             let reason = err.to_string();
@@ -469,12 +480,10 @@ impl Check<'_> {
                 },
             )
         })?;
-        let in_range = (MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&size);
         match usize::try_from(size) {
-            Ok(size) if in_range => Ok(size),
+            Ok(bytes) if range.contains(&size) => Ok(bytes),
             _ => {
                 let found = format!("{} ({size} bytes)", quoted(&raw.value));
-                let expected = "from 128B to 16MiB";
                 Err(self.err_at(
                     raw,
                     Kind::OutOfRange {
