@@ -22,7 +22,7 @@ COUNT="${COUNT:-500000}"
 QOS1_COUNT="${QOS1_COUNT:-200000}"
 IDLE_CONNS="${IDLE_CONNS:-9000}"
 HS_SECONDS="${HS_SECONDS:-5}"
-MOAT="$ROOT/target/release/moat"
+MOAT="${MOAT:-$ROOT/target/release/moat}"
 BENCH="$ROOT/target/release/moat-bench"
 
 # --- tools --------------------------------------------------------------------------------

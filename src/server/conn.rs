@@ -34,15 +34,18 @@ pub(super) fn spawn(
             let deadline = shared.config.timeouts.tls_handshake;
             match front {
                 Front::Tls(acceptor) => {
-                    match tls::accept(&acceptor, stream, addr, listener, deadline).await {
-                        Ok((stream, peer)) => {
-                            crate::session::run(stream, peer, shared, drain).await;
-                        }
-                        Err(e) => {
-                            Stats::bump(&shared.stats.handshake_failures);
-                            tracing::info!(error = %e, "TLS handshake refused");
-                        }
-                    }
+                    // The session future is built inside the match and awaited after it, so the
+                    // handshake's result does not stay in this task's state for the session.
+                    let session =
+                        match tls::accept(&acceptor, stream, addr, listener, deadline).await {
+                            Ok((stream, peer)) => crate::session::run(stream, peer, shared, drain),
+                            Err(e) => {
+                                Stats::bump(&shared.stats.handshake_failures);
+                                tracing::info!(error = %e, "TLS handshake refused");
+                                return;
+                            }
+                        };
+                    session.await;
                 }
             }
         }

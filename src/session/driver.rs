@@ -2,18 +2,24 @@
 //!
 //! The two directions run as two futures inside the session's single task, so a slow writer on
 //! one side never stops the other side from being read (the classic proxy deadlock), and when
-//! either ends the other is dropped with it: no task or socket outlives the session. Frames that
-//! arrive together are written together (one write, one TLS record where possible).
+//! either ends the other is dropped with it: no task or socket outlives the session.
+//!
+//! Hot path, per read: the frames of one read are judged one by one and the ones that go on are
+//! written together, as they are (no copy into a staging buffer): one vectored write, so one
+//! syscall upstream and one TLS record towards the client. The keep alive is one timer per
+//! session, moved only when it fires, rather than a timer armed and cancelled around every read.
 
+use std::io::IoSlice;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use super::connect::{Admitted, TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
+use super::connect::{TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
 use super::error::Refusal;
 use super::reader::{FrameReader, ReadError};
 use super::state::{State, Step};
@@ -28,12 +34,32 @@ const REPLY_QUEUE: usize = 64;
 /// PINGREQ, sent upstream by moat on its own schedule.
 const PINGREQ: &[u8] = &[0xc0, 0x00];
 
+/// Frames handed to one vectored write at most; more are written in further calls.
+const MAX_IOV: usize = 64;
+
+/// What the session keeps after the CONNECT phase: only what the two directions need (the
+/// CONNECT itself, with its properties and credentials, is dropped), so that an idle session
+/// stays small.
+pub(super) struct Link {
+    /// The client's protocol version (the upstream speaks the same, 3.1 as 3.1.1).
+    pub(super) version: crate::mqtt::ProtocolVersion,
+    /// Who the client is, for audit lines.
+    pub(super) identity: String,
+    /// Keep alive enforced on the client, in seconds (0 = none).
+    pub(super) keep_alive: u16,
+    /// Frames from the broker.
+    pub(super) upstream_rd: FrameReader<OwnedReadHalf>,
+    /// Bytes to the broker.
+    pub(super) upstream_wr: OwnedWriteHalf,
+}
+
 /// Runs the session until one side closes. `Ok` means a normal end; `Err` carries what the
-/// client must be told.
+/// client must be told. Everything is borrowed from the caller, so this future holds only its
+/// own working state.
 pub(super) async fn pump<R, W>(
-    mut client: FrameReader<R>,
+    client: &mut FrameReader<R>,
     client_wr: &mut W,
-    admitted: Admitted,
+    link: &mut Link,
     peer: &Peer,
     mut drain: Drain,
 ) -> Result<(), Refusal>
@@ -41,11 +67,11 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let version = admitted.connect.protocol;
+    let version = link.version;
     let state = Mutex::new(State::new(version, alias_maximum(version)));
-    let identity = admitted.identity.name.clone();
-    let mut upstream = admitted.upstream;
-    let idle = match admitted.keep_alive {
+    let identity = link.identity.as_str();
+    let upstream_rd = &mut link.upstream_rd;
+    let idle = match link.keep_alive {
         0 => None,
         // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
         ka => Some(Duration::from_millis(u64::from(ka) * 1500)),
@@ -53,25 +79,25 @@ where
     let (replies_tx, mut replies_rx) = mpsc::channel::<Bytes>(REPLY_QUEUE);
 
     let up = client_to_broker(
-        &mut client,
-        &mut upstream.writer,
+        client,
+        &mut link.upstream_wr,
         &state,
         &replies_tx,
         idle,
         peer,
-        &identity,
+        identity,
     );
     let down = async {
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         loop {
             tokio::select! {
                 biased;
                 _ = drain.signalled() => return Err(Refusal::ShuttingDown),
                 reply = replies_rx.recv() => match reply {
-                    Some(bytes) => out.extend_from_slice(&bytes),
+                    Some(bytes) => out.push(bytes),
                     None => return Ok(()),
                 },
-                frame = upstream.reader.next() => {
+                frame = upstream_rd.next() => {
                     let frame = match frame {
                         Ok(Some(f)) => f,
                         Ok(None) => return Err(Refusal::Broker("broker closed the connection".into())),
@@ -81,16 +107,15 @@ where
                     while let Some(frame) = next {
                         let step = lock(&state)?.on_broker_packet(frame)?;
                         match step {
-                            Step::Forward(b) | Step::Reply(b) => out.extend_from_slice(&b),
+                            Step::Forward(b) | Step::Reply(b) => out.push(b),
                             Step::Goodbye(b) => {
-                                out.extend_from_slice(&b);
+                                out.push(b);
                                 write(client_wr, &mut out).await?;
                                 return Ok(());
                             }
                             Step::Nothing | Step::Refuse { .. } => {}
                         }
-                        next = upstream
-                            .reader
+                        next = upstream_rd
                             .buffered()
                             .map_err(|e| Refusal::Broker(e.to_string()))?;
                     }
@@ -98,7 +123,7 @@ where
             }
             // Whatever else is already queued goes out in the same write.
             while let Ok(bytes) = replies_rx.try_recv() {
-                out.extend_from_slice(&bytes);
+                out.push(bytes);
             }
             write(client_wr, &mut out).await?;
         }
@@ -119,12 +144,30 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
     peer: &Peer,
     identity: &str,
 ) -> Result<(), Refusal> {
-    let mut out = BytesMut::new();
+    let mut out = Vec::new();
     let every = Duration::from_secs(u64::from(UPSTREAM_KEEPALIVE) / 2);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+    // One timer for the keep alive, armed once; a read only notes the time. When the timer
+    // fires early (packets came meanwhile) it is moved to 1.5 × keep alive after the last one.
+    let mut last_packet = Instant::now();
+    let far = Duration::from_secs(u64::from(u32::MAX));
+    let keep_alive = tokio::time::sleep(idle.unwrap_or(far));
+    tokio::pin!(keep_alive);
     loop {
         let frame = tokio::select! {
-            r = read_within(client, idle) => r?,
+            r = client.next() => {
+                last_packet = Instant::now();
+                read_result(r)?
+            }
+            _ = &mut keep_alive, if idle.is_some() => {
+                let limit = idle.unwrap_or(far);
+                // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
+                if last_packet.elapsed() >= limit {
+                    return Err(Refusal::KeepAlive);
+                }
+                keep_alive.as_mut().reset(last_packet + limit);
+                continue;
+            }
             _ = ping.tick() => {
                 upstream.write_all(PINGREQ).await.map_err(|e| Refusal::Broker(e.to_string()))?;
                 continue;
@@ -138,7 +181,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
         while let Some(frame) = next {
             let step = lock(state)?.on_client_packet(frame)?;
             match step {
-                Step::Forward(b) => out.extend_from_slice(&b),
+                Step::Forward(b) => out.push(b),
                 Step::Reply(b) => send_reply(replies, b).await?,
                 Step::Refuse {
                     reply,
@@ -149,7 +192,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                 } => {
                     audit::refused(peer, Some(identity), action, &topic, "not authorized", rule);
                     if let Some(b) = forward {
-                        out.extend_from_slice(&b);
+                        out.push(b);
                     }
                     if let Some(b) = reply {
                         send_reply(replies, b).await?;
@@ -157,7 +200,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                 }
                 Step::Nothing => {}
                 Step::Goodbye(b) => {
-                    out.extend_from_slice(&b);
+                    out.push(b);
                     write(upstream, &mut out)
                         .await
                         .map_err(|_| Refusal::Broker("write DISCONNECT".into()))?;
@@ -175,24 +218,13 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
     }
 }
 
-/// Reads the next client frame, closing the session if the keep alive runs out.
-async fn read_within<R: AsyncRead + Unpin>(
-    client: &mut FrameReader<R>,
-    idle: Option<Duration>,
-) -> Result<Option<Bytes>, Refusal> {
-    let read = async {
-        client.next().await.or_else(|e| match e {
-            ReadError::Frame(f) => Err(Refusal::Frame(f)),
-            // A reset or a close inside a packet: nobody is left to tell.
-            ReadError::Truncated | ReadError::Io(_) | ReadError::Unexpected(_) => Ok(None),
-        })
-    };
-    match idle {
-        Some(limit) => tokio::time::timeout(limit, read)
-            .await
-            .map_err(|_| Refusal::KeepAlive)?,
-        None => read.await,
-    }
+/// What a client read means for the session.
+fn read_result(r: Result<Option<Bytes>, ReadError>) -> Result<Option<Bytes>, Refusal> {
+    r.or_else(|e| match e {
+        ReadError::Frame(f) => Err(Refusal::Frame(f)),
+        // A reset or a close inside a packet: nobody is left to tell.
+        ReadError::Truncated | ReadError::Io(_) | ReadError::Unexpected(_) => Ok(None),
+    })
 }
 
 async fn send_reply(replies: &mpsc::Sender<Bytes>, bytes: Bytes) -> Result<(), Refusal> {
@@ -202,15 +234,54 @@ async fn send_reply(replies: &mpsc::Sender<Bytes>, bytes: Bytes) -> Result<(), R
         .map_err(|_| Refusal::Broker("session ending".into()))
 }
 
-async fn write<W: AsyncWrite + Unpin>(w: &mut W, out: &mut BytesMut) -> Result<(), Refusal> {
-    if out.is_empty() {
-        return Ok(());
-    }
+/// Writes `frames` as they are, in as few vectored writes as the writer takes, then flushes.
+async fn write<W: AsyncWrite + Unpin>(w: &mut W, frames: &mut Vec<Bytes>) -> Result<(), Refusal> {
     let io = |e: std::io::Error| Refusal::Broker(e.to_string());
-    w.write_all(out).await.map_err(io)?;
+    match frames.as_mut_slice() {
+        [] => return Ok(()),
+        [one] => w.write_all(one).await.map_err(io)?,
+        _ => write_all_vectored(w, frames).await.map_err(io)?,
+    }
     w.flush().await.map_err(io)?;
-    out.clear();
+    frames.clear();
     Ok(())
+}
+
+/// `write_all` for a list of frames: a short write advances through them without copying.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    frames: &mut [Bytes],
+) -> std::io::Result<()> {
+    let mut done = 0;
+    loop {
+        let rest = frames.get_mut(done..).unwrap_or_default();
+        let skip = rest.iter().take_while(|f| f.is_empty()).count();
+        done += skip;
+        let rest = rest.get_mut(skip..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut k = 0;
+        for (slot, frame) in slices.iter_mut().zip(rest.iter()) {
+            *slot = IoSlice::new(frame);
+            k += 1;
+        }
+        let mut n = w
+            .write_vectored(slices.get(..k).unwrap_or_default())
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        for frame in rest.iter_mut() {
+            let take = n.min(frame.len());
+            frame.advance(take);
+            n -= take;
+            if n == 0 {
+                break;
+            }
+        }
+    }
 }
 
 fn lock(state: &Mutex<State>) -> Result<std::sync::MutexGuard<'_, State>, Refusal> {

@@ -119,7 +119,9 @@ pub async fn accept(
     listener: Arc<str>,
     deadline: Duration,
 ) -> Result<(TlsStream<TcpStream>, Peer), TlsError> {
-    let tls = tokio::time::timeout(deadline, acceptor.accept(stream))
+    // Boxed: the handshake state (a whole TLS connection in mid-handshake) lives on the heap
+    // only while the handshake runs, instead of widening every connection task for its lifetime.
+    let tls = Box::pin(tokio::time::timeout(deadline, acceptor.accept(stream)))
         .await
         .map_err(|_| TlsError::HandshakeTimeout(deadline))?
         .map_err(TlsError::Handshake)?;
