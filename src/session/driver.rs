@@ -9,6 +9,7 @@
 //! syscall upstream and one TLS record towards the client. The keep alive is one timer per
 //! session, moved only when it fires, rather than a timer armed and cancelled around every read.
 
+use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::connect::{TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
@@ -30,6 +31,57 @@ use crate::transport::Peer;
 /// Local answers (PINGRESP, refusals) queued for the client; bounded so a client that does not
 /// read cannot make moat buffer without limit: the client → broker side waits instead.
 const REPLY_QUEUE: usize = 64;
+
+/// The queue of local answers from the client → broker side to the broker → client side.
+/// Both sides run in the session's one task, so a mutex-guarded deque and two `Notify`s do what
+/// a channel would, without the channel's up-front allocation in every session.
+#[derive(Default)]
+struct Replies {
+    /// Answers not yet written; allocated only once something is queued.
+    queue: Mutex<VecDeque<Bytes>>,
+    /// Signalled when an answer is queued.
+    ready: Notify,
+    /// Signalled when the writer took answers out (room for a waiting sender).
+    room: Notify,
+}
+
+// === impl Replies ===
+
+impl Replies {
+    /// Queues an answer, waiting while the queue is full.
+    async fn send(&self, bytes: Bytes) -> Result<(), Refusal> {
+        let mut bytes = Some(bytes);
+        loop {
+            {
+                let mut q = self
+                    .queue
+                    .lock()
+                    .map_err(|_| Refusal::Broker("reply queue poisoned".into()))?;
+                if q.len() < REPLY_QUEUE {
+                    q.extend(bytes.take());
+                    drop(q);
+                    // `notify_one` keeps a permit if the writer is not waiting yet: no lost wake-up.
+                    self.ready.notify_one();
+                    return Ok(());
+                }
+            }
+            self.room.notified().await;
+        }
+    }
+
+    /// Moves every queued answer to `out`; returns how many.
+    fn take_into(&self, out: &mut Vec<Bytes>) -> usize {
+        let Ok(mut q) = self.queue.lock() else {
+            return 0;
+        };
+        let n = q.len();
+        out.extend(q.drain(..));
+        if n > 0 {
+            self.room.notify_one();
+        }
+        n
+    }
+}
 
 /// PINGREQ, sent upstream by moat on its own schedule.
 const PINGREQ: &[u8] = &[0xc0, 0x00];
@@ -76,13 +128,13 @@ where
         // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
         ka => Some(Duration::from_millis(u64::from(ka) * 1500)),
     };
-    let (replies_tx, mut replies_rx) = mpsc::channel::<Bytes>(REPLY_QUEUE);
+    let replies = Replies::default();
 
     let up = client_to_broker(
         client,
         &mut link.upstream_wr,
         &state,
-        &replies_tx,
+        &replies,
         idle,
         peer,
         identity,
@@ -93,10 +145,9 @@ where
             tokio::select! {
                 biased;
                 _ = drain.signalled() => return Err(Refusal::ShuttingDown),
-                reply = replies_rx.recv() => match reply {
-                    Some(bytes) => out.push(bytes),
-                    None => return Ok(()),
-                },
+                _ = replies.ready.notified() => {
+                    replies.take_into(&mut out);
+                }
                 frame = upstream_rd.next() => {
                     let frame = match frame {
                         Ok(Some(f)) => f,
@@ -122,9 +173,7 @@ where
                 }
             }
             // Whatever else is already queued goes out in the same write.
-            while let Ok(bytes) = replies_rx.try_recv() {
-                out.push(bytes);
-            }
+            replies.take_into(&mut out);
             write(client_wr, &mut out).await?;
         }
     };
@@ -139,7 +188,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
     client: &mut FrameReader<R>,
     upstream: &mut OwnedWriteHalf,
     state: &Mutex<State>,
-    replies: &mpsc::Sender<Bytes>,
+    replies: &Replies,
     idle: Option<Duration>,
     peer: &Peer,
     identity: &str,
@@ -182,7 +231,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
             let step = lock(state)?.on_client_packet(frame)?;
             match step {
                 Step::Forward(b) => out.push(b),
-                Step::Reply(b) => send_reply(replies, b).await?,
+                Step::Reply(b) => replies.send(b).await?,
                 Step::Refuse {
                     reply,
                     forward,
@@ -195,7 +244,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                         out.push(b);
                     }
                     if let Some(b) = reply {
-                        send_reply(replies, b).await?;
+                        replies.send(b).await?;
                     }
                 }
                 Step::Nothing => {}
@@ -225,13 +274,6 @@ fn read_result(r: Result<Option<Bytes>, ReadError>) -> Result<Option<Bytes>, Ref
         // A reset or a close inside a packet: nobody is left to tell.
         ReadError::Truncated | ReadError::Io(_) | ReadError::Unexpected(_) => Ok(None),
     })
-}
-
-async fn send_reply(replies: &mpsc::Sender<Bytes>, bytes: Bytes) -> Result<(), Refusal> {
-    replies
-        .send(bytes)
-        .await
-        .map_err(|_| Refusal::Broker("session ending".into()))
 }
 
 /// Writes `frames` as they are, in as few vectored writes as the writer takes, then flushes.
