@@ -14,7 +14,8 @@
 # It installs nothing: it checks for its tools and says which Debian packages to install.
 # Knobs (environment): COUNT (QoS 0 messages per throughput run, default 500000),
 # QOS1_COUNT (default 200000), IDLE_CONNS (default 9000), HS_SECONDS (default 5),
-# NO_BUILD=1 (use existing release binaries), KEEP=1 (keep the work directory).
+# NO_BUILD=1 (use existing release binaries), KEEP=1 (keep the work directory),
+# MOAT_BEFORE=/path/to/an/older/moat (adds a "moat-before" row: before/after in one run).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -103,7 +104,7 @@ openssl x509 -in "$PKI/server.crt" -noout -text | grep -q 'prime256v1\|P-256' ||
 # --- ports ----------------------------------------------------------------------------------
 P_PLAIN=$(free_port); P_MTLS=$(free_port); P_MCAP=$(free_port)
 P_HAP=$(free_port); P_MOAT=$(free_port); P_EMB=$(free_port)
-P_E3=$(free_port); P_E5=$(free_port); P_CAP=$(free_port)
+P_E3=$(free_port); P_E5=$(free_port); P_CAP=$(free_port); P_BEFORE=$(free_port)
 
 # --- mosquitto: plain for the proxies, its own TLS listener, and a capped one ---------------
 cat >"$WORK/mosquitto.conf" <<EOF
@@ -169,6 +170,7 @@ moat_config moat-embedded "$P_EMB" \
   "{ embedded: { bind: \"127.0.0.1:$P_E3\", bind_v5: \"127.0.0.1:$P_E5\", max_connections: $((IDLE_CONNS + 100)) } }" \
   "$((IDLE_CONNS + 100))"
 moat_config moat-cap "$P_CAP" "{ upstream: { v3: \"127.0.0.1:$P_PLAIN\" } }" 1
+moat_config moat-before "$P_BEFORE" "{ upstream: { v3: \"127.0.0.1:$P_PLAIN\" } }" "$((IDLE_CONNS + 100))"
 # Warnings only, as for mosquitto (log_type error) and HAProxy (no log section): the figures
 # are about the data path, not the cost of an info line per connection.
 for m in moat moat-embedded moat-cap; do
@@ -177,6 +179,10 @@ for m in moat moat-embedded moat-cap; do
   eval "PID_${m//-/_}=$!"
 done
 MOAT_PID=$PID_moat; EMB_PID=$PID_moat_embedded
+if [[ -n "${MOAT_BEFORE:-}" ]]; then
+  RUST_LOG=warn "$MOAT_BEFORE" run -c "$WORK/moat-before.yaml" 2>"$WORK/moat-before.log" &
+  PIDS+=("$!"); PID_moat_before=$!
+fi
 
 for p in "$P_PLAIN" "$P_MTLS" "$P_MCAP" "$P_HAP" "$P_MOAT" "$P_EMB" "$P_CAP"; do wait_port "$p"; done
 log "up: mosquitto $P_PLAIN/$P_MTLS, haproxy $P_HAP, moat $P_MOAT, moat-embedded $P_EMB"
@@ -202,6 +208,10 @@ EOF
 
 # Row name, front PID, TLS port, (for idle memory) the PID whose RSS is the front's cost.
 ROWS=("mosquitto-tls $MOSQ $P_MTLS" "haproxy $HAP $P_HAP" "moat $MOAT_PID $P_MOAT" "moat-embedded $EMB_PID $P_EMB")
+if [[ -n "${MOAT_BEFORE:-}" ]]; then
+  wait_port "$P_BEFORE"
+  ROWS+=("moat-before $PID_moat_before $P_BEFORE")
+fi
 TLS=(--ca "$PKI/ca.crt" --sni localhost)
 
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -291,7 +301,7 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     rows.setdefault(r["row"], {})[r["kind"]] = r
 count, idle, rate = sys.argv[2], sys.argv[3], sys.argv[4]
-order = ["mosquitto-tls", "haproxy", "moat", "moat-embedded"]
+order = [r for r in ["mosquitto-tls", "haproxy", "moat", "moat-embedded", "moat-before"] if r in rows]
 
 def g(row, kind, key, default=None):
     return rows.get(row, {}).get(kind, {}).get(key, default)
@@ -307,7 +317,7 @@ def f(v, fmt="{:,.0f}"):
 
 head = ["front door", "QoS0 msg/s", "CPU s/1M QoS0", "lost", "QoS1 msg/s", "CPU s/1M QoS1",
         f"p50/p99/p999 µs @ {rate}/s", "KiB/idle conn", "handshakes/s", "CPU ms/hs",
-        "TLS+CONNECT/s", "refused/s"]
+        "TLS+CONNECT/s", "refused/s (CPU each)"]
 out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 for row in order:
     hs = rows.get(row, {}).get("handshake")
@@ -316,10 +326,11 @@ for row in order:
            f"{g(row,'paced','lat_p999_us',0):.0f}") if g(row, "paced", "lat_p50_us") is not None else "–"
     refused = g(row, "refused", "per_s")
     ref = f(refused)
+    rr = rows.get(row, {}).get("refused")
+    if rr and rr.get("refused"):
+        ref += f" ({rr['cpu_s'] / rr['refused'] * 1e6:.0f} µs CPU)"
     if refused is not None and row != "haproxy":
-        ref += " (cap)"
-    if row == "moat-embedded":
-        ref = "–"
+        ref += " cap"
     out.append("| " + " | ".join([
         row, f(g(row, "qos0", "msgs_per_s")), f(cpu_per_m(row, "qos0"), "{:.2f}"),
         f(g(row, "qos0", "lost")), f(g(row, "qos1", "msgs_per_s")),
@@ -331,7 +342,8 @@ print()
 print(f"QoS 0: {count} messages of 64 bytes, 1 publisher → 1 subscriber, TLS 1.3, ECDSA P-256; "
       f"idle: {idle} sessions; latency at a fixed {rate} msg/s (half of mosquitto-tls's peak).")
 print("refused/s: haproxy = denied source range (tcp-request connection reject); "
-      "(cap) = connection-cap refusal: moat's IP admission is pending, mosquitto has none.")
+      "cap = connection-cap refusal (cap 1, one session held): moat's IP admission is pending "
+      "(another branch), mosquitto has no source rule.")
 
 def ratio(a, b):
     return None if a is None or b in (None, 0) else a / b
