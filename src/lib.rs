@@ -1,15 +1,15 @@
 //! # moat: a TLS-terminating MQTT security proxy
 //!
-//! moat is the front door of an MQTT deployment. Devices connect to it over TLS; it admits or
-//! refuses each connection, authenticates the client, parses every MQTT packet strictly and
-//! forwards only well-formed, authorized cleartext MQTT to a broker on an isolated segment
-//! (by default an embedded rumqttd bound to loopback).
+//! moat is the front door of an MQTT deployment. Devices connect to it over TLS, WebSocket
+//! (WSS) or QUIC; it admits or refuses each connection, authenticates the client, parses every
+//! MQTT packet strictly and forwards only well-formed, authorized cleartext MQTT to a broker on
+//! an isolated segment (by default an embedded rumqttd bound to loopback).
 //!
 //! ```text
 //!  device ──TCP──► listener ──► transport ──► session ─────────────────────► broker (loopback)
-//!                  server/      TLS handshake  CONNECT → authenticate         embedded rumqttd
-//!                  accept,      (transport/)   strict codec (mqtt/),          or an upstream
-//!                  caps, spawn                 policy decisions (policy/)     address (broker/)
+//!        ──UDP──►  server/      TLS, WS        CONNECT → authenticate         embedded rumqttd
+//!                  accept,      upgrade, QUIC  strict codec (mqtt/),          or an upstream
+//!                  caps, spawn  (transport/)   policy decisions (policy/)     address (broker/)
 //! ```
 //!
 //! Design in one sentence: the codec (`mqtt`), the policy (`policy`) and the configuration
@@ -23,13 +23,15 @@
 //! Module map:
 //! - [`mqtt`]: strict MQTT 3.1 / 3.1.1 / 5.0 codec.
 //! - [`config`]: `moat.yaml` → validated [`config::Config`].
-//! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication decisions.
-//! - `transport`: TLS handshake → byte stream + [`transport::Peer`].
+//! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication and topic-ACL decisions.
+//! - `transport`: TLS handshake, WebSocket upgrade or QUIC stream → byte stream +
+//!   [`transport::Peer`].
 //! - `session`: one MQTT proxy session per connection.
 //! - `server`: listeners, the one spawn site, graceful shutdown.
 //! - `broker`: the embedded rumqttd and external broker targets.
 //! - [`certs`]: CA / server / client certificate generation (rcgen).
-//! - `ops`: loading files, audit log.
+//! - `ops`: loading files, policy reload, audit log.
+//! - [`tunnel`]: `moat tunnel`, local TCP MQTT carried over QUIC to a moat QUIC listener.
 //! - [`cli`]: the `moat` command line.
 #![forbid(unsafe_code)]
 
@@ -43,3 +45,4 @@ pub mod policy;
 pub mod server;
 pub(crate) mod session;
 pub mod transport;
+pub mod tunnel;

@@ -146,3 +146,104 @@ fn moat_passwd_prints_an_argon2id_hash() {
         .verify_password(b"s3cret\n", &parsed)
         .is_err());
 }
+
+/// A config + policy folder for explain/check tests.
+fn acl_setup(d: &Path, tests: &str) {
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    let policy = format!(
+        "users:\n  - {{ name: alice, groups: [ops] }}\nacl:\n  - deny: receive\n    topics: [\"plant/secret/#\"]\n  - allow: all\n    topics: [\"plant/#\"]\n    groups: [ops]\n  - allow: publish\n    topics: [\"gw/{{cert.cn}}/#\"]\n    sources: [10.0.0.0/8]\n    max_qos: 1\n{tests}"
+    );
+    std::fs::write(d.join("policies/acl.yaml"), policy).unwrap();
+    let config = "listeners:\n  - { name: mqtts, kind: tls, bind: \"127.0.0.1:8883\" }\n\
+                  tls:\n  cert: server.crt\n  key: server.key\n  client_certs: none\n\
+                  policies: [policies/]\ndev_certs: true\n";
+    std::fs::write(d.join("moat.yaml"), config).unwrap();
+}
+
+#[test]
+fn moat_explain_prints_the_decision_and_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    acl_setup(d, "");
+    let out = ok(&moat(
+        d,
+        &["explain", "--user", "alice", "publish", "plant/7/temp"],
+    ));
+    assert!(out.starts_with("allow publish \"plant/7/temp\"\n"), "{out}");
+    assert!(
+        out.contains("rule     policies/acl.yaml:6 allow all plant/#"),
+        "{out}"
+    );
+    let out = ok(&moat(
+        d,
+        &["explain", "--user", "alice", "receive", "plant/secret/k"],
+    ));
+    assert!(out.starts_with("deny receive"), "{out}");
+    assert!(
+        out.contains("policies/acl.yaml:4 deny receive plant/secret/#"),
+        "{out}"
+    );
+    // Subscribe is judged on every topic the filter can match.
+    let out = ok(&moat(d, &["explain", "--user", "alice", "subscribe", "#"]));
+    assert!(out.starts_with("deny subscribe \"#\""), "{out}");
+    assert!(out.contains("rule     builtin default-deny"), "{out}");
+    assert!(out.contains("reason   no rule matched"), "{out}");
+    // Certificate identity, placeholder, source network and a QoS condition.
+    let gw = |source: &str, qos: &str| {
+        ok(&moat(
+            d,
+            &[
+                "explain",
+                "--cert-cn",
+                "gw-9",
+                "--source",
+                source,
+                "--qos",
+                qos,
+                "publish",
+                "gw/gw-9/up",
+            ],
+        ))
+    };
+    let out = gw("10.1.2.3", "1");
+    assert!(out.starts_with("allow"), "{out}");
+    assert!(
+        out.contains("policies/acl.yaml:9 allow publish gw/{cert.cn}/#"),
+        "{out}"
+    );
+    assert!(out.contains("certificate CN \"gw-9\""), "{out}");
+    assert!(gw("192.168.1.1", "1").starts_with("deny"));
+    let out = gw("10.1.2.3", "2");
+    assert!(out.contains("reason   QoS 2 above max_qos 1"), "{out}");
+    // Bad input is an error, not a decision.
+    let out = moat(d, &["explain", "--user", "alice", "publish", "plant/#"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn moat_check_runs_the_policy_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    acl_setup(
+        d,
+        "tests:\n  - { user: alice, action: subscribe, topic: \"plant/#\", expect: allow }\n  - { user: alice, action: receive, topic: plant/secret/x, expect: deny }\n",
+    );
+    let out = ok(&moat(d, &["check", "-c", "moat.yaml"]));
+    assert!(out.contains("acl       3 rule(s)"), "{out}");
+    assert!(out.contains("tests     2 passed, 0 failed"), "{out}");
+    // A case whose expectation the policy does not meet fails the check, naming the case.
+    acl_setup(
+        d,
+        "tests:\n  - { user: alice, action: publish, topic: plant/x, expect: allow }\n  - { user: bob, action: publish, topic: plant/x, expect: allow }\n",
+    );
+    let out = moat(d, &["check", "-c", "moat.yaml"]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("policies/acl.yaml:15:") && stdout.contains("expected allow, got deny"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 policy test(s) failed"), "{stderr}");
+}

@@ -3,7 +3,8 @@
 //! Loads both through `ops::load` exactly as `moat run` does, prints a short summary (listeners,
 //! broker, TLS mode, policy files, users, anonymous access) with warnings for setups that admit
 //! nobody or lack TLS files, and fails with the `FILE:LINE:COLUMN: message` of the first error.
-//! Opens no sockets and writes no files.
+//! It then runs the policy's own test cases (`tests:` in policy files) and fails if any decision
+//! differs from the expected one, naming the case's place. Opens no sockets and writes no files.
 
 use std::path::PathBuf;
 
@@ -27,6 +28,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let policy = load::load_policy(&cfg)?;
     let missing = load::missing_tls_files(&cfg);
     print!("{}", report(&args.config, &cfg, &policy, &missing));
+    let (cases, failed) = cases(&policy);
+    print!("{cases}");
+    if failed > 0 {
+        bail!("{failed} policy test(s) failed");
+    }
     if !missing.is_empty() && !cfg.dev_certs {
         let list: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
         bail!(
@@ -58,8 +64,15 @@ fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[Path
     for file in files {
         lines.push(format!("  policy    {}", file.display()));
     }
+    for warning in policy.warnings() {
+        lines.push(format!("  warning   {warning}"));
+    }
     let summary = policy.summary();
     lines.push(format!("  summary   {summary}"));
+    lines.push(format!(
+        "  acl       {} rule(s), first match wins, no match = deny",
+        policy.acl_rules()
+    ));
     let certs_admit = cfg.tls.cert_identity && cfg.tls.client_certs != ClientCerts::None;
     if summary.admits_nobody() {
         lines.push(if certs_admit {
@@ -79,6 +92,32 @@ fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[Path
     let mut text = lines.join("\n");
     text.push('\n');
     text
+}
+
+/// Runs the policy test cases: the report, and how many failed.
+fn cases(policy: &Policy) -> (String, usize) {
+    let outcomes = policy.run_cases();
+    if outcomes.is_empty() {
+        return (String::new(), 0);
+    }
+    let mut text = String::new();
+    let mut failed = 0;
+    for o in outcomes.iter().filter(|o| !o.passed()) {
+        failed += 1;
+        let expected = match o.case.expect {
+            crate::policy::Verdict::Allow => "allow",
+            crate::policy::Verdict::Deny => "deny",
+        };
+        text.push_str(&format!(
+            "{}: policy test failed: {} {:?} as {:?}: expected {expected}, got {}\n",
+            o.case.at, o.case.action, o.case.topic, o.case.subject.name, o.got
+        ));
+    }
+    text.push_str(&format!(
+        "  tests     {} passed, {failed} failed\n",
+        outcomes.len() - failed
+    ));
+    (text, failed)
 }
 
 fn broker(broker: &BrokerSettings) -> String {
@@ -135,6 +174,26 @@ mod tests {
         assert!(text.contains("client certificates optional"), "{text}");
         assert!(
             text.contains("only clients with a verified certificate"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn report_lists_policy_warnings() {
+        let sources = [crate::policy::PolicySource {
+            path: "p.yaml".into(),
+            text: "password_file: passwd\n".into(),
+        }];
+        // mosquitto_passwd -H sha512: bob / hunter2.
+        let passwd = [crate::policy::PolicySource {
+            path: "passwd".into(),
+            text: "bob:$6$Jc9q7TamKLWtVnrQ$uQ4zY7S6v9GBl3TVWI64Al82H4HXZDlhAXjQ57Tv6YiDq03lFNLopEHrQ7AwuJspqslSZL3+GiekAXhe+iibBQ==\n".into(),
+        }];
+        let policy = crate::policy::compile_with_files(&sources, &passwd).unwrap();
+        let cfg = Config::default_for_dir(std::path::Path::new(""));
+        let text = report(std::path::Path::new("moat.yaml"), &cfg, &policy, &[]);
+        assert!(
+            text.contains("  warning   passwd:1:1: user 'bob' has a $6$"),
             "{text}"
         );
     }

@@ -2,8 +2,10 @@
 
 mod certs;
 mod check;
+mod explain;
 mod passwd;
 mod run;
+mod tunnel;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,10 @@ enum Command {
     Certs(certs::Args),
     /// Hash a password (argon2id) for a policy file.
     Passwd(passwd::Args),
+    /// Show which ACL rule decides a client's publish, subscribe or receive, and why.
+    Explain(explain::Args),
+    /// Carry local plain-TCP MQTT connections over QUIC to a moat QUIC listener.
+    Tunnel(tunnel::Args),
 }
 
 /// Parses argv, runs the subcommand, and turns the result into an exit code.
@@ -37,6 +43,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Passwd(args) => passwd::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Tunnel(args) => tunnel::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

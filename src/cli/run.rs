@@ -1,4 +1,5 @@
 //! `moat run`: load config and policy, make dev certificates if asked to, serve until a signal.
+//! SIGHUP and changes to the policy files reload the policy (`ops::reload`).
 
 use std::path::{Path, PathBuf};
 
@@ -6,6 +7,7 @@ use anyhow::Context;
 
 use crate::config::{Config, LogFormat};
 use crate::ops::load;
+use crate::ops::reload::{self, PolicyWatcher};
 use crate::server::Server;
 
 /// Arguments of `moat run`.
@@ -16,7 +18,7 @@ pub struct Args {
     pub config: PathBuf,
 }
 
-/// Runs the server until SIGINT or SIGTERM; SIGHUP reloads the policy.
+/// Runs the server until SIGINT or SIGTERM; SIGHUP and policy file changes reload the policy.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = load::load_config(&args.config)?;
     super::init_logging(matches!(config.log.format, LogFormat::Json));
@@ -27,6 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !policy.admits_anyone() {
         tracing::warn!("the policy admits nobody: add users (moat passwd) or anonymous: true");
     }
+    log_warnings(&policy);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("moat")
@@ -41,16 +44,33 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut watcher = match PolicyWatcher::start(&config) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the policy files; reload with SIGHUP");
+            None
+        }
+    };
     tracing::info!("moat is up");
     loop {
+        let changed = async {
+            match watcher.as_mut() {
+                Some(w) => w.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = hup.recv() => match load::load_policy(&config) {
-                Ok(p) => {
-                    running.reload_policy(p);
-                    tracing::info!("policy reloaded");
+            _ = hup.recv() => {
+                let _ = reload::reload(&running, &config, "SIGHUP");
+            }
+            change = changed => match change {
+                Some(()) => {
+                    let _ = reload::reload(&running, &config, "file change");
                 }
-                // The policy in force stays: a broken file must never widen or drop access.
-                Err(e) => tracing::error!(error = %e, "policy reload refused; keeping the running policy"),
+                None => {
+                    tracing::warn!("policy file watcher stopped; reload with SIGHUP");
+                    watcher = None;
+                }
             },
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -78,4 +98,11 @@ fn make_dev_certs(config: &Config) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), "wrote development certificate");
     }
     Ok(())
+}
+
+/// Logs what the policy accepts but should not keep (weak `$6$` hashes).
+fn log_warnings(policy: &crate::policy::Policy) {
+    for warning in policy.warnings() {
+        tracing::warn!("{warning}");
+    }
 }

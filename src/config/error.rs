@@ -221,6 +221,55 @@ pub enum ConfigErrorKind {
         /// The value, quoted.
         found: String,
     },
+    /// A listener option that its kind does not use (it would silently do nothing).
+    #[error("listener {name}: '{option}' is not valid on a '{kind}' listener: {hint}")]
+    ListenerOption {
+        /// The listener, quoted.
+        name: String,
+        /// The option.
+        option: &'static str,
+        /// The listener's kind.
+        kind: &'static str,
+        /// Where the option belongs.
+        hint: &'static str,
+    },
+    /// A plain `ws` listener without the explicit opt-in.
+    #[error("listener {name} is 'ws': MQTT over WebSocket without TLS sends passwords in clear; set 'insecure_plaintext: true' to enable it (e.g. behind a TLS-terminating proxy), or use kind 'wss'")]
+    PlaintextNotEnabled {
+        /// The listener, quoted.
+        name: String,
+    },
+    /// A WebSocket path that is not an absolute path without a query.
+    #[error(
+        "invalid ws.path {found}: expected an absolute path such as /mqtt (no query, no spaces)"
+    )]
+    InvalidWsPath {
+        /// The value, quoted.
+        found: String,
+    },
+    /// `subprotocols: []`: no client could ever connect.
+    #[error("ws.subprotocols is empty: expected 'mqtt' and/or 'mqttv3.1'")]
+    NoSubprotocols,
+    /// A subprotocol moat does not speak.
+    #[error("unknown WebSocket subprotocol {found}: expected 'mqtt' or 'mqttv3.1'")]
+    InvalidSubprotocol {
+        /// The value, quoted.
+        found: String,
+    },
+    /// Not a browser origin.
+    #[error("invalid origin {found} in ws.allowed_origins: expected scheme://host[:port] such as https://app.example.com (no path, no wildcard)")]
+    InvalidOrigin {
+        /// The value, quoted.
+        found: String,
+    },
+    /// Not an address or CIDR block.
+    #[error("invalid address block {found} for {field}: expected an IP address or CIDR such as 10.0.0.0/8 or 2001:db8::/32")]
+    InvalidCidr {
+        /// Which setting.
+        field: &'static str,
+        /// The value, quoted.
+        found: String,
+    },
     /// A path setting that is the empty string.
     #[error("{field} is an empty path: expected a file or folder name")]
     EmptyPath {

@@ -9,6 +9,7 @@
 //! this module never touches the filesystem, the network or the clock.
 
 mod error;
+mod listener;
 mod raw;
 pub mod units;
 
@@ -23,6 +24,11 @@ use serde::Deserialize;
 
 pub(crate) use error::{from_yaml, quoted};
 pub use error::{ConfigError, ConfigErrorKind, Position, SourceLocation};
+pub(crate) use listener::normalise_origin;
+pub use listener::{
+    QuicSettings, Subprotocol, WsSettings, DEFAULT_QUIC_IDLE_TIMEOUT, DEFAULT_UPGRADE_TIMEOUT,
+    DEFAULT_WS_PATH,
+};
 
 /// Parses and validates moat.yaml. `path` names the file in error messages, and its folder is
 /// the base for relative paths (a pure join: nothing is read or checked on disk).
@@ -55,15 +61,23 @@ pub struct Config {
 
 impl Config {
     /// The configuration the shipped `moat.yaml` describes, for a config file in `dir`: one TLS
-    /// listener on 127.0.0.1:8883, development certificates in `certs/`, optional client
+    /// listener on 127.0.0.1:8883, WSS on 127.0.0.1:8443, QUIC on 127.0.0.1:14567, development certificates in `certs/`, optional client
     /// certificates, the embedded broker, and the policies in `policies/`.
     pub fn default_for_dir(dir: &Path) -> Self {
+        let loopback = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let limits = Limits::default();
         Self {
-            listeners: vec![Listener {
-                name: "mqtts".to_owned(),
-                kind: ListenerKind::Tls,
-                bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8883),
-            }],
+            listeners: vec![
+                Listener::new("mqtts", ListenerKind::Tls, loopback(8883)),
+                Listener {
+                    ws: Some(WsSettings::defaults(limits.max_packet_size)),
+                    ..Listener::new("wss", ListenerKind::Wss, loopback(8443))
+                },
+                Listener {
+                    quic: Some(QuicSettings::default()),
+                    ..Listener::new("quic", ListenerKind::Quic, loopback(14567))
+                },
+            ],
             tls: TlsSettings {
                 client_ca: Some(dir.join(DEFAULT_CLIENT_CA)),
                 client_certs: ClientCerts::Optional,
@@ -72,7 +86,7 @@ impl Config {
             broker: BrokerSettings::default(),
             policies: vec![dir.join(DEFAULT_POLICIES)],
             timeouts: Timeouts::default(),
-            limits: Limits::default(),
+            limits,
             dev_certs: true,
             log: LogSettings::default(),
         }
@@ -95,18 +109,64 @@ pub struct Listener {
     pub name: String,
     /// Which transport turns accepted sockets into a byte stream.
     pub kind: ListenerKind,
-    /// Address and port to listen on.
+    /// Address and port to listen on (UDP for `quic`, TCP for the others).
     pub bind: SocketAddr,
+    /// `tls` and `wss` only: route each TLS connection by its ALPN, `mqtt` to raw MQTT and
+    /// `http/1.1` (or none) to WebSocket, so devices and browsers share one port (443).
+    pub alpn_routing: bool,
+    /// WebSocket settings: set for `ws` and `wss` listeners and for routing `tls` listeners.
+    pub ws: Option<WsSettings>,
+    /// QUIC settings: set for `quic` listeners.
+    pub quic: Option<QuicSettings>,
+    /// Overrides `tls.client_certs` for this listener: e.g. `none` on a browser-facing WSS
+    /// listener (a browser asked for a certificate prompts its user, or fails headless) next to
+    /// `required` for devices on 8883.
+    pub client_certs: Option<ClientCerts>,
 }
 
-/// The transport of a listener. More kinds (wss, ws, quic) will be added; match with a
-/// wildcard arm where that matters.
+// === impl Listener ===
+
+impl Listener {
+    /// A listener with no transport options (what a `tls` listener needs).
+    pub fn new(name: &str, kind: ListenerKind, bind: SocketAddr) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            bind,
+            alpn_routing: false,
+            ws: None,
+            quic: None,
+            client_certs: None,
+        }
+    }
+
+    /// The TLS settings this listener serves with (`tls:` plus its own `client_certs`).
+    pub fn tls(&self, tls: &TlsSettings) -> TlsSettings {
+        match self.client_certs {
+            None => tls.clone(),
+            Some(client_certs) => TlsSettings {
+                client_certs,
+                ..tls.clone()
+            },
+        }
+    }
+}
+
+/// The transport of a listener. More kinds may be added; match with a wildcard arm where that
+/// matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ListenerKind {
     /// MQTT over TLS (port 8883 by convention).
     Tls,
+    /// MQTT over WebSocket over TLS (443 by convention, path `/mqtt`).
+    Wss,
+    /// MQTT over plain WebSocket: no encryption, so it must be enabled with
+    /// `insecure_plaintext: true` (for a TLS-terminating proxy in front, or loopback tests).
+    Ws,
+    /// MQTT over QUIC (UDP 14567 by convention, ALPN `mqtt`, one bidirectional stream).
+    Quic,
 }
 
 // === impl ListenerKind ===
@@ -116,6 +176,9 @@ impl ListenerKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Tls => "tls",
+            Self::Wss => "wss",
+            Self::Ws => "ws",
+            Self::Quic => "quic",
         }
     }
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
+use super::listener::{RawQuic, RawTransport, RawWs};
 use super::units::{parse_duration, parse_size};
 use super::{
     BrokerSettings, ClientCerts, Config, Limits, Listener, ListenerKind, LogFormat, LogSettings,
@@ -50,8 +51,16 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawListener {
     name: Spanned<String>,
-    kind: ListenerKind,
+    kind: Spanned<ListenerKind>,
     bind: Spanned<String>,
+    /// `tls`/`wss` only: `mqtt` ALPN → raw MQTT, `http/1.1` or none → WebSocket.
+    alpn_routing: Option<Spanned<bool>>,
+    /// `ws` only, and required there: plaintext must be asked for by name.
+    insecure_plaintext: Option<Spanned<bool>>,
+    ws: Option<Spanned<RawWs>>,
+    quic: Option<Spanned<RawQuic>>,
+    /// Overrides `tls.client_certs` for this listener (e.g. `none` on a browser-facing WSS).
+    client_certs: Option<Spanned<ClientCerts>>,
 }
 
 /// `tls:`.
@@ -132,7 +141,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Validation context: the file to name in errors and the folder relative paths start from.
-struct Check<'a> {
+pub(super) struct Check<'a> {
     file: &'a Path,
     base: &'a Path,
 }
@@ -140,11 +149,11 @@ struct Check<'a> {
 // === impl Check ===
 
 impl Check<'_> {
-    fn err(&self, position: Position, kind: Kind) -> ConfigError {
+    pub(super) fn err(&self, position: Position, kind: Kind) -> ConfigError {
         ConfigError::new(self.file, position, kind)
     }
 
-    fn err_at<T>(&self, value: &Spanned<T>, kind: Kind) -> ConfigError {
+    pub(super) fn err_at<T>(&self, value: &Spanned<T>, kind: Kind) -> ConfigError {
         self.err(Position::of_spanned(value), kind)
     }
 
@@ -156,12 +165,17 @@ impl Check<'_> {
                 .map(|entry| self.path(entry, "policies[]"))
                 .collect::<Result<_, _>>()?,
         };
+        let limits = match raw.limits {
+            None => Limits::default(),
+            Some(limits) => self.limits(&limits)?,
+        };
+        let tls = match raw.tls {
+            None => TlsSettings::default_for_dir(self.base),
+            Some(tls) => self.tls(tls)?,
+        };
         Ok(Config {
-            listeners: self.listeners(&raw.listeners)?,
-            tls: match raw.tls {
-                None => TlsSettings::default_for_dir(self.base),
-                Some(tls) => self.tls(tls)?,
-            },
+            listeners: self.listeners(&raw.listeners, &limits, &tls)?,
+            tls,
             broker: match raw.broker {
                 None => BrokerSettings::default(),
                 Some(broker) => self.broker(&broker)?,
@@ -171,10 +185,7 @@ impl Check<'_> {
                 None => Timeouts::default(),
                 Some(timeouts) => self.timeouts(&timeouts)?,
             },
-            limits: match raw.limits {
-                None => Limits::default(),
-                Some(limits) => self.limits(&limits)?,
-            },
+            limits,
             dev_certs: raw.dev_certs.unwrap_or(false),
             log: LogSettings {
                 format: raw.log.and_then(|log| log.format).unwrap_or_default(),
@@ -182,7 +193,12 @@ impl Check<'_> {
         })
     }
 
-    fn listeners(&self, raw: &Spanned<Vec<RawListener>>) -> Result<Vec<Listener>, ConfigError> {
+    fn listeners(
+        &self,
+        raw: &Spanned<Vec<RawListener>>,
+        limits: &Limits,
+        tls: &TlsSettings,
+    ) -> Result<Vec<Listener>, ConfigError> {
         if raw.value.is_empty() {
             return Err(self.err_at(raw, Kind::NoListeners));
         }
@@ -200,10 +216,24 @@ impl Check<'_> {
                 };
                 return Err(self.err_at(&entry.name, kind));
             }
+            let transport = RawTransport {
+                name: &entry.name,
+                kind: &entry.kind,
+                alpn_routing: entry.alpn_routing.as_ref(),
+                insecure_plaintext: entry.insecure_plaintext.as_ref(),
+                ws: entry.ws.as_ref(),
+                quic: entry.quic.as_ref(),
+                client_certs: entry.client_certs.as_ref(),
+            };
+            let transport = self.transport(&transport, limits.max_packet_size, tls)?;
             let listener = Listener {
                 name: name.clone(),
-                kind: entry.kind,
+                kind: entry.kind.value,
                 bind: self.socket_addr(&entry.bind, "listeners[].bind")?,
+                alpn_routing: transport.alpn_routing,
+                ws: transport.ws,
+                quic: transport.quic,
+                client_certs: transport.client_certs,
             };
             listeners.push((listener, Position::of_spanned(&entry.name).line));
         }
@@ -360,7 +390,7 @@ impl Check<'_> {
     }
 
     /// A timeout: positive (or zero when `allow_zero`) and at most [`MAX_TIMEOUT`].
-    fn timeout(
+    pub(super) fn timeout(
         &self,
         raw: &Option<Spanned<String>>,
         field: &'static str,

@@ -150,7 +150,7 @@ fn unknown_key_names_line_column_and_the_expected_keys() {
     let text = "listeners:\n  - name: mqtts\n    kind: tls\n    bnd: \"127.0.0.1:8883\"\n";
     assert_eq!(
         parse_err(text),
-        "moat.yaml:4:5: unknown field 'bnd', expected one of 'name', 'kind', 'bind'"
+        "moat.yaml:4:5: unknown field 'bnd', expected one of 'name', 'kind', 'bind', 'alpn_routing', 'insecure_plaintext', 'ws', 'quic', 'client_certs'"
     );
     let err = parse_err(&with("tls: { cert: a, client_cert: required }\n"));
     assert!(
@@ -210,8 +210,11 @@ fn listener_names_are_unique_and_plain() {
 
 #[test]
 fn listener_kinds_and_addresses() {
-    let err = parse_err("listeners: [{ name: w, kind: wss, bind: \"0.0.0.0:443\" }]\n");
-    assert_eq!(err, "moat.yaml:1:30: unknown value 'wss', expected 'tls'");
+    let err = parse_err("listeners: [{ name: w, kind: http, bind: \"0.0.0.0:443\" }]\n");
+    assert_eq!(
+        err,
+        "moat.yaml:1:30: unknown value 'http', expected one of 'tls', 'wss', 'ws', 'quic'"
+    );
     let err = parse_err("listeners: [{ name: m, kind: tls, bind: \"localhost:8883\" }]\n");
     assert!(
         err.contains("invalid address 'localhost:8883' for listeners[].bind"),

@@ -255,7 +255,10 @@ impl DecodeError {
             | Self::DuplicateProperty { .. }
             | Self::InvalidPropertyValue { .. }
             | Self::AuthDataWithoutMethod
-            | Self::AuthMethodMissing => ReasonCode::ProtocolError,
+            | Self::AuthMethodMissing
+            // v5 §3.8.3 / §3.10.3: "a SUBSCRIBE (UNSUBSCRIBE) packet with no Payload is a
+            // Protocol Error" [MQTT-3.8.3-2, MQTT-3.10.3-2].
+            | Self::EmptyPayload { .. } => ReasonCode::ProtocolError,
             Self::InvalidTopicName { .. } => ReasonCode::TopicNameInvalid,
             Self::TopicAliasZero => ReasonCode::TopicAliasInvalid,
             // Not malformed by the spec, but refused by this implementation's limit.

@@ -39,10 +39,10 @@ mod test_util;
 pub use error::{ConnectError, DecodeError, EncodeError, FrameError};
 pub use header::{check, FixedHeader, PacketType};
 pub use packet::{
-    decode, Ack, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties,
-    Disconnect, DisconnectProperties, Packet, PubAck, PubComp, PubRec, PubRel, Publish,
-    PublishProperties, RetainHandling, SubAck, Subscribe, SubscribeOptions, SubscribeProperties,
-    UnsubAck, Unsubscribe, Will, WillProperties,
+    decode, decode_subscribe_request, Ack, Auth, AuthProperties, ConnAck, ConnAckProperties,
+    Connect, ConnectProperties, Disconnect, DisconnectProperties, Packet, PubAck, PubComp, PubRec,
+    PubRel, Publish, PublishProperties, RetainHandling, SubAck, Subscribe, SubscribeOptions,
+    SubscribeProperties, SubscribeRequest, UnsubAck, Unsubscribe, Will, WillProperties,
 };
 pub use properties::{AckProperties, UserProperties, MAX_USER_PROPERTIES};
 pub use reason::{ConnectReturnCode, ReasonCode};

@@ -3,7 +3,8 @@
 //! This is the only place configuration touches the filesystem, so the rules about files live
 //! here: a `policies:` entry is a file, or a folder meaning its `*.yaml`/`*.yml` files (sorted,
 //! not recursive, hidden files skipped); every file must be a regular file (a FIFO would hang a
-//! read), at most [`MAX_FILE_BYTES`] long, and UTF-8. Every error names the path. Used by
+//! read), at most [`MAX_FILE_BYTES`] long, and UTF-8 (the same holds for the mosquitto password
+//! files a policy names with `password_file:`). Every error names the path. Used by
 //! `moat check`, `moat run` at start-up, and reload.
 
 use std::collections::HashSet;
@@ -63,13 +64,19 @@ pub fn load_config(path: &Path) -> Result<Config, LoadError> {
     Ok(config::parse(&text, path)?)
 }
 
-/// Reads and compiles the policy files `cfg.policies` names.
+/// Reads and compiles the policy files `cfg.policies` names, with the mosquitto password files
+/// they name (`password_file:`, relative to the policy file).
 pub fn load_policy(cfg: &Config) -> Result<Policy, LoadError> {
+    let read = |path: PathBuf| read_text(&path).map(|text| PolicySource { path, text });
     let sources = policy_files(&cfg.policies)?
         .into_iter()
-        .map(|path| read_text(&path).map(|text| PolicySource { path, text }))
+        .map(read)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(policy::compile(&sources)?)
+    let passwords = policy::password_files(&sources)?
+        .into_iter()
+        .map(read)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(policy::compile_with_files(&sources, &passwords)?)
 }
 
 /// Expands `policies:` entries into files: a file stays, a folder becomes its `*.yaml` and
@@ -224,6 +231,48 @@ mod tests {
             [dir.path().join("policies/").join("p.yaml")]
         );
         assert_eq!(missing_tls_files(&cfg).len(), 2);
+    }
+
+    #[test]
+    fn password_files_are_read_relative_to_their_policy_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(policies.join("secrets")).unwrap();
+        write(
+            &policies,
+            "p.yaml",
+            "password_file: secrets/passwd\nusers:\n  - { name: alice, groups: [ops] }\n",
+        );
+        // mosquitto_passwd 2.0.11 output for alice / secret.
+        write(
+            &policies.join("secrets"),
+            "passwd",
+            "alice:$7$101$+4/UiSKrSNGiQPEL$6WCEn6uTfcuFnYYWUkHoxWOiBVwkRi1WbDzWznl64R00pUdUv71/kGMTT1ZV6YenF18j6dHxydhnXzzHqaBpPA==\n",
+        );
+        let cfg_path = write(
+            dir.path(),
+            "moat.yaml",
+            "listeners: [{ name: m, kind: tls, bind: \"127.0.0.1:8883\" }]\n",
+        );
+        let cfg = load_config(&cfg_path).unwrap();
+        let policy = load_policy(&cfg).unwrap();
+        assert_eq!(policy.groups_of("alice"), Some(&["ops".to_string()][..]));
+        let creds = policy::Credentials {
+            username: Some("alice"),
+            password: Some(b"secret"),
+            cert_cn: None,
+        };
+        assert!(policy
+            .authenticate(&creds, &policy::AuthnOptions::default())
+            .is_allowed());
+        // A bad line names the password file and the line.
+        write(&policies.join("secrets"), "passwd", "alice:$7$101$x$y\n");
+        let err = load_policy(&cfg).unwrap_err().to_string();
+        assert!(err.contains("secrets/passwd:1:1:"), "{err}");
+        // A missing password file names its path.
+        std::fs::remove_file(policies.join("secrets/passwd")).unwrap();
+        let err = load_policy(&cfg).unwrap_err().to_string();
+        assert!(err.contains("secrets/passwd"), "{err}");
     }
 
     #[test]

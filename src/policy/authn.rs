@@ -1,4 +1,5 @@
-//! Authentication: who is this client? Certificate CN, username + argon2id password, or anonymous.
+//! Authentication: who is this client? Certificate CN, username + password (argon2id, or a
+//! mosquitto `$7$`/`$6$` hash from a `password_file:`), or anonymous.
 //!
 //! One pure function, [`Policy::authenticate`], turns the credentials a client presented into an
 //! [`AuthnDecision`] naming the rule that decided. Order of rules:
@@ -10,17 +11,18 @@
 //!    presented CN; then username + password are checked against the policy's users (argon2id).
 //! 3. No credentials at all: the `anonymous` setting, deny by default.
 //!
-//! Timing: every attempt that carries a password pays exactly one argon2 verification, also for
-//! unknown users, password-less users and malformed names (against a decoy hash with real
-//! parameters), so response time does not reveal which names exist. argon2's output comparison
-//! is constant-time. argon2 is CPU-heavy by design: callers run this on a blocking thread pool;
-//! this module never spawns, sleeps or reads the clock.
+//! Timing: every attempt that carries a password pays exactly one verification, also for
+//! unknown users, password-less users and malformed names (against a decoy: the policy's first
+//! password hash, or a built-in argon2id one), so response time does not reveal which names
+//! exist. (A policy mixing argon2id and PBKDF2 users still shows which kind a known name has.)
+//! Every hash comparison is constant-time. Hashing is CPU-heavy by design: callers run this on a
+//! blocking thread pool; this module never spawns, sleeps or reads the clock.
 
-use argon2::password_hash::{PasswordHashString, PasswordVerifier};
+use argon2::password_hash::PasswordVerifier;
 use argon2::Argon2;
 
 use super::decision::{Decision, RuleRef, Verdict};
-use super::Policy;
+use super::{Policy, Secret};
 
 /// Longest identity name: the MQTT UTF-8 string limit [MQTT-1.5.3-1].
 const MAX_NAME_BYTES: usize = 65_535;
@@ -284,11 +286,15 @@ impl Policy {
     }
 }
 
-/// argon2 verification with the algorithm, version and parameters recorded in the PHC string.
-fn verify(hash: &PasswordHashString, password: &[u8]) -> bool {
-    Argon2::default()
-        .verify_password(password, &hash.password_hash())
-        .is_ok()
+/// Verification with the algorithm and parameters recorded in the hash: argon2id (PHC
+/// string), or a mosquitto `$7$`/`$6$` hash from a `password_file:`.
+fn verify(hash: &Secret, password: &[u8]) -> bool {
+    match hash {
+        Secret::Argon2(phc) => Argon2::default()
+            .verify_password(password, &phc.password_hash())
+            .is_ok(),
+        Secret::Mosquitto(m) => m.verify(password),
+    }
 }
 
 /// Name equality without an early exit on the first differing byte.

@@ -9,6 +9,10 @@
 //!
 //! The raw file types keep one field per top-level key; later keys (acl, network, limits, bans)
 //! are added as new `Option` fields with their own compile step.
+//!
+//! A `password_file:` names a mosquitto_passwd file relative to the policy file. This module
+//! never reads it: [`password_files`] says which files a policy needs, `ops::load` reads them,
+//! and [`compile_with_files`] gets their text (errors name the password file and line).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,8 +24,10 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::authn::{check_identity_name, check_name, NameError};
+use super::client_id::{BindKind, ClientIdRule, TemplateError};
 use super::decision::RuleRef;
-use super::{AnonymousSetting, Policy, User};
+use super::mosquitto::{self, PasswdError};
+use super::{AnonymousSetting, Policy, Secret, User};
 use crate::config::{from_yaml, quoted, Position, SourceLocation};
 
 /// Largest argon2 memory cost accepted (KiB): 256 MiB per attempt is already a lot of RAM when
@@ -104,6 +110,34 @@ pub enum PolicyErrorKind {
         /// Parallelism.
         p: u32,
     },
+    // --- identity (issue 3) ---
+    /// A line of a mosquitto password file (the error's location is that file and line).
+    #[error("{0}")]
+    PasswordFile(PasswdError),
+    /// A `password_file:` whose text was not handed to the compiler (a bug in the caller, or a
+    /// file that disappeared between reading the policy and reading it).
+    #[error("password file {0} was not loaded")]
+    PasswordFileNotLoaded(String),
+    /// A password-file user also defined elsewhere with a password.
+    #[error("user {name} is also defined at {first} with a password: each user has one password (a user under users: without a password may take its password from a password file)")]
+    DuplicatePasswordUser {
+        /// The name, quoted.
+        name: String,
+        /// The other definition.
+        first: SourceLocation,
+    },
+    /// A bad `client_id:` template.
+    #[error("client_id: {0}")]
+    ClientIdTemplate(TemplateError),
+    /// Two files set `client_id:`.
+    #[error("client_id is also set at {first}: set it in one file only")]
+    ConflictingClientId {
+        /// Where it was set first.
+        first: SourceLocation,
+    },
+    /// An ACL rule or a policy test case (`acl:`, `tests:`).
+    #[error("{0}")]
+    Acl(super::acl::compile::AclError),
     /// Two files set `anonymous` differently.
     #[error("anonymous is {value} here but {other} at {first}: set it in one file only")]
     ConflictingAnonymous {
@@ -124,6 +158,25 @@ struct RawPolicyFile {
     anonymous: Option<Spanned<bool>>,
     /// Password and certificate users (`users:` left empty means none).
     users: Option<Vec<RawUser>>,
+    // --- identity (issue 3): a mosquitto password file and client-id binding ---
+    /// A mosquitto_passwd file, relative to this policy file, whose users join the policy.
+    password_file: Option<Spanned<String>>,
+    /// How client identifiers are bound to identities.
+    client_id: Option<Spanned<RawClientId>>,
+
+    // --- topic ACLs (issue 4) ---
+    /// Topic rules, first match wins across files in load order (`acl:`).
+    acl: Option<Vec<super::acl::compile::RawRule>>,
+    /// Expected decisions `moat check` runs (`tests:`).
+    tests: Option<Vec<super::acl::compile::RawCase>>,
+}
+
+/// `client_id:` — exactly one of the two templates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientId {
+    must_equal: Option<String>,
+    must_start_with: Option<String>,
 }
 
 /// `users[]`.
@@ -136,20 +189,48 @@ struct RawUser {
 }
 
 /// Compiles policy sources, in order, into one policy. Zero sources give a policy that admits
-/// nobody.
+/// nobody. A policy that names a `password_file:` needs [`compile_with_files`].
 pub fn compile(sources: &[PolicySource]) -> Result<Policy, PolicyError> {
+    compile_with_files(sources, &[])
+}
+
+/// Compiles policy sources with the text of the password files they name ([`password_files`]).
+pub fn compile_with_files(
+    sources: &[PolicySource],
+    files: &[PolicySource],
+) -> Result<Policy, PolicyError> {
     let mut merged = Merged::default();
     for source in sources {
-        let raw: Option<RawPolicyFile> =
-            from_yaml(&source.text).map_err(|(position, message)| {
-                error(source, position, PolicyErrorKind::Yaml(message))
-            })?;
         merged.files.push(source.path.clone());
-        if let Some(raw) = raw {
-            merged.add(source, raw)?;
+        if let Some(raw) = parse(source)? {
+            merged.add(source, files, raw)?;
         }
     }
     Ok(merged.finish())
+}
+
+/// The password files the sources name, resolved against each policy file's folder, in order.
+pub fn password_files(sources: &[PolicySource]) -> Result<Vec<PathBuf>, PolicyError> {
+    let mut paths = Vec::new();
+    for source in sources {
+        if let Some(file) = parse(source)?.and_then(|raw| raw.password_file) {
+            paths.push(resolve(source, &file.value));
+        }
+    }
+    Ok(paths)
+}
+
+fn parse(source: &PolicySource) -> Result<Option<RawPolicyFile>, PolicyError> {
+    from_yaml(&source.text)
+        .map_err(|(position, message)| error(source, position, PolicyErrorKind::Yaml(message)))
+}
+
+/// A path written in `source`, relative to its folder.
+fn resolve(source: &PolicySource, path: &str) -> PathBuf {
+    match source.path.parent() {
+        Some(dir) => dir.join(path),
+        None => PathBuf::from(path),
+    }
 }
 
 /// The policy being assembled, with the places things were first defined.
@@ -160,12 +241,23 @@ struct Merged {
     users: Vec<(String, User, SourceLocation)>,
     index: HashMap<String, usize>,
     anonymous: Option<(bool, SourceLocation, RuleRef)>,
+    /// The `client_id:` rule and where it was set.
+    client_id: Option<(ClientIdRule, SourceLocation)>,
+    /// Warnings for `moat check` and the log.
+    warnings: Vec<String>,
+    /// ACL rules and policy test cases, in file order (topic ACLs).
+    acl: super::acl::compile::AclBuilder,
 }
 
 // === impl Merged ===
 
 impl Merged {
-    fn add(&mut self, source: &PolicySource, raw: RawPolicyFile) -> Result<(), PolicyError> {
+    fn add(
+        &mut self,
+        source: &PolicySource,
+        files: &[PolicySource],
+        raw: RawPolicyFile,
+    ) -> Result<(), PolicyError> {
         let file: Arc<str> = source.path.display().to_string().into();
         if let Some(anonymous) = raw.anonymous {
             self.set_anonymous(source, &file, &anonymous)?;
@@ -173,17 +265,139 @@ impl Merged {
         for raw_user in raw.users.unwrap_or_default() {
             let user = compile_user(source, &file, &raw_user)?;
             let here = SourceLocation::new(&source.path, Position::of_spanned(&raw_user.name));
-            let name = raw_user.name.value;
-            if let Some(first) = self.index.get(&name).and_then(|i| self.users.get(*i)) {
-                let kind = PolicyErrorKind::DuplicateUser {
-                    name: quoted(&name),
-                    first: first.2.clone(),
-                };
-                return Err(PolicyError { at: here, kind });
-            }
+            self.add_user(raw_user.name.value, user, here)?;
+        }
+        if let Some(path) = raw.password_file {
+            self.add_password_file(source, files, &path)?;
+        }
+        if let Some(rule) = raw.client_id {
+            self.set_client_id(source, &file, &rule)?;
+        }
+        // Topic ACLs: rules and test cases, in file order.
+        self.acl.add(source, &file, raw.acl, raw.tests)?;
+        Ok(())
+    }
+
+    /// Adds a user; a name already defined is an error, except that one definition without a
+    /// password and one with may meet (groups under `users:`, password from a password file).
+    fn add_user(
+        &mut self,
+        name: String,
+        user: User,
+        here: SourceLocation,
+    ) -> Result<(), PolicyError> {
+        let Some(&i) = self.index.get(&name) else {
             self.index.insert(name.clone(), self.users.len());
             self.users.push((name, user, here));
+            return Ok(());
+        };
+        let Some(first) = self.users.get_mut(i) else {
+            return Ok(()); // the index only holds positions of `users`
+        };
+        let from_passwd = |u: &User| u.rule.label.starts_with("password file");
+        let mergeable = (first.1.password.is_none() && from_passwd(&user))
+            || (user.password.is_none() && from_passwd(&first.1));
+        if !mergeable {
+            let kind = if from_passwd(&user) || from_passwd(&first.1) {
+                PolicyErrorKind::DuplicatePasswordUser {
+                    name: quoted(&name),
+                    first: first.2.clone(),
+                }
+            } else {
+                PolicyErrorKind::DuplicateUser {
+                    name: quoted(&name),
+                    first: first.2.clone(),
+                }
+            };
+            return Err(PolicyError { at: here, kind });
         }
+        // The `users:` entry keeps its rule and groups; the password file gives the password.
+        if user.password.is_some() {
+            first.1.password = user.password;
+        } else {
+            first.1.groups = user.groups;
+            first.1.rule = user.rule;
+            first.2 = here;
+        }
+        Ok(())
+    }
+
+    fn add_password_file(
+        &mut self,
+        source: &PolicySource,
+        files: &[PolicySource],
+        path: &Spanned<String>,
+    ) -> Result<(), PolicyError> {
+        let resolved = resolve(source, &path.value);
+        let Some(passwd) = files.iter().find(|f| f.path == resolved) else {
+            let kind =
+                PolicyErrorKind::PasswordFileNotLoaded(quoted(&resolved.display().to_string()));
+            return Err(error(source, Position::of_spanned(path), kind));
+        };
+        let users = mosquitto::parse(&passwd.text).map_err(|e| PolicyError {
+            at: SourceLocation::new(
+                &passwd.path,
+                Position {
+                    line: e.line,
+                    column: 1,
+                },
+            ),
+            kind: PolicyErrorKind::PasswordFile(e.error),
+        })?;
+        let file: Arc<str> = passwd.path.display().to_string().into();
+        for u in users {
+            let here = SourceLocation::new(
+                &passwd.path,
+                Position {
+                    line: u.line,
+                    column: 1,
+                },
+            );
+            if u.hash.is_weak() {
+                self.warnings.push(format!(
+                    "{here}: user {} has a $6$ (single SHA-512) hash, which is fast to brute-force; re-hash it with `mosquitto_passwd` (default $7$) or `moat passwd`",
+                    quoted(&u.name)
+                ));
+            }
+            let user = User {
+                groups: Vec::new(),
+                password: Some(Secret::Mosquitto(u.hash)),
+                rule: RuleRef::at(
+                    file.clone(),
+                    u.line,
+                    format!("password file user {}", u.name),
+                ),
+            };
+            self.add_user(u.name, user, here)?;
+        }
+        Ok(())
+    }
+
+    fn set_client_id(
+        &mut self,
+        source: &PolicySource,
+        file: &Arc<str>,
+        raw: &Spanned<RawClientId>,
+    ) -> Result<(), PolicyError> {
+        let position = Position::of_spanned(raw);
+        let here = SourceLocation::new(&source.path, position);
+        if let Some((_, first)) = &self.client_id {
+            let kind = PolicyErrorKind::ConflictingClientId {
+                first: first.clone(),
+            };
+            return Err(PolicyError { at: here, kind });
+        }
+        let (kind, template) = match (&raw.value.must_equal, &raw.value.must_start_with) {
+            (Some(t), None) => (BindKind::Equal, t),
+            (None, Some(t)) => (BindKind::StartWith, t),
+            _ => {
+                let kind = PolicyErrorKind::ClientIdTemplate(TemplateError::OneOf);
+                return Err(PolicyError { at: here, kind });
+            }
+        };
+        let rule = ClientIdRule::new(kind, template, file.clone(), position.line)
+            .map_err(|e| error(source, position, PolicyErrorKind::ClientIdTemplate(e)))?;
+        self.client_id = Some((rule, here));
         Ok(())
     }
 
@@ -224,6 +438,7 @@ impl Merged {
             Some((allowed, _, rule)) => AnonymousSetting { allowed, rule },
             None => AnonymousSetting::default(),
         };
+        let (acl, cases) = self.acl.finish();
         Policy {
             users: self
                 .users
@@ -233,6 +448,10 @@ impl Merged {
             anonymous,
             files: self.files,
             decoy,
+            client_id: self.client_id.map(|(rule, _)| rule),
+            warnings: self.warnings,
+            acl,
+            cases,
         }
     }
 }
@@ -267,10 +486,10 @@ fn compile_user(
     }
     let password = match &raw.password {
         None => None,
-        Some(hash) => Some(
+        Some(hash) => Some(Secret::Argon2(
             parse_hash(name, &hash.value)
                 .map_err(|kind| error(source, Position::of_spanned(hash), kind))?,
-        ),
+        )),
     };
     let line = Position::of_spanned(&raw.name).line;
     Ok(User {
@@ -306,9 +525,9 @@ fn parse_hash(user: &str, text: &str) -> Result<PasswordHashString, PolicyErrorK
 /// Decoy hash for timing equalisation when no user has a password (argon2 0.5 defaults; the
 /// password behind it is irrelevant because a decoy match never admits anyone). `None` only if
 /// the constant stopped parsing, which a test rules out.
-pub(super) fn builtin_decoy() -> Option<PasswordHashString> {
+pub(super) fn builtin_decoy() -> Option<Secret> {
     const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$NTpGVpQQpyNwv6e9kQK6fA$FrESIa/YTgax3DcxiKuHT4aRqbiAmnhh2vk1MlVhC0w";
-    PasswordHashString::new(DECOY).ok()
+    PasswordHashString::new(DECOY).ok().map(Secret::Argon2)
 }
 
 fn error(source: &PolicySource, position: Position, kind: PolicyErrorKind) -> PolicyError {

@@ -1,4 +1,4 @@
-//! Policy: *who* may connect (and, in later work, what they may do). Pure decisions, no I/O.
+//! Policy: *who* may connect and what they may do (topic ACLs). Pure decisions, no I/O.
 //!
 //! Policy files (`policies/*.yaml`) compile ([`compile`]) into one immutable [`Policy`] snapshot
 //! that is `Send + Sync` and cheap to share in an `Arc`: a reload builds a new snapshot and swaps
@@ -8,10 +8,15 @@
 //! This module never touches files, sockets or the clock; `ops::load` reads the files, and the
 //! session runs the CPU-heavy [`Policy::authenticate`] on a blocking thread.
 
+pub mod acl;
 mod authn;
+pub mod client_id;
 mod compile;
 mod decision;
+pub mod mosquitto;
 
+#[cfg(test)]
+mod identity_tests;
 #[cfg(test)]
 mod tests;
 
@@ -21,11 +26,16 @@ use std::path::{Path, PathBuf};
 
 use argon2::password_hash::PasswordHashString;
 
+pub use acl::{
+    AclCache, AclDecision, AclReason, Action, CaseOutcome, PolicyCase, PublishFacts, Subject,
+};
 pub use authn::{
     AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, IdentitySource, NameError,
     ANONYMOUS,
 };
-pub use compile::{compile, PolicyError, PolicyErrorKind, PolicySource};
+pub use compile::{
+    compile, compile_with_files, password_files, PolicyError, PolicyErrorKind, PolicySource,
+};
 pub use decision::{Decision, RuleRef, Verdict};
 
 /// One compiled, immutable policy snapshot.
@@ -37,17 +47,35 @@ pub struct Policy {
     /// The files this snapshot was compiled from, in order.
     files: Vec<PathBuf>,
     /// A real hash to verify against when a name is unknown, so refusals cost the same time.
-    decoy: Option<PasswordHashString>,
+    decoy: Option<Secret>,
+    // --- identity (issue 3) ---
+    /// How client identifiers are bound to identities (`client_id:`), if at all.
+    client_id: Option<client_id::ClientIdRule>,
+    /// Things that work but should be fixed (weak `$6$` hashes), for `moat check` and the log.
+    warnings: Vec<String>,
+    /// Topic rules, indexed (`acl:`).
+    acl: acl::Acl,
+    /// Expected decisions that `moat check` runs (`tests:`).
+    cases: Vec<PolicyCase>,
 }
 
 /// One user entry.
 struct User {
     /// Groups named in ACL rules.
     groups: Vec<String>,
-    /// argon2id PHC string; `None` for certificate-only users.
-    password: Option<PasswordHashString>,
+    /// The password hash; `None` for certificate-only users.
+    password: Option<Secret>,
     /// Where the user is defined.
     rule: RuleRef,
+}
+
+/// A stored password hash: moat's own argon2id, or one migrated from a mosquitto_passwd file.
+#[derive(Clone)]
+enum Secret {
+    /// argon2id PHC string (`moat passwd`).
+    Argon2(PasswordHashString),
+    /// `$7$` / `$6$` from a `password_file:`.
+    Mosquitto(mosquitto::MosquittoHash),
 }
 
 /// The `anonymous` switch and where it was set.
@@ -76,7 +104,25 @@ impl Policy {
             anonymous: AnonymousSetting::default(),
             files: Vec::new(),
             decoy: compile::builtin_decoy(),
+            client_id: None,
+            warnings: Vec::new(),
+            acl: acl::Acl::default(),
+            cases: Vec::new(),
         }
+    }
+
+    /// Whether `identity` may use `client_id` under the policy's `client_id:` rule (always, when
+    /// there is none), and the rule that decided.
+    pub fn check_client_id(&self, identity: &str, client_id: &str) -> Decision {
+        match &self.client_id {
+            Some(rule) => rule.check(identity, client_id),
+            None => Decision::allow(RuleRef::builtin("client-id-unbound")),
+        }
+    }
+
+    /// Warnings about the policy: it works, but something in it should be fixed.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The files this policy was compiled from, in order.

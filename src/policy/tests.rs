@@ -225,9 +225,9 @@ fn unknown_and_duplicate_keys_are_refused() {
         err,
         "p.yaml:2:20: unknown field 'grups', expected one of 'name', 'password', 'groups'"
     );
-    let err = compile_err("acl: []\n");
+    let err = compile_err("acls: []\n");
     assert!(
-        err.starts_with("p.yaml:1:1: unknown field 'acl', expected one of 'anonymous', 'users'"),
+        err.starts_with("p.yaml:1:1: unknown field 'acls', expected one of 'anonymous', 'users'"),
         "{err}"
     );
     let err = compile_err("anonymous: false\nanonymous: true\n");

@@ -1,21 +1,33 @@
 //! The one spawn site for connections: span, cap permit and drain handle travel with the task.
+//!
+//! Each task runs its front's transport steps (TLS handshake, WebSocket upgrade, QUIC handshake
+//! and stream) under their deadlines, then the session. Transports report what they learned in
+//! a `Peer`; nothing here looks at MQTT.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::listener::Front;
+use super::quic::HandshakeSlot;
 use super::{Drain, Shared, Stats};
-use crate::transport::tls;
+use crate::config::WsSettings;
+use crate::transport::{quic, tls, ws, Peer, TransportKind};
 
 /// Connection ids for log correlation.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Spawns the task that serves one accepted socket from handshake to close.
+/// How long a finished QUIC session waits for the client to close, so the last bytes moat sent
+/// (CONNACK refusal, DISCONNECT) are acknowledged before the connection is torn down.
+const QUIC_CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Spawns the task that serves one accepted TCP socket from handshake to close.
 pub(super) fn spawn(
     shared: Arc<Shared>,
     front: Front,
@@ -31,24 +43,132 @@ pub(super) fn spawn(
         async move {
             // Held until the task ends: the cap counts live connections, the drain counts tasks.
             let _permit = permit;
-            let deadline = shared.config.timeouts.tls_handshake;
-            match front {
-                Front::Tls(acceptor) => {
-                    // The session future is built inside the match and awaited after it, so the
-                    // handshake's result does not stay in this task's state for the session.
-                    let session =
-                        match tls::accept(&acceptor, stream, addr, listener, deadline).await {
-                            Ok((stream, peer)) => crate::session::run(stream, peer, shared, drain),
-                            Err(e) => {
-                                Stats::bump(&shared.stats.handshake_failures);
-                                tracing::info!(error = %e, "TLS handshake refused");
-                                return;
-                            }
-                        };
-                    session.await;
+            serve_tcp(shared, front, stream, addr, listener, drain).await;
+        }
+        .instrument(span),
+    );
+}
+
+/// Spawns the task that serves one admitted QUIC connection attempt.
+pub(super) fn spawn_quic(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+    addr: SocketAddr,
+    listener: Arc<str>,
+    permit: OwnedSemaphorePermit,
+    slot: HandshakeSlot,
+    drain: Drain,
+) {
+    let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("conn", id, peer = %addr, listener = %listener);
+    tokio::spawn(
+        async move {
+            let _permit = permit;
+            let connecting = match incoming.accept() {
+                Ok(c) => c,
+                Err(e) => {
+                    drop(slot);
+                    Stats::bump(&shared.stats.handshake_failures);
+                    tracing::info!(error = %e, "QUIC connection refused");
+                    return;
+                }
+            };
+            let timeouts = shared.config.timeouts;
+            let accepted = quic::accept(
+                connecting,
+                listener,
+                timeouts.tls_handshake,
+                timeouts.connect,
+            )
+            .await;
+            drop(slot);
+            match accepted {
+                Ok((stream, peer, conn)) => {
+                    crate::session::run(stream, peer, shared, drain).await;
+                    // The client closes once it has read the end of the stream; a client that
+                    // does not is closed after a short grace.
+                    let _ = tokio::time::timeout(QUIC_CLOSE_GRACE, conn.closed()).await;
+                    conn.close(quic::code::DONE, b"session ended");
+                }
+                Err(e) => {
+                    Stats::bump(&shared.stats.handshake_failures);
+                    tracing::info!(error = %e, "QUIC connection refused");
                 }
             }
         }
         .instrument(span),
     );
+}
+
+/// The transport steps of a TCP listener's front, then the session.
+async fn serve_tcp(
+    shared: Arc<Shared>,
+    front: Front,
+    stream: TcpStream,
+    addr: SocketAddr,
+    listener: Arc<str>,
+    drain: Drain,
+) {
+    let deadline = shared.config.timeouts.tls_handshake;
+    match front {
+        Front::Ws(settings) => {
+            let peer = Peer {
+                addr,
+                listener,
+                kind: TransportKind::Ws,
+                sni: None,
+                alpn: None,
+                cert_cn: None,
+                via: None,
+            };
+            websocket(stream, peer, &settings, TransportKind::Ws, shared, drain).await;
+        }
+        Front::Tls(ref acceptor) | Front::Wss(ref acceptor, _) | Front::Routed(ref acceptor, _) => {
+            let (stream, peer) = match tls::accept(acceptor, stream, addr, listener, deadline).await
+            {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    Stats::bump(&shared.stats.handshake_failures);
+                    tracing::info!(error = %e, "TLS handshake refused");
+                    return;
+                }
+            };
+            let mqtt_alpn = peer.alpn.as_deref() == Some(tls::ALPN_MQTT);
+            match front {
+                Front::Wss(_, settings) => {
+                    websocket(stream, peer, &settings, TransportKind::Wss, shared, drain).await;
+                }
+                // One port for both: ALPN `mqtt` is raw MQTT, `http/1.1` or none is WebSocket.
+                Front::Routed(_, settings) if !mqtt_alpn => {
+                    websocket(stream, peer, &settings, TransportKind::Wss, shared, drain).await;
+                }
+                _ => crate::session::run(stream, peer, shared, drain).await,
+            }
+        }
+    }
+}
+
+/// Upgrades to WebSocket under the listener's deadline, then runs the session on the frames.
+async fn websocket<S>(
+    stream: S,
+    peer: Peer,
+    settings: &WsSettings,
+    kind: TransportKind,
+    shared: Arc<Shared>,
+    drain: Drain,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match ws::upgrade(stream, peer, settings, kind).await {
+        Ok((stream, peer)) => {
+            if let Some(proxy) = peer.via {
+                tracing::debug!(client = %peer.addr, %proxy, "client address from X-Forwarded-For");
+            }
+            crate::session::run(stream, peer, shared, drain).await;
+        }
+        Err(e) => {
+            Stats::bump(&shared.stats.handshake_failures);
+            tracing::info!(error = %e, "WebSocket upgrade refused");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! One listener: accepts sockets, applies the connection cap, hands each to `conn::spawn`.
 //!
 //! The cap permit is taken *before* any TLS work, so a flood costs an accept and a close.
+//! (QUIC listeners have their own loop in `quic.rs`: UDP has no accept.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,16 +11,23 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::{conn, Drain, Shared, Stats};
+use crate::config::WsSettings;
 use crate::transport::peer_addr;
 
 /// Longest pause after repeated accept errors (EMFILE and friends).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// What a listener puts in front of the session.
+/// What a TCP listener puts in front of the session.
 #[derive(Clone)]
 pub(super) enum Front {
     /// MQTT over TLS.
     Tls(TlsAcceptor),
+    /// MQTT over WebSocket over TLS.
+    Wss(TlsAcceptor, Arc<WsSettings>),
+    /// MQTT over plain WebSocket (enabled explicitly).
+    Ws(Arc<WsSettings>),
+    /// TLS routed by ALPN: `mqtt` → MQTT over TLS, `http/1.1` or none → WebSocket.
+    Routed(TlsAcceptor, Arc<WsSettings>),
 }
 
 /// A bound listener and what it needs to serve.

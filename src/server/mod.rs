@@ -6,6 +6,7 @@
 
 mod conn;
 mod listener;
+mod quic;
 mod shutdown;
 
 use std::net::SocketAddr;
@@ -15,12 +16,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
 use crate::broker::BrokerTarget;
-use crate::config::{BrokerSettings, Config, ListenerKind};
+use crate::config::Listener as ListenerConfig;
+use crate::config::{BrokerSettings, Config, ListenerKind, WsSettings};
 use crate::policy::Policy;
-use crate::transport::tls;
+use crate::transport::tls::{self, Profile};
 pub use shutdown::{Drain, DrainController};
 
 /// How many password hashes may be verified at once: argon2 is deliberately expensive, and an
@@ -43,6 +46,14 @@ pub enum StartError {
     /// TLS material is missing or unusable.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// A QUIC listener could not be configured.
+    #[error("listener {name}: {source}")]
+    Quic {
+        /// Listener name from the config.
+        name: String,
+        /// What was wrong.
+        source: crate::transport::quic::QuicError,
+    },
     /// The embedded broker did not start.
     #[error(transparent)]
     Broker(#[from] embedded::EmbeddedError),
@@ -124,6 +135,8 @@ pub(crate) struct Shared {
     pub(crate) authn_slots: Semaphore,
     /// Counters.
     pub(crate) stats: Stats,
+    /// Which identity owns each client id (one device cannot take over another's session).
+    pub(crate) client_ids: Arc<crate::session::ClientIds>,
 }
 
 /// Entry point: see the module docs.
@@ -167,36 +180,41 @@ impl Server {
             broker: target,
             authn_slots: Semaphore::new(AUTHN_SLOTS),
             stats: Stats::default(),
+            client_ids: Arc::default(),
         });
         let drain = DrainController::new();
         let caps = Arc::new(Semaphore::new(config.limits.max_connections));
         let mut bound = Vec::new();
         for l in &config.listeners {
-            let socket = TcpListener::bind(l.bind)
-                .await
-                .map_err(|source| StartError::Bind {
-                    name: l.name.clone(),
-                    addr: l.bind,
-                    source,
-                })?;
-            let local = socket.local_addr().map_err(|source| StartError::Bind {
-                name: l.name.clone(),
-                addr: l.bind,
-                source,
-            })?;
-            let front = match l.kind {
-                ListenerKind::Tls => listener::Front::Tls(tls::server_config(&config.tls)?.into()),
+            let local = match l.kind {
+                ListenerKind::Quic => {
+                    let listener = bind_quic(l, &config, caps.clone(), shared.clone())?;
+                    let local = listener
+                        .endpoint
+                        .local_addr()
+                        .map_err(|source| bind_err(l, source))?;
+                    // Owned by the drain: the accept loop ends when shutdown is signalled.
+                    tokio::spawn(listener.run(drain.drain()));
+                    local
+                }
+                _ => {
+                    let socket = TcpListener::bind(l.bind)
+                        .await
+                        .map_err(|source| bind_err(l, source))?;
+                    let local = socket.local_addr().map_err(|source| bind_err(l, source))?;
+                    let listener = listener::Listener {
+                        name: Arc::from(l.name.as_str()),
+                        socket,
+                        front: front(l, &config)?,
+                        caps: caps.clone(),
+                        shared: shared.clone(),
+                    };
+                    // Owned by the drain: the accept loop ends when shutdown is signalled.
+                    tokio::spawn(listener.run(drain.drain()));
+                    local
+                }
             };
-            let listener = listener::Listener {
-                name: Arc::from(l.name.as_str()),
-                socket,
-                front,
-                caps: caps.clone(),
-                shared: shared.clone(),
-            };
-            // Owned by the drain: the accept loop ends when shutdown is signalled.
-            tokio::spawn(listener.run(drain.drain()));
-            tracing::info!(listener = %l.name, addr = %local, "listening");
+            tracing::info!(listener = %l.name, kind = l.kind.as_str(), addr = %local, "listening");
             bound.push((l.name.clone(), local));
         }
         Ok(Running {
@@ -206,6 +224,61 @@ impl Server {
             _embedded: embedded,
         })
     }
+}
+
+fn bind_err(l: &ListenerConfig, source: std::io::Error) -> StartError {
+    StartError::Bind {
+        name: l.name.clone(),
+        addr: l.bind,
+        source,
+    }
+}
+
+/// What a TCP listener runs in front of the session.
+fn front(l: &ListenerConfig, config: &Config) -> Result<listener::Front, StartError> {
+    let ws = || {
+        Arc::new(
+            l.ws.clone()
+                .unwrap_or_else(|| WsSettings::defaults(config.limits.max_packet_size)),
+        )
+    };
+    let settings = l.tls(&config.tls);
+    let acceptor = |profile| tls::server_config_for(&settings, profile).map(TlsAcceptor::from);
+    Ok(match (l.kind, l.alpn_routing) {
+        (ListenerKind::Ws, _) => listener::Front::Ws(ws()),
+        (ListenerKind::Tls | ListenerKind::Wss, true) => {
+            listener::Front::Routed(acceptor(Profile::Routed)?, ws())
+        }
+        (ListenerKind::Wss, false) => listener::Front::Wss(acceptor(Profile::WebSocket)?, ws()),
+        _ => listener::Front::Tls(acceptor(Profile::Mqtt)?),
+    })
+}
+
+/// Binds a QUIC listener's UDP endpoint.
+fn bind_quic(
+    l: &ListenerConfig,
+    config: &Config,
+    caps: Arc<Semaphore>,
+    shared: Arc<Shared>,
+) -> Result<quic::QuicListener, StartError> {
+    let settings = l.quic.clone().unwrap_or_default();
+    let server = crate::transport::quic::server_config(
+        &l.tls(&config.tls),
+        &settings,
+        config.limits.max_packet_size,
+    )
+    .map_err(|source| StartError::Quic {
+        name: l.name.clone(),
+        source,
+    })?;
+    let endpoint = quinn::Endpoint::server(server, l.bind).map_err(|source| bind_err(l, source))?;
+    Ok(quic::QuicListener {
+        name: Arc::from(l.name.as_str()),
+        endpoint,
+        settings,
+        caps,
+        shared,
+    })
 }
 
 /// Starts the embedded broker; a port of 0 means "any free loopback port" (tests), which

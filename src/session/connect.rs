@@ -12,9 +12,13 @@ use tokio::io::AsyncRead;
 
 use super::error::Refusal;
 use super::reader::{FrameReader, ReadError};
+use super::state::Terms;
 use super::upstream::{self, Upstream};
 use crate::mqtt::{self, Connect, PacketType, ProtocolVersion};
-use crate::policy::{AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, RuleRef};
+use crate::policy::{
+    AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, PublishFacts, RuleRef,
+    Subject,
+};
 use crate::server::Shared;
 use crate::transport::Peer;
 
@@ -24,18 +28,26 @@ pub(crate) const UPSTREAM_KEEPALIVE: u16 = 60;
 /// How many topic aliases moat accepts from an MQTT 5 client.
 pub(crate) const TOPIC_ALIAS_MAXIMUM: u16 = 64;
 
+/// Most unacknowledged QoS 1/2 PUBLISHes moat accepts from an MQTT 5 client (lowered further
+/// when the broker advertises less); one more is DISCONNECT 0x93.
+pub(crate) const RECEIVE_MAXIMUM: u16 = 1024;
+
 /// A client that passed the CONNECT phase.
 pub(crate) struct Admitted {
     /// The CONNECT as the client sent it.
     pub(crate) connect: Connect,
     /// Who the client is.
     pub(crate) identity: Identity,
+    /// What ACL rules are matched against for this session.
+    pub(crate) subject: Subject,
     /// The broker connection, whose CONNACK is in `upstream.connack`.
     pub(crate) upstream: Upstream,
     /// Client id moat assigned (empty client id), to report in an MQTT 5 CONNACK.
     pub(crate) assigned_client_id: Option<String>,
     /// Keep alive the session enforces on the client, in seconds (0 = none).
     pub(crate) keep_alive: u16,
+    /// The client id, held for this identity until the session ends.
+    pub(crate) _claim: super::registry::Claim,
 }
 
 /// A refusal in the CONNECT phase, with the version to answer in (if known).
@@ -72,6 +84,11 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
         version: Some(version),
         identity,
     };
+    // Enhanced authentication (AUTH exchanges) is not offered: CONNACK 0x8C, and rumqttd, which
+    // has no AUTH packet, never sees the method [MQTT-4.12.0-1].
+    if connect.properties.authentication_method.is_some() {
+        return Err(refuse(Refusal::BadAuthMethod, None));
+    }
     let assigned_client_id = check_client_id(&connect).map_err(|r| refuse(r, None))?;
     if let Some(id) = &assigned_client_id {
         connect.client_id = id.as_str().into();
@@ -82,14 +99,36 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
         .map_err(|r| refuse(r, connect.username.as_ref().map(|u| u.as_str().to_owned())))?;
     let who = || Some(identity.name.clone());
 
+    let subject = Subject {
+        name: identity.name.clone(),
+        source: identity.source,
+        client_id: connect.client_id.as_str().to_owned(),
+        cert_cn: peer.cert_cn.clone(),
+        listener: peer.listener.clone(),
+        addr: peer.addr.ip(),
+    };
+    // The will is a publish the broker makes later on the client's behalf: judged now, on its
+    // topic, QoS and retain flag, before the broker hears of the client (catalogue §A.18).
     if let Some(will) = &connect.will {
-        if will.topic.as_str().starts_with('$') {
-            return Err(refuse(
-                Refusal::NotAuthorized(RuleRef::builtin("will on a $-topic")),
-                who(),
-            ));
+        let facts = PublishFacts {
+            topic: will.topic.as_str(),
+            qos: will.qos as u8,
+            retain: will.retain,
+            empty_payload: will.payload.is_empty(),
+        };
+        let decision = shared.policy.load().authorize_publish(&subject, &facts);
+        if !decision.is_allowed() {
+            let refusal = Refusal::WillDenied {
+                topic: will.topic.as_str().to_owned(),
+                reason: decision.reason,
+                rule: decision.decision.rule,
+            };
+            return Err(refuse(refusal, who()));
         }
     }
+
+    let claim = bind_client_id(&connect, &identity, assigned_client_id.is_some(), shared)
+        .map_err(|r| refuse(r, who()))?;
 
     let keep_alive = effective_keep_alive(connect.keep_alive, shared.config.limits.max_keepalive);
     let upstream_connect = upstream_connect(&connect, &identity, shared);
@@ -105,10 +144,40 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
     Ok(Admitted {
         connect,
         identity,
+        subject,
         upstream,
         assigned_client_id,
         keep_alive,
+        _claim: claim,
     })
+}
+
+/// Checks that `identity` may use the CONNECT's client id: the policy's `client_id:` rule (for
+/// ids the client chose; an id moat assigned is random and nobody else's), then that no other
+/// identity holds it. Returns the claim that keeps it for the session.
+fn bind_client_id(
+    connect: &Connect,
+    identity: &Identity,
+    assigned: bool,
+    shared: &Shared,
+) -> Result<super::registry::Claim, Refusal> {
+    let id = connect.client_id.as_str();
+    if !assigned {
+        let decision = shared.policy.load().check_client_id(&identity.name, id);
+        if !decision.is_allowed() {
+            return Err(Refusal::ClientIdNotBound(decision.rule));
+        }
+    }
+    // Does the broker keep the session after this connection? 3.x: Clean Session 0; 5.0: a
+    // Session Expiry Interval above 0 [MQTT-3.1.2-23].
+    let persistent = match connect.protocol {
+        ProtocolVersion::V5 => connect.properties.session_expiry.unwrap_or(0) > 0,
+        _ => !connect.clean_start,
+    };
+    shared
+        .client_ids
+        .claim(id, &identity.name, persistent)
+        .map_err(|_| Refusal::ClientIdTaken)
 }
 
 async fn read_first<R: AsyncRead + Unpin>(
@@ -238,6 +307,30 @@ fn upstream_connect(connect: &Connect, identity: &Identity, shared: &Shared) -> 
     up
 }
 
+/// The Receive Maximum moat advertises to an MQTT 5 client: its own, or the broker's if lower
+/// (moat forwards the client's PUBLISHes one for one, so the broker's limit holds too).
+pub(crate) fn receive_maximum(broker: &mqtt::ConnAck) -> u16 {
+    broker
+        .properties
+        .receive_maximum
+        .map_or(RECEIVE_MAXIMUM, |b| b.min(RECEIVE_MAXIMUM))
+}
+
+/// The limits the session enforces after CONNACK (see `state::Terms`).
+pub(crate) fn session_terms(admitted: &Admitted) -> Terms {
+    let v5 = admitted.connect.protocol == ProtocolVersion::V5;
+    let props = &admitted.connect.properties;
+    Terms {
+        receive_maximum: v5.then(|| receive_maximum(&admitted.upstream.connack)),
+        client_max_packet_size: props
+            .maximum_packet_size
+            .filter(|_| v5)
+            .and_then(|m| usize::try_from(m).ok()),
+        session_expiry_zero: v5 && props.session_expiry.unwrap_or(0) == 0,
+        resumed: admitted.upstream.connack.session_present,
+    }
+}
+
 /// Builds the CONNACK the client gets from the broker's.
 pub(crate) fn client_connack(admitted: &Admitted, shared: &Shared) -> mqtt::ConnAck {
     let mut ack = admitted.upstream.connack.clone();
@@ -248,6 +341,7 @@ pub(crate) fn client_connack(admitted: &Admitted, shared: &Shared) -> mqtt::Conn
         ProtocolVersion::V5 => {
             let props = &mut ack.properties;
             props.topic_alias_maximum = Some(TOPIC_ALIAS_MAXIMUM);
+            props.receive_maximum = Some(receive_maximum(&admitted.upstream.connack));
             props.maximum_packet_size = u32::try_from(shared.config.limits.max_packet_size).ok();
             if admitted.keep_alive != admitted.connect.keep_alive {
                 props.server_keep_alive = Some(admitted.keep_alive);

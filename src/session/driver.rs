@@ -8,10 +8,18 @@
 //! written together, as they are (no copy into a staging buffer): one vectored write, so one
 //! syscall upstream and one TLS record towards the client. The keep alive is one timer per
 //! session, moved only when it fires, rather than a timer armed and cancelled around every read.
+//! The queues between the two directions allocate nothing until used, so an idle session costs
+//! little more than its sockets and its TLS state (see BENCHMARKS.md).
+//!
+//! Each packet is judged against the policy snapshot in force when it is read
+//! (`shared.policy.load()`), so a reload applies from the next packet on. Acknowledgements moat
+//! owes the broker for deliveries it dropped go to the client → broker side through a queue
+//! that never blocks the broker → client side: its length is bounded by the broker's in-flight
+//! window, and a broker that overflows it ends the session.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -23,65 +31,18 @@ use tokio::time::Instant;
 use super::connect::{TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
 use super::error::Refusal;
 use super::reader::{FrameReader, ReadError};
-use super::state::{State, Step};
+use super::state::{Audit, State, Step};
 use crate::ops::audit;
-use crate::server::Drain;
+use crate::server::{Drain, Shared};
 use crate::transport::Peer;
 
 /// Local answers (PINGRESP, refusals) queued for the client; bounded so a client that does not
 /// read cannot make moat buffer without limit: the client → broker side waits instead.
 const REPLY_QUEUE: usize = 64;
 
-/// The queue of local answers from the client → broker side to the broker → client side.
-/// Both sides run in the session's one task, so a mutex-guarded deque and two `Notify`s do what
-/// a channel would, without the channel's up-front allocation in every session.
-#[derive(Default)]
-struct Replies {
-    /// Answers not yet written; allocated only once something is queued.
-    queue: Mutex<VecDeque<Bytes>>,
-    /// Signalled when an answer is queued.
-    ready: Notify,
-    /// Signalled when the writer took answers out (room for a waiting sender).
-    room: Notify,
-}
-
-// === impl Replies ===
-
-impl Replies {
-    /// Queues an answer, waiting while the queue is full.
-    async fn send(&self, bytes: Bytes) -> Result<(), Refusal> {
-        let mut bytes = Some(bytes);
-        loop {
-            {
-                let mut q = self
-                    .queue
-                    .lock()
-                    .map_err(|_| Refusal::Broker("reply queue poisoned".into()))?;
-                if q.len() < REPLY_QUEUE {
-                    q.extend(bytes.take());
-                    drop(q);
-                    // `notify_one` keeps a permit if the writer is not waiting yet: no lost wake-up.
-                    self.ready.notify_one();
-                    return Ok(());
-                }
-            }
-            self.room.notified().await;
-        }
-    }
-
-    /// Moves every queued answer to `out`; returns how many.
-    fn take_into(&self, out: &mut Vec<Bytes>) -> usize {
-        let Ok(mut q) = self.queue.lock() else {
-            return 0;
-        };
-        let n = q.len();
-        out.extend(q.drain(..));
-        if n > 0 {
-            self.room.notify_one();
-        }
-        n
-    }
-}
+/// Acknowledgements moat owes the broker for dropped deliveries, waiting for the client →
+/// broker side. Far above any broker's in-flight window (rumqttd: 100); never awaited on.
+const BROKER_ACK_QUEUE: usize = 1024;
 
 /// PINGREQ, sent upstream by moat on its own schedule.
 const PINGREQ: &[u8] = &[0xc0, 0x00];
@@ -99,10 +60,91 @@ pub(super) struct Link {
     pub(super) identity: String,
     /// Keep alive enforced on the client, in seconds (0 = none).
     pub(super) keep_alive: u16,
+    /// The per-session protocol state both directions consult.
+    pub(super) state: Mutex<State>,
     /// Frames from the broker.
     pub(super) upstream_rd: FrameReader<OwnedReadHalf>,
     /// Bytes to the broker.
     pub(super) upstream_wr: OwnedWriteHalf,
+    /// The client id, held for this identity until the session ends.
+    pub(super) _claim: super::registry::Claim,
+}
+
+/// Builds the state of a session that passed the CONNECT phase.
+pub(super) fn initial_state(admitted: &super::connect::Admitted) -> State {
+    let version = admitted.connect.protocol;
+    let terms = super::connect::session_terms(admitted);
+    State::new(version, alias_maximum(version), admitted.subject.clone()).with_terms(terms)
+}
+
+/// A bounded queue between the two directions of a session. Both run in the session's one
+/// task, so a mutex-guarded deque and two `Notify`s do what a channel would, without a
+/// channel's up-front block allocation in every session.
+struct Queue {
+    /// Frames not yet taken; allocated only once something is queued.
+    items: Mutex<VecDeque<Bytes>>,
+    /// Most frames held.
+    bound: usize,
+    /// Signalled when a frame is queued.
+    ready: Notify,
+    /// Signalled when frames were taken (room for a waiting sender).
+    room: Notify,
+}
+
+// === impl Queue ===
+
+impl Queue {
+    fn new(bound: usize) -> Self {
+        Queue {
+            items: Mutex::new(VecDeque::new()),
+            bound,
+            ready: Notify::new(),
+            room: Notify::new(),
+        }
+    }
+
+    fn items(&self) -> Result<std::sync::MutexGuard<'_, VecDeque<Bytes>>, Refusal> {
+        self.items
+            .lock()
+            .map_err(|_| Refusal::Broker("session queue poisoned".into()))
+    }
+
+    /// Queues a frame if there is room; gives it back otherwise.
+    fn try_push(&self, bytes: Bytes) -> Result<Result<(), Bytes>, Refusal> {
+        let mut q = self.items()?;
+        if q.len() >= self.bound {
+            return Ok(Err(bytes));
+        }
+        q.push_back(bytes);
+        drop(q);
+        // `notify_one` keeps a permit if the taker is not waiting yet: no lost wake-up.
+        self.ready.notify_one();
+        Ok(Ok(()))
+    }
+
+    /// Queues a frame, waiting while the queue is full.
+    async fn push(&self, bytes: Bytes) -> Result<(), Refusal> {
+        let mut bytes = bytes;
+        loop {
+            match self.try_push(bytes)? {
+                Ok(()) => return Ok(()),
+                Err(back) => bytes = back,
+            }
+            self.room.notified().await;
+        }
+    }
+
+    /// Moves every queued frame to `out`; returns how many.
+    fn take_into(&self, out: &mut Vec<Bytes>) -> Result<usize, Refusal> {
+        let mut q = self.items()?;
+        let n = q.len();
+        out.extend(q.drain(..));
+        drop(q);
+        if n > 0 {
+            self.room.notify_one();
+        }
+        Ok(n)
+    }
 }
 
 /// Runs the session until one side closes. `Ok` means a normal end; `Err` carries what the
@@ -113,32 +155,30 @@ pub(super) async fn pump<R, W>(
     client_wr: &mut W,
     link: &mut Link,
     peer: &Peer,
+    shared: &Arc<Shared>,
     mut drain: Drain,
 ) -> Result<(), Refusal>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let version = link.version;
-    let state = Mutex::new(State::new(version, alias_maximum(version)));
-    let identity = link.identity.as_str();
-    let upstream_rd = &mut link.upstream_rd;
     let idle = match link.keep_alive {
         0 => None,
         // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
         ka => Some(Duration::from_millis(u64::from(ka) * 1500)),
     };
-    let replies = Replies::default();
-
-    let up = client_to_broker(
-        client,
-        &mut link.upstream_wr,
-        &state,
-        &replies,
-        idle,
+    let replies = Queue::new(REPLY_QUEUE);
+    let acks = Queue::new(BROKER_ACK_QUEUE);
+    let upstream_rd = &mut link.upstream_rd;
+    let state = &link.state;
+    let ctx = Ctx {
+        state,
+        shared,
         peer,
-        identity,
-    );
+        identity: &link.identity,
+    };
+
+    let up = client_to_broker(client, &mut link.upstream_wr, &ctx, &replies, &acks, idle);
     let down = async {
         let mut out = Vec::new();
         loop {
@@ -146,7 +186,7 @@ where
                 biased;
                 _ = drain.signalled() => return Err(Refusal::ShuttingDown),
                 _ = replies.ready.notified() => {
-                    replies.take_into(&mut out);
+                    replies.take_into(&mut out)?;
                 }
                 frame = upstream_rd.next() => {
                     let frame = match frame {
@@ -156,15 +196,28 @@ where
                     };
                     let mut next = Some(frame);
                     while let Some(frame) = next {
-                        let step = lock(&state)?.on_broker_packet(frame)?;
+                        let step = {
+                            let policy = shared.policy.load();
+                            lock(state)?.on_broker_packet(frame, &policy)?
+                        };
                         match step {
-                            Step::Forward(b) | Step::Reply(b) => out.push(b),
+                            Step::Forward(b) => out.push(b),
+                            Step::Reply(b) => ack_broker(&acks, b)?,
                             Step::Goodbye(b) => {
                                 out.push(b);
                                 write(client_wr, &mut out).await?;
                                 return Ok(());
                             }
-                            Step::Nothing | Step::Refuse { .. } => {}
+                            Step::Refuse { reply, forward, audits } => {
+                                ctx.audit(&audits);
+                                if let Some(b) = reply {
+                                    ack_broker(&acks, b)?;
+                                }
+                                if let Some(b) = forward {
+                                    out.push(b);
+                                }
+                            }
+                            Step::Nothing => {}
                         }
                         next = upstream_rd
                             .buffered()
@@ -173,7 +226,7 @@ where
                 }
             }
             // Whatever else is already queued goes out in the same write.
-            replies.take_into(&mut out);
+            replies.take_into(&mut out)?;
             write(client_wr, &mut out).await?;
         }
     };
@@ -183,21 +236,60 @@ where
     }
 }
 
-/// Client → broker: judge every packet, forward what passes, queue local answers.
+/// What both directions share.
+struct Ctx<'a> {
+    state: &'a Mutex<State>,
+    shared: &'a Arc<Shared>,
+    peer: &'a Peer,
+    identity: &'a str,
+}
+
+// === impl Ctx ===
+
+impl Ctx<'_> {
+    /// One audit line per refused topic or filter.
+    fn audit(&self, audits: &[Audit]) {
+        for a in audits {
+            audit::refused(
+                self.peer,
+                Some(self.identity),
+                a.action.as_str(),
+                &a.topic,
+                &a.reason,
+                &a.rule,
+            );
+        }
+    }
+
+    fn on_client_packet(&self, frame: Bytes) -> Result<Step, Refusal> {
+        let policy = self.shared.policy.load();
+        lock(self.state)?.on_client_packet(frame, &policy)
+    }
+}
+
+/// Queues an acknowledgement for the broker without waiting: the queue is far longer than any
+/// broker's in-flight window, so a full queue means the broker is misbehaving.
+fn ack_broker(acks: &Queue, bytes: Bytes) -> Result<(), Refusal> {
+    acks.try_push(bytes)?
+        .map_err(|_| Refusal::Broker("broker exceeded its in-flight window".into()))
+}
+
+/// Client → broker: judge every packet, forward what passes, queue local answers; also writes
+/// the acknowledgements moat owes the broker for dropped deliveries.
 async fn client_to_broker<R: AsyncRead + Unpin>(
     client: &mut FrameReader<R>,
     upstream: &mut OwnedWriteHalf,
-    state: &Mutex<State>,
-    replies: &Replies,
+    ctx: &Ctx<'_>,
+    replies: &Queue,
+    acks: &Queue,
     idle: Option<Duration>,
-    peer: &Peer,
-    identity: &str,
 ) -> Result<(), Refusal> {
     let mut out = Vec::new();
     let every = Duration::from_secs(u64::from(UPSTREAM_KEEPALIVE) / 2);
     let mut ping = tokio::time::interval_at(Instant::now() + every, every);
-    // One timer for the keep alive, armed once; a read only notes the time. When the timer
-    // fires early (packets came meanwhile) it is moved to 1.5 × keep alive after the last one.
+    // One timer for the keep alive, armed once; a client packet only notes the time. When the
+    // timer fires early it is moved to 1.5 × keep alive after the last client packet
+    // (acknowledgements to the broker do not restart the keep-alive clock).
     let mut last_packet = Instant::now();
     let far = Duration::from_secs(u64::from(u32::MAX));
     let keep_alive = tokio::time::sleep(idle.unwrap_or(far));
@@ -221,6 +313,13 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                 upstream.write_all(PINGREQ).await.map_err(|e| Refusal::Broker(e.to_string()))?;
                 continue;
             }
+            _ = acks.ready.notified() => {
+                acks.take_into(&mut out)?;
+                write(upstream, &mut out)
+                    .await
+                    .map_err(|e| Refusal::Broker(e.to_string()))?;
+                continue;
+            }
         };
         let Some(frame) = frame else {
             // The client left without DISCONNECT: the broker publishes its will, if any.
@@ -228,23 +327,21 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
         };
         let mut next = Some(frame);
         while let Some(frame) = next {
-            let step = lock(state)?.on_client_packet(frame)?;
+            let step = ctx.on_client_packet(frame)?;
             match step {
                 Step::Forward(b) => out.push(b),
-                Step::Reply(b) => replies.send(b).await?,
+                Step::Reply(b) => replies.push(b).await?,
                 Step::Refuse {
                     reply,
                     forward,
-                    action,
-                    topic,
-                    rule,
+                    audits,
                 } => {
-                    audit::refused(peer, Some(identity), action, &topic, "not authorized", rule);
+                    ctx.audit(&audits);
                     if let Some(b) = forward {
                         out.push(b);
                     }
                     if let Some(b) = reply {
-                        replies.send(b).await?;
+                        replies.push(b).await?;
                     }
                 }
                 Step::Nothing => {}

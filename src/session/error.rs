@@ -5,8 +5,8 @@
 //! (translated for 3.x clients), after it a v5 DISCONNECT, and for 3.x clients a plain close,
 //! because MQTT 3.1.1 has no way to say why.
 
-use crate::mqtt::{ConnectError, DecodeError, FrameError, ReasonCode};
-use crate::policy::RuleRef;
+use crate::mqtt::{ConnectError, DecodeError, FrameError, ProtocolVersion, ReasonCode};
+use crate::policy::{AclReason, RuleRef};
 
 /// What moat puts on the wire before closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +40,40 @@ pub(crate) enum Refusal {
     /// Client identifier the broker would mishandle or the policy does not accept.
     #[error("client identifier not valid: {0}")]
     ClientId(&'static str),
+    /// The policy binds client ids to identities and this one is not the client's
+    /// (`client_id:` rule; catalogue §A.21).
+    #[error("client identifier not allowed for this identity ({0})")]
+    ClientIdNotBound(RuleRef),
+    /// Another identity holds this client id (a live session, or one the broker keeps).
+    #[error("client identifier in use by another identity")]
+    ClientIdTaken,
     /// Credentials did not match.
     #[error("bad user name or password ({0})")]
     BadCredentials(RuleRef),
     /// Authenticated (or anonymous) but not allowed in.
     #[error("not authorized ({0})")]
     NotAuthorized(RuleRef),
+    /// The will's topic, QoS or retain flag may not be published by this client (catalogue
+    /// §A.18).
+    #[error("will on {topic:?} not authorized: {reason} ({rule})")]
+    WillDenied {
+        /// The will topic.
+        topic: String,
+        /// Why.
+        reason: AclReason,
+        /// The rule that refused it.
+        rule: RuleRef,
+    },
+    /// A PUBLISH was refused by a rule that says to end the session (`disconnect: true`).
+    #[error("publish to {topic:?} not authorized: {reason} ({rule})")]
+    PublishDenied {
+        /// The (resolved) topic.
+        topic: String,
+        /// Why.
+        reason: AclReason,
+        /// The rule that refused it.
+        rule: RuleRef,
+    },
     /// The broker is down or did not answer.
     #[error("broker unavailable: {0}")]
     BrokerUnavailable(String),
@@ -58,6 +86,14 @@ pub(crate) enum Refusal {
     /// A client sent a packet only a server may send, or a second CONNECT.
     #[error("protocol error: {0}")]
     Protocol(&'static str),
+    /// More unacknowledged QoS 1/2 PUBLISHes than the Receive Maximum moat advertised
+    /// [MQTT-3.3.4-7].
+    #[error("receive maximum exceeded [MQTT-3.3.4-7]")]
+    ReceiveMaximum,
+    /// An MQTT 5 CONNECT asked for enhanced authentication, which moat does not offer
+    /// (catalogue §B.31).
+    #[error("unsupported authentication method")]
+    BadAuthMethod,
     /// Topic alias 0, above the maximum, or unknown with an empty topic.
     #[error("topic alias invalid: {0}")]
     TopicAlias(&'static str),
@@ -79,8 +115,22 @@ impl Refusal {
     /// otherwise the protocol itself.
     pub(crate) fn rule(&self) -> String {
         match self {
-            Refusal::BadCredentials(rule) | Refusal::NotAuthorized(rule) => rule.to_string(),
+            Refusal::BadCredentials(rule)
+            | Refusal::NotAuthorized(rule)
+            | Refusal::ClientIdNotBound(rule)
+            | Refusal::WillDenied { rule, .. }
+            | Refusal::PublishDenied { rule, .. } => rule.to_string(),
+            Refusal::ClientIdTaken => "builtin client-id-owned-by-another-identity".to_string(),
             _ => "protocol".to_string(),
+        }
+    }
+
+    /// The action and topic an audit line names for this refusal.
+    pub(crate) fn audit_subject(&self) -> (&'static str, &str) {
+        match self {
+            Refusal::WillDenied { topic, .. } => ("will", topic),
+            Refusal::PublishDenied { topic, .. } => ("publish", topic),
+            _ => ("connect", ""),
         }
     }
 
@@ -97,18 +147,49 @@ impl Refusal {
                 Outcome::ConnAck(R::PacketTooLarge)
             }
             Refusal::ConnectFrame(_) => Outcome::Close,
-            Refusal::ClientId(_) => Outcome::ConnAck(R::ClientIdentifierNotValid),
+            Refusal::ClientId(_) | Refusal::ClientIdNotBound(_) | Refusal::ClientIdTaken => {
+                Outcome::ConnAck(R::ClientIdentifierNotValid)
+            }
             Refusal::BadCredentials(_) => Outcome::ConnAck(R::BadUserNameOrPassword),
-            Refusal::NotAuthorized(_) => Outcome::ConnAck(R::NotAuthorized),
+            Refusal::NotAuthorized(_) | Refusal::WillDenied { .. } => {
+                Outcome::ConnAck(R::NotAuthorized)
+            }
+            Refusal::PublishDenied { .. } => Outcome::Disconnect(R::NotAuthorized),
             Refusal::BrokerUnavailable(_) => Outcome::ConnAck(R::ServerUnavailable),
             Refusal::Packet(e) => Outcome::Disconnect(e.reason()),
             Refusal::Frame(FrameError::TooLarge { .. }) => Outcome::Disconnect(R::PacketTooLarge),
             Refusal::Frame(_) => Outcome::Disconnect(R::MalformedPacket),
             Refusal::Protocol(_) => Outcome::Disconnect(R::ProtocolError),
             Refusal::TopicAlias(_) => Outcome::Disconnect(R::TopicAliasInvalid),
+            Refusal::ReceiveMaximum => Outcome::Disconnect(R::ReceiveMaximumExceeded),
+            Refusal::BadAuthMethod => Outcome::ConnAck(R::BadAuthenticationMethod),
             Refusal::KeepAlive => Outcome::Disconnect(R::KeepAliveTimeout),
             Refusal::ShuttingDown => Outcome::Disconnect(R::ServerShuttingDown),
             Refusal::Broker(_) => Outcome::Disconnect(R::UnspecifiedError),
+        }
+    }
+}
+
+/// A policy refusal of one packet that leaves the session up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// A PUBLISH (QoS > 0 gets an acknowledgement).
+    Publish,
+    /// One filter of a SUBSCRIBE.
+    Subscribe,
+}
+
+// === impl Denied ===
+
+impl Denied {
+    /// The code the client's acknowledgement carries: MQTT 5 says "not authorized" (0x87) in
+    /// PUBACK/PUBREC and SUBACK; MQTT 3.x cannot refuse a PUBLISH, so it gets a positive
+    /// acknowledgement [MQTT-3.3.5-2], and a refused filter gets SUBACK 0x80.
+    pub(crate) fn code(self, version: ProtocolVersion) -> u8 {
+        match (self, version.is_v5()) {
+            (_, true) => ReasonCode::NotAuthorized.code(),
+            (Denied::Publish, false) => 0x00,
+            (Denied::Subscribe, false) => 0x80,
         }
     }
 }

@@ -9,8 +9,11 @@ mod connect;
 mod driver;
 mod error;
 mod reader;
+mod registry;
 mod state;
 mod upstream;
+
+pub(crate) use registry::ClientIds;
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use crate::mqtt::{self, ConnectReturnCode, Packet, ProtocolVersion};
 use crate::ops::audit;
 use crate::server::{Drain, Shared, Stats};
 use crate::transport::Peer;
-use error::Outcome;
+use error::{Outcome, Refusal};
 use reader::FrameReader;
 
 /// Serves one client from its first byte after the transport handshake to the close.
@@ -59,10 +62,23 @@ async fn serve<S>(
         return;
     };
     Stats::bump_gauge(&shared.stats.active_sessions, 1);
-    let end = driver::pump(&mut reader, &mut wr, &mut link, &peer, drain).await;
+    let end = driver::pump(&mut reader, &mut wr, &mut link, &peer, &shared, drain).await;
     Stats::bump_gauge(&shared.stats.active_sessions, -1);
     match end {
         Ok(()) => {}
+        Err(refusal @ Refusal::PublishDenied { .. }) => {
+            let (action, topic) = refusal.audit_subject();
+            let reason = refusal.to_string();
+            audit::refused(
+                &peer,
+                Some(&link.identity),
+                action,
+                topic,
+                &reason,
+                &refusal.rule(),
+            );
+            let _ = say_goodbye(&mut wr, link.version, refusal.outcome()).await;
+        }
         Err(refusal) => {
             tracing::info!(reason = %refusal, "session closed by moat");
             let _ = say_goodbye(&mut wr, link.version, refusal.outcome()).await;
@@ -87,11 +103,12 @@ where
         Ok(a) => a,
         Err(refused) => {
             Stats::bump(&shared.stats.connects_refused);
+            let (action, topic) = refused.refusal.audit_subject();
             audit::refused(
                 peer,
                 refused.identity.as_deref(),
-                "connect",
-                "",
+                action,
+                topic,
                 &refused.refusal.to_string(),
                 &refused.refusal.rule(),
             );
@@ -114,10 +131,12 @@ where
     tracing::info!(identity = ?admitted.identity.name, client_id = ?admitted.connect.client_id.as_str(), ?version, "session up");
     Some(driver::Link {
         version,
-        identity: admitted.identity.name,
+        identity: admitted.identity.name.clone(),
         keep_alive: admitted.keep_alive,
+        state: std::sync::Mutex::new(driver::initial_state(&admitted)),
         upstream_rd: admitted.upstream.reader,
         upstream_wr: admitted.upstream.writer,
+        _claim: admitted._claim,
     })
 }
 

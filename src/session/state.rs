@@ -3,39 +3,76 @@
 //! No sockets, no tokio, no clock: the driver feeds frames in and carries out the returned
 //! [`Step`]. Original bytes are forwarded whenever the codec accepted the packet unchanged (the
 //! codec accepts only one reading of any byte string); a packet moat changes is re-encoded.
+//!
+//! Every topic decision is made here against the policy snapshot the driver passes in for that
+//! packet, so a reload applies to live sessions from their next packet on: PUBLISH after alias
+//! resolution, each SUBSCRIBE filter, and each delivery from the broker (`receive`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use super::alias::{AliasError, AliasTable};
-use super::error::Refusal;
-use crate::mqtt::{self, Packet, ProtocolVersion, QoS, ReasonCode};
+use super::error::{Denied, Refusal};
+use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
+use crate::policy::{AclCache, AclDecision, Action, Policy, PublishFacts, Subject};
+
+// Packet-id bookkeeping and the MQTT 5 invalid-filter answer live in their own files.
+mod filters;
+mod flow;
+
+pub(crate) use flow::Terms;
 
 /// What the driver must do with one packet.
 #[derive(Debug)]
 pub(crate) enum Step {
     /// Send these bytes on to the other side.
     Forward(Bytes),
-    /// Answer the sender with these bytes; nothing goes on.
+    /// Answer the sender with these bytes (the client for a client packet, the broker for a
+    /// broker packet); nothing goes on.
     Reply(Bytes),
-    /// A policy refusal: answer with `reply` (if any), forward nothing, write one audit line.
+    /// A policy refusal: answer the sender with `reply` (if any), forward `forward` (if any),
+    /// write one audit line per entry of `audits`.
     Refuse {
-        /// What the sender is told (PUBACK 0x87, SUBACK, …), if anything.
+        /// What the sender is told (PUBACK 0x87, SUBACK, an acknowledgement to the broker for a
+        /// dropped delivery), if anything.
         reply: Option<Bytes>,
         /// What still goes on (a SUBSCRIBE with the refused filters removed), if anything.
         forward: Option<Bytes>,
-        /// The refused action, for the audit line.
-        action: &'static str,
-        /// The topic or filter concerned.
-        topic: String,
-        /// The rule that refused it.
-        rule: &'static str,
+        /// One entry per refused topic or filter.
+        audits: Vec<Audit>,
     },
     /// Nothing to send.
     Nothing,
     /// The client said goodbye: forward its DISCONNECT, then close both sides.
     Goodbye(Bytes),
+}
+
+/// One refusal, as the audit line names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Audit {
+    /// publish, subscribe or receive.
+    pub(crate) action: Action,
+    /// The topic or filter.
+    pub(crate) topic: String,
+    /// Why (`no rule matched`, `QoS 2 above max_qos 1`, …).
+    pub(crate) reason: String,
+    /// The rule that decided.
+    pub(crate) rule: String,
+}
+
+// === impl Audit ===
+
+impl Audit {
+    fn new(action: Action, topic: &str, decision: &AclDecision) -> Audit {
+        Audit {
+            action,
+            topic: topic.to_owned(),
+            reason: decision.reason.to_string(),
+            rule: decision.rule().to_string(),
+        }
+    }
 }
 
 /// Per-session protocol state shared by both directions.
@@ -51,41 +88,58 @@ pub(crate) struct State {
     /// SUBSCRIBEs forwarded with refused filters removed: for each original filter, the code
     /// moat chose (`Some`) or `None` where the broker's answer goes, in request order.
     pending_subacks: HashMap<u16, Vec<Option<u8>>>,
+    /// Who the client is, for every ACL decision.
+    subject: Subject,
+    /// Decisions remembered for this session (emptied when the policy snapshot changes).
+    acl: AclCache,
+    /// Open QoS 1/2 exchanges both ways and the session's limits (`state/flow.rs`).
+    flows: flow::Flows,
 }
-
-/// The temporary rule until topic ACLs land: `$`-topics are reserved for the broker and moat.
-const DOLLAR_RULE: &str = "builtin: $-topics are reserved";
 
 // === impl State ===
 
 impl State {
     /// State for a session whose CONNACK advertised `topic_alias_maximum` to the client.
-    pub(crate) fn new(version: ProtocolVersion, topic_alias_maximum: u16) -> Self {
+    pub(crate) fn new(
+        version: ProtocolVersion,
+        topic_alias_maximum: u16,
+        subject: Subject,
+    ) -> Self {
         State {
             version,
             aliases: AliasTable::new(topic_alias_maximum),
             local_qos2: HashSet::new(),
             pending_subacks: HashMap::new(),
+            subject,
+            acl: AclCache::default(),
+            flows: flow::Flows::default(),
         }
     }
 
-    /// A packet from the client.
-    pub(crate) fn on_client_packet(&mut self, frame: Bytes) -> Result<Step, Refusal> {
-        let packet = mqtt::decode(frame.clone(), self.version)?;
+    /// A packet from the client, judged against `policy` (the snapshot in force now).
+    pub(crate) fn on_client_packet(
+        &mut self,
+        frame: Bytes,
+        policy: &Arc<Policy>,
+    ) -> Result<Step, Refusal> {
+        let packet = match mqtt::decode(frame.clone(), self.version) {
+            Ok(packet) => packet,
+            Err(e) => return self.subscribe_with_invalid_filters(frame, e, policy),
+        };
         match packet {
-            Packet::Publish(p) => self.client_publish(frame, p),
-            Packet::Subscribe(s) => self.client_subscribe(frame, s),
+            Packet::Publish(p) => self.client_publish_flow(frame, p, policy),
+            Packet::Subscribe(s) => self.client_subscribe(frame, s, policy),
             Packet::PubRel(r) if self.local_qos2.remove(&r.pkid) => {
                 let comp = Packet::PubComp(mqtt::PubComp::new(r.pkid));
                 Ok(Step::Reply(self.encode(&comp)?))
             }
+            Packet::PubRel(r) => self.client_pubrel(frame, r.pkid),
             Packet::PingReq => Ok(Step::Reply(self.encode(&Packet::PingResp)?)),
-            Packet::Disconnect(_) => Ok(Step::Goodbye(frame)),
-            Packet::Unsubscribe(_)
-            | Packet::PubAck(_)
-            | Packet::PubRec(_)
-            | Packet::PubRel(_)
-            | Packet::PubComp(_) => Ok(Step::Forward(frame)),
+            Packet::Disconnect(d) => self.client_disconnect(frame, &d),
+            Packet::Unsubscribe(_) => Ok(Step::Forward(frame)),
+            Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {
+                Ok(self.client_delivery_ack(frame, &packet))
+            }
             // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
             Packet::Connect(_) => Err(Refusal::Protocol("second CONNECT [MQTT-3.1.0-2]")),
             Packet::Auth(_) => Err(Refusal::Protocol(
@@ -97,11 +151,16 @@ impl State {
         }
     }
 
-    /// A packet from the broker.
-    pub(crate) fn on_broker_packet(&mut self, frame: Bytes) -> Result<Step, Refusal> {
+    /// A packet from the broker. `Step::Reply` and `Step::Refuse::reply` go back to the broker.
+    pub(crate) fn on_broker_packet(
+        &mut self,
+        frame: Bytes,
+        policy: &Arc<Policy>,
+    ) -> Result<Step, Refusal> {
         let packet = mqtt::decode(frame.clone(), self.version)
             .map_err(|e| Refusal::Broker(format!("broker sent a bad packet: {e}")))?;
         match packet {
+            Packet::Publish(p) => self.deliver(frame, p, policy),
             Packet::SubAck(mut ack) => match self.pending_subacks.remove(&ack.pkid) {
                 None => Ok(Step::Forward(frame)),
                 Some(plan) => {
@@ -123,13 +182,11 @@ impl State {
             // moat answers the client's PINGREQs itself and pings the broker on its own
             // schedule, so every PINGRESP from the broker is moat's.
             Packet::PingResp => Ok(Step::Nothing),
-            Packet::Publish(_)
-            | Packet::PubAck(_)
-            | Packet::PubRec(_)
-            | Packet::PubRel(_)
-            | Packet::PubComp(_)
-            | Packet::UnsubAck(_)
-            | Packet::Disconnect(_) => Ok(Step::Forward(frame)),
+            Packet::PubRel(r) => self.broker_pubrel(frame, r.pkid),
+            Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {
+                Ok(self.broker_publish_ack(frame, &packet))
+            }
+            Packet::UnsubAck(_) | Packet::Disconnect(_) => Ok(Step::Forward(frame)),
             Packet::Connect(_)
             | Packet::ConnAck(_)
             | Packet::Subscribe(_)
@@ -139,7 +196,12 @@ impl State {
         }
     }
 
-    fn client_publish(&mut self, frame: Bytes, mut p: mqtt::Publish) -> Result<Step, Refusal> {
+    fn client_publish(
+        &mut self,
+        frame: Bytes,
+        mut p: mqtt::Publish,
+        policy: &Arc<Policy>,
+    ) -> Result<Step, Refusal> {
         if !p.properties.subscription_identifiers.is_empty() {
             return Err(Refusal::Protocol(
                 "PUBLISH from a client with a Subscription Identifier [MQTT-3.3.4-6]",
@@ -157,8 +219,16 @@ impl State {
             })?;
             rewritten = true;
         }
-        if p.topic.as_str().starts_with('$') {
-            return self.refuse_publish(&p);
+        // Judged on the resolved topic, never on an alias-only empty one (catalogue §A.1).
+        let facts = PublishFacts {
+            topic: p.topic.as_str(),
+            qos: p.qos as u8,
+            retain: p.retain,
+            empty_payload: p.payload.is_empty(),
+        };
+        let decision = self.acl.publish(policy, &self.subject, &facts);
+        if !decision.is_allowed() {
+            return self.refuse_publish(&p, &decision);
         }
         if rewritten {
             Ok(Step::Forward(self.encode(&Packet::Publish(p))?))
@@ -168,12 +238,21 @@ impl State {
     }
 
     /// Answers a refused PUBLISH the way the client's version expects: MQTT 5 gets 0x87 for
-    /// QoS > 0; 3.x gets a positive acknowledgement (it cannot be told "no" [MQTT-3.3.5-2]).
-    fn refuse_publish(&mut self, p: &mqtt::Publish) -> Result<Step, Refusal> {
-        let code = match self.version {
-            ProtocolVersion::V5 => ReasonCode::NotAuthorized.code(),
-            _ => 0,
-        };
+    /// QoS > 0; 3.x gets a positive acknowledgement (it cannot be told "no" [MQTT-3.3.5-2]);
+    /// QoS 0 is dropped. A rule with `disconnect: true` ends the session instead.
+    fn refuse_publish(
+        &mut self,
+        p: &mqtt::Publish,
+        decision: &AclDecision,
+    ) -> Result<Step, Refusal> {
+        if decision.disconnect {
+            return Err(Refusal::PublishDenied {
+                topic: p.topic.as_str().to_owned(),
+                reason: decision.reason,
+                rule: decision.rule().clone(),
+            });
+        }
+        let code = Denied::Publish.code(self.version);
         let reply = match (p.qos, p.pkid) {
             (QoS::AtLeastOnce, Some(id)) => Some(Packet::PubAck(ack(id, code))),
             (QoS::ExactlyOnce, Some(id)) => {
@@ -190,34 +269,47 @@ impl State {
         Ok(Step::Refuse {
             reply,
             forward: None,
-            action: "publish",
-            topic: p.topic.as_str().to_owned(),
-            rule: DOLLAR_RULE,
+            audits: vec![Audit::new(Action::Publish, p.topic.as_str(), decision)],
         })
     }
 
-    fn client_subscribe(&mut self, frame: Bytes, mut s: mqtt::Subscribe) -> Result<Step, Refusal> {
-        let refused_code = match self.version {
-            ProtocolVersion::V5 => ReasonCode::NotAuthorized.code(),
-            _ => 0x80,
-        };
+    /// Judges each filter on its own; refused ones are removed, granted ones may be capped to
+    /// the rule's `max_qos`, and the client's SUBACK keeps every code in request order.
+    fn client_subscribe(
+        &mut self,
+        frame: Bytes,
+        mut s: mqtt::Subscribe,
+        policy: &Arc<Policy>,
+    ) -> Result<Step, Refusal> {
+        let refused_code = Denied::Subscribe.code(self.version);
         let mut plan = Vec::with_capacity(s.filters.len());
-        let mut refused = Vec::new();
+        let mut audits = Vec::new();
         let mut kept = Vec::with_capacity(s.filters.len());
-        for (filter, opts) in std::mem::take(&mut s.filters) {
-            if filter_allowed(filter.as_str()) {
+        let mut changed = false;
+        for (filter, mut opts) in std::mem::take(&mut s.filters) {
+            let decision = self.acl.subscribe(policy, &self.subject, filter.as_str());
+            if decision.is_allowed() {
+                if (opts.qos as u8) > decision.max_qos {
+                    // [MQTT-3.9.3] The server may grant a lower QoS than requested.
+                    opts.qos = QoS::from_u8(decision.max_qos).unwrap_or(QoS::AtMostOnce);
+                    changed = true;
+                }
                 plan.push(None);
                 kept.push((filter, opts));
             } else {
                 plan.push(Some(refused_code));
-                refused.push(filter.as_str().to_owned());
+                audits.push(Audit::new(Action::Subscribe, filter.as_str(), &decision));
             }
         }
-        if refused.is_empty() {
-            return Ok(Step::Forward(frame));
+        if audits.is_empty() {
+            if !changed {
+                return Ok(Step::Forward(frame));
+            }
+            s.filters = kept;
+            return Ok(Step::Forward(self.encode(&Packet::Subscribe(s))?));
         }
-        let topic = refused.join(" ");
         if kept.is_empty() {
+            // Every filter refused: answered here, the broker never sees it.
             let codes = plan
                 .into_iter()
                 .map(|c| c.unwrap_or(refused_code))
@@ -230,9 +322,7 @@ impl State {
             return Ok(Step::Refuse {
                 reply: Some(self.encode(&ack)?),
                 forward: None,
-                action: "subscribe",
-                topic,
-                rule: DOLLAR_RULE,
+                audits,
             });
         }
         // Partly refused: the broker gets the rest; its SUBACK is merged with moat's codes.
@@ -241,9 +331,42 @@ impl State {
         Ok(Step::Refuse {
             reply: None,
             forward: Some(self.encode(&Packet::Subscribe(s))?),
-            action: "subscribe",
-            topic,
-            rule: DOLLAR_RULE,
+            audits,
+        })
+    }
+
+    /// A PUBLISH from the broker: delivered if this client may `receive` its topic now; else
+    /// dropped, and acknowledged to the broker by moat so its QoS 1/2 state does not leak
+    /// (rumqttd delivers at the subscription's QoS even for QoS 0 messages).
+    fn deliver(
+        &mut self,
+        frame: Bytes,
+        p: mqtt::Publish,
+        policy: &Arc<Policy>,
+    ) -> Result<Step, Refusal> {
+        if p.properties.topic_alias.is_some() {
+            return Err(Refusal::Broker(
+                "broker used a topic alias moat never allowed".into(),
+            ));
+        }
+        let decision = self.acl.receive(policy, &self.subject, p.topic.as_str());
+        if decision.is_allowed() {
+            // Packet-id bookkeeping and the client's Maximum Packet Size (`state/flow.rs`).
+            return self.broker_publish(frame, &p);
+        }
+        let reply = match (p.qos, p.pkid) {
+            (QoS::AtLeastOnce, Some(id)) => Some(Packet::PubAck(mqtt::PubAck::new(id))),
+            (QoS::ExactlyOnce, Some(id)) => {
+                self.flows.drop_qos2(id);
+                Some(Packet::PubRec(mqtt::PubRec::new(id)))
+            }
+            _ => None,
+        };
+        let reply = reply.map(|r| self.encode(&r)).transpose()?;
+        Ok(Step::Refuse {
+            reply,
+            forward: None,
+            audits: vec![Audit::new(Action::Receive, p.topic.as_str(), &decision)],
         })
     }
 
@@ -261,15 +384,5 @@ fn ack(pkid: u16, reason: u8) -> mqtt::Ack {
     mqtt::Ack {
         reason,
         ..mqtt::Ack::new(pkid)
-    }
-}
-
-/// Until topic ACLs land: any filter except `$`-filters; `$share/{group}/{filter}` is judged on
-/// its inner filter (catalogue §A.4).
-fn filter_allowed(filter: &str) -> bool {
-    match mqtt::topic::split_shared(filter) {
-        Ok(Some((_group, inner))) => !inner.starts_with('$'),
-        Ok(None) => !filter.starts_with('$'),
-        Err(_) => false,
     }
 }

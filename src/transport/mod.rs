@@ -1,9 +1,16 @@
 //! Transports: turn an accepted socket into one duplex byte stream plus a [`Peer`] record.
 //!
 //! Everything after a transport is transport-agnostic. Transports know nothing of MQTT or of
-//! policy; they only terminate encryption (and, later, WebSocket framing or QUIC streams).
+//! policy; they only terminate encryption, WebSocket framing (`ws`, over TCP or TLS) or a QUIC
+//! stream (`quic`), and report what they learned about the other end.
 
+pub mod forwarded;
 mod peer;
+pub mod quic;
+pub mod quic_client;
 pub mod tls;
+pub mod ws;
+mod ws_stream;
 
 pub use peer::{normalise as peer_addr, Peer, TransportKind};
+pub use ws_stream::WsBytes;

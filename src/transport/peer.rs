@@ -8,12 +8,35 @@ use std::sync::Arc;
 pub enum TransportKind {
     /// MQTT over TLS (8883).
     Tls,
+    /// MQTT over WebSocket over TLS (443).
+    Wss,
+    /// MQTT over plain WebSocket (explicitly enabled, normally behind a TLS-terminating proxy).
+    Ws,
+    /// MQTT over one QUIC stream (14567).
+    Quic,
 }
 
-/// The transport's facts about one connection; never anything the MQTT peer claimed.
+// === impl TransportKind ===
+
+impl TransportKind {
+    /// Short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls => "tls",
+            Self::Wss => "wss",
+            Self::Ws => "ws",
+            Self::Quic => "quic",
+        }
+    }
+}
+
+/// The transport's facts about one connection; never anything the MQTT peer claimed (the one
+/// exception, `X-Forwarded-For`, is believed only from a configured trusted proxy, and then
+/// `via` names that proxy).
 #[derive(Clone, Debug)]
 pub struct Peer {
-    /// Socket peer address (IPv4-mapped IPv6 already normalised to IPv4).
+    /// Client address (IPv4-mapped IPv6 already normalised to IPv4): the socket peer, or the
+    /// address a trusted proxy forwarded (port 0 then: the header carries none).
     pub addr: SocketAddr,
     /// Name of the listener that accepted the connection (for policy and audit).
     pub listener: Arc<str>,
@@ -25,6 +48,8 @@ pub struct Peer {
     pub alpn: Option<Vec<u8>>,
     /// Common name of a client certificate that rustls verified against `client_ca`.
     pub cert_cn: Option<String>,
+    /// The trusted proxy's socket address when `addr` came from its `X-Forwarded-For`.
+    pub via: Option<SocketAddr>,
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are the IPv4 peer they stand for; rules keyed

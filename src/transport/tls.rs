@@ -24,6 +24,21 @@ use crate::config::{ClientCerts, TlsSettings, TlsVersion};
 
 /// ALPN protocol id for MQTT (also what EMQX and AWS IoT use).
 pub const ALPN_MQTT: &[u8] = b"mqtt";
+/// ALPN protocol id for HTTP/1.1, the only HTTP a WebSocket upgrade may use here.
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// What a listener's TLS offers: the ALPN list and, for QUIC, the TLS 1.3 floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// MQTT over TLS: ALPN `mqtt` (or none).
+    Mqtt,
+    /// WebSocket over TLS: ALPN `http/1.1` (or none); `mqtt` and `h2` are refused.
+    WebSocket,
+    /// One port for both: `mqtt` → raw MQTT, `http/1.1` or none → WebSocket.
+    Routed,
+    /// QUIC: TLS 1.3 only, whatever `min_version` says, and ALPN `mqtt` is mandatory (RFC 9001 §8.1).
+    Quic,
+}
 
 /// Why a TLS configuration could not be built or a handshake failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +72,19 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Builds the rustls server configuration for a TLS listener.
 pub fn server_config(tls: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_for(tls, Profile::Mqtt)
+}
+
+/// Builds the rustls server configuration for a listener of the given profile: same
+/// certificates, client-certificate policy and CRLs everywhere, ALPN and versions per profile.
+pub fn server_config_for(
+    tls: &TlsSettings,
+    profile: Profile,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
-        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        TlsVersion::V1_3 => &[&rustls::version::TLS13],
+    let versions: &[&rustls::SupportedProtocolVersion] = match (tls.min_version, profile) {
+        (_, Profile::Quic) | (TlsVersion::V1_3, _) => &[&rustls::version::TLS13],
+        (TlsVersion::V1_2, _) => &[&rustls::version::TLS13, &rustls::version::TLS12],
     };
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
@@ -104,9 +128,14 @@ pub fn server_config(tls: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    // A client that offers ALPN must offer `mqtt`; one that offers none is served (most
-    // devices and mosquitto do not send ALPN). Cross-protocol ALPN (http/1.1, h2) is refused.
-    config.alpn_protocols = vec![ALPN_MQTT.to_vec()];
+    // A client that offers ALPN must offer one of ours; one that offers none is served (most
+    // devices and mosquitto do not send ALPN). Cross-protocol ALPN is refused with
+    // no_application_protocol (ALPACA): `h2` anywhere, `http/1.1` on MQTT, `mqtt` on WSS.
+    config.alpn_protocols = match profile {
+        Profile::Mqtt | Profile::Quic => vec![ALPN_MQTT.to_vec()],
+        Profile::WebSocket => vec![ALPN_HTTP11.to_vec()],
+        Profile::Routed => vec![ALPN_MQTT.to_vec(), ALPN_HTTP11.to_vec()],
+    };
     // No 0-RTT: replayable CONNECT + PUBLISH would be an attack, not a feature.
     config.max_early_data_size = 0;
     // No session resumption: every connection proves its certificate again, so a CRL update or
@@ -118,7 +147,8 @@ pub fn server_config(tls: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
-/// Runs the TLS handshake under a deadline and reads what the peer proved.
+/// Runs the TLS handshake under a deadline and reads what the peer proved. The peer's kind is
+/// [`TransportKind::Tls`]; a WebSocket front changes it after the upgrade.
 pub async fn accept(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
@@ -133,14 +163,7 @@ pub async fn accept(
         .map_err(|_| TlsError::HandshakeTimeout(deadline))?
         .map_err(TlsError::Handshake)?;
     let (_, conn) = tls.get_ref();
-    let cert_cn = match conn.peer_certificates().and_then(|c| c.first()) {
-        Some(leaf) => match crate::certs::cert_common_name(leaf.as_ref()) {
-            Ok(Some(cn)) => Some(cn),
-            Ok(None) => None,
-            Err(e) => return Err(TlsError::Identity(e.to_string())),
-        },
-        None => None,
-    };
+    let cert_cn = leaf_common_name(conn.peer_certificates())?;
     let peer = Peer {
         addr,
         listener,
@@ -148,8 +171,20 @@ pub async fn accept(
         sni: conn.server_name().map(str::to_owned),
         alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
         cert_cn,
+        via: None,
     };
     Ok((tls, peer))
+}
+
+/// The CN of a verified client certificate chain's leaf, if a chain was presented.
+pub(crate) fn leaf_common_name(
+    chain: Option<&[CertificateDer<'_>]>,
+) -> Result<Option<String>, TlsError> {
+    match chain.and_then(|c| c.first()) {
+        Some(leaf) => crate::certs::cert_common_name(leaf.as_ref())
+            .map_err(|e| TlsError::Identity(e.to_string())),
+        None => Ok(None),
+    }
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

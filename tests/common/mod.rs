@@ -7,6 +7,9 @@
     clippy::indexing_slicing
 )]
 
+pub mod quic;
+pub mod ws;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +24,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+
+/// A client's TLS connection to moat.
+pub type Tls = TlsStream<TcpStream>;
 
 /// Generous upper bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -66,14 +72,20 @@ pub fn hash(password: &str) -> String {
         .to_string()
 }
 
-/// The default test policy: alice/alice-pw and bob/bob-pw, no anonymous access.
+/// The default test policy: alice/alice-pw and bob/bob-pw, no anonymous access; alice and bob
+/// may use every topic (except `$`-topics, which `#` never matches).
 pub fn default_policy() -> String {
     format!(
-        "anonymous: false\nusers:\n  - {{ name: alice, password: \"{}\", groups: [sensors] }}\n  - {{ name: bob, password: \"{}\" }}\n",
+        "anonymous: false\nusers:\n  - {{ name: alice, password: \"{}\", groups: [sensors] }}\n  - {{ name: bob, password: \"{}\" }}\n{}",
         hash("alice-pw"),
-        hash("bob-pw")
+        hash("bob-pw"),
+        BROAD_RULES
     )
 }
+
+/// The ACL of [`default_policy`]: alice and bob may do anything on any topic.
+pub const BROAD_RULES: &str =
+    "acl:\n  - allow: all\n    topics: [\"#\"]\n    users: [alice, bob]\n";
 
 /// Knobs for one test server.
 pub struct Opts {
@@ -83,6 +95,11 @@ pub struct Opts {
     pub extra: String,
     /// Client certificate CNs to issue and revoke in a CRL the listener loads.
     pub revoked: Vec<&'static str>,
+    /// Extra lines inside the `tls:` section (each indented two spaces, ending in a newline).
+    pub tls_extra: String,
+    /// More listeners, as YAML list entries (`  - { name: wss, kind: wss, bind: "127.0.0.1:0" }\n`),
+    /// next to the `mqtts` TLS listener every harness has.
+    pub listeners: String,
 }
 
 impl Default for Opts {
@@ -92,6 +109,8 @@ impl Default for Opts {
             policy: default_policy(),
             extra: String::new(),
             revoked: Vec::new(),
+            tls_extra: String::new(),
+            listeners: String::new(),
         }
     }
 }
@@ -121,12 +140,12 @@ pub async fn start(opts: Opts) -> Harness {
         "[revoked.crl]"
     };
     let yaml = format!(
-        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n\
-         tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n\
+        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n{}\
+         tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n{}\
          broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
          policies: [policies/]\n\
          dev_certs: false\n{}",
-        opts.client_certs, crls, opts.extra
+        opts.listeners, opts.client_certs, crls, opts.tls_extra, opts.extra
     );
     let path = dir.path().join("moat.yaml");
     std::fs::write(&path, &yaml).unwrap();
@@ -159,6 +178,16 @@ impl Harness {
     /// A watcher subscribed to `#` directly on the embedded broker: what moat let through.
     pub async fn broker_watch(&self) -> BrokerWatch {
         BrokerWatch::start(&self.running).await
+    }
+
+    /// The bound address of another listener.
+    pub fn addr_of(&self, name: &str) -> SocketAddr {
+        self.running.local_addr(name).expect("no such listener")
+    }
+
+    /// The test CA file (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     pub fn upstream_connects(&self) -> u64 {

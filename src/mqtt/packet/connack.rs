@@ -80,7 +80,14 @@ impl ConnAck {
 
     pub(crate) fn read(r: &mut Reader, version: ProtocolVersion) -> Result<ConnAck, DecodeError> {
         let flags = r.u8("connect acknowledge flags")?;
-        if flags & 0xfe != 0 {
+        // MQTT 3.1 has no Session Present flag: the whole byte is reserved (found by the
+        // fuzzer: `20 02 01 00` read as "session present" but re-encoded without it).
+        let reserved = if version == ProtocolVersion::V3_1 {
+            0xff
+        } else {
+            0xfe
+        };
+        if flags & reserved != 0 {
             return Err(DecodeError::ReservedBits {
                 what: "connect acknowledge flags",
                 spec: "MQTT-3.2.2-1",

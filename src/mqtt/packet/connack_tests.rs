@@ -34,6 +34,17 @@ fn v31_never_sets_session_present() {
 }
 
 #[test]
+fn v31_flags_byte_is_reserved() {
+    // Fuzzer finding (fuzz/corpus/decode/regression-v31-connack-flags): 3.1 read this as
+    // "session present" and re-encoded it without the flag, so two readings existed.
+    assert!(matches!(
+        decode(hex("20 02 01 00"), V31),
+        Err(DecodeError::ReservedBits { .. })
+    ));
+    round_trip(&hex("20 02 00 00"), V31, &Packet::ConnAck(ConnAck::new(0)));
+}
+
+#[test]
 fn v311_reserved_return_code_and_flags_mqtt_3_2_2_1() {
     assert!(matches!(
         decode(hex("20 02 00 06"), V3),

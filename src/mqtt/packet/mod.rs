@@ -13,7 +13,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::error::{DecodeError, EncodeError};
-use super::header::{check, PacketType};
+use super::header::{check, FixedHeader, PacketType};
 use super::wire::{put_packet, Reader};
 use super::ProtocolVersion;
 
@@ -37,7 +37,9 @@ pub use disconnect::{Disconnect, DisconnectProperties};
 pub use ping::{PINGREQ, PINGRESP};
 pub use publish::{Publish, PublishProperties};
 pub use suback::SubAck;
-pub use subscribe::{RetainHandling, Subscribe, SubscribeOptions, SubscribeProperties};
+pub use subscribe::{
+    RetainHandling, Subscribe, SubscribeOptions, SubscribeProperties, SubscribeRequest,
+};
 pub use unsuback::UnsubAck;
 pub use unsubscribe::Unsubscribe;
 
@@ -82,6 +84,50 @@ pub enum Packet {
 /// A CONNECT frame is refused with [`DecodeError::UnexpectedConnect`] [MQTT-3.1.0-2]: the first
 /// CONNECT goes through [`Connect::decode`], and any later one is a protocol error.
 pub fn decode(frame: Bytes, version: ProtocolVersion) -> Result<Packet, DecodeError> {
+    let (packet, header, mut r) = open(frame, version)?;
+    let v = version;
+    let decoded = match packet {
+        PacketType::Connect => return Err(DecodeError::UnexpectedConnect),
+        PacketType::ConnAck => Packet::ConnAck(ConnAck::read(&mut r, v)?),
+        PacketType::Publish => Packet::Publish(Publish::read(header.flags(), &mut r, v)?),
+        PacketType::PubAck => Packet::PubAck(Ack::read(packet, &mut r, v)?),
+        PacketType::PubRec => Packet::PubRec(Ack::read(packet, &mut r, v)?),
+        PacketType::PubRel => Packet::PubRel(Ack::read(packet, &mut r, v)?),
+        PacketType::PubComp => Packet::PubComp(Ack::read(packet, &mut r, v)?),
+        PacketType::Subscribe => Packet::Subscribe(Subscribe::read(&mut r, v)?),
+        PacketType::SubAck => Packet::SubAck(SubAck::read(&mut r, v)?),
+        PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::read(&mut r, v)?),
+        PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::read(&mut r, v)?),
+        PacketType::PingReq => Packet::PingReq,
+        PacketType::PingResp => Packet::PingResp,
+        PacketType::Disconnect => Packet::Disconnect(Disconnect::read(&mut r, v)?),
+        PacketType::Auth => Packet::Auth(Auth::read(&mut r)?),
+    };
+    r.finish(packet)?;
+    Ok(decoded)
+}
+
+/// Decodes a SUBSCRIBE frame filter by filter ([`SubscribeRequest`]); `Ok(None)` when the frame
+/// is another packet type. Every check except the per-filter syntax is [`decode`]'s.
+pub fn decode_subscribe_request(
+    frame: Bytes,
+    version: ProtocolVersion,
+) -> Result<Option<SubscribeRequest>, DecodeError> {
+    let (packet, _, mut r) = open(frame, version)?;
+    if packet != PacketType::Subscribe {
+        return Ok(None);
+    }
+    let request = SubscribeRequest::read(&mut r, version)?;
+    r.finish(packet)?;
+    Ok(Some(request))
+}
+
+/// The checks every packet shares: exactly one whole frame, a type that exists in `version`,
+/// the required fixed-header flags. Returns the body reader.
+fn open(
+    frame: Bytes,
+    version: ProtocolVersion,
+) -> Result<(PacketType, FixedHeader, Reader), DecodeError> {
     let header = check(&frame, usize::MAX)?.ok_or(DecodeError::FrameLength {
         expected: 0,
         actual: frame.len(),
@@ -107,27 +153,8 @@ pub fn decode(frame: Bytes, version: ProtocolVersion) -> Result<Packet, DecodeEr
             }); // [MQTT-2.1.3-1]
         }
     }
-    let mut r = Reader::new(frame.slice(header.header_len..));
-    let v = version;
-    let decoded = match packet {
-        PacketType::Connect => return Err(DecodeError::UnexpectedConnect),
-        PacketType::ConnAck => Packet::ConnAck(ConnAck::read(&mut r, v)?),
-        PacketType::Publish => Packet::Publish(Publish::read(header.flags(), &mut r, v)?),
-        PacketType::PubAck => Packet::PubAck(Ack::read(packet, &mut r, v)?),
-        PacketType::PubRec => Packet::PubRec(Ack::read(packet, &mut r, v)?),
-        PacketType::PubRel => Packet::PubRel(Ack::read(packet, &mut r, v)?),
-        PacketType::PubComp => Packet::PubComp(Ack::read(packet, &mut r, v)?),
-        PacketType::Subscribe => Packet::Subscribe(Subscribe::read(&mut r, v)?),
-        PacketType::SubAck => Packet::SubAck(SubAck::read(&mut r, v)?),
-        PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::read(&mut r, v)?),
-        PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::read(&mut r, v)?),
-        PacketType::PingReq => Packet::PingReq,
-        PacketType::PingResp => Packet::PingResp,
-        PacketType::Disconnect => Packet::Disconnect(Disconnect::read(&mut r, v)?),
-        PacketType::Auth => Packet::Auth(Auth::read(&mut r)?),
-    };
-    r.finish(packet)?;
-    Ok(decoded)
+    let r = Reader::new(frame.slice(header.header_len..));
+    Ok((packet, header, r))
 }
 
 // === impl Packet ===

@@ -14,7 +14,7 @@ use super::super::error::{DecodeError, EncodeError};
 use super::super::header::PacketType;
 use super::super::properties::{id, Context, PropReader, PropWriter, UserProperties, Value};
 use super::super::string::MqttStr;
-use super::super::topic::{split_shared, validate_topic_filter};
+use super::super::topic::{split_shared, validate_topic_filter, TopicError};
 use super::super::wire::{put_packet, put_str, Reader};
 use super::super::{ProtocolVersion, QoS};
 
@@ -124,43 +124,16 @@ impl SubscribeOptions {
 
 impl Subscribe {
     pub(crate) fn read(r: &mut Reader, version: ProtocolVersion) -> Result<Subscribe, DecodeError> {
-        let pkid = r.u16("packet identifier")?;
-        if pkid == 0 {
-            return Err(DecodeError::ZeroPacketId {
-                packet: PacketType::Subscribe,
-            }); // [MQTT-2.2.1-3]
-        }
-        let properties = if version.is_v5() {
-            SubscribeProperties::read(r)?
-        } else {
-            SubscribeProperties::default()
-        };
-        let mut filters = Vec::new();
-        while !r.is_empty() {
-            let filter = r.string("topic filter")?;
-            let options = SubscribeOptions::read(r.u8("subscription options")?, version)?;
+        let request = SubscribeRequest::read(r, version)?;
+        let mut filters = Vec::with_capacity(request.entries.len());
+        for entry in request.entries {
             // [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.8.2-1] [MQTT-4.8.2-2]
-            validate_topic_filter(filter.as_str())
-                .map_err(|source| DecodeError::InvalidTopicFilter { source })?;
-            if options.no_local && is_shared(&filter) {
-                return Err(DecodeError::NoLocalOnShared); // [MQTT-3.8.3-4]
-            }
-            filters.push((filter, options));
-        }
-        if filters.is_empty() {
-            let spec = if version.is_v5() {
-                "MQTT-3.8.3-2"
-            } else {
-                "v3:MQTT-3.8.3-3"
-            };
-            return Err(DecodeError::EmptyPayload {
-                packet: PacketType::Subscribe,
-                spec,
-            });
+            let entry = entry.map_err(|(_, source)| DecodeError::InvalidTopicFilter { source })?;
+            filters.push(entry);
         }
         Ok(Subscribe {
-            pkid,
-            properties,
+            pkid: request.pkid,
+            properties: request.properties,
             filters,
         })
     }
@@ -204,6 +177,73 @@ impl Subscribe {
             body.put_u8(options.byte(version)?);
         }
         put_packet(out, ((packet as u8) << 4) | 0b0010, &body, &[])
+    }
+}
+
+/// A SUBSCRIBE read filter by filter: every string rule, option bit, property and the packet
+/// identifier are checked exactly as in [`Subscribe`], but a filter whose *wildcard syntax* is
+/// invalid (`a/#/b`, `$share//a`, an empty filter) is reported in place instead of failing the
+/// whole packet, so an MQTT 5 session can answer it with SUBACK 0x8F and forward the rest
+/// (catalogue §A.5, §A.11). The filter boundaries come from the length prefixes alone, so this
+/// reading is the same one [`Subscribe`] makes: nothing here is ambiguous.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    /// Packet Identifier (non-zero).
+    pub pkid: u16,
+    /// v5 properties.
+    pub properties: SubscribeProperties,
+    /// Every filter in wire order (at least one): `Ok` when valid, `Err` with the rule it breaks.
+    pub entries: Vec<Result<(MqttStr, SubscribeOptions), (MqttStr, TopicError)>>,
+}
+
+// === impl SubscribeRequest ===
+
+impl SubscribeRequest {
+    pub(crate) fn read(
+        r: &mut Reader,
+        version: ProtocolVersion,
+    ) -> Result<SubscribeRequest, DecodeError> {
+        let pkid = r.u16("packet identifier")?;
+        if pkid == 0 {
+            return Err(DecodeError::ZeroPacketId {
+                packet: PacketType::Subscribe,
+            }); // [MQTT-2.2.1-3]
+        }
+        let properties = if version.is_v5() {
+            SubscribeProperties::read(r)?
+        } else {
+            SubscribeProperties::default()
+        };
+        let mut entries = Vec::new();
+        while !r.is_empty() {
+            let filter = r.string("topic filter")?;
+            let options = SubscribeOptions::read(r.u8("subscription options")?, version)?;
+            // [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.8.2-1] [MQTT-4.8.2-2]
+            if let Err(source) = validate_topic_filter(filter.as_str()) {
+                entries.push(Err((filter, source)));
+                continue;
+            }
+            if options.no_local && is_shared(&filter) {
+                return Err(DecodeError::NoLocalOnShared); // [MQTT-3.8.3-4]
+            }
+            entries.push(Ok((filter, options)));
+        }
+        if entries.is_empty() {
+            let spec = if version.is_v5() {
+                "MQTT-3.8.3-2"
+            } else {
+                "v3:MQTT-3.8.3-3"
+            };
+            return Err(DecodeError::EmptyPayload {
+                packet: PacketType::Subscribe,
+                spec,
+            });
+        }
+        Ok(SubscribeRequest {
+            pkid,
+            properties,
+            entries,
+        })
     }
 }
 

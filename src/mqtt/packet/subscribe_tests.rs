@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::mqtt::error::DecodeError;
-use crate::mqtt::packet::{decode, Packet};
+use crate::mqtt::packet::{decode, decode_subscribe_request, Packet};
 use crate::mqtt::reason::ReasonCode;
 use crate::mqtt::test_util::{cat, frame, hex, round_trip};
 use crate::mqtt::topic::TopicError;
@@ -138,6 +138,63 @@ fn empty_payload_mqtt_3_8_3_2() {
     assert_eq!(e.spec(), Some("v3:MQTT-3.8.3-3"));
     let e = dec("82 03 00 01 00", V5).unwrap_err();
     assert_eq!(e.spec(), Some("MQTT-3.8.3-2"));
+    // v5 §3.8.3: "A SUBSCRIBE packet with no Payload is a Protocol Error".
+    assert_eq!(e.reason(), ReasonCode::ProtocolError);
+}
+
+#[test]
+fn request_reports_invalid_filters_in_place_mqtt_4_7_1_1() {
+    // [`a/b`, `a/#/b` (invalid), `$share//x` (invalid), `c`] — the valid ones keep their options.
+    let bytes = hex(
+        "82 21 00 07 00 00 03 61 2f 62 01 00 05 61 2f 23 2f 62 00 00 09 24 73 68 61 72 65 2f 2f 78 02 00 01 63 02",
+    );
+    let req = decode_subscribe_request(bytes.clone(), V5)
+        .unwrap()
+        .unwrap();
+    assert_eq!(req.pkid, 7);
+    let shape: Vec<Result<&str, TopicError>> = req
+        .entries
+        .iter()
+        .map(|e| match e {
+            Ok((f, _)) => Ok(f.as_str()),
+            Err((_, why)) => Err(*why),
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            Ok("a/b"),
+            Err(TopicError::MisplacedMultiLevel),
+            Err(TopicError::SharedEmptyName),
+            Ok("c"),
+        ]
+    );
+    // The strict reader refuses the same bytes, and both agree on a valid packet.
+    assert!(matches!(
+        dec("82 21 00 07 00 00 03 61 2f 62 01 00 05 61 2f 23 2f 62 00 00 09 24 73 68 61 72 65 2f 2f 78 02 00 01 63 02", V5),
+        Err(DecodeError::InvalidTopicFilter { .. })
+    ));
+    let ok = hex("82 09 00 01 00 00 03 61 2f 62 01");
+    let req = decode_subscribe_request(ok.clone(), V5).unwrap().unwrap();
+    let Packet::Subscribe(s) = decode(ok, V5).unwrap() else {
+        panic!("not a SUBSCRIBE")
+    };
+    assert_eq!(
+        req.entries,
+        s.filters.into_iter().map(Ok).collect::<Vec<_>>()
+    );
+    // Everything else stays fatal: a bad string, No Local on a share, trailing bytes.
+    assert!(decode_subscribe_request(hex("82 08 00 01 00 00 02 61 00 00"), V5).is_err());
+    assert_eq!(
+        decode_subscribe_request(
+            hex("82 12 00 01 00 00 0c 24 73 68 61 72 65 2f 67 2f 61 2f 62 04"),
+            V5
+        ),
+        Err(DecodeError::NoLocalOnShared)
+    );
+    assert!(decode_subscribe_request(hex("82 0a 00 01 00 00 03 61 2f 62 01 ff"), V5).is_err());
+    // Another packet type is not a subscribe request.
+    assert_eq!(decode_subscribe_request(hex("c0 00"), V5), Ok(None));
 }
 
 #[test]

@@ -1,0 +1,411 @@
+//! Topic ACLs: which client may publish, subscribe to, or receive which topic. Pure.
+//!
+//! Rules are an ordered list (`acl:` in policy files, in file order across files); the first
+//! rule that matches a request decides, and no match is a denial (`builtin default-deny`). A rule
+//! matches when its action, one of its topic filters, and its *who* part (users / groups / certs,
+//! then listeners and sources) all match. Conditions (`max_qos`, `retain`) do not change which
+//! rule matches: an allow rule whose condition the request breaks refuses it, naming that rule.
+//!
+//! The three questions, and how each avoids scanning every rule:
+//! - publish and receive (one topic name): a topic trie per action (`trie.rs`);
+//! - subscribe (a filter, which may hold wildcards): the subject's own rules, found through the
+//!   identity index, are walked in order; a filter is allowed only when an allow rule *covers*
+//!   it and no earlier deny rule *overlaps* it (`filter.rs`). That is sound: every topic the
+//!   filter can match is then allowed (proved in the tests), so `allow a/+` never grants `a/#`.
+//!
+//! `$share/{group}/{filter}` is judged on its inner filter, and rules with `share_groups` apply
+//! only to shared subscriptions with those names. `$`-topics are matched only by rules whose
+//! first level names them [MQTT-4.7.2-1]. Placeholders (`{username}`, `{client_id}`, `{cert.cn}`)
+//! fill whole levels with literal text; an identity that contains `+ # /` or NUL fills nothing.
+
+mod cache;
+mod cases;
+pub(crate) mod compile;
+mod filter;
+mod rule;
+mod trie;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use cache::AclCache;
+pub use cases::{CaseOutcome, PolicyCase};
+use filter::Level;
+use rule::{Rule, Values};
+use trie::{Bucket, Trie, WhoKey};
+
+use super::decision::{Decision, RuleRef, Verdict};
+use super::{IdentitySource, Policy};
+use crate::mqtt::topic;
+
+/// What a client wants to do with a topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Send a PUBLISH (including the will, judged at CONNECT).
+    Publish = 0,
+    /// Subscribe with a topic filter.
+    Subscribe = 1,
+    /// Be delivered a message on a topic (a PUBLISH from the broker).
+    Receive = 2,
+}
+
+// === impl Action ===
+
+impl Action {
+    /// Every action, in index order.
+    pub const ALL: [Action; 3] = [Action::Publish, Action::Subscribe, Action::Receive];
+
+    /// The word used in policy files, audit lines and `moat explain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::Subscribe => "subscribe",
+            Action::Receive => "receive",
+        }
+    }
+
+    /// Parses the policy-file word (not `all`).
+    pub fn parse(word: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == word)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who is asking: the facts rules are matched against. Fixed for the life of a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    /// Identity name (user, certificate CN, or `anonymous`).
+    pub name: String,
+    /// How the identity was established.
+    pub source: IdentitySource,
+    /// MQTT client identifier (the one moat assigned, if the client sent none).
+    pub client_id: String,
+    /// CN of the verified client certificate, if one was presented.
+    pub cert_cn: Option<String>,
+    /// Listener the client came through.
+    pub listener: Arc<str>,
+    /// The client's address.
+    pub addr: IpAddr,
+}
+
+// === impl Subject ===
+
+impl Subject {
+    /// Whether the client has no credentials.
+    pub fn is_anonymous(&self) -> bool {
+        self.source == IdentitySource::Anonymous
+    }
+}
+
+/// Why an ACL decision came out as it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AclReason {
+    /// The rule matched; its verdict stands.
+    Matched,
+    /// No rule matched: deny by default.
+    NoRule,
+    /// An allow rule matched but the QoS is above its `max_qos`.
+    QosAbove {
+        /// Requested QoS.
+        qos: u8,
+        /// The rule's maximum.
+        max: u8,
+    },
+    /// An allow rule matched but it does not allow retained messages (a retained publish, or
+    /// an empty payload, which the embedded broker treats as deleting the retained message).
+    RetainNotAllowed,
+    /// The filter is not a valid topic filter.
+    InvalidFilter,
+}
+
+/// An ACL decision: the verdict, the rule that reached it, and what the enforcer needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AclDecision {
+    /// Allow or deny, and the rule.
+    pub decision: Decision,
+    /// Why.
+    pub reason: AclReason,
+    /// The deciding rule says a refused publish ends the session.
+    pub disconnect: bool,
+    /// For subscriptions: the highest QoS the subscription may be granted.
+    pub max_qos: u8,
+}
+
+// === impl AclDecision ===
+
+impl AclDecision {
+    /// Whether the request may go on.
+    pub fn is_allowed(&self) -> bool {
+        self.decision.is_allowed()
+    }
+
+    /// The rule that decided.
+    pub fn rule(&self) -> &RuleRef {
+        &self.decision.rule
+    }
+
+    fn no_rule() -> AclDecision {
+        AclDecision {
+            decision: Decision::deny(RuleRef::builtin("default-deny")),
+            reason: AclReason::NoRule,
+            disconnect: false,
+            max_qos: 0,
+        }
+    }
+
+    fn by(rule: &Rule, verdict: Verdict, reason: AclReason) -> AclDecision {
+        AclDecision {
+            decision: Decision {
+                verdict,
+                rule: rule.rule.clone(),
+            },
+            reason,
+            disconnect: rule.disconnect,
+            max_qos: rule.max_qos,
+        }
+    }
+}
+
+impl fmt::Display for AclReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AclReason::Matched => f.write_str("rule matched"),
+            AclReason::NoRule => f.write_str("no rule matched"),
+            AclReason::QosAbove { qos, max } => write!(f, "QoS {qos} above max_qos {max}"),
+            AclReason::RetainNotAllowed => f.write_str("retain not allowed"),
+            AclReason::InvalidFilter => f.write_str("invalid topic filter"),
+        }
+    }
+}
+
+impl fmt::Display for AclDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.decision, self.reason)
+    }
+}
+
+/// A publish as the ACL sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct PublishFacts<'a> {
+    /// Topic name (after alias resolution).
+    pub topic: &'a str,
+    /// QoS 0–2.
+    pub qos: u8,
+    /// RETAIN flag.
+    pub retain: bool,
+    /// Zero-length payload: rumqttd deletes the retained message on the topic even without
+    /// RETAIN (catalogue §A.19), so such a publish needs retain permission too.
+    pub empty_payload: bool,
+}
+
+/// The compiled ACL of one policy snapshot.
+#[derive(Debug, Default)]
+pub(crate) struct Acl {
+    /// Rules in first-match order.
+    rules: Vec<Rule>,
+    /// One trie per action (index = `Action as usize`), for topic names.
+    tries: [Trie; 3],
+    /// Subscribe rules by identity, for filter decisions.
+    subscribe_index: Bucket,
+}
+
+// === impl Acl ===
+
+impl Acl {
+    /// Builds the indexes over `rules` (in first-match order).
+    pub(crate) fn new(rules: Vec<Rule>) -> Acl {
+        let mut acl = Acl {
+            rules: Vec::new(),
+            tries: Default::default(),
+            subscribe_index: Bucket::default(),
+        };
+        for (id, rule) in rules.iter().enumerate() {
+            let id = u32::try_from(id).unwrap_or(u32::MAX);
+            for action in [Action::Publish, Action::Receive] {
+                if rule.covers_action(action) {
+                    if let Some(trie) = acl.tries.get_mut(action as usize) {
+                        for pattern in &rule.patterns {
+                            trie.insert(pattern, id, &rule.who);
+                        }
+                    }
+                }
+            }
+            if rule.covers_action(Action::Subscribe) {
+                acl.subscribe_index.add(id, &rule.who);
+            }
+        }
+        acl.rules = rules;
+        acl
+    }
+
+    /// Number of rules.
+    pub(crate) fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    fn rule(&self, id: u32) -> Option<&Rule> {
+        self.rules.get(id as usize)
+    }
+
+    /// The first rule matching a topic name for publish or receive, ignoring conditions.
+    pub(crate) fn first_match(
+        &self,
+        action: Action,
+        subject: &Subject,
+        groups: &[String],
+        topic: &str,
+    ) -> Option<u32> {
+        let trie = self.tries.get(action as usize)?;
+        let key = WhoKey {
+            name: &subject.name,
+            groups,
+            cert_cn: subject.cert_cn.as_deref(),
+        };
+        let ok = |id: u32| {
+            self.rule(id)
+                .is_some_and(|r| r.context_matches(subject, None))
+        };
+        trie.first_match(topic, &key, &Values::of(subject), &ok)
+    }
+
+    /// Turns a first match into a decision, applying the rule's conditions to a publish.
+    pub(crate) fn conclude(
+        &self,
+        id: Option<u32>,
+        publish: Option<&PublishFacts<'_>>,
+    ) -> AclDecision {
+        let Some(rule) = id.and_then(|id| self.rule(id)) else {
+            return AclDecision::no_rule();
+        };
+        if rule.verdict == Verdict::Deny {
+            return AclDecision::by(rule, Verdict::Deny, AclReason::Matched);
+        }
+        if let Some(p) = publish {
+            if p.qos > rule.max_qos {
+                let reason = AclReason::QosAbove {
+                    qos: p.qos,
+                    max: rule.max_qos,
+                };
+                return AclDecision::by(rule, Verdict::Deny, reason);
+            }
+            if !rule.retain && (p.retain || p.empty_payload) {
+                return AclDecision::by(rule, Verdict::Deny, AclReason::RetainNotAllowed);
+            }
+        }
+        AclDecision::by(rule, Verdict::Allow, AclReason::Matched)
+    }
+
+    /// Judges a SUBSCRIBE filter (possibly `$share/{group}/{filter}`): allowed only if every
+    /// topic it can match is allowed. See the module docs for the walk.
+    pub(crate) fn subscribe(
+        &self,
+        subject: &Subject,
+        groups: &[String],
+        filter: &str,
+    ) -> AclDecision {
+        let (share, inner) = match topic::split_shared(filter) {
+            Ok(Some((group, inner))) => (Some(group), inner),
+            Ok(None) => (None, filter),
+            Err(_) => return invalid_filter(),
+        };
+        if topic::validate_topic_filter(inner).is_err() {
+            return invalid_filter();
+        }
+        let wanted = Level::split(inner);
+        let key = WhoKey {
+            name: &subject.name,
+            groups,
+            cert_cn: subject.cert_cn.as_deref(),
+        };
+        let mut ids = Vec::new();
+        self.subscribe_index.collect(&key, &mut ids);
+        ids.sort_unstable();
+        ids.dedup();
+        let values = Values::of(subject);
+        let mut max_qos = 2;
+        for rule in ids.into_iter().filter_map(|id| self.rule(id)) {
+            if !rule.context_matches(subject, share) {
+                continue;
+            }
+            let filters = rule
+                .patterns
+                .iter()
+                .filter_map(|p| rule::substitute(p, &values));
+            for g in filters {
+                if !filter::intersects(&g, &wanted) {
+                    continue;
+                }
+                if rule.verdict == Verdict::Deny {
+                    return AclDecision::by(rule, Verdict::Deny, AclReason::Matched);
+                }
+                // Topics of this filter that this (earlier) allow rule decides get its QoS cap.
+                max_qos = max_qos.min(rule.max_qos);
+                if filter::covers(&g, &wanted) {
+                    let mut d = AclDecision::by(rule, Verdict::Allow, AclReason::Matched);
+                    d.max_qos = max_qos;
+                    return d;
+                }
+            }
+        }
+        AclDecision::no_rule()
+    }
+}
+
+fn invalid_filter() -> AclDecision {
+    AclDecision {
+        reason: AclReason::InvalidFilter,
+        ..AclDecision::no_rule()
+    }
+}
+
+// === impl Policy (authorization) ===
+
+impl Policy {
+    /// Groups the current policy gives `subject` (none for anonymous clients). Read from this
+    /// snapshot, not from the session's start: a reload that removes a user from a group takes
+    /// effect on live sessions.
+    fn groups_for(&self, subject: &Subject) -> &[String] {
+        if subject.is_anonymous() {
+            return &[];
+        }
+        self.groups_of(&subject.name).unwrap_or_default()
+    }
+
+    /// May `subject` publish this message?
+    pub fn authorize_publish(&self, subject: &Subject, publish: &PublishFacts<'_>) -> AclDecision {
+        let groups = self.groups_for(subject);
+        let id = self
+            .acl
+            .first_match(Action::Publish, subject, groups, publish.topic);
+        self.acl.conclude(id, Some(publish))
+    }
+
+    /// May `subject` be delivered a message on `topic`?
+    pub fn authorize_receive(&self, subject: &Subject, topic: &str) -> AclDecision {
+        let groups = self.groups_for(subject);
+        let id = self
+            .acl
+            .first_match(Action::Receive, subject, groups, topic);
+        self.acl.conclude(id, None)
+    }
+
+    /// May `subject` subscribe with `filter`? When allowed, `max_qos` is the QoS to grant at most.
+    pub fn authorize_subscribe(&self, subject: &Subject, filter: &str) -> AclDecision {
+        self.acl
+            .subscribe(subject, self.groups_for(subject), filter)
+    }
+
+    /// Number of ACL rules.
+    pub fn acl_rules(&self) -> usize {
+        self.acl.len()
+    }
+}

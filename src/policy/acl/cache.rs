@@ -1,0 +1,132 @@
+//! The per-session decision cache.
+//!
+//! What it owns: remembered ACL answers of one session, keyed by action and topic (or filter),
+//! tied to the policy snapshot that produced them. Why it exists: devices publish to the same few
+//! topics over and over; a hash lookup on the whole topic is cheaper than a trie walk. Why it is
+//! safe: every lookup first compares the snapshot pointer with the one the entries came from,
+//! and a reload (a new snapshot) empties the cache, so a revoked right is never served from it.
+//! The cache holds an `Arc` to its snapshot, so a freed snapshot's address can never be reused
+//! by a new one while entries point at it. Bounded: at most [`MAX_ENTRIES`] topics of at most
+//! [`MAX_TOPIC_BYTES`] each; when full it starts over (no eviction bookkeeping on the hot path).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{AclDecision, Action, PublishFacts, Subject};
+use crate::policy::Policy;
+
+/// Entries kept per action.
+pub const MAX_ENTRIES: usize = 64;
+/// Longer topics are judged every time (they are rare and would make the cache large).
+pub const MAX_TOPIC_BYTES: usize = 256;
+
+/// What is remembered for one topic.
+#[derive(Clone, Debug)]
+enum Entry {
+    /// Publish and receive: the first matching rule (conditions are applied per message).
+    Match(Option<u32>),
+    /// Subscribe: the whole decision (it depends on nothing but the filter).
+    Decision(AclDecision),
+}
+
+/// Remembered decisions of one session.
+#[derive(Debug, Default)]
+pub struct AclCache {
+    /// The snapshot the entries were computed against.
+    policy: Option<Arc<Policy>>,
+    /// One map per action, keyed by topic or filter.
+    entries: [HashMap<Box<str>, Entry>; 3],
+    /// The subject's groups in that snapshot (looked up once per snapshot, not per decision).
+    groups: Vec<String>,
+    /// Lookups answered from the cache (for tests and benchmarks).
+    hits: u64,
+}
+
+// === impl AclCache ===
+
+impl AclCache {
+    /// Judges a publish against `policy` (the snapshot in force for this packet).
+    pub fn publish(
+        &mut self,
+        policy: &Arc<Policy>,
+        subject: &Subject,
+        publish: &PublishFacts<'_>,
+    ) -> AclDecision {
+        let id = self.matched(policy, subject, Action::Publish, publish.topic);
+        policy.acl.conclude(id, Some(publish))
+    }
+
+    /// Judges a delivery to this session.
+    pub fn receive(&mut self, policy: &Arc<Policy>, subject: &Subject, topic: &str) -> AclDecision {
+        let id = self.matched(policy, subject, Action::Receive, topic);
+        policy.acl.conclude(id, None)
+    }
+
+    /// Judges a subscription filter.
+    pub fn subscribe(
+        &mut self,
+        policy: &Arc<Policy>,
+        subject: &Subject,
+        filter: &str,
+    ) -> AclDecision {
+        self.sync(policy, subject);
+        if let Some(Entry::Decision(d)) = self.map(Action::Subscribe).and_then(|m| m.get(filter)) {
+            let d = d.clone();
+            self.hits += 1;
+            return d;
+        }
+        let d = policy.authorize_subscribe(subject, filter);
+        self.remember(Action::Subscribe, filter, Entry::Decision(d.clone()));
+        d
+    }
+
+    /// Lookups answered without consulting the rules.
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    fn matched(
+        &mut self,
+        policy: &Arc<Policy>,
+        subject: &Subject,
+        action: Action,
+        topic: &str,
+    ) -> Option<u32> {
+        self.sync(policy, subject);
+        if let Some(Entry::Match(id)) = self.map(action).and_then(|m| m.get(topic)) {
+            let id = *id;
+            self.hits += 1;
+            return id;
+        }
+        let id = policy.acl.first_match(action, subject, &self.groups, topic);
+        self.remember(action, topic, Entry::Match(id));
+        id
+    }
+
+    /// Empties the cache when the policy in force is not the one the entries came from.
+    fn sync(&mut self, policy: &Arc<Policy>, subject: &Subject) {
+        if !self.policy.as_ref().is_some_and(|p| Arc::ptr_eq(p, policy)) {
+            for map in &mut self.entries {
+                map.clear();
+            }
+            self.groups = policy.groups_for(subject).to_vec();
+            self.policy = Some(policy.clone());
+        }
+    }
+
+    fn map(&self, action: Action) -> Option<&HashMap<Box<str>, Entry>> {
+        self.entries.get(action as usize)
+    }
+
+    fn remember(&mut self, action: Action, topic: &str, entry: Entry) {
+        if topic.len() > MAX_TOPIC_BYTES {
+            return;
+        }
+        if let Some(map) = self.entries.get_mut(action as usize) {
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+            map.insert(topic.into(), entry);
+        }
+    }
+}

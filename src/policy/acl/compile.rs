@@ -1,0 +1,485 @@
+//! `acl:` and `tests:` in policy files → compiled [`Rule`]s and [`PolicyCase`]s.
+//!
+//! What it owns: the raw serde shapes of a rule and a test case, and every check made on them
+//! once, at load time, with the file, line and column of the offending value: exactly one of
+//! `allow`/`deny`, known actions, valid filters with whole-level placeholders, no `$share/` in a
+//! rule (rules name the inner filter), sane QoS, parseable networks, conditions only where they
+//! mean something. Why it is separate: `policy/compile.rs` merges files; this file only turns
+//! one rule or case into its compiled form, so the two evolve apart. Pure: text in, values out.
+//!
+//! A rule in YAML:
+//!
+//! ```yaml
+//! acl:
+//!   - allow: [publish, subscribe, receive]   # or `all`; `deny: …` for a denying rule
+//!     topics: ["devices/{username}/#"]
+//!     groups: [devices]                       # who: users, groups, certs (any of them)
+//!     listeners: [mqtts]                      # and, when given, one of these listeners
+//!     sources: [10.0.0.0/8]                   # and one of these networks
+//!     max_qos: 1                              # conditions (allow rules only)
+//!     retain: false
+//! ```
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::cases::PolicyCase;
+use super::rule::{Pattern, Placeholder, Rule, Who};
+use super::{Acl, Action, Subject};
+use crate::config::{quoted, Position, SourceLocation};
+use crate::mqtt::topic;
+use crate::policy::authn::{check_name, NameError};
+use crate::policy::compile::{PolicyError, PolicyErrorKind, PolicySource};
+use crate::policy::decision::{RuleRef, Verdict};
+use crate::policy::IdentitySource;
+
+/// Longest rule label kept in a [`RuleRef`] (audit lines stay short).
+const MAX_LABEL: usize = 96;
+
+/// What is wrong with an ACL rule or a policy test case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AclError {
+    /// Neither or both of `allow` and `deny`.
+    #[error("a rule needs exactly one of 'allow' or 'deny'")]
+    Verdict,
+    /// An action word that is not one.
+    #[error("unknown action {0}: expected publish, subscribe, receive or all")]
+    UnknownAction(String),
+    /// `allow: []`.
+    #[error("a rule needs at least one action")]
+    NoAction,
+    /// `topics: []`.
+    #[error("a rule needs at least one topic filter in 'topics'")]
+    NoTopics,
+    /// Not a valid MQTT topic filter.
+    #[error("invalid topic filter {filter}: {reason}")]
+    Filter {
+        /// The filter, quoted.
+        filter: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `{…}` that is not a whole-level placeholder moat knows.
+    #[error("invalid placeholder in {filter}: a placeholder is a whole level, one of {{username}}, {{client_id}}, {{cert.cn}}")]
+    Placeholder {
+        /// The filter, quoted.
+        filter: String,
+    },
+    /// `$share/…` in a rule.
+    #[error("{0}: rules name the filter inside $share/{{group}}/…; restrict share names with 'share_groups'")]
+    SharedInRule(String),
+    /// Not an address or network.
+    #[error("invalid source {0}: expected an address or a network such as 10.0.0.0/8")]
+    Source(String),
+    /// `max_qos` above 2.
+    #[error("max_qos {0} is not a QoS: expected 0, 1 or 2")]
+    MaxQos(u8),
+    /// A condition on a deny rule.
+    #[error("'{0}' is a condition of allow rules: a deny rule refuses whatever it matches")]
+    ConditionOnDeny(&'static str),
+    /// `share_groups` on a rule that is not subscribe-only.
+    #[error(
+        "'share_groups' restricts subscriptions: use it on a rule whose only action is subscribe"
+    )]
+    ShareGroupsNotSubscribe,
+    /// A name in users/groups/certs/listeners/share_groups that cannot be one.
+    #[error("invalid name {name} in '{list}': {reason}")]
+    Name {
+        /// Which list.
+        list: &'static str,
+        /// The name, quoted.
+        name: String,
+        /// What is wrong.
+        reason: NameError,
+    },
+    /// A policy test case that cannot be run.
+    #[error("policy test: {0}")]
+    Case(String),
+}
+
+/// `allow:` / `deny:` value: one action word or a list of them.
+#[derive(Debug)]
+pub(crate) struct RawActions(Vec<String>);
+
+impl<'de> Deserialize<'de> for RawActions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawActions;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an action (publish, subscribe, receive, all) or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawActions, E> {
+                Ok(RawActions(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawActions, A::Error> {
+                let mut words = Vec::new();
+                while let Some(word) = seq.next_element::<String>()? {
+                    words.push(word);
+                }
+                Ok(RawActions(words))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// `acl[]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    allow: Option<Spanned<RawActions>>,
+    deny: Option<Spanned<RawActions>>,
+    topics: Spanned<Vec<Spanned<String>>>,
+    users: Option<Vec<Spanned<String>>>,
+    groups: Option<Vec<Spanned<String>>>,
+    certs: Option<Vec<Spanned<String>>>,
+    listeners: Option<Vec<Spanned<String>>>,
+    sources: Option<Vec<Spanned<String>>>,
+    share_groups: Option<Vec<Spanned<String>>>,
+    max_qos: Option<Spanned<u8>>,
+    retain: Option<Spanned<bool>>,
+    disconnect: Option<bool>,
+}
+
+/// `tests[]`: one expected decision.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCase {
+    user: Option<String>,
+    client_id: Option<String>,
+    cert_cn: Option<String>,
+    listener: Option<String>,
+    source: Option<Spanned<String>>,
+    action: Spanned<String>,
+    topic: Spanned<String>,
+    qos: Option<Spanned<u8>>,
+    retain: Option<bool>,
+    expect: Spanned<String>,
+}
+
+/// Rules and cases gathered across files, in order.
+#[derive(Debug, Default)]
+pub(crate) struct AclBuilder {
+    rules: Vec<Rule>,
+    cases: Vec<PolicyCase>,
+}
+
+// === impl AclBuilder ===
+
+impl AclBuilder {
+    /// Compiles one file's `acl:` and `tests:` entries.
+    pub(crate) fn add(
+        &mut self,
+        source: &PolicySource,
+        file: &Arc<str>,
+        rules: Option<Vec<RawRule>>,
+        cases: Option<Vec<RawCase>>,
+    ) -> Result<(), PolicyError> {
+        for raw in rules.unwrap_or_default() {
+            self.rules.push(compile_rule(source, file, raw)?);
+        }
+        for raw in cases.unwrap_or_default() {
+            self.cases.push(compile_case(source, raw)?);
+        }
+        Ok(())
+    }
+
+    /// The indexed ACL and the test cases.
+    pub(crate) fn finish(self) -> (Acl, Vec<PolicyCase>) {
+        (Acl::new(self.rules), self.cases)
+    }
+}
+
+fn fail(source: &PolicySource, position: Position, kind: AclError) -> PolicyError {
+    PolicyError {
+        at: SourceLocation::new(&source.path, position),
+        kind: PolicyErrorKind::Acl(kind),
+    }
+}
+
+fn compile_rule(source: &PolicySource, file: &Arc<str>, raw: RawRule) -> Result<Rule, PolicyError> {
+    let (verdict, words) = match (raw.allow, raw.deny) {
+        (Some(a), None) => (Verdict::Allow, a),
+        (None, Some(d)) => (Verdict::Deny, d),
+        _ => {
+            return Err(fail(
+                source,
+                Position::of_spanned(&raw.topics),
+                AclError::Verdict,
+            ))
+        }
+    };
+    let at = Position::of_spanned(&words);
+    let actions = actions(&words.value.0).map_err(|k| fail(source, at, k))?;
+    if raw.topics.value.is_empty() {
+        return Err(fail(source, at, AclError::NoTopics));
+    }
+    let mut patterns = Vec::with_capacity(raw.topics.value.len());
+    for t in &raw.topics.value {
+        patterns.push(pattern(&t.value).map_err(|k| fail(source, Position::of_spanned(t), k))?);
+    }
+    let names = |list: &Option<Vec<Spanned<String>>>, what: &'static str| {
+        let mut out = Vec::new();
+        for n in list.iter().flatten() {
+            check_name(&n.value).map_err(|reason| {
+                let kind = AclError::Name {
+                    list: what,
+                    name: quoted(&n.value),
+                    reason,
+                };
+                fail(source, Position::of_spanned(n), kind)
+            })?;
+            out.push(Box::<str>::from(n.value.as_str()));
+        }
+        Ok::<_, PolicyError>(out)
+    };
+    let mut sources = Vec::new();
+    for s in raw.sources.iter().flatten() {
+        let net = parse_net(&s.value).ok_or_else(|| {
+            fail(
+                source,
+                Position::of_spanned(s),
+                AclError::Source(quoted(&s.value)),
+            )
+        })?;
+        sources.push(net);
+    }
+    let who = Who {
+        users: names(&raw.users, "users")?,
+        groups: names(&raw.groups, "groups")?,
+        certs: names(&raw.certs, "certs")?,
+        listeners: names(&raw.listeners, "listeners")?,
+        sources,
+    };
+    let share_groups = match &raw.share_groups {
+        None => None,
+        Some(_) if actions != [false, true, false] => {
+            return Err(fail(source, at, AclError::ShareGroupsNotSubscribe));
+        }
+        Some(_) => Some(names(&raw.share_groups, "share_groups")?),
+    };
+    let max_qos = match &raw.max_qos {
+        None => 2,
+        Some(q) if verdict == Verdict::Deny => {
+            return Err(fail(
+                source,
+                Position::of_spanned(q),
+                AclError::ConditionOnDeny("max_qos"),
+            ));
+        }
+        Some(q) if q.value > 2 => {
+            return Err(fail(
+                source,
+                Position::of_spanned(q),
+                AclError::MaxQos(q.value),
+            ));
+        }
+        Some(q) => q.value,
+    };
+    let retain = match &raw.retain {
+        None => true,
+        Some(r) if verdict == Verdict::Deny => {
+            return Err(fail(
+                source,
+                Position::of_spanned(r),
+                AclError::ConditionOnDeny("retain"),
+            ));
+        }
+        Some(r) => r.value,
+    };
+    let label = label(verdict, &words.value.0, &raw.topics.value);
+    Ok(Rule {
+        verdict,
+        actions,
+        patterns,
+        who,
+        share_groups,
+        max_qos,
+        retain,
+        disconnect: raw.disconnect.unwrap_or(false),
+        rule: RuleRef::at(file.clone(), at.line, label),
+    })
+}
+
+fn actions(words: &[String]) -> Result<[bool; 3], AclError> {
+    let mut set = [false; 3];
+    for word in words {
+        if word == "all" {
+            set = [true; 3];
+            continue;
+        }
+        let action = Action::parse(word).ok_or_else(|| AclError::UnknownAction(quoted(word)))?;
+        if let Some(slot) = set.get_mut(action as usize) {
+            *slot = true;
+        }
+    }
+    if set == [false; 3] {
+        return Err(AclError::NoAction);
+    }
+    Ok(set)
+}
+
+/// A rule's topic filter → levels, placeholders recognised as whole levels only.
+fn pattern(filter: &str) -> Result<Vec<Pattern>, AclError> {
+    if filter.starts_with("$share/") {
+        return Err(AclError::SharedInRule(quoted(filter)));
+    }
+    let mut levels = Vec::new();
+    let mut plain = Vec::new();
+    for level in filter.split('/') {
+        if let Some(p) = Placeholder::parse(level) {
+            levels.push(Pattern::Var(p));
+            plain.push("x");
+            continue;
+        }
+        // `dev-{username}` or `{user}` is a mistake, not a literal: refuse it.
+        if level.contains('{') && level.contains('}') {
+            return Err(AclError::Placeholder {
+                filter: quoted(filter),
+            });
+        }
+        levels.push(match level {
+            "+" => Pattern::Plus,
+            "#" => Pattern::Hash,
+            other => Pattern::Literal(other.into()),
+        });
+        plain.push(level);
+    }
+    topic::validate_topic_filter(&plain.join("/")).map_err(|e| AclError::Filter {
+        filter: quoted(filter),
+        reason: e.to_string(),
+    })?;
+    Ok(levels)
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or a single address.
+fn parse_net(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+        .map(|n| n.trunc())
+}
+
+fn label(verdict: Verdict, words: &[String], topics: &[Spanned<String>]) -> String {
+    let verdict = match verdict {
+        Verdict::Allow => "allow",
+        Verdict::Deny => "deny",
+    };
+    let topics: Vec<&str> = topics.iter().map(|t| t.value.as_str()).collect();
+    let mut text = format!("{verdict} {} {}", words.join(","), topics.join(","));
+    if text.len() > MAX_LABEL {
+        let mut cut = MAX_LABEL;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+fn compile_case(source: &PolicySource, raw: RawCase) -> Result<PolicyCase, PolicyError> {
+    let at = Position::of_spanned(&raw.action);
+    let bad = |position: Position, what: String| fail(source, position, AclError::Case(what));
+    let action = Action::parse(&raw.action.value).ok_or_else(|| {
+        bad(
+            at,
+            format!(
+                "unknown action {}: expected publish, subscribe or receive",
+                quoted(&raw.action.value)
+            ),
+        )
+    })?;
+    let expect = match raw.expect.value.as_str() {
+        "allow" => Verdict::Allow,
+        "deny" => Verdict::Deny,
+        other => {
+            let what = format!("expect is {}: expected allow or deny", quoted(other));
+            return Err(bad(Position::of_spanned(&raw.expect), what));
+        }
+    };
+    let valid = match action {
+        Action::Subscribe => topic::validate_topic_filter(&raw.topic.value),
+        _ => topic::validate_topic_name(&raw.topic.value),
+    };
+    if let Err(e) = valid {
+        let what = format!("topic {}: {e}", quoted(&raw.topic.value));
+        return Err(bad(Position::of_spanned(&raw.topic), what));
+    }
+    let addr = match &raw.source {
+        None => IpAddr::from([0, 0, 0, 0]),
+        Some(s) => s.value.trim().parse().map_err(|_| {
+            bad(
+                Position::of_spanned(s),
+                format!("source {} is not an address", quoted(&s.value)),
+            )
+        })?,
+    };
+    let qos = match &raw.qos {
+        None => 0,
+        Some(q) if q.value > 2 => {
+            return Err(bad(
+                Position::of_spanned(q),
+                format!("qos {} is not 0, 1 or 2", q.value),
+            ))
+        }
+        Some(q) => q.value,
+    };
+    let subject = Subject::describe(
+        raw.user.as_deref(),
+        raw.client_id.as_deref(),
+        raw.cert_cn.as_deref(),
+        raw.listener.as_deref(),
+        addr,
+    );
+    Ok(PolicyCase {
+        at: SourceLocation::new(&source.path, at),
+        subject,
+        action,
+        topic: raw.topic.value,
+        qos,
+        retain: raw.retain.unwrap_or(false),
+        expect,
+    })
+}
+
+// === impl Subject (described) ===
+
+impl Subject {
+    /// A subject described by hand (`moat explain`, policy tests): `user` is a password
+    /// identity; without it a `cert_cn` is a certificate identity; with neither, anonymous. The
+    /// listener defaults to `mqtts` and the client id to the identity name.
+    pub fn describe(
+        user: Option<&str>,
+        client_id: Option<&str>,
+        cert_cn: Option<&str>,
+        listener: Option<&str>,
+        addr: IpAddr,
+    ) -> Subject {
+        let (name, source) = match (user, cert_cn) {
+            (Some(user), _) => (user.to_owned(), IdentitySource::Password),
+            (None, Some(cn)) => (cn.to_owned(), IdentitySource::Certificate),
+            (None, None) => (
+                crate::policy::ANONYMOUS.to_owned(),
+                IdentitySource::Anonymous,
+            ),
+        };
+        Subject {
+            client_id: client_id.map_or_else(|| name.clone(), str::to_owned),
+            name,
+            source,
+            cert_cn: cert_cn.map(str::to_owned),
+            listener: Arc::from(listener.unwrap_or("mqtts")),
+            addr,
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Packet identifiers in flight, both ways, and the limits the client's CONNECT set.
+//!
+//! What it owns: which QoS 1/2 exchanges are open between the client and the broker, so that
+//! moat (1) never forwards an acknowledgement for an exchange that does not exist (rumqttd drops
+//! the whole connection on an "unsolicited ack"), (2) finishes the exchanges it started itself
+//! (a refused QoS 2 PUBLISH, a delivery too large for the client) without the other side ever
+//! seeing them, (3) enforces the Receive Maximum it advertised (DISCONNECT 0x93) and the
+//! client's Maximum Packet Size on deliveries [MQTT-3.1.2-24, MQTT-3.1.2-25], and (4) refuses a
+//! DISCONNECT that raises a Session Expiry Interval the CONNECT set to 0 (catalogue §B.33,
+//! §B.34).
+//! Why it is separate: it is one concern (packet-id bookkeeping) with its own tests, kept out of
+//! the ACL decisions in `state.rs`.
+//! What it must not do: judge topics, or buffer messages: every table is keyed by a `u16`
+//! packet identifier, so none can hold more than 65 535 entries.
+
+use std::collections::{HashMap, HashSet};
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{State, Step};
+use crate::mqtt::{self, Packet, ProtocolVersion, QoS, ReasonCode};
+use crate::policy::Policy;
+use crate::session::error::Refusal;
+
+/// What the client's CONNECT and moat's CONNACK agreed for the whole session.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Terms {
+    /// The Receive Maximum moat advertised to an MQTT 5 client; `None` for 3.x (no limit).
+    pub(crate) receive_maximum: Option<u16>,
+    /// The client's Maximum Packet Size (MQTT 5): larger deliveries are dropped.
+    pub(crate) client_max_packet_size: Option<usize>,
+    /// The MQTT 5 CONNECT's Session Expiry Interval was 0 (or absent).
+    pub(crate) session_expiry_zero: bool,
+    /// The broker resumed a stored session: it may hold QoS 2 exchanges from an earlier
+    /// connection that moat never saw, whose PUBREL the client resends [MQTT-4.4.0-1].
+    pub(crate) resumed: bool,
+}
+
+/// The next packet an open exchange waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    /// QoS 1: the receiver's PUBACK.
+    Ack,
+    /// QoS 2: the receiver's PUBREC.
+    Rec,
+    /// QoS 2: the sender's PUBREL.
+    Rel,
+    /// QoS 2: the receiver's PUBCOMP.
+    Comp,
+}
+
+/// Open exchanges of one session.
+#[derive(Debug, Default)]
+pub(crate) struct Flows {
+    /// The session's limits.
+    terms: Terms,
+    /// Client → broker PUBLISHes forwarded and not yet complete, by the client's packet id.
+    outbound: HashMap<u16, Awaiting>,
+    /// Broker → client deliveries forwarded and not yet complete, by the broker's packet id.
+    inbound: HashMap<u16, Awaiting>,
+    /// QoS 2 deliveries moat dropped and acknowledged itself (PUBREC sent to the broker): the
+    /// broker's PUBREL for them is answered by moat and never reaches the client.
+    dropped_qos2: HashSet<u16>,
+}
+
+// === impl Flows ===
+
+impl Flows {
+    /// Records a QoS 2 delivery moat dropped and acknowledged itself (PUBREC sent to the
+    /// broker): the broker's PUBREL for it is answered by moat too.
+    pub(super) fn drop_qos2(&mut self, id: u16) {
+        self.dropped_qos2.insert(id);
+    }
+}
+
+// === impl State (flows) ===
+
+impl State {
+    /// Sets the session's limits (from the CONNECT and the CONNACK moat sent).
+    pub(crate) fn with_terms(mut self, terms: Terms) -> Self {
+        self.flows.terms = terms;
+        self
+    }
+
+    /// A client PUBLISH: packet-id rules and Receive Maximum around the policy decision.
+    pub(super) fn client_publish_flow(
+        &mut self,
+        frame: Bytes,
+        p: mqtt::Publish,
+        policy: &Arc<Policy>,
+    ) -> Result<Step, Refusal> {
+        let (qos, Some(id)) = (p.qos, p.pkid) else {
+            return self.client_publish(frame, p, policy);
+        };
+        if self.local_qos2.contains(&id) {
+            // moat is the receiver of this QoS 2 exchange: a resent PUBLISH gets the same PUBREC
+            // again and is never delivered twice [MQTT-4.3.3-10].
+            return match qos {
+                QoS::ExactlyOnce => Ok(Step::Reply(
+                    self.encode(&Packet::PubRec(mqtt::Ack::new(id)))?,
+                )),
+                _ => Err(Refusal::Protocol("packet identifier in use [MQTT-2.2.1-3]")),
+            };
+        }
+        match self.flows.outbound.get(&id) {
+            // A resend of an open exchange (DUP): not a new message for the Receive Maximum.
+            Some(Awaiting::Ack) if qos == QoS::AtLeastOnce => {}
+            Some(Awaiting::Rec | Awaiting::Rel) if qos == QoS::ExactlyOnce => {}
+            Some(_) => return Err(Refusal::Protocol("packet identifier in use [MQTT-2.2.1-3]")),
+            None => {
+                if let Some(max) = self.flows.terms.receive_maximum {
+                    if self.flows.outbound.len() >= usize::from(max) {
+                        return Err(Refusal::ReceiveMaximum); // [MQTT-3.3.4-7]
+                    }
+                }
+            }
+        }
+        let step = self.client_publish(frame, p, policy)?;
+        if matches!(step, Step::Forward(_)) {
+            let first = match qos {
+                QoS::ExactlyOnce => Awaiting::Rec,
+                _ => Awaiting::Ack,
+            };
+            self.flows.outbound.entry(id).or_insert(first);
+        }
+        Ok(step)
+    }
+
+    /// A client PUBREL for one of its own QoS 2 PUBLISHes (moat's own exchanges are answered
+    /// before this is called).
+    pub(super) fn client_pubrel(&mut self, frame: Bytes, id: u16) -> Result<Step, Refusal> {
+        match self.flows.outbound.get(&id) {
+            Some(Awaiting::Rel) => {
+                self.flows.outbound.insert(id, Awaiting::Comp);
+                Ok(Step::Forward(frame))
+            }
+            // A resend while the broker's PUBCOMP is on its way.
+            Some(Awaiting::Comp) => Ok(Step::Forward(frame)),
+            Some(_) => Err(Refusal::Protocol("PUBREL before the PUBREC [MQTT-4.3.3-4]")),
+            // The broker kept this exchange from an earlier connection: it is the broker's.
+            None if self.flows.terms.resumed => Ok(Step::Forward(frame)),
+            None => {
+                // Nobody holds this exchange: answer it here so the client can free the id
+                // (v5: 0x92 Packet Identifier not found), and never let the broker see it.
+                let reason = match self.version {
+                    ProtocolVersion::V5 => ReasonCode::PacketIdentifierNotFound.code(),
+                    _ => 0,
+                };
+                let comp = mqtt::Ack {
+                    reason,
+                    ..mqtt::Ack::new(id)
+                };
+                Ok(Step::Reply(self.encode(&Packet::PubComp(comp))?))
+            }
+        }
+    }
+
+    /// A client PUBACK, PUBREC or PUBCOMP: forwarded only for a delivery it belongs to. The
+    /// broker drops the whole connection on an acknowledgement it does not expect, so an
+    /// unknown one is dropped here (catalogue §B.33: "ignore").
+    pub(super) fn client_delivery_ack(&mut self, frame: Bytes, packet: &Packet) -> Step {
+        let (id, next) = match packet {
+            Packet::PubAck(a) => (a.pkid, None),
+            Packet::PubRec(a) if a.reason < 0x80 => (a.pkid, Some(Awaiting::Rel)),
+            Packet::PubRec(a) => (a.pkid, None),
+            Packet::PubComp(a) => (a.pkid, None),
+            _ => return Step::Nothing,
+        };
+        let expected = match packet {
+            Packet::PubAck(_) => Awaiting::Ack,
+            Packet::PubRec(_) => Awaiting::Rec,
+            _ => Awaiting::Comp,
+        };
+        if self.flows.inbound.get(&id) != Some(&expected) {
+            return Step::Nothing;
+        }
+        match next {
+            Some(n) => self.flows.inbound.insert(id, n),
+            None => self.flows.inbound.remove(&id),
+        };
+        Step::Forward(frame)
+    }
+
+    /// A client DISCONNECT. [v5 §3.14.2.2.2] A Session Expiry Interval in DISCONNECT must not be
+    /// non-zero when the CONNECT's was 0 (catalogue §B.34): the session ends as a protocol error.
+    pub(super) fn client_disconnect(
+        &mut self,
+        frame: Bytes,
+        d: &mqtt::Disconnect,
+    ) -> Result<Step, Refusal> {
+        let raises = d.properties.session_expiry.is_some_and(|s| s != 0);
+        if raises && self.flows.terms.session_expiry_zero {
+            return Err(Refusal::Protocol(
+                "DISCONNECT sets a Session Expiry Interval the CONNECT set to 0 [v5 §3.14.2.2.2]",
+            ));
+        }
+        Ok(Step::Goodbye(frame))
+    }
+
+    /// A broker PUBLISH for the client: dropped and acknowledged by moat when it is larger than
+    /// the client accepts [MQTT-3.1.2-25], otherwise tracked and forwarded.
+    pub(super) fn broker_publish(
+        &mut self,
+        frame: Bytes,
+        p: &mqtt::Publish,
+    ) -> Result<Step, Refusal> {
+        let too_large = self
+            .flows
+            .terms
+            .client_max_packet_size
+            .is_some_and(|max| frame.len() > max);
+        let Some(id) = p.pkid else {
+            return Ok(if too_large {
+                Step::Nothing
+            } else {
+                Step::Forward(frame)
+            });
+        };
+        if too_large {
+            // "Discard it without sending it and then behave as if it had completed sending
+            // that Application Message" [MQTT-3.1.2-25]: moat acknowledges it upstream.
+            let ack = match p.qos {
+                QoS::ExactlyOnce => {
+                    self.flows.dropped_qos2.insert(id);
+                    Packet::PubRec(mqtt::Ack::new(id))
+                }
+                _ => Packet::PubAck(mqtt::Ack::new(id)),
+            };
+            return Ok(Step::Reply(self.encode(&ack)?));
+        }
+        let first = match p.qos {
+            QoS::ExactlyOnce => Awaiting::Rec,
+            _ => Awaiting::Ack,
+        };
+        self.flows.inbound.entry(id).or_insert(first);
+        Ok(Step::Forward(frame))
+    }
+
+    /// A broker PUBREL: moat's own (dropped delivery) is answered here, the client's goes on.
+    pub(super) fn broker_pubrel(&mut self, frame: Bytes, id: u16) -> Result<Step, Refusal> {
+        if self.flows.dropped_qos2.remove(&id) {
+            let comp = Packet::PubComp(mqtt::Ack::new(id));
+            return Ok(Step::Reply(self.encode(&comp)?));
+        }
+        if self.flows.inbound.get(&id) == Some(&Awaiting::Rel) {
+            self.flows.inbound.insert(id, Awaiting::Comp);
+        }
+        Ok(Step::Forward(frame))
+    }
+
+    /// A broker PUBACK, PUBREC or PUBCOMP for one of the client's PUBLISHes: closes or advances
+    /// the exchange (freeing Receive Maximum quota) and goes on to the client.
+    pub(super) fn broker_publish_ack(&mut self, frame: Bytes, packet: &Packet) -> Step {
+        let (id, expected, next) = match packet {
+            Packet::PubAck(a) => (a.pkid, Awaiting::Ack, None),
+            Packet::PubRec(a) if a.reason < 0x80 => (a.pkid, Awaiting::Rec, Some(Awaiting::Rel)),
+            Packet::PubRec(a) => (a.pkid, Awaiting::Rec, None),
+            Packet::PubComp(a) => (a.pkid, Awaiting::Comp, None),
+            _ => return Step::Forward(frame),
+        };
+        if self.flows.outbound.get(&id) == Some(&expected) {
+            match next {
+                Some(n) => self.flows.outbound.insert(id, n),
+                None => self.flows.outbound.remove(&id),
+            };
+        }
+        Step::Forward(frame)
+    }
+}
+
+#[cfg(test)]
+#[path = "flow_tests.rs"]
+mod tests;

@@ -1,0 +1,442 @@
+//! The session machine fed with packets, no sockets: packet-id bookkeeping (catalogue §B.33),
+//! Receive Maximum, the client's Maximum Packet Size, DISCONNECT rules (§B.34) and invalid
+//! filters in MQTT 5 SUBSCRIBEs (§A.5, §A.11).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failed test
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::super::{State, Step};
+use super::Terms;
+use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
+use crate::policy::{Policy, PolicySource, Subject};
+use crate::session::error::Refusal;
+
+const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+fn state(v: ProtocolVersion, terms: Terms) -> State {
+    let subject = Subject::describe(Some("alice"), Some("c1"), None, None, [127, 0, 0, 1].into());
+    State::new(v, 8, subject).with_terms(terms)
+}
+
+/// Flow rules are not policy: every topic is allowed here.
+fn open_policy() -> Arc<Policy> {
+    let source = PolicySource {
+        path: "p.yaml".into(),
+        text: "acl:\n  - allow: all\n    topics: [\"#\"]\n".into(),
+    };
+    Arc::new(crate::policy::compile(&[source]).unwrap())
+}
+
+fn enc(p: Packet, v: ProtocolVersion) -> Bytes {
+    p.to_bytes(v).unwrap()
+}
+
+fn publish(topic: &str, qos: QoS, id: Option<u16>, payload: &[u8]) -> Packet {
+    Packet::Publish(mqtt::Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        pkid: id,
+        properties: Default::default(),
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+fn ack(id: u16, reason: u8) -> mqtt::Ack {
+    mqtt::Ack {
+        reason,
+        ..mqtt::Ack::new(id)
+    }
+}
+
+/// The packet inside a `Step::Reply`, decoded.
+fn reply(step: Result<Step, Refusal>, v: ProtocolVersion) -> Packet {
+    match step {
+        Ok(Step::Reply(b)) => mqtt::decode(b, v).unwrap(),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn forwarded(step: &Result<Step, Refusal>) -> bool {
+    matches!(step, Ok(Step::Forward(_)))
+}
+
+#[test]
+fn pubrel_for_an_unknown_id_is_answered_locally_mqtt_4_3_3_11() {
+    // v5: PUBCOMP 0x92 "Packet Identifier not found"; the broker never sees the PUBREL.
+    let mut s = state(V5, Terms::default());
+    let step = s.on_client_packet(enc(Packet::PubRel(ack(9, 0)), V5), &open_policy());
+    assert_eq!(reply(step, V5), Packet::PubComp(ack(9, 0x92)));
+    // 3.1.1 has no reason codes: a plain PUBCOMP.
+    let mut s = state(V3, Terms::default());
+    let step = s.on_client_packet(enc(Packet::PubRel(ack(9, 0)), V3), &open_policy());
+    assert_eq!(reply(step, V3), Packet::PubComp(ack(9, 0)));
+}
+
+#[test]
+fn pubrel_in_a_resumed_session_belongs_to_the_broker_mqtt_4_4_0_1() {
+    let resumed = Terms {
+        resumed: true,
+        ..Terms::default()
+    };
+    let mut s = state(V3, resumed);
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubRel(ack(9, 0)), V3),
+        &open_policy()
+    )));
+}
+
+#[test]
+fn qos2_flow_through_the_broker_mqtt_4_3_3_4() {
+    let mut s = state(V5, Terms::default());
+    let p = enc(publish("a/b", QoS::ExactlyOnce, Some(5), b"x"), V5);
+    assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
+    // PUBREL before the broker's PUBREC is a protocol error.
+    let early = s.on_client_packet(enc(Packet::PubRel(ack(5, 0)), V5), &open_policy());
+    assert!(matches!(early, Err(Refusal::Protocol(_))), "{early:?}");
+
+    let mut s = state(V5, Terms::default());
+    assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubRec(ack(5, 0)), V5),
+        &open_policy()
+    )));
+    // A resend of the PUBLISH while it is open is still the same exchange.
+    assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubRel(ack(5, 0)), V5),
+        &open_policy()
+    )));
+    // After PUBREL the id is not free until PUBCOMP [MQTT-4.3.3-6].
+    assert!(matches!(
+        s.on_client_packet(p.clone(), &open_policy()),
+        Err(Refusal::Protocol(_))
+    ));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubComp(ack(5, 0)), V5),
+        &open_policy()
+    )));
+    // Complete: a second PUBREL for it is unknown now.
+    let again = s.on_client_packet(enc(Packet::PubRel(ack(5, 0)), V5), &open_policy());
+    assert_eq!(reply(again, V5), Packet::PubComp(ack(5, 0x92)));
+    // And the id is free for a new message.
+    assert!(forwarded(&s.on_client_packet(p, &open_policy())));
+}
+
+#[test]
+fn packet_id_in_use_with_another_qos_mqtt_2_2_1_3() {
+    let mut s = state(V3, Terms::default());
+    let q1 = enc(publish("a/b", QoS::AtLeastOnce, Some(3), b"x"), V3);
+    let q2 = enc(publish("a/b", QoS::ExactlyOnce, Some(3), b"x"), V3);
+    assert!(forwarded(&s.on_client_packet(q1.clone(), &open_policy())));
+    assert!(
+        forwarded(&s.on_client_packet(q1, &open_policy())),
+        "QoS 1 resend"
+    );
+    assert!(matches!(
+        s.on_client_packet(q2, &open_policy()),
+        Err(Refusal::Protocol(_))
+    ));
+}
+
+#[test]
+fn refused_qos2_is_finished_by_moat_and_resends_are_not_delivered_mqtt_4_3_3_10() {
+    // 3.1.1: a refused QoS 2 PUBLISH gets a positive PUBREC; the resend gets it again and
+    // never reaches the broker; the PUBREL is answered by moat.
+    let mut s = state(V3, Terms::default());
+    let p = enc(publish("$SYS/x", QoS::ExactlyOnce, Some(7), b"x"), V3);
+    assert!(matches!(
+        s.on_client_packet(p.clone(), &open_policy()),
+        Ok(Step::Refuse {
+            reply: Some(_),
+            forward: None,
+            ..
+        })
+    ));
+    assert_eq!(
+        reply(s.on_client_packet(p.clone(), &open_policy()), V3),
+        Packet::PubRec(ack(7, 0))
+    );
+    // Reusing the id with QoS 1 while moat holds the exchange is a protocol error.
+    let q1 = enc(publish("a/b", QoS::AtLeastOnce, Some(7), b"x"), V3);
+    assert!(matches!(
+        s.on_client_packet(q1, &open_policy()),
+        Err(Refusal::Protocol(_))
+    ));
+    assert_eq!(
+        reply(
+            s.on_client_packet(enc(Packet::PubRel(ack(7, 0)), V3), &open_policy()),
+            V3
+        ),
+        Packet::PubComp(ack(7, 0))
+    );
+    // After PUBCOMP the id is free: an allowed QoS 2 PUBLISH with it goes to the broker.
+    let allowed = enc(publish("a/b", QoS::ExactlyOnce, Some(7), b"y"), V3);
+    assert!(forwarded(&s.on_client_packet(allowed, &open_policy())));
+}
+
+#[test]
+fn receive_maximum_exceeded_mqtt_3_3_4_7() {
+    let terms = Terms {
+        receive_maximum: Some(2),
+        ..Terms::default()
+    };
+    let mut s = state(V5, terms);
+    let p = |id| enc(publish("a/b", QoS::AtLeastOnce, Some(id), b"x"), V5);
+    assert!(forwarded(&s.on_client_packet(p(1), &open_policy())));
+    assert!(forwarded(&s.on_client_packet(p(2), &open_policy())));
+    // A resend of an open one does not count.
+    assert!(forwarded(&s.on_client_packet(p(2), &open_policy())));
+    // QoS 0 does not count.
+    assert!(forwarded(&s.on_client_packet(
+        enc(publish("a/b", QoS::AtMostOnce, None, b"x"), V5),
+        &open_policy()
+    )));
+    assert!(matches!(
+        s.on_client_packet(p(3), &open_policy()),
+        Err(Refusal::ReceiveMaximum)
+    ));
+    // The broker's PUBACK frees one.
+    let mut s = state(V5, terms);
+    assert!(forwarded(&s.on_client_packet(p(1), &open_policy())));
+    assert!(forwarded(&s.on_client_packet(p(2), &open_policy())));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubAck(ack(1, 0)), V5),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(p(3), &open_policy())));
+    // A PUBREC with an error code ends a QoS 2 exchange too.
+    let q2 = enc(publish("a/b", QoS::ExactlyOnce, Some(4), b"x"), V5);
+    assert!(matches!(
+        s.on_client_packet(q2.clone(), &open_policy()),
+        Err(Refusal::ReceiveMaximum)
+    ));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubAck(ack(2, 0)), V5),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(q2, &open_policy())));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubRec(ack(4, 0x80)), V5),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(p(5), &open_policy())));
+}
+
+#[test]
+fn acks_for_unknown_deliveries_never_reach_the_broker() {
+    let mut s = state(V3, Terms::default());
+    for p in [
+        Packet::PubAck(ack(11, 0)),
+        Packet::PubRec(ack(11, 0)),
+        Packet::PubComp(ack(11, 0)),
+    ] {
+        assert!(matches!(
+            s.on_client_packet(enc(p, V3), &open_policy()),
+            Ok(Step::Nothing)
+        ));
+    }
+    // A real delivery: each ack goes through once, in order.
+    assert!(forwarded(&s.on_broker_packet(
+        enc(publish("a/b", QoS::ExactlyOnce, Some(11), b"x"), V3),
+        &open_policy()
+    )));
+    assert!(matches!(
+        s.on_client_packet(enc(Packet::PubComp(ack(11, 0)), V3), &open_policy()),
+        Ok(Step::Nothing)
+    ));
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubRec(ack(11, 0)), V3),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubRel(ack(11, 0)), V3),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubComp(ack(11, 0)), V3),
+        &open_policy()
+    )));
+    assert!(matches!(
+        s.on_client_packet(enc(Packet::PubComp(ack(11, 0)), V3), &open_policy()),
+        Ok(Step::Nothing)
+    ));
+    // QoS 1 delivery.
+    assert!(forwarded(&s.on_broker_packet(
+        enc(publish("a/b", QoS::AtLeastOnce, Some(12), b"x"), V3),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubAck(ack(12, 0)), V3),
+        &open_policy()
+    )));
+    assert!(matches!(
+        s.on_client_packet(enc(Packet::PubAck(ack(12, 0)), V3), &open_policy()),
+        Ok(Step::Nothing)
+    ));
+}
+
+#[test]
+fn deliveries_larger_than_the_client_accepts_are_dropped_and_acked_mqtt_3_1_2_25() {
+    let terms = Terms {
+        client_max_packet_size: Some(32),
+        ..Terms::default()
+    };
+    let mut s = state(V5, terms);
+    let big = [b'x'; 40];
+    // Small enough: forwarded.
+    assert!(forwarded(&s.on_broker_packet(
+        enc(publish("a/b", QoS::AtLeastOnce, Some(1), b"ok"), V5),
+        &open_policy()
+    )));
+    // QoS 0: dropped.
+    assert!(matches!(
+        s.on_broker_packet(
+            enc(publish("a/b", QoS::AtMostOnce, None, &big), V5),
+            &open_policy()
+        ),
+        Ok(Step::Nothing)
+    ));
+    // QoS 1: moat sends the PUBACK to the broker.
+    let step = s.on_broker_packet(
+        enc(publish("a/b", QoS::AtLeastOnce, Some(2), &big), V5),
+        &open_policy(),
+    );
+    assert_eq!(reply(step, V5), Packet::PubAck(ack(2, 0)));
+    // QoS 2: PUBREC, then moat answers the broker's PUBREL with PUBCOMP.
+    let step = s.on_broker_packet(
+        enc(publish("a/b", QoS::ExactlyOnce, Some(3), &big), V5),
+        &open_policy(),
+    );
+    assert_eq!(reply(step, V5), Packet::PubRec(ack(3, 0)));
+    let step = s.on_broker_packet(enc(Packet::PubRel(ack(3, 0)), V5), &open_policy());
+    assert_eq!(reply(step, V5), Packet::PubComp(ack(3, 0)));
+    // The client never saw id 2 or 3: its acks for them are dropped.
+    assert!(matches!(
+        s.on_client_packet(enc(Packet::PubAck(ack(2, 0)), V5), &open_policy()),
+        Ok(Step::Nothing)
+    ));
+}
+
+#[test]
+fn disconnect_may_not_raise_a_zero_session_expiry_v5_3_14_2_2_2() {
+    let zero = Terms {
+        session_expiry_zero: true,
+        ..Terms::default()
+    };
+    // Catalogue §B.34: `e0 07 00 05 11 00 00 0e 10`.
+    let raise = Bytes::from_static(&[0xe0, 0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x0e, 0x10]);
+    let mut s = state(V5, zero);
+    assert!(matches!(
+        s.on_client_packet(raise.clone(), &open_policy()),
+        Err(Refusal::Protocol(_))
+    ));
+    // Setting it to 0 again, or a CONNECT that had an expiry, is fine.
+    let keep = Bytes::from_static(&[0xe0, 0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00, 0x00]);
+    assert!(matches!(
+        s.on_client_packet(keep, &open_policy()),
+        Ok(Step::Goodbye(_))
+    ));
+    let mut s = state(V5, Terms::default());
+    assert!(matches!(
+        s.on_client_packet(raise, &open_policy()),
+        Ok(Step::Goodbye(_))
+    ));
+}
+
+/// A v5 SUBSCRIBE with the given filters (options QoS 1).
+fn subscribe(id: u16, filters: &[&str]) -> Bytes {
+    let mut body = vec![(id >> 8) as u8, id as u8, 0];
+    for f in filters {
+        body.extend_from_slice(&(f.len() as u16).to_be_bytes());
+        body.extend_from_slice(f.as_bytes());
+        body.push(1);
+    }
+    let mut out = vec![0x82, body.len() as u8];
+    out.extend(body);
+    Bytes::from(out)
+}
+
+fn suback(id: u16, codes: &[u8]) -> Packet {
+    Packet::SubAck(mqtt::SubAck {
+        pkid: id,
+        properties: Default::default(),
+        codes: codes.to_vec(),
+    })
+}
+
+#[test]
+fn invalid_filters_get_suback_0x8f_mqtt_4_7_1_1() {
+    // All invalid: answered by moat, nothing forwarded.
+    let mut s = state(V5, Terms::default());
+    match s.on_client_packet(subscribe(1, &["a/#/b", "$share//x"]), &open_policy()) {
+        Ok(Step::Refuse {
+            reply: Some(r),
+            forward: None,
+            ..
+        }) => assert_eq!(mqtt::decode(r, V5).unwrap(), suback(1, &[0x8f, 0x8f])),
+        other => panic!("{other:?}"),
+    }
+    // Mixed: the valid filters go to the broker alone; its SUBACK is merged in request order.
+    let mut s = state(V5, Terms::default());
+    match s.on_client_packet(subscribe(2, &["a/b", "a#", "c/+"]), &open_policy()) {
+        Ok(Step::Refuse {
+            reply: None,
+            forward: Some(f),
+            ..
+        }) => assert_eq!(f, subscribe(2, &["a/b", "c/+"])),
+        other => panic!("{other:?}"),
+    }
+    let merged = s.on_broker_packet(enc(suback(2, &[1, 0]), V5), &open_policy());
+    match merged {
+        Ok(Step::Forward(b)) => assert_eq!(mqtt::decode(b, V5).unwrap(), suback(2, &[1, 0x8f, 0])),
+        other => panic!("{other:?}"),
+    }
+    // Mixed with a filter the policy refuses ($-filters until ACLs): three kinds of answer.
+    let mut s = state(V5, Terms::default());
+    match s.on_client_packet(subscribe(3, &["$SYS/#", "+#", "ok"]), &open_policy()) {
+        Ok(Step::Refuse {
+            reply: None,
+            forward: Some(f),
+            ..
+        }) => assert_eq!(f, subscribe(3, &["ok"])),
+        other => panic!("{other:?}"),
+    }
+    match s.on_broker_packet(enc(suback(3, &[1]), V5), &open_policy()) {
+        Ok(Step::Forward(b)) => {
+            assert_eq!(mqtt::decode(b, V5).unwrap(), suback(3, &[0x87, 0x8f, 1]))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Policy refuses every valid one: one local SUBACK with both kinds of code.
+    let mut s = state(V5, Terms::default());
+    match s.on_client_packet(subscribe(4, &["", "$SYS/x"]), &open_policy()) {
+        Ok(Step::Refuse {
+            reply: Some(r),
+            forward: None,
+            ..
+        }) => assert_eq!(mqtt::decode(r, V5).unwrap(), suback(4, &[0x8f, 0x87])),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn invalid_filters_close_a_v311_session_v3_mqtt_4_7_1_1() {
+    let mut body = vec![0, 1];
+    body.extend_from_slice(&[0, 5]);
+    body.extend_from_slice(b"a/#/b");
+    body.push(0);
+    let mut frame = vec![0x82, body.len() as u8];
+    frame.extend(body);
+    let mut s = state(V3, Terms::default());
+    assert!(matches!(
+        s.on_client_packet(Bytes::from(frame), &open_policy()),
+        Err(Refusal::Packet(
+            mqtt::DecodeError::InvalidTopicFilter { .. }
+        ))
+    ));
+}

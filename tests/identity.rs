@@ -1,0 +1,267 @@
+//! Identity hardening end to end: client ids bound to identities (catalogue §A.21), the
+//! certificate identity over the CONNECT user name (§A.22), empty client ids (§B.37), and
+//! password files written by the real `mosquitto_passwd` tool (installed by `scripts/test`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failed test
+
+mod common;
+
+use common::packets::{frame, push_str};
+use common::{Harness, Opts};
+use moat::mqtt::{self, Packet, ProtocolVersion};
+use tokio::io::AsyncWriteExt;
+
+/// A CONNECT: `v`, client id, clean session/start, optional v5 properties, credentials.
+fn connect(
+    v: ProtocolVersion,
+    id: &str,
+    clean: bool,
+    props: &[u8],
+    creds: Option<(&str, &str)>,
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    push_str(&mut body, "MQTT");
+    body.push(v.level());
+    let mut flags = if clean { 0x02 } else { 0x00 };
+    if creds.is_some() {
+        flags |= 0xc0;
+    }
+    body.push(flags);
+    body.extend_from_slice(&[0, 60]);
+    if v.is_v5() {
+        body.push(props.len() as u8);
+        body.extend_from_slice(props);
+    }
+    push_str(&mut body, id);
+    if let Some((u, p)) = creds {
+        push_str(&mut body, u);
+        push_str(&mut body, p);
+    }
+    frame(0x10, &body)
+}
+
+/// Sends a CONNECT and returns the decoded CONNACK with the open connection.
+async fn connack(
+    h: &Harness,
+    cert: Option<&moat::certs::Pem>,
+    v: ProtocolVersion,
+    bytes: &[u8],
+) -> (mqtt::ConnAck, common::Tls) {
+    let mut s = h.tls(cert).await;
+    s.write_all(bytes).await.unwrap();
+    let head = common::read_exact(&mut s, 2).await;
+    let body = common::read_exact(&mut s, usize::from(head[1])).await;
+    let packet = mqtt::decode([head, body].concat().into(), v).unwrap();
+    let Packet::ConnAck(ack) = packet else {
+        panic!("expected CONNACK, got {packet:?}")
+    };
+    (ack, s)
+}
+
+const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const ALICE: Option<(&str, &str)> = Some(("alice", "alice-pw"));
+const BOB: Option<(&str, &str)> = Some(("bob", "bob-pw"));
+
+#[tokio::test]
+async fn a_client_id_taken_by_another_identity_is_refused() {
+    let h = common::start(Opts::default()).await;
+    // alice holds "dev-17" with a session the broker keeps (clean session 0).
+    let (ack, alice) = connack(&h, None, V4, &connect(V4, "dev-17", false, &[], ALICE)).await;
+    assert_eq!(ack.code, 0);
+    // bob cannot take it over, in either version, and never reaches the broker.
+    let before = h.upstream_connects();
+    let (ack, _) = connack(&h, None, V4, &connect(V4, "dev-17", true, &[], BOB)).await;
+    assert_eq!(ack.code, 0x02);
+    let (ack, _) = connack(&h, None, V5, &connect(V5, "dev-17", true, &[], BOB)).await;
+    assert_eq!(ack.code, 0x85);
+    assert_eq!(h.upstream_connects(), before);
+    // alice's session is untouched: it still answers.
+    let mut alice = alice;
+    alice.write_all(&[0xc0, 0x00]).await.unwrap();
+    assert_eq!(common::read_exact(&mut alice, 2).await, [0xd0, 0x00]);
+    // After alice leaves, the broker keeps her session: still hers.
+    alice.write_all(&[0xe0, 0x00]).await.unwrap();
+    let _ = common::read_until_close(&mut alice, common::WAIT).await;
+    let (ack, _) = connack(&h, None, V4, &connect(V4, "dev-17", true, &[], BOB)).await;
+    assert_eq!(ack.code, 0x02);
+    // alice may take over her own session.
+    let (ack, _) = connack(&h, None, V4, &connect(V4, "dev-17", false, &[], ALICE)).await;
+    assert_eq!((ack.code, ack.session_present), (0, true));
+}
+
+#[tokio::test]
+async fn a_client_id_used_by_a_clean_session_is_free_after_it() {
+    let h = common::start(Opts::default()).await;
+    let (ack, mut alice) = connack(&h, None, V5, &connect(V5, "dev-9", true, &[], ALICE)).await;
+    assert_eq!(ack.code, 0);
+    let (ack, _) = connack(&h, None, V5, &connect(V5, "dev-9", true, &[], BOB)).await;
+    assert_eq!(ack.code, 0x85, "taken while alice is connected");
+    alice.write_all(&[0xe0, 0x00]).await.unwrap();
+    let (_, closed) = common::read_until_close(&mut alice, common::WAIT).await;
+    assert!(closed);
+    // Session Expiry 0: nothing stays at the broker, so the id is free. moat releases the id
+    // before it closes the connection, so the close above is the signal.
+    let (ack, _) = connack(&h, None, V5, &connect(V5, "dev-9", true, &[], BOB)).await;
+    assert_eq!(ack.code, 0);
+}
+
+fn binding_policy(rule: &str) -> String {
+    format!("{}client_id: {rule}\n", common::default_policy())
+}
+
+#[tokio::test]
+async fn the_policy_binds_client_ids_to_identities() {
+    let h = common::start(Opts {
+        policy: binding_policy("{ must_start_with: \"{identity}-\" }"),
+        ..Opts::default()
+    })
+    .await;
+    let (ack, _) = connack(&h, None, V4, &connect(V4, "alice-1", true, &[], ALICE)).await;
+    assert_eq!(ack.code, 0);
+    let before = h.upstream_connects();
+    for (v, id, want) in [
+        (V4, "bob-1", 0x02),
+        (V4, "alice", 0x02),
+        (V5, "bob-1", 0x85),
+        (V5, "al-1", 0x85),
+    ] {
+        let (ack, _) = connack(&h, None, v, &connect(v, id, true, &[], ALICE)).await;
+        assert_eq!(ack.code, want, "alice as {id}");
+    }
+    assert_eq!(h.upstream_connects(), before);
+    // An empty id gets a moat-assigned one, which the rule does not apply to.
+    let (ack, _) = connack(&h, None, V5, &connect(V5, "", true, &[], ALICE)).await;
+    assert_eq!(ack.code, 0);
+    assert!(ack.properties.assigned_client_identifier.is_some());
+}
+
+#[tokio::test]
+async fn the_certificate_identity_overrides_the_connect_user_name() {
+    // Client ids must equal the identity: a certificate for alice with CONNECT user name bob
+    // (and bob's password) is alice, so "alice" is accepted and "bob" refused.
+    let h = common::start(Opts {
+        policy: binding_policy("{ must_equal: \"{identity}\" }"),
+        ..Opts::default()
+    })
+    .await;
+    let cert = h.pki.client("alice");
+    let (ack, _) = connack(&h, Some(&cert), V4, &connect(V4, "alice", true, &[], BOB)).await;
+    assert_eq!(ack.code, 0, "identity is the certificate's CN");
+    let (ack, _) = connack(&h, Some(&cert), V4, &connect(V4, "bob", true, &[], BOB)).await;
+    assert_eq!(ack.code, 0x02, "the user name did not become the identity");
+    let (ack, _) = connack(&h, Some(&cert), V5, &connect(V5, "bob", true, &[], BOB)).await;
+    assert_eq!(ack.code, 0x85);
+    // Without a certificate, bob's credentials make bob.
+    let (ack, _) = connack(&h, None, V4, &connect(V4, "bob", true, &[], BOB)).await;
+    assert_eq!(ack.code, 0);
+}
+
+#[tokio::test]
+async fn empty_client_ids_follow_the_spec() {
+    let h = common::start(Opts::default()).await;
+    // 5.0: moat assigns an id and says which in CONNACK [MQTT-3.2.2-16]; two clients get two.
+    let (a, _sa) = connack(&h, None, V5, &connect(V5, "", true, &[], ALICE)).await;
+    let (b, _sb) = connack(&h, None, V5, &connect(V5, "", false, &[], BOB)).await;
+    assert_eq!((a.code, b.code), (0, 0));
+    let ida = a.properties.assigned_client_identifier.unwrap();
+    let idb = b.properties.assigned_client_identifier.unwrap();
+    assert!(ida.as_str().starts_with("moat-"), "{ida:?}");
+    assert_ne!(ida, idb);
+    // A client that sent an id is not told one.
+    let (c, _sc) = connack(&h, None, V5, &connect(V5, "named", true, &[], ALICE)).await;
+    assert_eq!(c.properties.assigned_client_identifier, None);
+    // 3.1.1: an empty id needs Clean Session 1 [MQTT-3.1.3-7]; otherwise 0x02 and close
+    // [MQTT-3.1.3-8].
+    let (ok, _s) = connack(&h, None, V4, &connect(V4, "", true, &[], ALICE)).await;
+    assert_eq!(ok.code, 0);
+    let (refused, mut s) = connack(&h, None, V4, &connect(V4, "", false, &[], ALICE)).await;
+    assert_eq!(refused.code, 0x02);
+    let (_, closed) = common::read_until_close(&mut s, common::WAIT).await;
+    assert!(closed, "a refused CONNECT must close the connection");
+}
+
+/// Runs the real mosquitto_passwd.
+fn mosquitto_passwd(args: &[&str]) {
+    let out = std::process::Command::new("mosquitto_passwd")
+        .args(args)
+        .output()
+        .expect("mosquitto_passwd runs (scripts/test installs the mosquitto package)");
+    assert!(
+        out.status.success(),
+        "mosquitto_passwd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_mosquitto_passwd_file_authenticates_its_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let path = file.to_str().unwrap();
+    // The tool's default ($7$, PBKDF2-SHA512), and the old SHA-512 ($6$) it still writes with
+    // `-H sha512` (Debian's 2.0.11 supports both; it has no argon2id).
+    mosquitto_passwd(&["-c", "-b", path, "carol", "carol-pw"]);
+    mosquitto_passwd(&["-H", "sha512-pbkdf2", "-b", path, "dave", "dåve-pw"]);
+    mosquitto_passwd(&["-H", "sha512", "-b", path, "erin", "erin-pw"]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("carol:$7$") && text.contains("dave:$7$"),
+        "{text}"
+    );
+    assert!(text.contains("erin:$6$"), "{text}");
+
+    // An absolute path here (relative paths resolve against the policy file's folder).
+    let policy = format!(
+        "anonymous: false\npassword_file: \"{path}\"\nacl:\n  - allow: all\n    topics: [\"passwd/#\"]\n"
+    );
+    let h = common::start(Opts {
+        policy,
+        ..Opts::default()
+    })
+    .await;
+    let mut watch = h.broker_watch().await;
+    for (user, pw) in [
+        ("carol", "carol-pw"),
+        ("dave", "dåve-pw"),
+        ("erin", "erin-pw"),
+    ] {
+        let (ack, _) = connack(
+            &h,
+            None,
+            V4,
+            &connect(V4, user, true, &[], Some((user, pw))),
+        )
+        .await;
+        assert_eq!(ack.code, 0, "{user}");
+        let (ack, _) = connack(
+            &h,
+            None,
+            V4,
+            &connect(V4, user, true, &[], Some((user, "nope"))),
+        )
+        .await;
+        assert_eq!(ack.code, 0x04, "{user} with a wrong password");
+        let (ack, _) = connack(
+            &h,
+            None,
+            V5,
+            &connect(V5, user, true, &[], Some((user, "nope"))),
+        )
+        .await;
+        assert_eq!(ack.code, 0x86, "{user} with a wrong password (v5)");
+    }
+    // A user from the file publishes through moat.
+    let mut s = h.tls(None).await;
+    let mut bytes = connect(V4, "carol", true, &[], Some(("carol", "carol-pw")));
+    bytes.extend(common::packets::publish_qos0("passwd/ok", b"hi"));
+    s.write_all(&bytes).await.unwrap();
+    assert_eq!(
+        watch.next().await.unwrap(),
+        ("passwd/ok".into(), b"hi".to_vec())
+    );
+    // The $6$ user works, and `moat check` / the log say it should be re-hashed.
+    let cfg = moat::ops::load::load_config(&h.dir.path().join("moat.yaml")).unwrap();
+    let loaded = moat::ops::load::load_policy(&cfg).unwrap();
+    assert_eq!(loaded.warnings().len(), 1, "{:?}", loaded.warnings());
+    assert!(loaded.warnings()[0].contains("'erin' has a $6$"));
+}
