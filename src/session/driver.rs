@@ -2,8 +2,14 @@
 //!
 //! The two directions run as two futures inside the session's single task, so a slow writer on
 //! one side never stops the other side from being read (the classic proxy deadlock), and when
-//! either ends the other is dropped with it: no task or socket outlives the session. Frames that
-//! arrive together are written together (one write, one TLS record where possible).
+//! either ends the other is dropped with it: no task or socket outlives the session.
+//!
+//! Hot path, per read: the frames of one read are judged one by one and the ones that go on are
+//! written together, as they are (no copy into a staging buffer): one vectored write, so one
+//! syscall upstream and one TLS record towards the client. The keep alive is one timer per
+//! session, moved only when it fires, rather than a timer armed and cancelled around every read.
+//! The queues between the two directions allocate nothing until used, so an idle session costs
+//! little more than its sockets and its TLS state (see BENCHMARKS.md).
 //!
 //! Each packet is judged against the policy snapshot in force when it is read
 //! (`shared.policy.load()`), so a reload applies from the next packet on. Acknowledgements moat
@@ -11,15 +17,18 @@
 //! that never blocks the broker → client side: its length is bounded by the broker's in-flight
 //! window, and a broker that overflows it ends the session.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
-use super::connect::{Admitted, TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
+use super::connect::{TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
 use super::error::Refusal;
 use super::limits::{Check, SessionLimits};
 use super::reader::{FrameReader, ReadError};
@@ -43,12 +52,117 @@ const PINGREQ: &[u8] = &[0xc0, 0x00];
 /// cut off instead of holding its session, its broker connection and its buffers forever.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Frames handed to one vectored write at most; more are written in further calls.
+const MAX_IOV: usize = 64;
+
+/// What the session keeps after the CONNECT phase: only what the two directions need (the
+/// CONNECT itself, with its properties and credentials, is dropped), so that an idle session
+/// stays small.
+pub(super) struct Link {
+    /// The client's protocol version (the upstream speaks the same, 3.1 as 3.1.1).
+    pub(super) version: crate::mqtt::ProtocolVersion,
+    /// Who the client is, for audit lines.
+    pub(super) identity: String,
+    /// The client id, for flapping detection when the session ends.
+    pub(super) client_id: String,
+    /// Keep alive enforced on the client, in seconds (0 = none).
+    pub(super) keep_alive: u16,
+    /// The per-session protocol state both directions consult.
+    pub(super) state: Mutex<State>,
+    /// Per-client rates and quotas (`session/limits.rs`).
+    pub(super) limits: Mutex<SessionLimits>,
+    /// Frames from the broker.
+    pub(super) upstream_rd: FrameReader<OwnedReadHalf>,
+    /// Bytes to the broker.
+    pub(super) upstream_wr: OwnedWriteHalf,
+    /// The client id, held for this identity until the session ends.
+    pub(super) _claim: super::registry::Claim,
+}
+
+/// Builds the state of a session that passed the CONNECT phase.
+pub(super) fn initial_state(admitted: &super::connect::Admitted) -> State {
+    let version = admitted.connect.protocol;
+    let terms = super::connect::session_terms(admitted);
+    State::new(version, alias_maximum(version), admitted.subject.clone()).with_terms(terms)
+}
+
+/// A bounded queue between the two directions of a session. Both run in the session's one
+/// task, so a mutex-guarded deque and two `Notify`s do what a channel would, without a
+/// channel's up-front block allocation in every session.
+struct Queue {
+    /// Frames not yet taken; allocated only once something is queued.
+    items: Mutex<VecDeque<Bytes>>,
+    /// Most frames held.
+    bound: usize,
+    /// Signalled when a frame is queued.
+    ready: Notify,
+    /// Signalled when frames were taken (room for a waiting sender).
+    room: Notify,
+}
+
+// === impl Queue ===
+
+impl Queue {
+    fn new(bound: usize) -> Self {
+        Queue {
+            items: Mutex::new(VecDeque::new()),
+            bound,
+            ready: Notify::new(),
+            room: Notify::new(),
+        }
+    }
+
+    fn items(&self) -> Result<std::sync::MutexGuard<'_, VecDeque<Bytes>>, Refusal> {
+        self.items
+            .lock()
+            .map_err(|_| Refusal::Broker("session queue poisoned".into()))
+    }
+
+    /// Queues a frame if there is room; gives it back otherwise.
+    fn try_push(&self, bytes: Bytes) -> Result<Result<(), Bytes>, Refusal> {
+        let mut q = self.items()?;
+        if q.len() >= self.bound {
+            return Ok(Err(bytes));
+        }
+        q.push_back(bytes);
+        drop(q);
+        // `notify_one` keeps a permit if the taker is not waiting yet: no lost wake-up.
+        self.ready.notify_one();
+        Ok(Ok(()))
+    }
+
+    /// Queues a frame, waiting while the queue is full.
+    async fn push(&self, bytes: Bytes) -> Result<(), Refusal> {
+        let mut bytes = bytes;
+        loop {
+            match self.try_push(bytes)? {
+                Ok(()) => return Ok(()),
+                Err(back) => bytes = back,
+            }
+            self.room.notified().await;
+        }
+    }
+
+    /// Moves every queued frame to `out`; returns how many.
+    fn take_into(&self, out: &mut Vec<Bytes>) -> Result<usize, Refusal> {
+        let mut q = self.items()?;
+        let n = q.len();
+        out.extend(q.drain(..));
+        drop(q);
+        if n > 0 {
+            self.room.notify_one();
+        }
+        Ok(n)
+    }
+}
+
 /// Runs the session until one side closes. `Ok` means a normal end; `Err` carries what the
-/// client must be told.
+/// client must be told. Everything is borrowed from the caller, so this future holds only its
+/// own working state.
 pub(super) async fn pump<R, W>(
-    mut client: FrameReader<R>,
+    client: &mut FrameReader<R>,
     client_wr: &mut W,
-    admitted: Admitted,
+    link: &mut Link,
     peer: &Peer,
     shared: &Arc<Shared>,
     mut drain: Drain,
@@ -57,50 +171,35 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let version = admitted.connect.protocol;
-    let terms = super::connect::session_terms(&admitted);
-    let state =
-        Mutex::new(State::new(version, alias_maximum(version), admitted.subject).with_terms(terms));
-    let limits = Mutex::new(SessionLimits::new(version, admitted.limits.clone()));
-    let identity = admitted.identity.name.clone();
-    let mut upstream = admitted.upstream;
-    let idle = match admitted.keep_alive {
+    let idle = match link.keep_alive {
         0 => None,
         // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
         ka => Some(Duration::from_millis(u64::from(ka) * 1500)),
     };
-    let (replies_tx, mut replies_rx) = mpsc::channel::<Bytes>(REPLY_QUEUE);
-    let (acks_tx, acks_rx) = mpsc::channel::<Bytes>(BROKER_ACK_QUEUE);
+    let replies = Queue::new(REPLY_QUEUE);
+    let acks = Queue::new(BROKER_ACK_QUEUE);
+    let upstream_rd = &mut link.upstream_rd;
+    let state = &link.state;
+    let limits = &link.limits;
     let ctx = Ctx {
-        state: &state,
-        limits: &limits,
+        state,
+        limits,
         shared,
         peer,
-        identity: &identity,
+        identity: &link.identity,
     };
 
-    let up = client_to_broker(
-        &mut client,
-        &mut upstream.writer,
-        &ctx,
-        &replies_tx,
-        acks_rx,
-        idle,
-    );
+    let up = client_to_broker(client, &mut link.upstream_wr, &ctx, &replies, &acks, idle);
     let down = async {
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         loop {
             tokio::select! {
                 biased;
                 _ = drain.signalled() => return Err(Refusal::ShuttingDown),
-                reply = replies_rx.recv() => match reply {
-                    Some(bytes) => {
-                        lock(&limits)?.on_frame_to_client(&bytes);
-                        out.extend_from_slice(&bytes);
-                    }
-                    None => return Ok(()),
-                },
-                frame = upstream.reader.next() => {
+                _ = replies.ready.notified() => {
+                    replies.take_into(&mut out)?;
+                }
+                frame = upstream_rd.next() => {
                     let frame = match frame {
                         Ok(Some(f)) => f,
                         Ok(None) => return Err(Refusal::Broker("broker closed the connection".into())),
@@ -110,41 +209,40 @@ where
                     while let Some(frame) = next {
                         let step = {
                             let policy = shared.policy.load();
-                            lock(&state)?.on_broker_packet(frame, &policy)?
+                            lock(state)?.on_broker_packet(frame, &policy)?
                         };
                         match step {
-                            Step::Forward(b) => {
-                                lock(&limits)?.on_frame_to_client(&b);
-                                out.extend_from_slice(&b);
-                            }
-                            Step::Reply(b) => ack_broker(&acks_tx, b)?,
+                            Step::Forward(b) => out.push(b),
+                            Step::Reply(b) => ack_broker(&acks, b)?,
                             Step::Goodbye(b) => {
-                                out.extend_from_slice(&b);
+                                out.push(b);
                                 write(client_wr, &mut out).await?;
                                 return Ok(());
                             }
                             Step::Refuse { reply, forward, audits } => {
                                 ctx.audit(&audits);
                                 if let Some(b) = reply {
-                                    ack_broker(&acks_tx, b)?;
+                                    ack_broker(&acks, b)?;
                                 }
                                 if let Some(b) = forward {
-                                    out.extend_from_slice(&b);
+                                    out.push(b);
                                 }
                             }
                             Step::Nothing => {}
                         }
-                        next = upstream
-                            .reader
+                        next = upstream_rd
                             .buffered()
                             .map_err(|e| Refusal::Broker(e.to_string()))?;
                     }
                 }
             }
             // Whatever else is already queued goes out in the same write.
-            while let Ok(bytes) = replies_rx.try_recv() {
-                lock(&limits)?.on_frame_to_client(&bytes);
-                out.extend_from_slice(&bytes);
+            replies.take_into(&mut out)?;
+            {
+                let mut limits = lock(limits)?;
+                for frame in &out {
+                    limits.on_frame_to_client(frame);
+                }
             }
             tokio::time::timeout(CLIENT_WRITE_TIMEOUT, write(client_wr, &mut out))
                 .await
@@ -192,8 +290,8 @@ impl Ctx<'_> {
 
 /// Queues an acknowledgement for the broker without waiting: the queue is far longer than any
 /// broker's in-flight window, so a full queue means the broker is misbehaving.
-fn ack_broker(acks: &mpsc::Sender<Bytes>, bytes: Bytes) -> Result<(), Refusal> {
-    acks.try_send(bytes)
+fn ack_broker(acks: &Queue, bytes: Bytes) -> Result<(), Refusal> {
+    acks.try_push(bytes)?
         .map_err(|_| Refusal::Broker("broker exceeded its in-flight window".into()))
 }
 
@@ -203,36 +301,47 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
     client: &mut FrameReader<R>,
     upstream: &mut OwnedWriteHalf,
     ctx: &Ctx<'_>,
-    replies: &mpsc::Sender<Bytes>,
-    mut acks: mpsc::Receiver<Bytes>,
+    replies: &Queue,
+    acks: &Queue,
     idle: Option<Duration>,
 ) -> Result<(), Refusal> {
-    let mut out = BytesMut::new();
+    let mut out = Vec::new();
     let every = Duration::from_secs(u64::from(UPSTREAM_KEEPALIVE) / 2);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    // The keep-alive clock runs on client packets only: acknowledgements to the broker do not
-    // restart it.
-    let idle_deadline = |idle: Option<Duration>| idle.map(|d| tokio::time::Instant::now() + d);
-    let mut deadline = idle_deadline(idle);
+    let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+    // One timer for the keep alive, armed once; a client packet only notes the time. When the
+    // timer fires early it is moved to 1.5 × keep alive after the last client packet
+    // (acknowledgements to the broker do not restart the keep-alive clock).
+    let mut last_packet = Instant::now();
+    let far = Duration::from_secs(u64::from(u32::MAX));
+    let keep_alive = tokio::time::sleep(idle.unwrap_or(far));
+    tokio::pin!(keep_alive);
     loop {
         let frame = tokio::select! {
-            r = read_until(client, deadline) => r?,
+            r = client.next() => {
+                last_packet = Instant::now();
+                read_result(r)?
+            }
+            _ = &mut keep_alive, if idle.is_some() => {
+                let limit = idle.unwrap_or(far);
+                // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
+                if last_packet.elapsed() >= limit {
+                    return Err(Refusal::KeepAlive);
+                }
+                keep_alive.as_mut().reset(last_packet + limit);
+                continue;
+            }
             _ = ping.tick() => {
                 upstream.write_all(PINGREQ).await.map_err(|e| Refusal::Broker(e.to_string()))?;
                 continue;
             }
-            Some(ack) = acks.recv() => {
-                out.extend_from_slice(&ack);
-                while let Ok(more) = acks.try_recv() {
-                    out.extend_from_slice(&more);
-                }
+            _ = acks.ready.notified() => {
+                acks.take_into(&mut out)?;
                 write(upstream, &mut out)
                     .await
                     .map_err(|e| Refusal::Broker(e.to_string()))?;
                 continue;
             }
         };
-        deadline = idle_deadline(idle);
         let Some(frame) = frame else {
             // The client left without DISCONNECT: the broker publishes its will, if any.
             return Ok(());
@@ -270,8 +379,8 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
             }
             let step = ctx.on_client_packet(frame)?;
             match step {
-                Step::Forward(b) => out.extend_from_slice(&b),
-                Step::Reply(b) => send_reply(replies, b).await?,
+                Step::Forward(b) => out.push(b),
+                Step::Reply(b) => replies.push(b).await?,
                 Step::Refuse {
                     reply,
                     forward,
@@ -279,15 +388,15 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                 } => {
                     ctx.audit(&audits);
                     if let Some(b) = forward {
-                        out.extend_from_slice(&b);
+                        out.push(b);
                     }
                     if let Some(b) = reply {
-                        send_reply(replies, b).await?;
+                        replies.push(b).await?;
                     }
                 }
                 Step::Nothing => {}
                 Step::Goodbye(b) => {
-                    out.extend_from_slice(&b);
+                    out.push(b);
                     write(upstream, &mut out)
                         .await
                         .map_err(|_| Refusal::Broker("write DISCONNECT".into()))?;
@@ -305,42 +414,63 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
     }
 }
 
-/// Reads the next client frame, closing the session if the keep alive runs out at `deadline`.
-async fn read_until<R: AsyncRead + Unpin>(
-    client: &mut FrameReader<R>,
-    deadline: Option<tokio::time::Instant>,
-) -> Result<Option<Bytes>, Refusal> {
-    let read = async {
-        client.next().await.or_else(|e| match e {
-            ReadError::Frame(f) => Err(Refusal::Frame(f)),
-            // A reset or a close inside a packet: nobody is left to tell.
-            ReadError::Truncated | ReadError::Io(_) | ReadError::Unexpected(_) => Ok(None),
-        })
-    };
-    match deadline {
-        Some(at) => tokio::time::timeout_at(at, read)
-            .await
-            .map_err(|_| Refusal::KeepAlive)?,
-        None => read.await,
-    }
+/// What a client read means for the session.
+fn read_result(r: Result<Option<Bytes>, ReadError>) -> Result<Option<Bytes>, Refusal> {
+    r.or_else(|e| match e {
+        ReadError::Frame(f) => Err(Refusal::Frame(f)),
+        // A reset or a close inside a packet: nobody is left to tell.
+        ReadError::Truncated | ReadError::Io(_) | ReadError::Unexpected(_) => Ok(None),
+    })
 }
 
-async fn send_reply(replies: &mpsc::Sender<Bytes>, bytes: Bytes) -> Result<(), Refusal> {
-    replies
-        .send(bytes)
-        .await
-        .map_err(|_| Refusal::Broker("session ending".into()))
-}
-
-async fn write<W: AsyncWrite + Unpin>(w: &mut W, out: &mut BytesMut) -> Result<(), Refusal> {
-    if out.is_empty() {
-        return Ok(());
-    }
+/// Writes `frames` as they are, in as few vectored writes as the writer takes, then flushes.
+async fn write<W: AsyncWrite + Unpin>(w: &mut W, frames: &mut Vec<Bytes>) -> Result<(), Refusal> {
     let io = |e: std::io::Error| Refusal::Broker(e.to_string());
-    w.write_all(out).await.map_err(io)?;
+    match frames.as_mut_slice() {
+        [] => return Ok(()),
+        [one] => w.write_all(one).await.map_err(io)?,
+        _ => write_all_vectored(w, frames).await.map_err(io)?,
+    }
     w.flush().await.map_err(io)?;
-    out.clear();
+    frames.clear();
     Ok(())
+}
+
+/// `write_all` for a list of frames: a short write advances through them without copying.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    frames: &mut [Bytes],
+) -> std::io::Result<()> {
+    let mut done = 0;
+    loop {
+        let rest = frames.get_mut(done..).unwrap_or_default();
+        let skip = rest.iter().take_while(|f| f.is_empty()).count();
+        done += skip;
+        let rest = rest.get_mut(skip..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut k = 0;
+        for (slot, frame) in slices.iter_mut().zip(rest.iter()) {
+            *slot = IoSlice::new(frame);
+            k += 1;
+        }
+        let mut n = w
+            .write_vectored(slices.get(..k).unwrap_or_default())
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        for frame in rest.iter_mut() {
+            let take = n.min(frame.len());
+            frame.advance(take);
+            n -= take;
+            if n == 0 {
+                break;
+            }
+        }
+    }
 }
 
 fn lock<T>(state: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, Refusal> {

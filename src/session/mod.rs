@@ -19,23 +19,93 @@ pub(crate) use registry::ClientIds;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::mqtt::{self, ConnectReturnCode, Packet, ProtocolVersion};
 use crate::ops::audit;
 use crate::server::{Drain, Shared, Stats};
 use crate::transport::Peer;
 use error::{Outcome, Refusal};
+use limits::SessionLimits;
 use reader::FrameReader;
 
 /// Serves one client from its first byte after the transport handshake to the close.
-pub(crate) async fn run<S>(stream: S, peer: Peer, shared: Arc<Shared>, drain: Drain)
+///
+/// Not `async` itself: the stream is split here, at once, so that it is not also kept in a slot
+/// of the session future for the connection's whole life (idle connections are mostly this
+/// future, see BENCHMARKS.md).
+pub(crate) fn run<S>(
+    stream: S,
+    peer: Peer,
+    shared: Arc<Shared>,
+    drain: Drain,
+) -> impl std::future::Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (rd, mut wr) = tokio::io::split(stream);
+    let (rd, wr) = tokio::io::split(stream);
+    serve(rd, wr, peer, shared, drain)
+}
+
+async fn serve<S>(
+    rd: ReadHalf<S>,
+    mut wr: WriteHalf<S>,
+    peer: Peer,
+    shared: Arc<Shared>,
+    drain: Drain,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut reader = FrameReader::new(rd, shared.config.limits.max_packet_size);
-    let admitted = match connect::admit(&mut reader, &peer, &shared).await {
+    // Boxed: the CONNECT phase's state is freed once it is over instead of sizing the session
+    // future (allocated once, at its largest) for the connection's whole life.
+    let Some(mut link) = Box::pin(establish(&mut reader, &mut wr, &peer, &shared)).await else {
+        let _ = wr.shutdown().await;
+        return;
+    };
+    Stats::bump_gauge(&shared.stats.active_sessions, 1);
+    let end = driver::pump(&mut reader, &mut wr, &mut link, &peer, &shared, drain).await;
+    Stats::bump_gauge(&shared.stats.active_sessions, -1);
+    // Connect/disconnect flapping is counted per client id (admission may ban it).
+    shared
+        .gate
+        .session_ended(peer.addr.ip(), Some(&link.identity), &link.client_id);
+    match end {
+        Ok(()) => {}
+        Err(refusal @ Refusal::PublishDenied { .. }) => {
+            let (action, topic) = refusal.audit_subject();
+            let reason = refusal.to_string();
+            audit::refused(
+                &peer,
+                Some(&link.identity),
+                action,
+                topic,
+                &reason,
+                &refusal.rule(),
+            );
+            let _ = say_goodbye(&mut wr, link.version, refusal.outcome()).await;
+        }
+        Err(refusal) => {
+            tracing::info!(reason = %refusal, "session closed by moat");
+            let _ = say_goodbye(&mut wr, link.version, refusal.outcome()).await;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// The CONNECT phase and the CONNACK; `None` when the session ends here (the client was told
+/// why, if its version has a way to say it).
+async fn establish<R, W>(
+    reader: &mut FrameReader<R>,
+    wr: &mut W,
+    peer: &Peer,
+    shared: &Arc<Shared>,
+) -> Option<driver::Link>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let admitted = match connect::admit(reader, peer, shared).await {
         Ok(a) => a,
         Err(refused) => {
             Stats::bump(&shared.stats.connects_refused);
@@ -44,7 +114,7 @@ where
                 Stats::bump(&shared.stats.connects_banned);
             }
             audit::refused(
-                &peer,
+                peer,
                 refused.identity.as_deref(),
                 action,
                 topic,
@@ -52,55 +122,33 @@ where
                 &refused.refusal.rule(),
             );
             if let Some(version) = refused.version {
-                let _ = say_goodbye(&mut wr, version, refused.refusal.outcome()).await;
+                let _ = say_goodbye(wr, version, refused.refusal.outcome()).await;
             }
-            let _ = wr.shutdown().await;
-            return;
+            return None;
         }
     };
     let version = admitted.connect.protocol;
-    let connack = connect::client_connack(&admitted, &shared);
+    let connack = connect::client_connack(&admitted, shared);
     let accepted = connack.code == 0;
     let mut out = BytesMut::new();
     if Packet::ConnAck(connack).encode(version, &mut out).is_err()
         || wr.write_all(&out).await.is_err()
         || !accepted
     {
-        let _ = wr.shutdown().await;
-        return;
+        return None;
     }
     tracing::info!(identity = ?admitted.identity.name, client_id = ?admitted.connect.client_id.as_str(), ?version, "session up");
-    Stats::bump_gauge(&shared.stats.active_sessions, 1);
-    let identity = admitted.identity.name.clone();
-    let client_id = admitted.connect.client_id.as_str().to_owned();
-    let username = identity.clone();
-    let end = driver::pump(reader, &mut wr, admitted, &peer, &shared, drain).await;
-    Stats::bump_gauge(&shared.stats.active_sessions, -1);
-    // Connect/disconnect flapping is counted per client id (admission may ban it).
-    shared
-        .gate
-        .session_ended(peer.addr.ip(), Some(&username), &client_id);
-    match end {
-        Ok(()) => {}
-        Err(refusal @ Refusal::PublishDenied { .. }) => {
-            let (action, topic) = refusal.audit_subject();
-            let reason = refusal.to_string();
-            audit::refused(
-                &peer,
-                Some(&identity),
-                action,
-                topic,
-                &reason,
-                &refusal.rule(),
-            );
-            let _ = say_goodbye(&mut wr, version, refusal.outcome()).await;
-        }
-        Err(refusal) => {
-            tracing::info!(reason = %refusal, "session closed by moat");
-            let _ = say_goodbye(&mut wr, version, refusal.outcome()).await;
-        }
-    }
-    let _ = wr.shutdown().await;
+    Some(driver::Link {
+        version,
+        identity: admitted.identity.name.clone(),
+        client_id: admitted.connect.client_id.as_str().to_owned(),
+        keep_alive: admitted.keep_alive,
+        state: std::sync::Mutex::new(driver::initial_state(&admitted)),
+        limits: std::sync::Mutex::new(SessionLimits::new(version, admitted.limits.clone())),
+        upstream_rd: admitted.upstream.reader,
+        upstream_wr: admitted.upstream.writer,
+        _claim: admitted._claim,
+    })
 }
 
 /// Writes the last word moat has for a client, if its version has one for this outcome.

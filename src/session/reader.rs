@@ -3,14 +3,24 @@
 //! It looks at the fixed header first and refuses a packet whose declared size exceeds the limit
 //! *before* reserving memory for it ([`crate::mqtt::header::check`]); only then does it grow the
 //! buffer to the declared size. "Incomplete" just means read more.
+//!
+//! Memory: between packets the reader holds no heap buffer. A read that starts a packet lands in
+//! a small area inside the reader (so inside the session's task, allocated once), and the bytes
+//! are then copied into an allocation of exactly their size, which the frames handed out share.
+//! An idle connection therefore costs no read buffer at all, and a busy one allocates per read,
+//! not per packet. Only a packet that spans reads gets a buffer of its declared size.
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::mqtt::{header, FrameError, PacketType};
 
-/// First allocation for a connection's read buffer: enough for CONNECT and small PUBLISHes.
-const INITIAL_CAPACITY: usize = 4 * 1024;
+/// Bytes read at once between packets. A small PUBLISH and every acknowledgement fit; a read
+/// that fills it continues into [`BUSY_CAPACITY`].
+const FIRST_READ: usize = 256;
+
+/// Buffer for the rest of a read that filled [`FIRST_READ`]: more data is waiting.
+const BUSY_CAPACITY: usize = 4 * 1024;
 
 /// Why no frame could be read.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +43,11 @@ pub(crate) enum ReadError {
 pub(crate) struct FrameReader<R> {
     /// The stream.
     inner: R,
-    /// Bytes read but not yet returned as frames. Never larger than one frame plus one read.
+    /// Bytes read but not yet returned as frames. Never larger than one frame plus one read;
+    /// empty and unallocated between packets.
     buf: BytesMut,
+    /// Landing area for the first read after a packet boundary (see the module docs).
+    first: [u8; FIRST_READ],
     /// Largest packet accepted, fixed header included.
     max_packet_size: usize,
 }
@@ -46,7 +59,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub(crate) fn new(inner: R, max_packet_size: usize) -> Self {
         FrameReader {
             inner,
-            buf: BytesMut::with_capacity(INITIAL_CAPACITY),
+            buf: BytesMut::new(),
+            first: [0; FIRST_READ],
             max_packet_size,
         }
     }
@@ -76,12 +90,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(frame) = self.buffered()? {
                 return Ok(Some(frame));
             }
-            if self.inner.read_buf(&mut self.buf).await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
+            if self.buf.is_empty() {
+                let n = self.inner.read(&mut self.first).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                let data = self.first.get(..n).unwrap_or_default();
+                self.buf = if n < FIRST_READ {
+                    BytesMut::from(data)
                 } else {
-                    Err(ReadError::Truncated)
+                    let mut b = BytesMut::with_capacity(BUSY_CAPACITY);
+                    b.extend_from_slice(data);
+                    b
                 };
+            } else if self.inner.read_buf(&mut self.buf).await? == 0 {
+                return Err(ReadError::Truncated);
             }
         }
     }
@@ -93,7 +116,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Ok(None);
         };
         let len = h.frame_len();
-        if self.buf.len() >= len {
+        if self.buf.len() == len {
+            // The last (often the only) frame of the read: hand over the buffer itself.
+            return Ok(Some(std::mem::take(&mut self.buf).freeze()));
+        }
+        if self.buf.len() > len {
             return Ok(Some(self.buf.split_to(len).freeze()));
         }
         // The size was checked against the limit above, so this reservation is bounded.
@@ -103,7 +130,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -114,7 +141,7 @@ mod tests {
         let mut r = FrameReader::new(bytes, 256 * 1024);
         let err = r.next_expecting(PacketType::Connect).await.unwrap_err();
         assert!(matches!(err, ReadError::Unexpected(0x30)));
-        assert!(r.buf.capacity() <= INITIAL_CAPACITY);
+        assert!(r.buf.capacity() <= FIRST_READ);
     }
 
     #[tokio::test]
@@ -123,7 +150,7 @@ mod tests {
         let mut r = FrameReader::new(bytes, 256 * 1024);
         let err = r.next().await.unwrap_err();
         assert!(matches!(err, ReadError::Frame(FrameError::TooLarge { .. })));
-        assert!(r.buf.capacity() <= INITIAL_CAPACITY);
+        assert!(r.buf.capacity() <= FIRST_READ);
     }
 
     #[tokio::test]
@@ -144,6 +171,28 @@ mod tests {
         assert_eq!(&r.next().await.unwrap().unwrap()[..], &[0xe0, 0x00]);
         drop(tx);
         assert!(r.next().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn no_buffer_is_held_between_packets() {
+        let (mut tx, rx) = tokio::io::duplex(64 * 1024);
+        let mut r = FrameReader::new(rx, 64 * 1024);
+        use tokio::io::AsyncWriteExt;
+        // A big PUBLISH (more than the first read), then a small one.
+        let mut big = vec![0x30, 0x80, 0x10];
+        big.extend(std::iter::repeat_n(0u8, 2048));
+        big[3..5].copy_from_slice(&[0x00, 0x01]);
+        big[5] = b'a';
+        tx.write_all(&big).await.unwrap();
+        tx.write_all(&[0xc0, 0x00]).await.unwrap();
+        let f = r.next().await.unwrap().unwrap();
+        assert_eq!(f.len(), big.len());
+        assert_eq!(&r.next().await.unwrap().unwrap()[..], &[0xc0, 0x00]);
+        assert_eq!(
+            r.buf.capacity(),
+            0,
+            "the reader keeps nothing while it waits"
+        );
     }
 
     #[tokio::test]

@@ -2,8 +2,9 @@
 //!
 //! Builds the `ServerConfig` from the `tls:` section (TLS 1.2 and 1.3 or 1.3 only, AEAD suites
 //! only as rustls ships them, client certificates none/optional/required against `client_ca`,
-//! CRLs, ALPN `mqtt`, no early data) and runs one handshake under a deadline. A presented but
-//! invalid client certificate always fails the handshake, also in `optional` mode.
+//! CRLs, ALPN `mqtt`, no early data, no session resumption) and runs one handshake under a
+//! deadline. A presented but invalid client certificate always fails the handshake, also in
+//! `optional` mode.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -137,6 +138,12 @@ pub fn server_config_for(
     };
     // No 0-RTT: replayable CONNECT + PUBLISH would be an attack, not a feature.
     config.max_early_data_size = 0;
+    // No session resumption: every connection proves its certificate again, so a CRL update or
+    // a removed client CA takes effect on the next connection, not when a ticket expires hours
+    // later. It also saves work per handshake: rustls would otherwise send two TLS 1.3 tickets
+    // (and fill a 256-entry cache that is useless with thousands of devices); see BENCHMARKS.md.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }
 
@@ -149,7 +156,9 @@ pub async fn accept(
     listener: Arc<str>,
     deadline: Duration,
 ) -> Result<(TlsStream<TcpStream>, Peer), TlsError> {
-    let tls = tokio::time::timeout(deadline, acceptor.accept(stream))
+    // Boxed: the handshake state (a whole TLS connection in mid-handshake) lives on the heap
+    // only while the handshake runs, instead of widening every connection task for its lifetime.
+    let tls = Box::pin(tokio::time::timeout(deadline, acceptor.accept(stream)))
         .await
         .map_err(|_| TlsError::HandshakeTimeout(deadline))?
         .map_err(TlsError::Handshake)?;

@@ -1,0 +1,278 @@
+//! Connection-level modes: K idle sessions (memory per connection), full TLS handshakes per
+//! second, and refused connections per second from a denied source.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+use crate::client::{source, tcp_connect, Target};
+use crate::histogram::Histogram;
+use crate::load::Ramp;
+use crate::Report;
+
+/// `idle`: open K MQTT sessions and hold them.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct IdleArgs {
+    /// Sessions to open.
+    #[arg(long, default_value_t = 1000)]
+    conns: usize,
+    /// Set-ups in progress at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// New connections per second (0 = as fast as `concurrency` allows).
+    #[arg(long, default_value_t = 0)]
+    ramp: u32,
+    /// Seconds to hold the sessions after the last one is up.
+    #[arg(long, default_value_t = 10.0)]
+    hold: f64,
+}
+
+/// `handshake`: full TLS handshakes (optionally + CONNECT/CONNACK) per second.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct HandshakeArgs {
+    /// Handshake loops running at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Also send CONNECT and wait for CONNACK on each connection.
+    #[arg(long)]
+    connect: bool,
+}
+
+/// `refused`: connections per second that the server closes without a byte.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct RefusedArgs {
+    /// Connect loops running at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Second octet of the denied source range: connections come from 127.<N>.0.0/16.
+    #[arg(long, default_value_t = 66)]
+    source_net: u8,
+    /// MQTT sessions to open (from 127.0.0.1) and hold first, e.g. to fill a connection cap.
+    #[arg(long, default_value_t = 0)]
+    hold: usize,
+}
+
+pub(crate) async fn idle(target: Target, args: IdleArgs) -> anyhow::Result<Report> {
+    let target = Arc::new(target);
+    let slots = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let alive = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let mut ramp = Ramp::new(args.ramp);
+    let pid = std::process::id();
+    let start = Instant::now();
+    let mut setups = Vec::with_capacity(args.conns);
+    for i in 0..args.conns {
+        ramp.tick().await;
+        let permit = slots.clone().acquire_owned().await?;
+        let (target, alive, dropped) = (target.clone(), alive.clone(), dropped.clone());
+        setups.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            let s = target
+                .session(Some(source(21, i)), &format!("bench-i-{pid}-{i}"), 600)
+                .await;
+            drop(permit);
+            let took = t0.elapsed();
+            let mut s = s?;
+            alive.fetch_add(1, Ordering::Relaxed);
+            // Owned by this task until the process ends: reads until the server closes.
+            tokio::spawn(async move {
+                while let Ok(Some(_)) = s.next().await {}
+                alive.fetch_sub(1, Ordering::Relaxed);
+                dropped.fetch_add(1, Ordering::Relaxed);
+            });
+            anyhow::Ok(took)
+        }));
+    }
+    let mut hist = Histogram::new();
+    let mut failed = 0u64;
+    let mut first_error = None;
+    for t in setups {
+        match t.await {
+            Ok(Ok(took)) => hist.record(took.as_nanos() as u64),
+            Ok(Err(e)) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    let setup = start.elapsed();
+    let up = alive.load(Ordering::Relaxed);
+    // The line the comparison script waits for before it reads the server's memory.
+    println!("ready {up} sessions up, {failed} failed");
+    if let Some(e) = &first_error {
+        eprintln!("first failure: {e}");
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
+    let mut r = Report::new("idle");
+    r.num("conns", args.conns as f64)
+        .num("up", up as f64)
+        .num("failed", failed as f64)
+        .num("still_up", alive.load(Ordering::Relaxed) as f64)
+        .num("dropped_while_held", dropped.load(Ordering::Relaxed) as f64)
+        .num("setup_per_s", hist.len() as f64 / setup.as_secs_f64())
+        .latency("setup", &hist);
+    Ok(r)
+}
+
+pub(crate) async fn handshake(target: Target, args: HandshakeArgs) -> anyhow::Result<Report> {
+    let target = Arc::new(target);
+    let end = Instant::now() + Duration::from_secs_f64(args.duration);
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut loops = Vec::new();
+    for l in 0..args.concurrency.max(1) {
+        let (target, counter) = (target.clone(), counter.clone());
+        let mqtt = args.connect;
+        loops.push(tokio::spawn(async move {
+            let mut hist = Histogram::new();
+            let mut failed = 0u64;
+            let pid = std::process::id();
+            while Instant::now() < end {
+                // Rotating sources: the client closes first, so its TIME_WAITs spread out.
+                let n = counter.fetch_add(1, Ordering::Relaxed) as usize;
+                let src = Some(source(31, n / 4));
+                let t0 = Instant::now();
+                let ok = if mqtt {
+                    match target
+                        .session(src, &format!("bench-h-{pid}-{l}-{n}"), 60)
+                        .await
+                    {
+                        Ok(mut s) => {
+                            hist.record(t0.elapsed().as_nanos() as u64);
+                            let _ = s.io.write_all(&[0xe0, 0x00]).await;
+                            let _ = s.io.shutdown().await;
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                } else {
+                    match target.open(src).await {
+                        Ok(mut io) => {
+                            hist.record(t0.elapsed().as_nanos() as u64);
+                            // close_notify, then wait for the server's close: proves it
+                            // finished the handshake and noticed the end.
+                            let _ = io.shutdown().await;
+                            let mut sink = [0u8; 256];
+                            let wait = async { while let Ok(1..) = io.read(&mut sink).await {} };
+                            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                };
+                if !ok {
+                    failed += 1;
+                }
+            }
+            (hist, failed)
+        }));
+    }
+    let mut hist = Histogram::new();
+    let mut failed = 0;
+    for l in loops {
+        let (h, f) = l.await.context("handshake loop")?;
+        hist.merge(&h);
+        failed += f;
+    }
+    let elapsed = start.elapsed();
+    let mut r = Report::new(if args.connect { "connect" } else { "handshake" });
+    r.num("concurrency", args.concurrency as f64)
+        .num("ok", hist.len() as f64)
+        .num("failed", failed as f64)
+        .num("per_s", hist.len() as f64 / elapsed.as_secs_f64())
+        .latency("lat", &hist);
+    Ok(r)
+}
+
+pub(crate) async fn refused(target: Target, args: RefusedArgs) -> anyhow::Result<Report> {
+    let mut held = Vec::new();
+    for i in 0..args.hold {
+        let id = format!("bench-r-{}-{i}", std::process::id());
+        held.push(
+            target
+                .session(None, &id, 600)
+                .await
+                .context("holding session")?,
+        );
+    }
+    let addr = target.addr;
+    let end = Instant::now() + Duration::from_secs_f64(args.duration);
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut loops = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let counter = counter.clone();
+        let net = args.source_net;
+        loops.push(tokio::spawn(async move {
+            let (mut refused, mut answered, mut errors) = (0u64, 0u64, 0u64);
+            let mut hist = Histogram::new();
+            while Instant::now() < end {
+                let n = counter.fetch_add(1, Ordering::Relaxed) as usize;
+                let t0 = Instant::now();
+                let mut tcp = match tcp_connect(addr, Some(source(net, n))).await {
+                    Ok(t) => t,
+                    // Refused before the handshake completed (RST on SYN) counts as refused.
+                    Err(e) if is_refusal(&e) => {
+                        refused += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        continue;
+                    }
+                };
+                let mut b = [0u8; 1];
+                match tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut b)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        refused += 1;
+                        hist.record(t0.elapsed().as_nanos() as u64);
+                    }
+                    // The server said something or kept the connection: not refused.
+                    Ok(Ok(_)) | Err(_) => answered += 1,
+                }
+            }
+            (refused, answered, errors, hist)
+        }));
+    }
+    let (mut refused, mut answered, mut errors) = (0, 0, 0);
+    let mut hist = Histogram::new();
+    for l in loops {
+        let (r, a, e, h) = l.await.context("refusal loop")?;
+        refused += r;
+        answered += a;
+        errors += e;
+        hist.merge(&h);
+    }
+    let elapsed = start.elapsed();
+    drop(held);
+    let mut r = Report::new("refused");
+    r.num("refused", refused as f64)
+        .num("not_refused", answered as f64)
+        .num("errors", errors as f64)
+        .num("per_s", refused as f64 / elapsed.as_secs_f64())
+        .latency("lat", &hist);
+    Ok(r)
+}
+
+fn is_refusal(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+        )
+    })
+}
