@@ -149,7 +149,24 @@ HAP=$!; PIDS+=("$HAP")
 
 # --- moat ---------------------------------------------------------------------------------
 mkdir -p "$WORK/policies"
-echo "anonymous: true" >"$WORK/policies/bench.yaml"
+# Deny by default everywhere: the bench policy opens loopback, lifts the connection rate limits
+# (the load opens thousands of connections from a few addresses) and lets the anonymous bench
+# clients use every topic.
+cat >"$WORK/policies/bench.yaml" <<'POLICY'
+anonymous: true
+network: { allow: ["127.0.0.0/8", "::1"] }
+limits:
+  connections: { per_ip: off, global: off, max_per_ip: 100000 }
+  # moat-bench keeps up to 1000 QoS 1 messages in flight; moat's default cap (128) closes a
+  # 3.1.1 client above it, which is right for devices and wrong for a throughput test.
+  client: { max_inflight: 4096 }
+auto_ban:
+  failed_auth: { count: 0, within: 1m, ban_for: 1s }
+acl:
+  - allow: all
+    topics: ["#"]
+    users: [anonymous]
+POLICY
 moat_config() { # name port broker-yaml max-connections
   cat >"$WORK/$1.yaml" <<EOF
 listeners:
