@@ -143,7 +143,7 @@ fn topics(seen: &[(String, Vec<u8>)]) -> Vec<&str> {
 // === publish ===
 
 #[tokio::test]
-async fn v311_denied_publish_is_acknowledged_and_dropped() {
+async fn v311_denied_publish_is_acknowledged_and_dropped_mqtt_3_3_5_2() {
     let h = start().await;
     let mut watch = h.broker_watch().await;
     let mut s = session(&h, "a4", "alice", false).await;

@@ -290,7 +290,7 @@ impl State {
             let decision = self.acl.subscribe(policy, &self.subject, filter.as_str());
             if decision.is_allowed() {
                 if (opts.qos as u8) > decision.max_qos {
-                    // [MQTT-3.9.3] The server may grant a lower QoS than requested.
+                    // MQTT §3.9.3: a server may grant a lower QoS than requested.
                     opts.qos = QoS::from_u8(decision.max_qos).unwrap_or(QoS::AtMostOnce);
                     changed = true;
                 }
