@@ -3,6 +3,11 @@
 //! Each task runs its front's transport steps (TLS handshake, WebSocket upgrade, QUIC handshake
 //! and stream) under their deadlines, then the session. Transports report what they learned in
 //! a `Peer`; nothing here looks at MQTT.
+//!
+//! A task's future is allocated once, at the size of its largest state, and this one can become
+//! any of several transport stacks. Every step below is therefore boxed where it starts: the
+//! handshakes are freed when they finish and an idle session holds exactly its own stack's
+//! future (an unboxed WebSocket branch made every TLS session pay 14 KiB, BENCHMARKS.md).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,17 +79,17 @@ pub(super) fn spawn_quic(
                 }
             };
             let timeouts = shared.config.timeouts;
-            let accepted = quic::accept(
+            let accepted = Box::pin(quic::accept(
                 connecting,
                 listener,
                 timeouts.tls_handshake,
                 timeouts.connect,
-            )
+            ))
             .await;
             drop(slot);
             match accepted {
                 Ok((stream, peer, conn)) => {
-                    crate::session::run(stream, peer, shared, drain).await;
+                    Box::pin(crate::session::run(stream, peer, shared, drain)).await;
                     // The client closes once it has read the end of the stream; a client that
                     // does not is closed after a short grace.
                     let _ = tokio::time::timeout(QUIC_CLOSE_GRACE, conn.closed()).await;
@@ -121,7 +126,15 @@ async fn serve_tcp(
                 cert_cn: None,
                 via: None,
             };
-            websocket(stream, peer, &settings, TransportKind::Ws, shared, drain).await;
+            Box::pin(websocket(
+                stream,
+                peer,
+                &settings,
+                TransportKind::Ws,
+                shared,
+                drain,
+            ))
+            .await;
         }
         Front::Tls(ref acceptor) | Front::Wss(ref acceptor, _) | Front::Routed(ref acceptor, _) => {
             let (stream, peer) = match tls::accept(acceptor, stream, addr, listener, deadline).await
@@ -136,13 +149,29 @@ async fn serve_tcp(
             let mqtt_alpn = peer.alpn.as_deref() == Some(tls::ALPN_MQTT);
             match front {
                 Front::Wss(_, settings) => {
-                    websocket(stream, peer, &settings, TransportKind::Wss, shared, drain).await;
+                    Box::pin(websocket(
+                        stream,
+                        peer,
+                        &settings,
+                        TransportKind::Wss,
+                        shared,
+                        drain,
+                    ))
+                    .await;
                 }
                 // One port for both: ALPN `mqtt` is raw MQTT, `http/1.1` or none is WebSocket.
                 Front::Routed(_, settings) if !mqtt_alpn => {
-                    websocket(stream, peer, &settings, TransportKind::Wss, shared, drain).await;
+                    Box::pin(websocket(
+                        stream,
+                        peer,
+                        &settings,
+                        TransportKind::Wss,
+                        shared,
+                        drain,
+                    ))
+                    .await;
                 }
-                _ => crate::session::run(stream, peer, shared, drain).await,
+                _ => Box::pin(crate::session::run(stream, peer, shared, drain)).await,
             }
         }
     }
@@ -159,12 +188,12 @@ async fn websocket<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    match ws::upgrade(stream, peer, settings, kind).await {
+    match Box::pin(ws::upgrade(stream, peer, settings, kind)).await {
         Ok((stream, peer)) => {
             if let Some(proxy) = peer.via {
                 tracing::debug!(client = %peer.addr, %proxy, "client address from X-Forwarded-For");
             }
-            crate::session::run(stream, peer, shared, drain).await;
+            Box::pin(crate::session::run(stream, peer, shared, drain)).await;
         }
         Err(e) => {
             Stats::bump(&shared.stats.handshake_failures);

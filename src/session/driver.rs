@@ -19,7 +19,9 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -437,18 +439,21 @@ async fn write<W: AsyncWrite + Unpin>(w: &mut W, frames: &mut Vec<Bytes>) -> Res
 }
 
 /// `write_all` for a list of frames: a short write advances through them without copying.
+///
+/// The slice array lives on the stack of each poll: held across an `.await` it would sit in the
+/// session future (1 KiB per direction) for the whole life of every idle session.
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
     w: &mut W,
     frames: &mut [Bytes],
 ) -> std::io::Result<()> {
     let mut done = 0;
-    loop {
+    std::future::poll_fn(|cx| loop {
         let rest = frames.get_mut(done..).unwrap_or_default();
         let skip = rest.iter().take_while(|f| f.is_empty()).count();
         done += skip;
         let rest = rest.get_mut(skip..).unwrap_or_default();
         if rest.is_empty() {
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let mut k = 0;
@@ -456,11 +461,10 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
             *slot = IoSlice::new(frame);
             k += 1;
         }
-        let mut n = w
-            .write_vectored(slices.get(..k).unwrap_or_default())
-            .await?;
+        let mut n =
+            ready!(Pin::new(&mut *w).poll_write_vectored(cx, slices.get(..k).unwrap_or_default()))?;
         if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
         }
         for frame in rest.iter_mut() {
             let take = n.min(frame.len());
@@ -470,7 +474,8 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
                 break;
             }
         }
-    }
+    })
+    .await
 }
 
 fn lock<T>(state: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, Refusal> {

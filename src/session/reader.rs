@@ -5,13 +5,17 @@
 //! buffer to the declared size. "Incomplete" just means read more.
 //!
 //! Memory: between packets the reader holds no heap buffer. A read that starts a packet lands in
-//! a small area inside the reader (so inside the session's task, allocated once), and the bytes
-//! are then copied into an allocation of exactly their size, which the frames handed out share.
+//! a small area on the stack of the poll that makes it (not in the session's future, which an
+//! idle session keeps for its whole life), and the bytes are then copied into an allocation of
+//! exactly their size, which the frames handed out share.
 //! An idle connection therefore costs no read buffer at all, and a busy one allocates per read,
 //! not per packet. Only a packet that spans reads gets a buffer of its declared size.
 
+use std::pin::Pin;
+use std::task::{ready, Poll};
+
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::mqtt::{header, FrameError, PacketType};
 
@@ -46,8 +50,6 @@ pub(crate) struct FrameReader<R> {
     /// Bytes read but not yet returned as frames. Never larger than one frame plus one read;
     /// empty and unallocated between packets.
     buf: BytesMut,
-    /// Landing area for the first read after a packet boundary (see the module docs).
-    first: [u8; FIRST_READ],
     /// Largest packet accepted, fixed header included.
     max_packet_size: usize,
 }
@@ -60,7 +62,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader {
             inner,
             buf: BytesMut::new(),
-            first: [0; FIRST_READ],
             max_packet_size,
         }
     }
@@ -91,22 +92,33 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Ok(Some(frame));
             }
             if self.buf.is_empty() {
-                let n = self.inner.read(&mut self.first).await?;
-                if n == 0 {
+                self.buf = self.first_read().await?;
+                if self.buf.is_empty() {
                     return Ok(None);
                 }
-                let data = self.first.get(..n).unwrap_or_default();
-                self.buf = if n < FIRST_READ {
-                    BytesMut::from(data)
-                } else {
-                    let mut b = BytesMut::with_capacity(BUSY_CAPACITY);
-                    b.extend_from_slice(data);
-                    b
-                };
             } else if self.inner.read_buf(&mut self.buf).await? == 0 {
                 return Err(ReadError::Truncated);
             }
         }
+    }
+
+    /// The first read after a packet boundary, in a buffer sized to what arrived (empty at EOF).
+    async fn first_read(&mut self) -> std::io::Result<BytesMut> {
+        let inner = &mut self.inner;
+        std::future::poll_fn(|cx| {
+            let mut area = [0u8; FIRST_READ];
+            let mut rb = ReadBuf::new(&mut area);
+            ready!(Pin::new(&mut *inner).poll_read(cx, &mut rb))?;
+            let data = rb.filled();
+            Poll::Ready(Ok(if data.len() < FIRST_READ {
+                BytesMut::from(data)
+            } else {
+                let mut b = BytesMut::with_capacity(BUSY_CAPACITY);
+                b.extend_from_slice(data);
+                b
+            }))
+        })
+        .await
     }
 
     /// A frame that is already completely buffered, without reading; lets callers batch the
