@@ -19,6 +19,27 @@ fn alice_v4(id: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
+async fn a_refused_connection_is_reset_not_closed_politely() {
+    let h = common::start(Opts {
+        network: network("[\"127.0.0.0/8\"]", "[\"127.0.0.64/28\"]", ""),
+        ..Opts::default()
+    })
+    .await;
+    // As a firewall rejects: a reset (no FIN exchange, no TIME_WAIT on moat's side). It can
+    // arrive before `connect` returns or on the first read; a clean EOF would mean a FIN.
+    let reset = match common::tcp_from("127.0.0.70", h.addr).await {
+        Err(e) => common::is_reset(&e),
+        Ok(mut tcp) => {
+            let mut b = [0u8; 1];
+            let r = tokio::time::timeout(common::WAIT, tcp.read(&mut b)).await;
+            matches!(r, Ok(Err(ref e)) if common::is_reset(e))
+        }
+    };
+    assert!(reset, "expected a reset");
+    assert_eq!(h.running.stats().admission.refused_network, 1);
+}
+
+#[tokio::test]
 async fn denied_cidr_is_refused_before_any_tls_bytes_and_allowed_connects() {
     let h = common::start(Opts {
         network: network("[\"127.0.0.0/8\"]", "[\"127.0.0.64/28\"]", ""),
@@ -26,8 +47,7 @@ async fn denied_cidr_is_refused_before_any_tls_bytes_and_allowed_connects() {
     })
     .await;
     // A denied source: not one byte of TLS comes back, the socket is closed at once.
-    let mut tcp = common::tcp_from("127.0.0.66", h.addr).await.unwrap();
-    let got = common::raw_probe(&mut tcp, common::WAIT).await;
+    let got = common::probe_from("127.0.0.66", h.addr, common::WAIT).await;
     assert_eq!(got, Some(vec![]), "refused before TLS: no ServerHello");
     // An allowed one gets a full session.
     let mut s = common::tls_from(&h, "127.0.0.2").await.unwrap();
@@ -62,9 +82,8 @@ async fn ipv6_loopback_rules_work() {
             ..Opts::default()
         })
         .await;
-        let mut tcp = common::tcp_from("::1", refused.addr).await.unwrap();
         assert_eq!(
-            common::raw_probe(&mut tcp, common::WAIT).await,
+            common::probe_from("::1", refused.addr, common::WAIT).await,
             Some(vec![])
         );
         assert_eq!(refused.running.stats().admission.refused_network, 1);
@@ -85,8 +104,14 @@ async fn a_connection_flood_from_one_source_is_refused_while_another_connects_pr
     // 300 connections from one source as fast as it can: at most the burst (+ a refill or
     // two) gets past admission; the rest are closed without a TLS byte.
     let mut flood = Vec::new();
+    let mut reset_at_connect = 0;
     for _ in 0..300 {
-        flood.push(common::tcp_from("127.0.0.10", h.addr).await.unwrap());
+        match common::tcp_from("127.0.0.10", h.addr).await {
+            Ok(tcp) => flood.push(tcp),
+            // Refused with a reset before `connect` returned.
+            Err(e) if common::is_reset(&e) => reset_at_connect += 1,
+            Err(e) => panic!("flood connect: {e}"),
+        }
     }
     // Meanwhile, another source connects and gets its CONNACK promptly.
     let started = Instant::now();
@@ -101,7 +126,7 @@ async fn a_connection_flood_from_one_source_is_refused_while_another_connects_pr
         "legitimate client took {took:?}"
     );
 
-    let mut closed_at_once = 0;
+    let mut closed_at_once = reset_at_connect;
     for tcp in &mut flood {
         if common::raw_probe(tcp, Duration::from_millis(200)).await == Some(vec![]) {
             closed_at_once += 1;
@@ -136,9 +161,8 @@ async fn concurrent_connections_per_source_are_capped() {
         );
         held.push(s);
     }
-    let mut fourth = common::tcp_from("127.0.0.12", h.addr).await.unwrap();
     assert_eq!(
-        common::raw_probe(&mut fourth, common::WAIT).await,
+        common::probe_from("127.0.0.12", h.addr, common::WAIT).await,
         Some(vec![])
     );
     // Another source is not affected; a closed session gives its slot back.
@@ -201,8 +225,14 @@ async fn slow_sockets_are_closed_on_time_while_a_legitimate_client_gets_through(
                 (opened.elapsed(), matches!(r, Ok(Ok(0)) | Ok(Err(_))))
             });
         } else {
-            let mut tcp = common::tcp_from(&src, h.addr).await.unwrap();
+            let tcp = common::tcp_from(&src, h.addr).await;
             tasks.spawn(async move {
+                let mut tcp = match tcp {
+                    Ok(tcp) => tcp,
+                    // Refused with a reset before `connect` returned: closed at once.
+                    Err(e) if common::is_reset(&e) => return (opened.elapsed(), true),
+                    Err(e) => panic!("connect: {e}"),
+                };
                 let mut buf = [0u8; 64];
                 let r = tokio::time::timeout(Duration::from_secs(15), tcp.read(&mut buf)).await;
                 (opened.elapsed(), matches!(r, Ok(Ok(0)) | Ok(Err(_))))
@@ -263,9 +293,8 @@ async fn five_bad_passwords_ban_the_source_for_the_configured_time() {
     }
     let banned_at = Instant::now();
     // The source is refused before TLS.
-    let mut tcp = common::tcp_from(attacker, h.addr).await.unwrap();
     assert_eq!(
-        common::raw_probe(&mut tcp, common::WAIT).await,
+        common::probe_from(attacker, h.addr, common::WAIT).await,
         Some(vec![])
     );
     // The user name is banned from everywhere: MQTT 5 hears 0x8A Banned, 3.1.1 0x05.
@@ -312,9 +341,8 @@ async fn static_bans_refuse_addresses_before_tls_and_ids_with_banned() {
         ..Opts::default()
     })
     .await;
-    let mut tcp = common::tcp_from("127.0.0.30", h.addr).await.unwrap();
     assert_eq!(
-        common::raw_probe(&mut tcp, common::WAIT).await,
+        common::probe_from("127.0.0.30", h.addr, common::WAIT).await,
         Some(vec![])
     );
     let mut s = h.tls(None).await;
@@ -338,9 +366,8 @@ async fn no_network_rules_admit_nobody() {
         ..Opts::default()
     })
     .await;
-    let mut tcp = common::tcp_from("127.0.0.1", h.addr).await.unwrap();
     assert_eq!(
-        common::raw_probe(&mut tcp, common::WAIT).await,
+        common::probe_from("127.0.0.1", h.addr, common::WAIT).await,
         Some(vec![])
     );
 }
@@ -458,9 +485,8 @@ async fn overload_refuses_new_connections_first_established_sessions_keep_workin
     ])
     .unwrap();
     h.running.reload_policy(shedding);
-    let mut tcp = common::tcp_from("127.0.0.1", h.addr).await.unwrap();
     assert_eq!(
-        common::raw_probe(&mut tcp, common::WAIT).await,
+        common::probe_from("127.0.0.1", h.addr, common::WAIT).await,
         Some(vec![])
     );
     assert_eq!(h.running.stats().admission.refused_overload, 1);

@@ -576,6 +576,27 @@ pub async fn tcp_from(src: &str, addr: SocketAddr) -> std::io::Result<TcpStream>
     Ok(tcp)
 }
 
+/// Connects from `src` and probes like [`raw_probe`]. moat refuses at admission with a reset,
+/// which can arrive before the client's `connect` completes: that, too, is a refusal without a
+/// byte (`Some(vec![])`).
+pub async fn probe_from(src: &str, addr: SocketAddr, wait: Duration) -> Option<Vec<u8>> {
+    match tcp_from(src, addr).await {
+        Ok(mut tcp) => raw_probe(&mut tcp, wait).await,
+        Err(e) if is_reset(&e) => Some(vec![]),
+        Err(e) => panic!("connect from {src}: {e}"),
+    }
+}
+
+/// A connection refused or reset by the peer.
+pub fn is_reset(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+    )
+}
+
 /// A TLS connection from the local address `src`.
 pub async fn tls_from(h: &Harness, src: &str) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = tcp_from(src, h.addr).await?;
