@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -74,7 +74,7 @@ pub(super) struct Link {
     /// Per-client rates and quotas (`session/limits.rs`).
     pub(super) limits: Mutex<SessionLimits>,
     /// Frames from the broker.
-    pub(super) upstream_rd: FrameReader<OwnedReadHalf>,
+    pub(super) upstream_rd: FrameReader<super::upstream::BrokerRead>,
     /// Bytes to the broker.
     pub(super) upstream_wr: OwnedWriteHalf,
     /// The client id, held for this identity until the session ends.

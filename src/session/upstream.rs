@@ -1,9 +1,11 @@
 //! The broker connection of one session: opened only after the client is authenticated.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -15,7 +17,7 @@ use crate::mqtt::{self, Connect, Packet, ProtocolVersion};
 /// The broker side of a session after its CONNACK said yes (or no).
 pub(crate) struct Upstream {
     /// Frames from the broker.
-    pub(crate) reader: FrameReader<OwnedReadHalf>,
+    pub(crate) reader: FrameReader<BrokerRead>,
     /// Bytes to the broker.
     pub(crate) writer: OwnedWriteHalf,
     /// The broker's CONNACK, decoded.
@@ -48,7 +50,7 @@ pub(crate) async fn open(
         wr.write_all(&out)
             .await
             .map_err(|e| unavailable(format!("write CONNECT: {e}")))?;
-        let mut reader = FrameReader::new(rd, max_packet_size);
+        let mut reader = FrameReader::new(BrokerRead(rd), max_packet_size);
         let frame = reader
             .next()
             .await
@@ -74,4 +76,30 @@ pub(crate) async fn open(
     tokio::time::timeout(deadline, work)
         .await
         .map_err(|_| unavailable(format!("no CONNACK from {addr} within {deadline:?}")))?
+}
+
+/// The read half of a broker connection, acknowledging what it reads at once.
+///
+/// Brokers rarely disable Nagle's algorithm (mosquitto's `set_tcp_nodelay` is off by default;
+/// rumqttd never sets it), so a broker holds a small delivery back until its previous segment is
+/// acknowledged, and a receiver that only reads (QoS 0 deliveries) acknowledges late: Linux
+/// delays the ACK. Measured on loopback at 20,000 QoS 0 msg/s through moat → mosquitto, that
+/// made the median delivery 16 ms late. Setting `TCP_QUICKACK` after each read (the kernel clears
+/// it again by itself) sends the ACK at once, so the broker's Nagle waits one loopback round
+/// trip instead; it costs one `setsockopt` per read, not per packet.
+pub(crate) struct BrokerRead(OwnedReadHalf);
+
+impl AsyncRead for BrokerRead {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let _ = socket2::SockRef::from(self.0.as_ref()).set_tcp_quickack(true);
+        }
+        polled
+    }
 }
