@@ -154,7 +154,8 @@ mkdir -p "$WORK/policies"
 # clients use every topic.
 cat >"$WORK/policies/bench.yaml" <<'POLICY'
 anonymous: true
-network: { allow: ["127.0.0.0/8", "::1"] }
+# 127.66.0.0/16 is the denied source of the refused-connections row (as in HAProxy's config).
+network: { allow: ["127.0.0.0/8", "::1"], deny: ["127.66.0.0/16"] }
 limits:
   connections: { per_ip: off, global: off, max_per_ip: 100000 }
   # moat-bench keeps up to 1000 QoS 1 messages in flight; moat's default cap (128) closes a
@@ -281,11 +282,13 @@ EOF
 done
 
 log "refused connections"
-# HAProxy refuses the denied source range itself; mosquitto and moat have no source rule in
-# this build, so their figure is the connection-cap refusal (cap 1, one session held).
+# HAProxy and moat refuse the denied source range 127.66.0.0/16 (before any TLS work).
+# mosquitto has no source rule: its figure is the connection-cap refusal (cap 1, one session
+# held), shown for scale, and moat's cap refusal is measured beside it.
 run haproxy "$HAP" refused --target "127.0.0.1:$P_HAP" refused --duration 5
+run moat "$MOAT_PID" refused --target "127.0.0.1:$P_MOAT" refused --duration 5
 run mosquitto-tls "$MOSQ" refused --target "127.0.0.1:$P_MCAP" "${TLS[@]}" refused --duration 5 --hold 1
-run moat "$PID_moat_cap" refused --target "127.0.0.1:$P_CAP" "${TLS[@]}" refused --duration 5 --hold 1
+run moat "$PID_moat_cap" refused_cap --target "127.0.0.1:$P_CAP" "${TLS[@]}" refused --duration 5 --hold 1
 
 # --- cross-check with external clients: mosquitto_pub -l | … | mosquitto_sub -C N ------------
 N=$((COUNT / 5))
@@ -346,8 +349,8 @@ for row in order:
     rr = rows.get(row, {}).get("refused")
     if rr and rr.get("refused"):
         ref += f" ({rr['cpu_s'] / rr['refused'] * 1e6:.0f} µs CPU)"
-    if refused is not None and row != "haproxy":
-        ref += " cap"
+    if row == "mosquitto-tls" and refused is not None:
+        ref += " (cap)"
     out.append("| " + " | ".join([
         row, f(g(row, "qos0", "msgs_per_s")), f(cpu_per_m(row, "qos0"), "{:.2f}"),
         f(g(row, "qos0", "lost")), f(g(row, "qos1", "msgs_per_s")),
@@ -358,9 +361,11 @@ print("\n".join(out))
 print()
 print(f"QoS 0: {count} messages of 64 bytes, 1 publisher → 1 subscriber, TLS 1.3, ECDSA P-256; "
       f"idle: {idle} sessions; latency at a fixed {rate} msg/s (half of mosquitto-tls's peak).")
-print("refused/s: haproxy = denied source range (tcp-request connection reject); "
-      "cap = connection-cap refusal (cap 1, one session held): moat's IP admission is pending "
-      "(another branch), mosquitto has no source rule.")
+cap = rows.get("moat", {}).get("refused_cap")
+print("refused/s: haproxy and moat = the denied source range 127.66.0.0/16 (HAProxy: "
+      "tcp-request connection reject; moat: policy network.deny); mosquitto has no source rule, "
+      "its figure is the connection-cap refusal (cap 1, one session held)"
+      + (f"; moat's own cap refusal: {cap['per_s']:,.0f}/s." if cap else "."))
 
 def ratio(a, b):
     return None if a is None or b in (None, 0) else a / b
@@ -372,6 +377,7 @@ p99m, p99d = g('moat','paced','lat_p99_us'), g('mosquitto-tls','paced','lat_p99_
 print(f"  added p99 latency vs mosquitto TLS:     {f(None if p99m is None or p99d is None else p99m - p99d, '{:.0f}')} µs  (goal ≤ 200)")
 print(f"  KiB per idle TLS connection:            {f(g('moat','idle','kib_per_conn'), '{:.1f}')}  (goal ≤ 8)")
 print(f"  handshakes/s vs HAProxy:                {f(ratio(g('moat','handshake','per_s'), g('haproxy','handshake','per_s')), '{:.2f}')}×  (goal ≥ 1.0)")
+print(f"  denied-source refusals/s:               {f(g('moat','refused','per_s'))}  (goal ≥ 20,000; HAProxy {f(g('haproxy','refused','per_s'))})")
 print(f"  moat-embedded msgs/s vs mosquitto TLS:  {f(ratio(g('moat-embedded','qos0','msgs_per_s'), g('mosquitto-tls','qos0','msgs_per_s')), '{:.2f}')}×")
 print()
 print("Cross-check with mosquitto_pub -l | mosquitto_sub -C N (external clients, QoS 0):")
