@@ -90,6 +90,20 @@ async fn a_client_id_taken_by_another_identity_is_refused() {
 }
 
 #[tokio::test]
+async fn a_session_taken_over_by_the_same_identity_hears_0x8e() {
+    let h = common::start(Opts::default()).await;
+    let (ack, mut old) = connack(&h, None, V5, &connect(V5, "dev-21", true, &[], ALICE)).await;
+    assert_eq!(ack.code, 0);
+    // [MQTT-3.1.4-3] The same client id again: the new connection wins, the old one is told
+    // why (DISCONNECT 0x8E Session taken over), not "unspecified error".
+    let (ack, _new) = connack(&h, None, V5, &connect(V5, "dev-21", true, &[], ALICE)).await;
+    assert_eq!(ack.code, 0);
+    let (bytes, closed) = common::read_until_close(&mut old, common::WAIT).await;
+    assert!(closed);
+    assert_eq!(bytes, [0xe0, 0x01, 0x8e], "DISCONNECT 0x8E");
+}
+
+#[tokio::test]
 async fn a_client_id_used_by_a_clean_session_is_free_after_it() {
     let h = common::start(Opts::default()).await;
     let (ack, mut alice) = connack(&h, None, V5, &connect(V5, "dev-9", true, &[], ALICE)).await;

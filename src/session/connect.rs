@@ -47,7 +47,7 @@ pub(crate) struct Admitted {
     /// Keep alive the session enforces on the client, in seconds (0 = none).
     pub(crate) keep_alive: u16,
     /// The client id, held for this identity until the session ends.
-    pub(crate) _claim: super::registry::Claim,
+    pub(crate) claim: super::registry::Claim,
     /// The per-session limits of this identity (session/limits.rs enforces them).
     pub(crate) limits: ClientLimits,
 }
@@ -173,7 +173,7 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
         upstream,
         assigned_client_id,
         keep_alive,
-        _claim: claim,
+        claim,
         limits,
     })
 }

@@ -78,7 +78,7 @@ pub(super) struct Link {
     /// Bytes to the broker.
     pub(super) upstream_wr: OwnedWriteHalf,
     /// The client id, held for this identity until the session ends.
-    pub(super) _claim: super::registry::Claim,
+    pub(super) claim: super::registry::Claim,
 }
 
 /// Builds the state of a session that passed the CONNECT phase.

@@ -107,6 +107,9 @@ pub(crate) enum Refusal {
     /// The broker misbehaved after the session started.
     #[error("broker error: {0}")]
     Broker(String),
+    /// A new connection of the same identity took the client id (and the broker session) over.
+    #[error("session taken over by a new connection with the same client id")]
+    TakenOver,
     // --- network guard (session/limits.rs, admission) ---
     /// The client id, user name or source is banned (static or automatic ban).
     #[error("banned ({0})")]
@@ -179,6 +182,7 @@ impl Refusal {
             Refusal::KeepAlive => Outcome::Disconnect(R::KeepAliveTimeout),
             Refusal::ShuttingDown => Outcome::Disconnect(R::ServerShuttingDown),
             Refusal::Broker(_) => Outcome::Disconnect(R::UnspecifiedError),
+            Refusal::TakenOver => Outcome::Disconnect(R::SessionTakenOver),
             Refusal::Banned(_) => Outcome::ConnAck(R::Banned),
             Refusal::Limit(what, _) => Outcome::Disconnect(match what {
                 Exceeded::PublishRate | Exceeded::SubscribeRate => R::MessageRateTooHigh,

@@ -64,7 +64,13 @@ async fn serve<S>(
         return;
     };
     Stats::bump_gauge(&shared.stats.active_sessions, 1);
-    let end = driver::pump(&mut reader, &mut wr, &mut link, &peer, &shared, drain).await;
+    let end = match driver::pump(&mut reader, &mut wr, &mut link, &peer, &shared, drain).await {
+        // The broker drops the old connection when a newer one claims the session: the claim
+        // was registered before that connection reached the broker, so this check cannot lose
+        // the race.
+        Err(Refusal::Broker(_)) if link.claim.superseded() => Err(Refusal::TakenOver),
+        end => end,
+    };
     Stats::bump_gauge(&shared.stats.active_sessions, -1);
     // Connect/disconnect flapping is counted per client id (admission may ban it).
     shared
@@ -147,7 +153,7 @@ where
         limits: std::sync::Mutex::new(SessionLimits::new(version, admitted.limits.clone())),
         upstream_rd: admitted.upstream.reader,
         upstream_wr: admitted.upstream.writer,
-        _claim: admitted._claim,
+        claim: admitted.claim,
     })
 }
 

@@ -35,6 +35,8 @@ struct Owner {
     live: u32,
     /// The broker keeps the session after the connection ends.
     persistent: bool,
+    /// Claims made so far: a session whose claim is older was taken over.
+    generation: u64,
 }
 
 /// The client id is owned by another identity.
@@ -46,6 +48,8 @@ pub(crate) struct Taken;
 pub(crate) struct Claim {
     registry: Arc<ClientIds>,
     client_id: String,
+    /// The owner's generation when this claim was made.
+    generation: u64,
 }
 
 // === impl ClientIds ===
@@ -60,11 +64,13 @@ impl ClientIds {
         persistent: bool,
     ) -> Result<Claim, Taken> {
         let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        match owners.get_mut(client_id) {
+        let generation = match owners.get_mut(client_id) {
             Some(owner) if owner.identity != identity => return Err(Taken),
             Some(owner) => {
                 owner.live = owner.live.saturating_add(1);
                 owner.persistent = persistent;
+                owner.generation = owner.generation.wrapping_add(1);
+                owner.generation
             }
             None => {
                 if owners.len() >= MAX_REMEMBERED {
@@ -76,13 +82,16 @@ impl ClientIds {
                         identity: identity.to_owned(),
                         live: 1,
                         persistent,
+                        generation: 0,
                     },
                 );
+                0
             }
-        }
+        };
         Ok(Claim {
             registry: Arc::clone(self),
             client_id: client_id.to_owned(),
+            generation,
         })
     }
 
@@ -115,6 +124,24 @@ fn forget_one(owners: &mut HashMap<String, Owner>) {
     }
 }
 
+// === impl Claim ===
+
+impl Claim {
+    /// A later session of the same identity claimed this client id: the broker hands it the
+    /// session and drops this one's connection, which the client must hear as a takeover
+    /// (MQTT 5 DISCONNECT 0x8E), not as a broker failure.
+    pub(crate) fn superseded(&self) -> bool {
+        let owners = self
+            .registry
+            .owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        owners
+            .get(&self.client_id)
+            .is_some_and(|o| o.generation != self.generation)
+    }
+}
+
 impl Drop for Claim {
     fn drop(&mut self) {
         self.registry.release(&self.client_id);
@@ -131,9 +158,13 @@ mod tests {
         let ids = Arc::new(ClientIds::default());
         let alice = ids.claim("dev-1", "alice", false).unwrap();
         assert_eq!(ids.claim("dev-1", "bob", false).unwrap_err(), Taken);
-        // The same identity may take over its own session.
+        // The same identity may take over its own session; the older claim learns it.
+        assert!(!alice.superseded());
         let again = ids.claim("dev-1", "alice", true).unwrap();
+        assert!(alice.superseded());
+        assert!(!again.superseded());
         drop(alice);
+        assert!(!again.superseded(), "the newest claim stays current");
         assert_eq!(ids.claim("dev-1", "bob", false).unwrap_err(), Taken);
         drop(again);
         // The last claim asked the broker to keep the session: still alice's.
