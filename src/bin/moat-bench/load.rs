@@ -262,7 +262,8 @@ async fn subscriber(s: crate::client::Session, qos: QoS, shared: Arc<Shared>) ->
             }
         }
         if !out.is_empty() {
-            if wr.write_all(&out).await.is_err() {
+            // The flush matters for transports that buffer (a no-op for TCP and QUIC).
+            if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
                 return hist;
             }
             out.clear();
@@ -371,6 +372,7 @@ async fn publisher(
         }
         if !out.is_empty() {
             wr.write_all(&out).await?;
+            wr.flush().await?;
             out.clear();
         }
     }
