@@ -119,6 +119,11 @@ allow_anonymous true
 log_type error
 log_dest stderr
 persistence false
+# mosquitto's default queue per client (1000) equals moat-bench's window of messages in flight;
+# PUBACKs still on their way back push its count past it, and it drops QoS 1 messages
+# ("Outgoing messages are being dropped"), more often behind a proxy. The figures are about
+# throughput, not mosquitto's overflow policy.
+max_queued_messages 100000
 listener $P_PLAIN 127.0.0.1
 listener $P_MTLS 127.0.0.1
 certfile $PKI/server.crt
