@@ -366,7 +366,7 @@ def cpu_per_m(row, kind):
 def f(v, fmt="{:,.0f}"):
     return "–" if v is None else fmt.format(v)
 
-head = ["front door", "QoS0 msg/s", "CPU s/1M QoS0", "lost", "QoS1 msg/s", "CPU s/1M QoS1",
+head = ["front door", "QoS0 msg/s", "CPU s/1M QoS0", "lost QoS0/1", "QoS1 msg/s", "CPU s/1M QoS1",
         f"p50/p99/p999 µs @ {rate}/s", "KiB/idle conn", "handshakes/s", "CPU ms/hs",
         "TLS+CONNECT/s", "refused/s (CPU each)"]
 out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -384,7 +384,7 @@ for row in order:
         ref += " (cap)"
     out.append("| " + " | ".join([
         names.get(row, row), f(g(row, "qos0", "msgs_per_s")), f(cpu_per_m(row, "qos0"), "{:.2f}"),
-        f(g(row, "qos0", "lost")), f(g(row, "qos1", "msgs_per_s")),
+        f"{f(g(row, 'qos0', 'lost'))} / {f(g(row, 'qos1', 'lost'))}", f(g(row, "qos1", "msgs_per_s")),
         f(cpu_per_m(row, "qos1"), "{:.2f}"), lat, f(g(row, "idle", "kib_per_conn"), "{:.1f}"),
         f(g(row, "handshake", "per_s")), f(cpu_hs, "{:.2f}"), f(g(row, "connect", "per_s")), ref,
     ]) + " |")
