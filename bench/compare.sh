@@ -6,6 +6,8 @@
 #   haproxy        HAProxy terminating TLS → mosquitto on plain TCP
 #   moat           moat (release build, `moat run`, broker: upstream) → the same mosquitto
 #   moat-embedded  moat with its embedded rumqttd
+# plus the same moat → mosquitto instance through its other front doors, WSS (path /mqtt) and
+# QUIC (rows "moat wss → mosquitto", "moat quic → mosquitto": throughput and paced latency only).
 # Each is driven by target/release/moat-bench with the same load. The table at the end has
 # msgs/s, CPU seconds of the front process per million messages (utime+stime from
 # /proc/PID/stat), latency at a fixed rate (half of mosquitto-tls's peak), RSS per idle TLS
@@ -105,6 +107,8 @@ openssl x509 -in "$PKI/server.crt" -noout -text | grep -q 'prime256v1\|P-256' ||
 P_PLAIN=$(free_port); P_MTLS=$(free_port); P_MCAP=$(free_port)
 P_HAP=$(free_port); P_MOAT=$(free_port); P_EMB=$(free_port)
 P_E3=$(free_port); P_E5=$(free_port); P_CAP=$(free_port); P_BEFORE=$(free_port)
+# moat's WSS (TCP) and QUIC (UDP) listeners; a free TCP port number is free for UDP here too.
+P_MWSS=$(free_port); P_MQUIC=$(free_port)
 
 # --- mosquitto: plain for the proxies, its own TLS listener, and a capped one ---------------
 cat >"$WORK/mosquitto.conf" <<EOF
@@ -115,6 +119,11 @@ allow_anonymous true
 log_type error
 log_dest stderr
 persistence false
+# mosquitto's default queue per client (1000) equals moat-bench's window of messages in flight;
+# PUBACKs still on their way back push its count past it, and it drops QoS 1 messages
+# ("Outgoing messages are being dropped"), more often behind a proxy. The figures are about
+# throughput, not mosquitto's overflow policy.
+max_queued_messages 100000
 listener $P_PLAIN 127.0.0.1
 listener $P_MTLS 127.0.0.1
 certfile $PKI/server.crt
@@ -168,10 +177,11 @@ acl:
     topics: ["#"]
     users: [anonymous]
 POLICY
-moat_config() { # name port broker-yaml max-connections
+moat_config() { # name port broker-yaml max-connections [more listener lines]
   cat >"$WORK/$1.yaml" <<EOF
 listeners:
   - { name: mqtts, kind: tls, bind: "127.0.0.1:$2" }
+${5:-}
 tls:
   cert: $PKI/server.crt
   key: $PKI/server.key
@@ -183,7 +193,9 @@ dev_certs: false
 log: { format: text }
 EOF
 }
-moat_config moat "$P_MOAT" "{ upstream: { v3: \"127.0.0.1:$P_PLAIN\" } }" "$((IDLE_CONNS + 100))"
+moat_config moat "$P_MOAT" "{ upstream: { v3: \"127.0.0.1:$P_PLAIN\" } }" "$((IDLE_CONNS + 100))" \
+  "  - { name: wss, kind: wss, bind: \"127.0.0.1:$P_MWSS\", ws: { path: /mqtt } }
+  - { name: quic, kind: quic, bind: \"127.0.0.1:$P_MQUIC\" }"
 moat_config moat-embedded "$P_EMB" \
   "{ embedded: { bind: \"127.0.0.1:$P_E3\", bind_v5: \"127.0.0.1:$P_E5\", max_connections: $((IDLE_CONNS + 100)) } }" \
   "$((IDLE_CONNS + 100))"
@@ -202,8 +214,8 @@ if [[ -n "${MOAT_BEFORE:-}" ]]; then
   PIDS+=("$!"); PID_moat_before=$!
 fi
 
-for p in "$P_PLAIN" "$P_MTLS" "$P_MCAP" "$P_HAP" "$P_MOAT" "$P_EMB" "$P_CAP"; do wait_port "$p"; done
-log "up: mosquitto $P_PLAIN/$P_MTLS, haproxy $P_HAP, moat $P_MOAT, moat-embedded $P_EMB"
+for p in "$P_PLAIN" "$P_MTLS" "$P_MCAP" "$P_HAP" "$P_MOAT" "$P_MWSS" "$P_EMB" "$P_CAP"; do wait_port "$p"; done
+log "up: mosquitto $P_PLAIN/$P_MTLS, haproxy $P_HAP, moat $P_MOAT (wss $P_MWSS, quic udp/$P_MQUIC), moat-embedded $P_EMB"
 
 # --- measurement helpers --------------------------------------------------------------------
 TCK=$(getconf CLK_TCK)
@@ -231,6 +243,9 @@ if [[ -n "${MOAT_BEFORE:-}" ]]; then
   ROWS+=("moat-before $PID_moat_before $P_BEFORE")
 fi
 TLS=(--ca "$PKI/ca.crt" --sni localhost)
+# The moat → mosquitto instance through its other front doors: row, port, moat-bench transport.
+# CPU is moat's process, as for the TLS row.
+TRANSPORTS=("moat-wss $P_MWSS --transport wss --ws-path /mqtt" "moat-quic $P_MQUIC --transport quic")
 
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in "${ROWS[@]}"; do
@@ -239,6 +254,14 @@ for r in "${ROWS[@]}"; do
   "$BENCH" --target "127.0.0.1:$port" "${TLS[@]}" load --count 20000 >/dev/null 2>>"$WORK/bench.log"
   run "$row" "$pid" qos0 --target "127.0.0.1:$port" "${TLS[@]}" load --count "$COUNT" --payload 64 --qos 0
   run "$row" "$pid" qos1 --target "127.0.0.1:$port" "${TLS[@]}" load --count "$QOS1_COUNT" --payload 64 --qos 1
+done
+for t in "${TRANSPORTS[@]}"; do
+  read -r row port via <<<"$t"
+  read -ra via <<<"$via"
+  log "$row: warm-up, QoS 0 peak, QoS 1 peak"
+  "$BENCH" --target "127.0.0.1:$port" "${TLS[@]}" "${via[@]}" load --count 20000 >/dev/null 2>>"$WORK/bench.log"
+  run "$row" "$MOAT_PID" qos0 --target "127.0.0.1:$port" "${TLS[@]}" "${via[@]}" load --count "$COUNT" --payload 64 --qos 0
+  run "$row" "$MOAT_PID" qos1 --target "127.0.0.1:$port" "${TLS[@]}" "${via[@]}" load --count "$QOS1_COUNT" --payload 64 --qos 1
 done
 
 # Latency at one fixed rate for every row: half of mosquitto's own TLS peak.
@@ -251,6 +274,12 @@ for r in "${ROWS[@]}"; do
   read -r row pid port <<<"$r"
   log "$row: latency at $RATE msg/s"
   run "$row" "$pid" paced --target "127.0.0.1:$port" "${TLS[@]}" load --rate "$RATE" --count "$((RATE * 5))" --qos 0
+done
+for t in "${TRANSPORTS[@]}"; do
+  read -r row port via <<<"$t"
+  read -ra via <<<"$via"
+  log "$row: latency at $RATE msg/s"
+  run "$row" "$MOAT_PID" paced --target "127.0.0.1:$port" "${TLS[@]}" "${via[@]}" load --rate "$RATE" --count "$((RATE * 5))" --qos 0
 done
 
 for r in "${ROWS[@]}"; do
@@ -321,7 +350,9 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     rows.setdefault(r["row"], {})[r["kind"]] = r
 count, idle, rate = sys.argv[2], sys.argv[3], sys.argv[4]
-order = [r for r in ["mosquitto-tls", "haproxy", "moat", "moat-embedded", "moat-before"] if r in rows]
+order = [r for r in ["mosquitto-tls", "haproxy", "moat", "moat-wss", "moat-quic", "moat-embedded",
+                     "moat-before"] if r in rows]
+names = {"moat-wss": "moat wss → mosquitto", "moat-quic": "moat quic → mosquitto"}
 
 def g(row, kind, key, default=None):
     return rows.get(row, {}).get(kind, {}).get(key, default)
@@ -335,7 +366,7 @@ def cpu_per_m(row, kind):
 def f(v, fmt="{:,.0f}"):
     return "–" if v is None else fmt.format(v)
 
-head = ["front door", "QoS0 msg/s", "CPU s/1M QoS0", "lost", "QoS1 msg/s", "CPU s/1M QoS1",
+head = ["front door", "QoS0 msg/s", "CPU s/1M QoS0", "lost QoS0/1", "QoS1 msg/s", "CPU s/1M QoS1",
         f"p50/p99/p999 µs @ {rate}/s", "KiB/idle conn", "handshakes/s", "CPU ms/hs",
         "TLS+CONNECT/s", "refused/s (CPU each)"]
 out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -352,8 +383,8 @@ for row in order:
     if row == "mosquitto-tls" and refused is not None:
         ref += " (cap)"
     out.append("| " + " | ".join([
-        row, f(g(row, "qos0", "msgs_per_s")), f(cpu_per_m(row, "qos0"), "{:.2f}"),
-        f(g(row, "qos0", "lost")), f(g(row, "qos1", "msgs_per_s")),
+        names.get(row, row), f(g(row, "qos0", "msgs_per_s")), f(cpu_per_m(row, "qos0"), "{:.2f}"),
+        f"{f(g(row, 'qos0', 'lost'))} / {f(g(row, 'qos1', 'lost'))}", f(g(row, "qos1", "msgs_per_s")),
         f(cpu_per_m(row, "qos1"), "{:.2f}"), lat, f(g(row, "idle", "kib_per_conn"), "{:.1f}"),
         f(g(row, "handshake", "per_s")), f(cpu_hs, "{:.2f}"), f(g(row, "connect", "per_s")), ref,
     ]) + " |")
@@ -361,6 +392,8 @@ print("\n".join(out))
 print()
 print(f"QoS 0: {count} messages of 64 bytes, 1 publisher → 1 subscriber, TLS 1.3, ECDSA P-256; "
       f"idle: {idle} sessions; latency at a fixed {rate} msg/s (half of mosquitto-tls's peak).")
+print("moat wss / moat quic: the moat → mosquitto instance through its WSS (/mqtt, one binary "
+      "message per client write) and QUIC (one stream per connection) listeners; CPU is moat's.")
 cap = rows.get("moat", {}).get("refused_cap")
 print("refused/s: haproxy and moat = the denied source range 127.66.0.0/16 (HAProxy: "
       "tcp-request connection reject; moat: policy network.deny); mosquitto has no source rule, "

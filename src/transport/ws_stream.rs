@@ -1,5 +1,6 @@
 //! WebSocket frames ↔ MQTT byte stream: the adapter that lets the session read a WebSocket like
-//! a socket.
+//! a socket. It works for either role (tungstenite masks a client's frames), so `moat-bench`
+//! reads its WebSocket connections through it too.
 //!
 //! MQTT over WebSocket is just the MQTT byte stream cut into binary messages at arbitrary
 //! points: a packet may span messages and a message may carry several packets
@@ -49,7 +50,8 @@ pub struct WsBytes<S> {
 // === impl WsBytes ===
 
 impl<S> WsBytes<S> {
-    pub(crate) fn new(ws: WebSocketStream<S>) -> Self {
+    /// Wraps an upgraded WebSocket, server side (moat's listeners) or client side (moat-bench).
+    pub fn new(ws: WebSocketStream<S>) -> Self {
         Self {
             ws,
             pending: Bytes::new(),

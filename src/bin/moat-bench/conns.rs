@@ -1,5 +1,10 @@
 //! Connection-level modes: K idle sessions (memory per connection), full TLS handshakes per
 //! second, and refused connections per second from a denied source.
+//!
+//! Every mode opens its connections over the target's transport (TLS, WSS or QUIC). A refusal
+//! is a TCP-level event for TLS and WSS (the same socket is refused before any TLS byte); over
+//! QUIC a denied source's attempt is dropped without a reply, so it counts as `ignored` once
+//! `--quic-wait` passes without an answer, and a close before the handshake counts as refused.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,7 +14,7 @@ use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-use crate::client::{source, tcp_connect, Target};
+use crate::client::{source, tcp_connect, Probe, Target};
 use crate::histogram::Histogram;
 use crate::load::Ramp;
 use crate::Report;
@@ -60,6 +65,44 @@ pub(crate) struct RefusedArgs {
     /// MQTT sessions to open (from 127.0.0.1) and hold first, e.g. to fill a connection cap.
     #[arg(long, default_value_t = 0)]
     hold: usize,
+    /// QUIC only: seconds without an answer after which an attempt counts as ignored.
+    #[arg(long = "quic-wait", default_value_t = 1.0)]
+    quic_wait: f64,
+}
+
+/// How one connection attempt from a denied source ended.
+enum Attempt {
+    /// Closed or reset without an answer.
+    Refused,
+    /// No answer at all before the deadline (QUIC: the server dropped the attempt).
+    Ignored,
+    /// The server answered or kept the connection: not refused.
+    Answered,
+    /// A local failure (ports, sockets): neither.
+    Error,
+}
+
+/// Attempts by outcome.
+#[derive(Default)]
+struct Tally {
+    refused: u64,
+    ignored: u64,
+    answered: u64,
+    errors: u64,
+}
+
+// === impl Tally ===
+
+impl Tally {
+    fn count(&mut self, a: Attempt) {
+        let n = match a {
+            Attempt::Refused => &mut self.refused,
+            Attempt::Ignored => &mut self.ignored,
+            Attempt::Answered => &mut self.answered,
+            Attempt::Error => &mut self.errors,
+        };
+        *n += 1;
+    }
 }
 
 pub(crate) async fn idle(target: Target, args: IdleArgs) -> anyhow::Result<Report> {
@@ -209,63 +252,82 @@ pub(crate) async fn refused(target: Target, args: RefusedArgs) -> anyhow::Result
                 .context("holding session")?,
         );
     }
-    let addr = target.addr;
+    let target = Arc::new(target);
     let end = Instant::now() + Duration::from_secs_f64(args.duration);
+    let wait = Duration::from_secs_f64(args.quic_wait);
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut loops = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let counter = counter.clone();
+        let (target, counter) = (target.clone(), counter.clone());
         let net = args.source_net;
         loops.push(tokio::spawn(async move {
-            let (mut refused, mut answered, mut errors) = (0u64, 0u64, 0u64);
+            let mut tally = Tally::default();
             let mut hist = Histogram::new();
             while Instant::now() < end {
                 let n = counter.fetch_add(1, Ordering::Relaxed) as usize;
+                let src = Some(source(net, n));
                 let t0 = Instant::now();
-                let mut tcp = match tcp_connect(addr, Some(source(net, n))).await {
-                    Ok(t) => t,
-                    // Refused before the handshake completed (RST on SYN) counts as refused.
-                    Err(e) if is_refusal(&e) => {
-                        refused += 1;
-                        continue;
+                let outcome = if target.is_quic() {
+                    match target.quic_probe(src, wait).await {
+                        Ok(Probe::Refused) => Attempt::Refused,
+                        Ok(Probe::Ignored) => Attempt::Ignored,
+                        Ok(Probe::Answered) => Attempt::Answered,
+                        Err(_) => Attempt::Error,
                     }
-                    Err(_) => {
-                        errors += 1;
-                        continue;
-                    }
+                } else {
+                    tcp_attempt(target.addr, src).await
                 };
-                let mut b = [0u8; 1];
-                match tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut b)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => {
-                        refused += 1;
-                        hist.record(t0.elapsed().as_nanos() as u64);
-                    }
-                    // The server said something or kept the connection: not refused.
-                    Ok(Ok(_)) | Err(_) => answered += 1,
+                if matches!(outcome, Attempt::Refused) {
+                    hist.record(t0.elapsed().as_nanos() as u64);
                 }
+                tally.count(outcome);
             }
-            (refused, answered, errors, hist)
+            (tally, hist)
         }));
     }
-    let (mut refused, mut answered, mut errors) = (0, 0, 0);
+    let mut tally = Tally::default();
     let mut hist = Histogram::new();
     for l in loops {
-        let (r, a, e, h) = l.await.context("refusal loop")?;
-        refused += r;
-        answered += a;
-        errors += e;
+        let (t, h) = l.await.context("refusal loop")?;
+        tally.refused += t.refused;
+        tally.ignored += t.ignored;
+        tally.answered += t.answered;
+        tally.errors += t.errors;
         hist.merge(&h);
     }
+    let Tally {
+        refused,
+        ignored,
+        answered,
+        errors,
+    } = tally;
     let elapsed = start.elapsed();
     drop(held);
     let mut r = Report::new("refused");
     r.num("refused", refused as f64)
+        .num("ignored", ignored as f64)
         .num("not_refused", answered as f64)
         .num("errors", errors as f64)
-        .num("per_s", refused as f64 / elapsed.as_secs_f64())
+        .num("per_s", (refused + ignored) as f64 / elapsed.as_secs_f64())
         .latency("lat", &hist);
     Ok(r)
+}
+
+/// TCP connect from `src`, then one read: a reset or a close without a byte is a refusal.
+async fn tcp_attempt(addr: std::net::SocketAddr, src: Option<std::net::IpAddr>) -> Attempt {
+    let mut tcp = match tcp_connect(addr, src).await {
+        Ok(t) => t,
+        // Refused before the handshake completed (RST on SYN) counts as refused.
+        Err(e) if is_refusal(&e) => return Attempt::Refused,
+        Err(_) => return Attempt::Error,
+    };
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut b)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Attempt::Refused,
+        // The server said something or kept the connection: not refused.
+        Ok(Ok(_)) | Err(_) => Attempt::Answered,
+    }
 }
 
 fn is_refusal(e: &anyhow::Error) -> bool {

@@ -16,7 +16,7 @@ use moat::mqtt::{self, Ack, Packet, Publish, QoS, Subscribe, SubscribeOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::client::{source, Target};
+use crate::client::{source, Io, Reader, Target};
 use crate::histogram::Histogram;
 use crate::{now_ns, Report};
 
@@ -130,15 +130,18 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
         pub_tasks.push(tokio::spawn(publisher(s, job, shared.clone())));
     }
     let mut pub_errors = 0;
+    let mut finished = Vec::new();
     for t in pub_tasks {
-        if !matches!(t.await, Ok(Ok(()))) {
-            pub_errors += 1;
+        match t.await {
+            Ok(Ok(held)) => finished.push(held),
+            _ => pub_errors += 1,
         }
     }
     let pub_elapsed = pub_start.elapsed();
     let sent = shared.sent.load(Ordering::Relaxed);
     let expected = sent * subs as u64;
     wait_for(&shared, expected, Duration::from_secs_f64(args.drain)).await;
+    drop(finished);
     shared.stop.notify_waiters();
     let mut hist = Histogram::new();
     for t in sub_tasks {
@@ -262,7 +265,8 @@ async fn subscriber(s: crate::client::Session, qos: QoS, shared: Arc<Shared>) ->
             }
         }
         if !out.is_empty() {
-            if wr.write_all(&out).await.is_err() {
+            // The flush matters for transports that buffer (a no-op for TCP and QUIC).
+            if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
                 return hist;
             }
             out.clear();
@@ -291,11 +295,19 @@ struct PubJob {
 /// Packet ids in flight at most (QoS 1/2), below the 16-bit id space.
 const MAX_INFLIGHT: u64 = 60_000;
 
+/// A publisher's connection after its last message, held until the subscribers are done: a QUIC
+/// connection that closes discards what it has not sent yet (a closed TCP socket still
+/// delivers), which would count QoS 0 messages as lost.
+struct Finished {
+    _rd: Reader,
+    _wr: tokio::io::WriteHalf<Box<dyn Io>>,
+}
+
 async fn publisher(
     s: crate::client::Session,
     job: PubJob,
     shared: Arc<Shared>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Finished> {
     let version = s.version;
     let (mut rd, mut wr) = s.split();
     let topic: mqtt::MqttStr = format!("bench/{}", job.id).into();
@@ -308,7 +320,7 @@ async fn publisher(
     loop {
         let sending = seq < job.count && Instant::now() < job.deadline;
         if !sending && (job.qos == QoS::AtMostOnce || done_acks >= seq) {
-            return Ok(());
+            return Ok(Finished { _rd: rd, _wr: wr });
         }
         let may_send = sending && (job.qos == QoS::AtMostOnce || seq - done_acks < MAX_INFLIGHT);
         let next_at = interval.map(|i| start + i.mul_f64(seq as f64));
@@ -371,6 +383,7 @@ async fn publisher(
         }
         if !out.is_empty() {
             wr.write_all(&out).await?;
+            wr.flush().await?;
             out.clear();
         }
     }

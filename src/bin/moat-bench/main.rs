@@ -1,7 +1,8 @@
 //! `moat-bench`: the load generator behind `bench/compare.sh`.
 //!
 //! It speaks MQTT with moat's own codec over TLS (rustls, ring, a CA file) or plain TCP, so the
-//! same client drives mosquitto, HAProxy and moat alike. Modes: `load` (publishers →
+//! same client drives mosquitto, HAProxy and moat alike; `--transport wss|quic` reaches moat's
+//! WebSocket and QUIC listeners with the same modes. Modes: `load` (publishers →
 //! subscribers, msgs/s, lost messages, publish → receive latency), `idle` (K held sessions from
 //! many loopback sources, for memory per connection), `handshake` (full TLS handshakes/s, or
 //! TLS + CONNECT/CONNACK with `--mqtt`) and `refused` (connections/s a server refuses).
@@ -23,6 +24,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use moat::mqtt::ProtocolVersion;
 
+use client::Transport;
 use histogram::Histogram;
 
 /// Load generator for moat and its peers (mosquitto, HAProxy).
@@ -32,9 +34,16 @@ struct Cli {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:8883", global = true)]
     target: SocketAddr,
-    /// CA certificate (PEM): connect with TLS and trust this CA. Without it: plain TCP.
+    /// Front door: MQTT over TLS, over WebSocket (wss), or over a QUIC stream.
+    #[arg(long, value_enum, default_value_t = Transport::Tls, global = true)]
+    transport: Transport,
+    /// CA certificate (PEM): connect with TLS and trust this CA. Without it: plain TCP (`tls`)
+    /// or plain `ws` (`wss`); `quic` needs it.
     #[arg(long, global = true)]
     ca: Option<PathBuf>,
+    /// HTTP path of the WebSocket upgrade (`--transport wss`).
+    #[arg(long = "ws-path", default_value = "/mqtt", global = true)]
+    ws_path: String,
     /// TLS server name.
     #[arg(long, default_value = "localhost", global = true)]
     sni: String,
@@ -63,9 +72,11 @@ enum Mode {
     Load(load::LoadArgs),
     /// Open K MQTT sessions and hold them (prints `ready …` once they are up).
     Idle(conns::IdleArgs),
-    /// Full TLS handshakes per second (no resumption).
+    /// Full TLS handshakes per second (no resumption); with wss plus the upgrade, with quic a
+    /// QUIC handshake plus the stream.
     Handshake(conns::HandshakeArgs),
-    /// Connections per second that the server closes without answering.
+    /// Connections per second that the server closes without answering (over QUIC: attempts
+    /// it drops or refuses).
     Refused(conns::RefusedArgs),
 }
 
@@ -87,13 +98,15 @@ fn main() -> anyhow::Result<()> {
         .username
         .clone()
         .map(|u| (u, cli.password.clone().unwrap_or_default()));
-    let target = client::Target::new(
-        cli.target,
-        cli.ca.as_deref(),
-        &cli.sni,
+    let target = client::Target::new(client::Options {
+        addr: cli.target,
+        transport: cli.transport,
+        ca: cli.ca.as_deref(),
+        sni: &cli.sni,
+        ws_path: &cli.ws_path,
         version,
         credentials,
-    )?;
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads.max(1))
         .enable_all()
@@ -107,7 +120,9 @@ fn main() -> anyhow::Result<()> {
             Mode::Refused(a) => conns::refused(target, a).await,
         }
     })?;
-    report.text("label", &cli.label);
+    report
+        .text("label", &cli.label)
+        .text("transport", cli.transport.as_str());
     report.print();
     // Held sessions and their tasks end with the process; no need to wait for each.
     runtime.shutdown_background();
