@@ -10,9 +10,10 @@
 //! - `tx`: ciphertext the socket has not taken yet.
 //!
 //! A read lands in an area on the stack of the poll that makes it; rustls decrypts the records
-//! there, in place, and the plaintext goes straight into the caller's buffer. Only what is left
-//! over is copied to the heap: the rest of a record that spans reads (`rx`, bounded by the TLS
-//! record limit) or plaintext the caller had no room for (`plain`). A write encrypts one record
+//! there, in place, and hands out each record's plaintext (rustls 0.23 copies it into a `Vec`
+//! of its own on the way), which goes into the caller's buffer. Only what is left over is kept
+//! on the heap: the start of a record that spans reads (`rx`, bounded by the TLS record limit)
+//! or plaintext the caller had no room for (`plain`). A write encrypts one record
 //! (up to 16 KiB of plaintext, the slices of a vectored write joined) into `tx` and hands it to
 //! the socket at once; `tx` is freed as soon as the socket has taken it all.
 //!
@@ -193,6 +194,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
                     return Err(closed_in_handshake());
                 }
                 sni.feed(filled);
+                this.rx.reserve_exact(filled.len());
                 this.rx.extend_from_slice(filled);
                 Ok(())
             }))?;
@@ -236,6 +238,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
         };
         rx.drain(..used.min(rx.len()));
         if !rx.is_empty() {
+            // What stays is the start of one record; a buffer that held several is trimmed to it.
+            if rx.capacity() > 2 * rx.len() {
+                rx.shrink_to_fit();
+            }
             self.rx = rx;
         }
         result.map(|(reached, _)| reached)
@@ -443,6 +449,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerTls<IO> {
                         this.rx = rest.to_vec();
                     }
                 } else {
+                    this.rx.reserve_exact(filled.len());
                     this.rx.extend_from_slice(filled);
                     this.advance_rx(&mut Goal::Read(buf))?;
                 }

@@ -410,4 +410,72 @@ async fn records_that_arrive_a_few_bytes_at_a_time_are_joined_and_then_released(
     echo(&mut p, &[42; 700]).await;
     echo(&mut p, &[43; 20_000]).await;
     assert_idle(&p.server);
+    assert_idle(&p.server);
+}
+
+/// Reads one TLS record (header and body) off a raw pipe.
+async fn raw_record(from: &mut DuplexStream) -> Vec<u8> {
+    let mut record = vec![0u8; 5];
+    from.read_exact(&mut record).await.unwrap();
+    let len = usize::from(u16::from_be_bytes([record[3], record[4]]));
+    record.resize(5 + len, 0);
+    from.read_exact(&mut record[5..]).await.unwrap();
+    record
+}
+
+#[tokio::test]
+async fn a_write_while_a_partial_record_waits_in_rx() {
+    let (server_config, client_config) = configs(TLS13, &[b"mqtt"], &[b"mqtt"]);
+    // client ⇄ (a | b) this test (c | d) ⇄ server: the test forwards the bytes itself.
+    let (a, mut b) = tokio::io::duplex(64 * 1024);
+    let (mut c, d) = tokio::io::duplex(64 * 1024);
+    let name = ServerName::try_from("localhost").unwrap();
+    let pump = async {
+        let (mut x, mut y) = ([0u8; 4096], [0u8; 4096]);
+        loop {
+            tokio::select! {
+                n = b.read(&mut x) => c.write_all(&x[..n.unwrap()]).await.unwrap(),
+                n = c.read(&mut y) => b.write_all(&y[..n.unwrap()]).await.unwrap(),
+            }
+        }
+    };
+    let (accepted, connected) = tokio::select! {
+        r = async {
+            tokio::join!(
+                ServerTls::accept(server_config, d),
+                TlsConnector::from(client_config).connect(name, a)
+            )
+        } => r,
+        () = pump => unreachable!(),
+    };
+    let (mut server, _) = accepted.unwrap();
+    let mut client = connected.unwrap();
+    // Two records from the client; the server gets the first and 10 bytes of the second.
+    client.write_all(b"first").await.unwrap();
+    client.flush().await.unwrap();
+    client.write_all(&[7; 300]).await.unwrap();
+    client.flush().await.unwrap();
+    let first = raw_record(&mut b).await;
+    let second = raw_record(&mut b).await;
+    c.write_all(&first).await.unwrap();
+    c.write_all(&second[..10]).await.unwrap();
+    let mut got = [0u8; 5];
+    server.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"first");
+    assert_eq!(server.rx.len(), 10, "the start of the second record waits");
+    // rustls encrypts with that partial record in its input; nothing of it is lost.
+    server.write_all(b"meanwhile").await.unwrap();
+    server.flush().await.unwrap();
+    let answer = raw_record(&mut c).await;
+    b.write_all(&answer).await.unwrap();
+    let mut heard = [0u8; 9];
+    client.read_exact(&mut heard).await.unwrap();
+    assert_eq!(&heard, b"meanwhile");
+    c.write_all(&second[10..]).await.unwrap();
+    let mut rest = [0u8; 300];
+    server.read_exact(&mut rest).await.unwrap();
+    assert!(rest.iter().all(|&x| x == 7));
+    assert_eq!(server.rx.capacity(), 0);
+    assert_eq!(server.plain.capacity(), 0);
+    assert_eq!(server.tx.capacity(), 0);
 }
