@@ -236,7 +236,6 @@ where
                             .buffered()
                             .map_err(|e| Refusal::Broker(e.to_string()))?;
                     }
-                    super::upstream::ack_now(upstream_rd);
                 }
             }
             // Whatever else is already queued goes out in the same write.

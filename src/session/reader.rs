@@ -66,11 +66,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The stream (socket options of the broker connection, `upstream::ack_now`).
-    pub(crate) fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// The next frame; `Ok(None)` on a clean close between packets.
     pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, ReadError> {
         self.next_of(None).await

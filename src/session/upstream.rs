@@ -75,22 +75,3 @@ pub(crate) async fn open(
         .await
         .map_err(|_| unavailable(format!("no CONNACK from {addr} within {deadline:?}")))?
 }
-
-/// Acknowledges at once what was just read from the broker.
-///
-/// Brokers often leave Nagle's algorithm on (mosquitto does by default): the broker holds its
-/// next small write until the last one is acknowledged. Linux delays that acknowledgement when
-/// it expects to send it with a reply (its "pingpong" mode, entered when moat sent SUBSCRIBE
-/// right after CONNACK), and a connection that only carries deliveries to the client never
-/// replies. The two settle into one burst per delayed-ACK timeout: ~20 ms between bursts and a
-/// p50 of 10 ms at 40k msgs/s instead of 0.6 ms (BENCHMARKS.md). `TCP_QUICKACK` leaves that
-/// mode and sends the pending ACK; Linux does not keep it set, so it is set after every batch
-/// read: one system call per read, not per message.
-pub(super) fn ack_now(reader: &FrameReader<OwnedReadHalf>) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        let _ = socket2::SockRef::from(reader.get_ref().as_ref()).set_tcp_quickack(true);
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = reader;
-}
