@@ -136,9 +136,8 @@ async fn serve_tcp(
             ))
             .await;
         }
-        Front::Tls(ref acceptor) | Front::Wss(ref acceptor, _) | Front::Routed(ref acceptor, _) => {
-            let (stream, peer) = match tls::accept(acceptor, stream, addr, listener, deadline).await
-            {
+        Front::Tls(ref config) | Front::Wss(ref config, _) | Front::Routed(ref config, _) => {
+            let (stream, peer) = match tls::accept(config, stream, addr, listener, deadline).await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     Stats::bump(&shared.stats.handshake_failures);

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use super::{conn, Drain, Shared, Stats};
 use crate::config::WsSettings;
@@ -21,13 +21,13 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub(super) enum Front {
     /// MQTT over TLS.
-    Tls(TlsAcceptor),
+    Tls(Arc<ServerConfig>),
     /// MQTT over WebSocket over TLS.
-    Wss(TlsAcceptor, Arc<WsSettings>),
+    Wss(Arc<ServerConfig>, Arc<WsSettings>),
     /// MQTT over plain WebSocket (enabled explicitly).
     Ws(Arc<WsSettings>),
     /// TLS routed by ALPN: `mqtt` → MQTT over TLS, `http/1.1` or none → WebSocket.
-    Routed(TlsAcceptor, Arc<WsSettings>),
+    Routed(Arc<ServerConfig>, Arc<WsSettings>),
 }
 
 /// A bound listener and what it needs to serve.

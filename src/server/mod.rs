@@ -16,7 +16,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 
 use crate::admission::Gate;
 use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
@@ -271,7 +270,7 @@ fn front(l: &ListenerConfig, config: &Config) -> Result<listener::Front, StartEr
         )
     };
     let settings = l.tls(&config.tls);
-    let acceptor = |profile| tls::server_config_for(&settings, profile).map(TlsAcceptor::from);
+    let acceptor = |profile| tls::server_config_for(&settings, profile);
     Ok(match (l.kind, l.alpn_routing) {
         (ListenerKind::Ws, _) => listener::Front::Ws(ws()),
         (ListenerKind::Tls | ListenerKind::Wss, true) => {

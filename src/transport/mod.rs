@@ -9,8 +9,10 @@ mod peer;
 pub mod quic;
 pub mod quic_client;
 pub mod tls;
+mod tls_stream;
 pub mod ws;
 mod ws_stream;
 
 pub use peer::{normalise as peer_addr, Peer, TransportKind};
+pub use tls_stream::ServerTls;
 pub use ws_stream::WsBytes;

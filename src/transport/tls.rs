@@ -1,10 +1,11 @@
-//! TLS termination (rustls through tokio-rustls, ring as the only crypto provider).
+//! TLS termination (rustls, ring as the only crypto provider).
 //!
 //! Builds the `ServerConfig` from the `tls:` section (TLS 1.2 and 1.3 or 1.3 only, AEAD suites
 //! only as rustls ships them, client certificates none/optional/required against `client_ca`,
 //! CRLs, ALPN `mqtt`, no early data, no session resumption) and runs one handshake under a
 //! deadline. A presented but invalid client certificate always fails the handshake, also in
-//! `optional` mode.
+//! `optional` mode. The stream itself is [`ServerTls`] (`tls_stream.rs`, rustls' unbuffered
+//! API: no buffer held while idle); tokio-rustls is only used for clients.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,10 +17,8 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
-use super::{Peer, TransportKind};
+use super::{Peer, ServerTls, TransportKind};
 use crate::config::{ClientCerts, TlsSettings, TlsVersion};
 
 /// ALPN protocol id for MQTT (also what EMQX and AWS IoT use).
@@ -150,25 +149,28 @@ pub fn server_config_for(
 /// Runs the TLS handshake under a deadline and reads what the peer proved. The peer's kind is
 /// [`TransportKind::Tls`]; a WebSocket front changes it after the upgrade.
 pub async fn accept(
-    acceptor: &TlsAcceptor,
+    config: &Arc<ServerConfig>,
     stream: TcpStream,
     addr: SocketAddr,
     listener: Arc<str>,
     deadline: Duration,
-) -> Result<(TlsStream<TcpStream>, Peer), TlsError> {
+) -> Result<(ServerTls, Peer), TlsError> {
     // Boxed: the handshake state (a whole TLS connection in mid-handshake) lives on the heap
     // only while the handshake runs, instead of widening every connection task for its lifetime.
-    let tls = Box::pin(tokio::time::timeout(deadline, acceptor.accept(stream)))
-        .await
-        .map_err(|_| TlsError::HandshakeTimeout(deadline))?
-        .map_err(TlsError::Handshake)?;
-    let (_, conn) = tls.get_ref();
+    let (tls, sni) = Box::pin(tokio::time::timeout(
+        deadline,
+        ServerTls::accept(config.clone(), stream),
+    ))
+    .await
+    .map_err(|_| TlsError::HandshakeTimeout(deadline))?
+    .map_err(TlsError::Handshake)?;
+    let conn = tls.connection();
     let cert_cn = leaf_common_name(conn.peer_certificates())?;
     let peer = Peer {
         addr,
         listener,
         kind: TransportKind::Tls,
-        sni: conn.server_name().map(str::to_owned),
+        sni,
         alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
         cert_cn,
         via: None,
