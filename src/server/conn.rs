@@ -9,7 +9,9 @@
 //! handshakes are freed when they finish and an idle session holds exactly its own stack's
 //! future (an unboxed WebSocket branch made every TLS session pay 14 KiB, BENCHMARKS.md).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,7 @@ use super::quic::HandshakeSlot;
 use super::{Drain, Shared, Stats};
 use crate::admission::Admitted;
 use crate::config::WsSettings;
-use crate::transport::{quic, tls, ws, Peer, TransportKind};
+use crate::transport::{quic, tls, ws, Peer, ServerTls, TransportKind};
 
 /// Connection ids for log correlation.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -44,14 +46,9 @@ pub(super) fn spawn(
 ) {
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("conn", id, peer = %addr, listener = %listener);
-    tokio::spawn(
-        async move {
-            // Held until the task ends: admission counts live connections, the drain counts tasks.
-            let _permit = permit;
-            serve_tcp(shared, front, stream, addr, listener, drain).await;
-        }
-        .instrument(span),
-    );
+    // The future of `serve_tcp` itself is the task: an `async` block around it would hold every
+    // argument twice (its own captures and the call's) for the connection's whole life.
+    tokio::spawn(serve_tcp(shared, front, stream, addr, listener, permit, drain).instrument(span));
 }
 
 /// Spawns the task that serves one admitted QUIC connection attempt.
@@ -87,35 +84,49 @@ pub(super) fn spawn_quic(
             ))
             .await;
             drop(slot);
-            match accepted {
-                Ok((stream, peer, conn)) => {
-                    Box::pin(crate::session::run(stream, peer, shared, drain)).await;
-                    // The client closes once it has read the end of the stream; a client that
-                    // does not is closed after a short grace.
-                    let _ = tokio::time::timeout(QUIC_CLOSE_GRACE, conn.closed()).await;
-                    conn.close(quic::code::DONE, b"session ended");
-                }
+            let (session, conn): (Step, _) = match accepted {
+                Ok((stream, peer, conn)) => (
+                    Box::pin(crate::session::run(stream, peer, shared, drain)),
+                    conn,
+                ),
                 Err(e) => {
                     Stats::bump(&shared.stats.handshake_failures);
                     tracing::info!(error = %e, "QUIC connection refused");
+                    return;
                 }
-            }
+            };
+            session.await;
+            // The client closes once it has read the end of the stream; a client that does not
+            // is closed after a short grace.
+            let _ = tokio::time::timeout(QUIC_CLOSE_GRACE, conn.closed()).await;
+            conn.close(quic::code::DONE, b"session ended");
         }
         .instrument(span),
     );
 }
 
+/// A transport step still to run, boxed (see the module docs).
+type Step = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// The transport steps of a TCP listener's front, then the session.
+///
+/// What comes after the TLS handshake is chosen by a plain function that returns it boxed:
+/// values moved into a future that is then awaited can still keep their slot in this future's
+/// state across that await (a known limit of the compiler's layout), and the TLS stream is over
+/// a kilobyte that every idle session would carry twice.
 async fn serve_tcp(
     shared: Arc<Shared>,
     front: Front,
     stream: TcpStream,
     addr: SocketAddr,
     listener: Arc<str>,
+    permit: Admitted,
     drain: Drain,
 ) {
+    // Held until the task ends: admission counts live connections, the drain counts tasks.
+    let _permit = permit;
     let deadline = shared.config.timeouts.tls_handshake;
-    match front {
+    let next: Step = match front {
         Front::Ws(settings) => {
             let peer = Peer {
                 addr,
@@ -129,50 +140,55 @@ async fn serve_tcp(
             Box::pin(websocket(
                 stream,
                 peer,
-                &settings,
+                settings,
                 TransportKind::Ws,
                 shared,
                 drain,
             ))
-            .await;
         }
         Front::Tls(ref config) | Front::Wss(ref config, _) | Front::Routed(ref config, _) => {
-            let (stream, peer) = match tls::accept(config, stream, addr, listener, deadline).await {
-                Ok(accepted) => accepted,
+            match Box::pin(tls::accept(config, stream, addr, listener, deadline)).await {
+                Ok((stream, peer)) => after_tls(front, stream, peer, shared, drain),
                 Err(e) => {
                     Stats::bump(&shared.stats.handshake_failures);
                     tracing::info!(error = %e, "TLS handshake refused");
                     return;
                 }
-            };
-            let mqtt_alpn = peer.alpn.as_deref() == Some(tls::ALPN_MQTT);
-            match front {
-                Front::Wss(_, settings) => {
-                    Box::pin(websocket(
-                        stream,
-                        peer,
-                        &settings,
-                        TransportKind::Wss,
-                        shared,
-                        drain,
-                    ))
-                    .await;
-                }
-                // One port for both: ALPN `mqtt` is raw MQTT, `http/1.1` or none is WebSocket.
-                Front::Routed(_, settings) if !mqtt_alpn => {
-                    Box::pin(websocket(
-                        stream,
-                        peer,
-                        &settings,
-                        TransportKind::Wss,
-                        shared,
-                        drain,
-                    ))
-                    .await;
-                }
-                _ => Box::pin(crate::session::run(stream, peer, shared, drain)).await,
             }
         }
+    };
+    next.await;
+}
+
+/// What runs on a TLS stream: WebSocket for a WSS front (or a routed one without ALPN `mqtt`),
+/// the MQTT session otherwise.
+fn after_tls(
+    front: Front,
+    stream: ServerTls,
+    peer: Peer,
+    shared: Arc<Shared>,
+    drain: Drain,
+) -> Step {
+    let mqtt_alpn = peer.alpn.as_deref() == Some(tls::ALPN_MQTT);
+    match front {
+        Front::Wss(_, settings) => Box::pin(websocket(
+            stream,
+            peer,
+            settings,
+            TransportKind::Wss,
+            shared,
+            drain,
+        )),
+        // One port for both: ALPN `mqtt` is raw MQTT, `http/1.1` or none is WebSocket.
+        Front::Routed(_, settings) if !mqtt_alpn => Box::pin(websocket(
+            stream,
+            peer,
+            settings,
+            TransportKind::Wss,
+            shared,
+            drain,
+        )),
+        _ => Box::pin(crate::session::run(stream, peer, shared, drain)),
     }
 }
 
@@ -180,23 +196,26 @@ async fn serve_tcp(
 async fn websocket<S>(
     stream: S,
     peer: Peer,
-    settings: &WsSettings,
+    settings: Arc<WsSettings>,
     kind: TransportKind,
     shared: Arc<Shared>,
     drain: Drain,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    match Box::pin(ws::upgrade(stream, peer, settings, kind)).await {
+    let session: Step = match Box::pin(ws::upgrade(stream, peer, &settings, kind)).await {
         Ok((stream, peer)) => {
             if let Some(proxy) = peer.via {
                 tracing::debug!(client = %peer.addr, %proxy, "client address from X-Forwarded-For");
             }
-            Box::pin(crate::session::run(stream, peer, shared, drain)).await;
+            Box::pin(crate::session::run(stream, peer, shared, drain))
         }
         Err(e) => {
             Stats::bump(&shared.stats.handshake_failures);
             tracing::info!(error = %e, "WebSocket upgrade refused");
+            return;
         }
-    }
+    };
+    drop(settings);
+    session.await;
 }
