@@ -291,18 +291,23 @@ done
 
 for r in "${ROWS[@]}"; do
   read -r row pid port <<<"$r"
-  log "$row: $IDLE_CONNS idle TLS sessions"
+  log "$row: idle TLS sessions"
   sleep 2
   rss0=$(rss_kib "$pid")
   out="$WORK/idle-$row.out"
-  "$BENCH" --target "127.0.0.1:$port" "${TLS[@]}" --label "$row" idle --conns "$IDLE_CONNS" --hold 6 \
+  conns=$IDLE_CONNS
+  # moat with its embedded broker holds three descriptors per session (client, broker side,
+  # and rumqttd's accepted socket, all in one process); past the limit rumqttd's accept loop
+  # spins and logs an error per attempt.
+  if [[ "$row" == moat-embedded ]] && ((conns > (FDS - 400) / 3)); then conns=$(((FDS - 400) / 3)); fi
+  "$BENCH" --target "127.0.0.1:$port" "${TLS[@]}" --label "$row" idle --conns "$conns" --hold 6 \
     >"$out" 2>>"$WORK/bench.log" &
   bench=$!
   for _ in $(seq 1200); do grep -q '^ready' "$out" 2>/dev/null && break; sleep 0.1; done
   sleep 3
   rss1=$(rss_kib "$pid")
   wait "$bench" || true
-  python3 - "$(tail -n 1 "$out")" "$row" "$rss0" "$rss1" >>"$RESULTS" <<'EOF'
+  python3 - "$(tail -n 1 "$out")" "$row" "$rss0" "$rss1" >>"$RESULTS" <<'EOF' || true
 import json, sys
 r = json.loads(sys.argv[1]); r["row"] = sys.argv[2]; r["kind"] = "idle"
 r["rss0_kib"] = int(sys.argv[3]); r["rss1_kib"] = int(sys.argv[4])
