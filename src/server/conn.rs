@@ -170,17 +170,14 @@ fn after_tls(
     drain: Drain,
 ) -> Step {
     let mqtt_alpn = peer.alpn.as_deref() == Some(tls::ALPN_MQTT);
-    match front {
-        Front::Wss(_, settings) => Box::pin(websocket(
-            stream,
-            peer,
-            settings,
-            TransportKind::Wss,
-            shared,
-            drain,
-        )),
+    let websocket_settings = match front {
+        Front::Wss(_, settings) => Some(settings),
         // One port for both: ALPN `mqtt` is raw MQTT, `http/1.1` or none is WebSocket.
-        Front::Routed(_, settings) if !mqtt_alpn => Box::pin(websocket(
+        Front::Routed(_, settings) if !mqtt_alpn => Some(settings),
+        _ => None,
+    };
+    match websocket_settings {
+        Some(settings) => Box::pin(websocket(
             stream,
             peer,
             settings,
@@ -188,7 +185,7 @@ fn after_tls(
             shared,
             drain,
         )),
-        _ => Box::pin(crate::session::run(stream, peer, shared, drain)),
+        None => Box::pin(crate::session::run(stream, peer, shared, drain)),
     }
 }
 
