@@ -162,7 +162,16 @@ async fn migrated_connection_is_not_followed() {
     let reason = tokio::time::timeout(common::WAIT, conn.closed())
         .await
         .unwrap();
-    assert_eq!(reason, quinn::ConnectionError::TimedOut);
+    // Either way the server did not follow: it stayed silent (the client times out) or it
+    // answered the unknown path with a stateless reset, which quinn may do for a packet it
+    // cannot route. Only a PINGRESP would mean the migration was accepted.
+    assert!(
+        matches!(
+            reason,
+            quinn::ConnectionError::TimedOut | quinn::ConnectionError::Reset
+        ),
+        "{reason:?}"
+    );
     let mut buf = [0u8; 2];
     assert!(
         recv.read_exact(&mut buf).await.is_err(),
