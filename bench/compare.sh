@@ -196,9 +196,13 @@ EOF
 moat_config moat "$P_MOAT" "{ upstream: { v3: \"127.0.0.1:$P_PLAIN\" } }" "$((IDLE_CONNS + 100))" \
   "  - { name: wss, kind: wss, bind: \"127.0.0.1:$P_MWSS\", ws: { path: /mqtt } }
   - { name: quic, kind: quic, bind: \"127.0.0.1:$P_MQUIC\" }"
+# With its embedded broker moat holds 3 descriptors per connection and keeps 64 aside: a
+# max_connections set above (FDS - 64) / 3 makes it refuse to start (ops/fds.rs).
+EMB_MAX=$(((FDS - 64) / 3))
+((EMB_MAX > IDLE_CONNS + 100)) && EMB_MAX=$((IDLE_CONNS + 100))
 moat_config moat-embedded "$P_EMB" \
-  "{ embedded: { bind: \"127.0.0.1:$P_E3\", bind_v5: \"127.0.0.1:$P_E5\", max_connections: $((IDLE_CONNS + 100)) } }" \
-  "$((IDLE_CONNS + 100))"
+  "{ embedded: { bind: \"127.0.0.1:$P_E3\", bind_v5: \"127.0.0.1:$P_E5\", max_connections: $EMB_MAX } }" \
+  "$EMB_MAX"
 moat_config moat-cap "$P_CAP" "{ upstream: { v3: \"127.0.0.1:$P_PLAIN\" } }" 1
 moat_config moat-before "$P_BEFORE" "{ upstream: { v3: \"127.0.0.1:$P_PLAIN\" } }" "$((IDLE_CONNS + 100))"
 # Warnings only, as for mosquitto (log_type error) and HAProxy (no log section): the figures

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 
 use crate::config::{BrokerSettings, ClientCerts, Config};
-use crate::ops::load;
+use crate::ops::{fds, load};
 use crate::policy::Policy;
 
 /// Arguments of `moat check`.
@@ -28,6 +28,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let policy = load::load_policy(&cfg)?;
     let missing = load::missing_tls_files(&cfg);
     print!("{}", report(&args.config, &cfg, &policy, &missing));
+    for line in descriptors(&cfg, fds::limits().ok()) {
+        println!("{line}");
+    }
     let (cases, failed) = cases(&policy);
     print!("{cases}");
     if failed > 0 {
@@ -93,6 +96,35 @@ fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[Path
     let mut text = lines.join("\n");
     text.push('\n');
     text
+}
+
+/// The file descriptor budget under this shell's limits (`limits`: soft, hard), judged as
+/// `moat run` would after raising the soft limit to the hard one. Warnings only: the service
+/// may run under other limits (systemd's LimitNOFILE=) than the shell that checks its config.
+fn descriptors(cfg: &Config, limits: Option<(u64, u64)>) -> Vec<String> {
+    let demand = fds::Demand::of(cfg);
+    let Some((soft, hard)) = limits else {
+        return vec!["warning: cannot read the file descriptor limit".to_owned()];
+    };
+    let limit = if soft == hard {
+        format!("limit {hard}")
+    } else {
+        format!("limit {hard} (soft {soft} here; moat run raises it to the hard limit)")
+    };
+    let mut lines = vec![format!(
+        "  fds       {} connections × {} + {} reserved = {} descriptors, {limit}",
+        demand.max_connections,
+        demand.per_connection,
+        fds::RESERVE,
+        demand.needed()
+    )];
+    match fds::plan(demand, hard) {
+        Ok(plan) => lines.extend(plan.warning().map(|w| format!("warning: {w}"))),
+        Err(e) => lines.push(format!(
+            "warning: under these limits moat run would refuse to start: {e}"
+        )),
+    }
+    lines
 }
 
 /// Runs the policy test cases: the report, and how many failed.
@@ -299,6 +331,25 @@ mod tests {
             text.contains("  warning   passwd:1:1: user 'bob' has a $6$"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn descriptors_report_the_budget_and_what_run_would_do() {
+        let mut cfg = Config::default_for_dir(std::path::Path::new(""));
+        let text = descriptors(&cfg, Some((1024, 524_288))).join("\n");
+        assert_eq!(
+            text,
+            "  fds       10000 connections × 3 + 64 reserved = 30064 descriptors, limit 524288 \
+             (soft 1024 here; moat run raises it to the hard limit)"
+        );
+        // The default cap is lowered at a low hard limit; a cap moat.yaml set refuses start.
+        let text = descriptors(&cfg, Some((1024, 1024))).join("\n");
+        assert!(text.contains("limit 1024\nwarning: "), "{text}");
+        assert!(text.contains("enough for 320 connections"), "{text}");
+        cfg.limits.max_connections_explicit = true;
+        let text = descriptors(&cfg, Some((1024, 1024))).join("\n");
+        assert!(text.contains("would refuse to start"), "{text}");
+        assert!(text.contains("ulimit -n 30064"), "{text}");
     }
 
     #[test]

@@ -51,7 +51,7 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
             None
         }
     };
-    tracing::info!("moat is up");
+    tracing::info!(max_connections = running.max_connections(), "moat is up");
     loop {
         let changed = async {
             match watcher.as_mut() {

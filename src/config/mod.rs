@@ -333,6 +333,10 @@ pub struct Limits {
     pub max_packet_size: usize,
     /// Concurrent client connections across all listeners.
     pub max_connections: usize,
+    /// Whether moat.yaml set `max_connections` itself: a default that does not fit the file
+    /// descriptor limit is lowered with a warning, a number the operator chose refuses start
+    /// (`ops::fds`).
+    pub max_connections_explicit: bool,
     /// Largest keep-alive (seconds) a client may ask for; larger requests are lowered.
     pub max_keepalive: u16,
 }
@@ -342,6 +346,7 @@ impl Default for Limits {
         Self {
             max_packet_size: 256 * 1024,
             max_connections: 10_000,
+            max_connections_explicit: false,
             max_keepalive: 3600,
         }
     }

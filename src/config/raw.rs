@@ -385,6 +385,7 @@ impl Check<'_> {
         Ok(Limits {
             max_packet_size,
             max_connections,
+            max_connections_explicit: raw.max_connections.is_some(),
             max_keepalive,
         })
     }

@@ -48,6 +48,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(cfg.timeouts.shutdown_grace, Duration::from_secs(5));
     assert_eq!(cfg.limits.max_packet_size, 256 * 1024);
     assert_eq!(cfg.limits.max_connections, 10_000);
+    assert!(!cfg.limits.max_connections_explicit);
     assert_eq!(cfg.limits.max_keepalive, 3600);
     assert!(!cfg.dev_certs, "certificate generation must be asked for");
     assert_eq!(cfg.log.format, LogFormat::Text);
@@ -101,6 +102,7 @@ fn units_in_timeouts_and_limits() {
     assert_eq!(cfg.timeouts.shutdown_grace, Duration::ZERO);
     assert_eq!(cfg.limits.max_packet_size, 1024 * 1024);
     assert_eq!(cfg.limits.max_connections, 5);
+    assert!(cfg.limits.max_connections_explicit);
     assert_eq!(cfg.limits.max_keepalive, 60);
 }
 

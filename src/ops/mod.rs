@@ -1,5 +1,7 @@
-//! Operations: loading configuration and policy from disk, policy reload, and the audit log.
+//! Operations: loading configuration and policy from disk, policy reload, the audit log, and
+//! the file descriptor budget.
 
 pub mod audit;
+pub mod fds;
 pub mod load;
 pub mod reload;

@@ -22,6 +22,7 @@ use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
 use crate::broker::BrokerTarget;
 use crate::config::Listener as ListenerConfig;
 use crate::config::{BrokerSettings, Config, ListenerKind, WsSettings};
+use crate::ops::fds;
 use crate::policy::Policy;
 use crate::transport::tls::{self, Profile};
 pub use shutdown::{Drain, DrainController};
@@ -57,6 +58,9 @@ pub enum StartError {
     /// The embedded broker did not start.
     #[error(transparent)]
     Broker(#[from] embedded::EmbeddedError),
+    /// The connection cap moat.yaml set does not fit the file descriptor limit.
+    #[error(transparent)]
+    Descriptors(#[from] fds::FdError),
 }
 
 /// Counters every part of the server bumps; read by tests and (later) the metrics endpoint.
@@ -168,6 +172,9 @@ pub struct Running {
     shared: Arc<Shared>,
     listeners: Vec<(String, SocketAddr)>,
     drain: DrainController,
+    /// Connections admitted at once: moat.yaml's cap, or fewer when the descriptor limit holds
+    /// fewer (`ops::fds`).
+    max_connections: usize,
     /// Kept alive for as long as the server runs; dropping it stops the broker's listeners.
     _embedded: Option<EmbeddedBroker>,
 }
@@ -178,17 +185,20 @@ impl Server {
     /// Starts the broker segment and every listener.
     pub async fn start(config: Config, policy: Policy) -> Result<Running, StartError> {
         let config = Arc::new(config);
+        // Before anything opens a socket: a cap that does not fit is refused or lowered here,
+        // never discovered at EMFILE.
+        let max_connections = descriptor_plan(&config)?.max_connections;
         let (target, embedded) = match &config.broker {
             BrokerSettings::Embedded {
                 bind,
                 bind_v5,
-                max_connections,
+                max_connections: broker_cap,
             } => {
                 let broker = start_embedded(EmbeddedOptions {
                     bind_v3: *bind,
                     bind_v5: *bind_v5,
                     max_packet_size: config.limits.max_packet_size,
-                    max_connections: (*max_connections).max(config.limits.max_connections),
+                    max_connections: (*broker_cap).max(max_connections),
                 })
                 .await?;
                 (broker.target.clone(), Some(broker))
@@ -196,7 +206,7 @@ impl Server {
             BrokerSettings::Upstream { v3, v5 } => (BrokerTarget::external(*v3, *v5), None),
         };
         let policy = Arc::new(ArcSwap::from_pointee(policy));
-        let gate = Gate::new(policy.clone(), config.limits.max_connections);
+        let gate = Gate::new(policy.clone(), max_connections);
         let shared = Arc::new(Shared {
             config: config.clone(),
             policy,
@@ -248,9 +258,37 @@ impl Server {
             shared,
             listeners: bound,
             drain,
+            max_connections,
             _embedded: embedded,
         })
     }
+}
+
+/// Raises the soft descriptor limit to the hard one and decides the connection cap that fits it
+/// (`ops::fds::plan`): lowered with a warning when the cap is moat.yaml's default, an error when
+/// moat.yaml set it.
+fn descriptor_plan(config: &Config) -> Result<fds::Plan, StartError> {
+    let limit = match fds::raise_limit() {
+        Ok(soft) => soft,
+        Err(error) => {
+            let soft = fds::limits().map(|(soft, _)| soft);
+            tracing::warn!(%error, "cannot raise the file descriptor limit");
+            // Not knowing the limit at all is no reason to refuse start; EMFILE is then
+            // handled by the accept back-off alone, as before.
+            soft.unwrap_or(u64::MAX)
+        }
+    };
+    let plan = fds::plan(fds::Demand::of(config), limit)?;
+    if let Some(warning) = plan.warning() {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(
+        max_connections = plan.max_connections,
+        fd_limit = plan.limit,
+        fds_needed = plan.needed,
+        "connection cap"
+    );
+    Ok(plan)
 }
 
 fn bind_err(l: &ListenerConfig, source: std::io::Error) -> StartError {
@@ -358,6 +396,11 @@ impl Running {
     /// Every listener and its bound address.
     pub fn listeners(&self) -> &[(String, SocketAddr)] {
         &self.listeners
+    }
+
+    /// Connections admitted at once (the policy's `max_total` may lower it further).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// Where sessions go (tests use it to watch the broker directly).

@@ -1,0 +1,215 @@
+//! The connection cap fits the file descriptor limit: `moat run` under a low `ulimit -n` lowers
+//! its default cap to what fits and holds it (the next client is reset, nothing runs into
+//! EMFILE, rumqttd's accept loop never errors), and refuses to start when moat.yaml set a cap
+//! that does not fit.
+//!
+//! moat runs as a child process under `sh -c 'ulimit -n N; exec moat run'` (dash sets the soft
+//! and the hard limit): the limit is then moat's alone, so the test's own client sockets neither
+//! count against it nor disturb other tests, and the real `moat run` start-up path is tested.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
+
+mod common;
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use common::{packets, WAIT};
+
+/// The limit moat runs under: (200 − 64 reserved) / 3 per connection = 45 connections.
+const LIMIT: u64 = 200;
+const FITS: usize = 45;
+
+/// moat.yaml (with `extra` appended), certificates and the harness's default policy in `d`.
+fn setup(d: &Path, extra: &str) -> common::Pki {
+    let pki = common::Pki::new(d);
+    std::fs::create_dir(d.join("policies")).unwrap();
+    std::fs::write(d.join("policies/test.yaml"), common::default_policy()).unwrap();
+    std::fs::write(d.join("policies/00-network.yaml"), common::LOOPBACK_NETWORK).unwrap();
+    std::fs::write(
+        d.join("moat.yaml"),
+        format!(
+            "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n\
+             tls:\n  cert: server.crt\n  key: server.key\n  client_certs: none\n\
+             broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
+             policies: [policies/]\ndev_certs: false\n{extra}"
+        ),
+    )
+    .unwrap();
+    pki
+}
+
+/// `moat run` in `d` under `ulimit -n LIMIT`, and a channel of its log lines.
+fn run_limited(d: &Path) -> (Child, Receiver<String>) {
+    let mut child = Command::new("sh")
+        .current_dir(d)
+        .args(["-c", &format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"")])
+        .arg(env!("CARGO_BIN_EXE_moat"))
+        .args(["run", "-c", "moat.yaml"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    // Owned by this test: ends when the child closes its stderr.
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, lines)
+}
+
+/// Reads log lines until one contains every `needle`; the lines read on the way are kept.
+fn wait_for(lines: &Receiver<String>, seen: &mut Vec<String>, needles: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no log line with {needles:?}; saw {seen:#?}"));
+        seen.push(line.clone());
+        if needles.iter().all(|n| line.contains(n)) {
+            return line;
+        }
+    }
+}
+
+/// Descriptors the process `pid` holds now.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+fn alice(id: &str) -> Vec<u8> {
+    packets::connect_v4(id, Some("alice"), Some("alice-pw"))
+}
+
+#[tokio::test]
+async fn the_default_cap_is_lowered_to_the_descriptor_limit_and_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = setup(dir.path(), "");
+    let (mut child, lines) = run_limited(dir.path());
+    let pid = child.id();
+    let mut seen = Vec::new();
+    let warning = wait_for(&lines, &mut seen, &["WARN", "file descriptor limit"]);
+    for part in [
+        "limit is 200",
+        "enough for 45 connections",
+        "not the default 10000",
+        "ulimit -n 30064",
+    ] {
+        assert!(warning.contains(part), "{part} missing: {warning}");
+    }
+    let listening = wait_for(&lines, &mut seen, &["listening", "listener=mqtts"]);
+    let addr: SocketAddr = listening
+        .split("addr=")
+        .nth(1)
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_for(&lines, &mut seen, &["moat is up", "max_connections=45"]);
+    let idle = open_fds(pid);
+
+    // A full house: every session authenticated, so each holds its upstream connection too.
+    let config = common::client_config(&pki.ca.cert, None);
+    let mut held = Vec::new();
+    for i in 0..FITS {
+        let mut s = common::tls_connect(addr, config.clone()).await.unwrap();
+        assert_eq!(
+            common::connack_code(&mut s, &alice(&format!("c{i}"))).await,
+            Some(0),
+            "session {i} of {FITS}"
+        );
+        held.push(s);
+    }
+    let full = open_fds(pid);
+    // One more is refused at accept with a reset, as any connection over the cap.
+    assert_eq!(
+        common::probe_from("127.0.0.1", addr, WAIT).await,
+        Some(vec![])
+    );
+    assert!(
+        full <= LIMIT as usize - 16,
+        "a full house holds {full} of {LIMIT} descriptors (idle: {idle})"
+    );
+    println!("descriptors: idle {idle}, full house of {FITS} sessions {full}, limit {LIMIT}");
+
+    // A closed session gives its slot back: the next client gets in.
+    let mut gone = held.pop().unwrap();
+    let (_, closed) = common::exchange(&mut gone, &[0xe0, 0x00]).await;
+    assert!(closed, "DISCONNECT did not close the session");
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok(mut s) = common::tls_connect(addr, config.clone()).await {
+            if common::connack_code(&mut s, &alice("again")).await == Some(0) {
+                again = Some(s);
+                break;
+            }
+        }
+        // moat releases the slot when the session task ends, just after it closed the socket.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "the slot was never released");
+
+    // Neither moat's accept nor rumqttd's ever hit the limit (rumqttd would log one error per
+    // retry, without a pause).
+    child.kill().unwrap();
+    child.wait().unwrap();
+    seen.extend(lines.try_iter());
+    while let Ok(line) = lines.recv_timeout(WAIT) {
+        seen.push(line);
+    }
+    let errors: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("Unable to accept") || l.contains("accept failed"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert!(
+        !seen.iter().any(|l| l.contains("Too many open files")),
+        "{seen:#?}"
+    );
+}
+
+#[test]
+fn an_explicit_cap_above_the_descriptor_limit_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), "limits: { max_connections: 1000 }\n");
+    let (mut child, lines) = run_limited(dir.path());
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "moat did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let log: Vec<String> = lines.iter().collect();
+    let text = log.join("\n");
+    for part in [
+        "limits.max_connections is 1000",
+        "needs 3064 file descriptors",
+        "the limit is 200",
+        "enough for 45 connections",
+        "ulimit -n 3064",
+        "LimitNOFILE=3064",
+    ] {
+        assert!(text.contains(part), "{part} missing: {text}");
+    }
+    assert!(!text.contains("listening"), "{text}");
+}
