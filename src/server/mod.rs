@@ -162,6 +162,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     /// Which identity owns each client id (one device cannot take over another's session).
     pub(crate) client_ids: Arc<crate::session::ClientIds>,
+    /// Acknowledges what broker sockets received, once per tick for every session.
+    pub(crate) acks: Arc<crate::session::AckPacer>,
 }
 
 /// Entry point: see the module docs.
@@ -215,6 +217,7 @@ impl Server {
             authn_slots: Semaphore::new(AUTHN_SLOTS),
             stats: Stats::default(),
             client_ids: Arc::default(),
+            acks: Arc::new(crate::session::AckPacer::new()),
         });
         let drain = DrainController::new();
         let mut stop = drain.drain();
@@ -222,6 +225,10 @@ impl Server {
         // The gate's housekeeping (ban expiry, table cleaning, memory sampling, aggregated
         // refusal log); owned by the drain: it ends when shutdown is signalled.
         tokio::spawn(async move { housekeeping.gate.housekeep(stop.signalled()).await });
+        let acks = shared.acks.clone();
+        let mut stop = drain.drain();
+        // The ACK pacer (`session/upstream.rs`); owned by the drain like the housekeeping.
+        tokio::spawn(async move { acks.run(stop.signalled()).await });
         let mut bound = Vec::new();
         for l in &config.listeners {
             let local = match l.kind {

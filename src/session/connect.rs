@@ -163,6 +163,7 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
         &upstream_connect,
         shared.config.timeouts.upstream_connect,
         shared.config.limits.max_packet_size.saturating_mul(2),
+        &shared.acks,
     )
     .await
     .map_err(|r| refuse(r, who()))?;

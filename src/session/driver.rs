@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -76,7 +75,7 @@ pub(super) struct Link {
     /// Frames from the broker.
     pub(super) upstream_rd: FrameReader<super::upstream::BrokerRead>,
     /// Bytes to the broker.
-    pub(super) upstream_wr: OwnedWriteHalf,
+    pub(super) upstream_wr: super::upstream::BrokerWrite,
     /// The client id, held for this identity until the session ends.
     pub(super) claim: super::registry::Claim,
 }
@@ -301,7 +300,7 @@ fn ack_broker(acks: &Queue, bytes: Bytes) -> Result<(), Refusal> {
 /// the acknowledgements moat owes the broker for dropped deliveries.
 async fn client_to_broker<R: AsyncRead + Unpin>(
     client: &mut FrameReader<R>,
-    upstream: &mut OwnedWriteHalf,
+    upstream: &mut super::upstream::BrokerWrite,
     ctx: &Ctx<'_>,
     replies: &Queue,
     acks: &Queue,

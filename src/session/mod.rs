@@ -15,6 +15,7 @@ mod state;
 mod upstream;
 
 pub(crate) use registry::ClientIds;
+pub(crate) use upstream::AckPacer;
 
 use std::sync::Arc;
 
