@@ -48,7 +48,15 @@ pub(super) fn spawn(
     let span = tracing::info_span!("conn", id, peer = %addr, listener = %listener);
     // The future of `serve_tcp` itself is the task: an `async` block around it would hold every
     // argument twice (its own captures and the call's) for the connection's whole life.
-    tokio::spawn(serve_tcp(shared, front, stream, addr, listener, permit, drain).instrument(span));
+    let conn = Box::new(Accepted {
+        shared,
+        front,
+        stream,
+        addr,
+        listener,
+        drain,
+    });
+    tokio::spawn(serve_tcp(conn, permit).instrument(span));
 }
 
 /// Spawns the task that serves one admitted QUIC connection attempt.
@@ -105,28 +113,73 @@ pub(super) fn spawn_quic(
     );
 }
 
-/// A transport step still to run, boxed (see the module docs).
-type Step = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The transport steps of a TCP listener's front, then the session.
-///
-/// What comes after the TLS handshake is chosen by a plain function that returns it boxed:
-/// values moved into a future that is then awaited can still keep their slot in this future's
-/// state across that await (a known limit of the compiler's layout), and the TLS stream is over
-/// a kilobyte that every idle session would carry twice.
-async fn serve_tcp(
+/// What a TCP task starts from, boxed until the handshake has taken it apart: as arguments of
+/// `serve_tcp` they would keep their slots in the task for the connection's whole life.
+struct Accepted {
     shared: Arc<Shared>,
     front: Front,
     stream: TcpStream,
     addr: SocketAddr,
     listener: Arc<str>,
-    permit: Admitted,
     drain: Drain,
-) {
-    // Held until the task ends: admission counts live connections, the drain counts tasks.
-    let _permit = permit;
-    let deadline = shared.config.timeouts.tls_handshake;
-    let next: Step = match front {
+}
+
+/// A transport step still to run, boxed (see the module docs).
+type Step = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The transport steps of a TCP listener's front, then the session.
+///
+/// The task holds only the admission permit, the boxed step it is awaiting and the span: what
+/// the steps need travels in boxes that are taken apart by plain functions (`begin`,
+/// `after_tls`). Values moved out of an `async fn`'s own variables into a future it then awaits
+/// can keep their slots in its state across that await (a known limit of the compiler's
+/// layout), and this future lives as long as the connection.
+async fn serve_tcp(conn: Box<Accepted>, permit: Admitted) {
+    let next = match begin(*conn) {
+        Begin::Step(step) => step,
+        Begin::Tls(handshake, rest) => match handshake.await {
+            Ok((stream, peer)) => after_tls(*rest, stream, peer),
+            Err(e) => {
+                Stats::bump(&rest.shared.stats.handshake_failures);
+                tracing::info!(error = %e, "TLS handshake refused");
+                return;
+            }
+        },
+    };
+    next.await;
+    // Held until the task ends (not moved into a variable of its own, which would be a second
+    // slot): admission counts live connections, the drain counts tasks.
+    drop(permit);
+}
+
+/// The first step of a TCP front.
+enum Begin {
+    /// Plain WebSocket: the upgrade, then the session.
+    Step(Step),
+    /// A TLS handshake, and what is needed after it.
+    Tls(Handshake, Box<AfterTls>),
+}
+
+/// A TLS handshake in progress (boxed: a whole TLS connection in mid-handshake).
+type Handshake = Pin<Box<dyn Future<Output = Result<(ServerTls, Peer), tls::TlsError>> + Send>>;
+
+/// What the steps after a TLS handshake need.
+struct AfterTls {
+    front: Front,
+    shared: Arc<Shared>,
+    drain: Drain,
+}
+
+fn begin(conn: Accepted) -> Begin {
+    let Accepted {
+        shared,
+        front,
+        stream,
+        addr,
+        listener,
+        drain,
+    } = conn;
+    match front {
         Front::Ws(settings) => {
             let peer = Peer {
                 addr,
@@ -137,38 +190,44 @@ async fn serve_tcp(
                 cert_cn: None,
                 via: None,
             };
-            Box::pin(websocket(
+            Begin::Step(Box::pin(websocket(
                 stream,
                 peer,
                 settings,
                 TransportKind::Ws,
                 shared,
                 drain,
-            ))
+            )))
         }
         Front::Tls(ref config) | Front::Wss(ref config, _) | Front::Routed(ref config, _) => {
-            match Box::pin(tls::accept(config, stream, addr, listener, deadline)).await {
-                Ok((stream, peer)) => after_tls(front, stream, peer, shared, drain),
-                Err(e) => {
-                    Stats::bump(&shared.stats.handshake_failures);
-                    tracing::info!(error = %e, "TLS handshake refused");
-                    return;
-                }
-            }
+            let deadline = shared.config.timeouts.tls_handshake;
+            let handshake = Box::pin(tls::accept(
+                config.clone(),
+                stream,
+                addr,
+                listener,
+                deadline,
+            ));
+            Begin::Tls(
+                handshake,
+                Box::new(AfterTls {
+                    front,
+                    shared,
+                    drain,
+                }),
+            )
         }
-    };
-    next.await;
+    }
 }
 
 /// What runs on a TLS stream: WebSocket for a WSS front (or a routed one without ALPN `mqtt`),
 /// the MQTT session otherwise.
-fn after_tls(
-    front: Front,
-    stream: ServerTls,
-    peer: Peer,
-    shared: Arc<Shared>,
-    drain: Drain,
-) -> Step {
+fn after_tls(rest: AfterTls, stream: ServerTls, peer: Peer) -> Step {
+    let AfterTls {
+        front,
+        shared,
+        drain,
+    } = rest;
     let mqtt_alpn = peer.alpn.as_deref() == Some(tls::ALPN_MQTT);
     let websocket_settings = match front {
         Front::Wss(_, settings) => Some(settings),

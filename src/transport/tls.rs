@@ -149,7 +149,7 @@ pub fn server_config_for(
 /// Runs the TLS handshake under a deadline and reads what the peer proved. The peer's kind is
 /// [`TransportKind::Tls`]; a WebSocket front changes it after the upgrade.
 pub async fn accept(
-    config: &Arc<ServerConfig>,
+    config: Arc<ServerConfig>,
     stream: TcpStream,
     addr: SocketAddr,
     listener: Arc<str>,
@@ -159,7 +159,7 @@ pub async fn accept(
     // only while the handshake runs, instead of widening every connection task for its lifetime.
     let (tls, sni) = Box::pin(tokio::time::timeout(
         deadline,
-        ServerTls::accept(config.clone(), stream),
+        ServerTls::accept(config, stream),
     ))
     .await
     .map_err(|_| TlsError::HandshakeTimeout(deadline))?
