@@ -42,6 +42,7 @@ pub mod broker;
 pub mod certs;
 pub mod cli;
 pub mod config;
+mod hashing;
 pub mod mqtt;
 pub mod ops;
 pub mod policy;

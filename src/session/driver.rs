@@ -62,10 +62,6 @@ const MAX_IOV: usize = 64;
 pub(super) struct Link {
     /// The client's protocol version (the upstream speaks the same, 3.1 as 3.1.1).
     pub(super) version: crate::mqtt::ProtocolVersion,
-    /// Who the client is, for audit lines.
-    pub(super) identity: String,
-    /// The client id, for flapping detection when the session ends.
-    pub(super) client_id: String,
     /// Keep alive enforced on the client, in seconds (0 = none).
     pub(super) keep_alive: u16,
     /// The per-session protocol state both directions consult.
@@ -78,6 +74,22 @@ pub(super) struct Link {
     pub(super) upstream_wr: super::upstream::BrokerWrite,
     /// The client id, held for this identity until the session ends.
     pub(super) claim: super::registry::Claim,
+}
+
+// === impl Link ===
+
+impl Link {
+    /// Who the client is and its client id (for audit lines and the end of the session; read
+    /// from the state rather than kept twice in every session).
+    pub(super) fn who(&self) -> (String, String) {
+        match self.state.lock() {
+            Ok(state) => {
+                let subject = state.subject();
+                (subject.name.clone(), subject.client_id.clone())
+            }
+            Err(_) => Default::default(),
+        }
+    }
 }
 
 /// Builds the state of a session that passed the CONNECT phase.
@@ -179,7 +191,6 @@ where
     };
     let replies = Queue::new(REPLY_QUEUE);
     let acks = Queue::new(BROKER_ACK_QUEUE);
-    let upstream_rd = &mut link.upstream_rd;
     let state = &link.state;
     let limits = &link.limits;
     let ctx = Ctx {
@@ -187,72 +198,83 @@ where
         limits,
         shared,
         peer,
-        identity: &link.identity,
     };
 
-    let up = client_to_broker(client, &mut link.upstream_wr, &ctx, &replies, &acks, idle);
-    let down = async {
-        let mut out = Vec::new();
-        loop {
-            tokio::select! {
-                biased;
-                _ = drain.signalled() => return Err(Refusal::ShuttingDown),
-                _ = replies.ready.notified() => {
-                    replies.take_into(&mut out)?;
-                }
-                frame = upstream_rd.next() => {
-                    let frame = match frame {
-                        Ok(Some(f)) => f,
-                        Ok(None) => return Err(Refusal::Broker("broker closed the connection".into())),
-                        Err(e) => return Err(Refusal::Broker(e.to_string())),
-                    };
-                    let mut next = Some(frame);
-                    while let Some(frame) = next {
-                        let step = {
-                            let policy = shared.policy.load();
-                            lock(state)?.on_broker_packet(frame, &policy)?
-                        };
-                        match step {
-                            Step::Forward(b) => out.push(b),
-                            Step::Reply(b) => ack_broker(&acks, b)?,
-                            Step::Goodbye(b) => {
-                                out.push(b);
-                                write(client_wr, &mut out).await?;
-                                return Ok(());
-                            }
-                            Step::Refuse { reply, forward, audits } => {
-                                ctx.audit(&audits);
-                                if let Some(b) = reply {
-                                    ack_broker(&acks, b)?;
-                                }
-                                if let Some(b) = forward {
-                                    out.push(b);
-                                }
-                            }
-                            Step::Nothing => {}
-                        }
-                        next = upstream_rd
-                            .buffered()
-                            .map_err(|e| Refusal::Broker(e.to_string()))?;
-                    }
-                }
-            }
-            // Whatever else is already queued goes out in the same write.
-            replies.take_into(&mut out)?;
-            {
-                let mut limits = lock(limits)?;
-                for frame in &out {
-                    limits.on_frame_to_client(frame);
-                }
-            }
-            tokio::time::timeout(CLIENT_WRITE_TIMEOUT, write(client_wr, &mut out))
-                .await
-                .map_err(|_| Refusal::WriteTimeout(CLIENT_WRITE_TIMEOUT))??;
-        }
-    };
+    // Both directions are built inside the `select!`: held in variables first, each would keep
+    // a second slot in this future (moved-from values keep theirs), a kilobyte per session.
     tokio::select! {
-        r = up => r,
-        r = down => r,
+        r = client_to_broker(client, &mut link.upstream_wr, &ctx, &replies, &acks, idle) => r,
+        r = broker_to_client(&mut link.upstream_rd, client_wr, &ctx, &replies, &acks, &mut drain) => r,
+    }
+}
+
+/// Broker → client: judge every delivery, forward what passes together with the local answers
+/// queued by the other direction; acknowledgements owed to the broker go to the other side.
+async fn broker_to_client<W: AsyncWrite + Unpin>(
+    upstream_rd: &mut FrameReader<super::upstream::BrokerRead>,
+    client_wr: &mut W,
+    ctx: &Ctx<'_>,
+    replies: &Queue,
+    acks: &Queue,
+    drain: &mut Drain,
+) -> Result<(), Refusal> {
+    let (state, limits, shared) = (ctx.state, ctx.limits, ctx.shared);
+    let mut out = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = drain.signalled() => return Err(Refusal::ShuttingDown),
+            _ = replies.ready.notified() => {
+                replies.take_into(&mut out)?;
+            }
+            frame = upstream_rd.next() => {
+                let frame = match frame {
+                    Ok(Some(f)) => f,
+                    Ok(None) => return Err(Refusal::Broker("broker closed the connection".into())),
+                    Err(e) => return Err(Refusal::Broker(e.to_string())),
+                };
+                let mut next = Some(frame);
+                while let Some(frame) = next {
+                    let step = {
+                        let policy = shared.policy.load();
+                        lock(state)?.on_broker_packet(frame, &policy)?
+                    };
+                    match step {
+                        Step::Forward(b) => out.push(b),
+                        Step::Reply(b) => ack_broker(acks, b)?,
+                        Step::Goodbye(b) => {
+                            out.push(b);
+                            write(client_wr, &mut out).await?;
+                            return Ok(());
+                        }
+                        Step::Refuse { reply, forward, audits } => {
+                            ctx.audit(&audits);
+                            if let Some(b) = reply {
+                                ack_broker(acks, b)?;
+                            }
+                            if let Some(b) = forward {
+                                out.push(b);
+                            }
+                        }
+                        Step::Nothing => {}
+                    }
+                    next = upstream_rd
+                        .buffered()
+                        .map_err(|e| Refusal::Broker(e.to_string()))?;
+                }
+            }
+        }
+        // Whatever else is already queued goes out in the same write.
+        replies.take_into(&mut out)?;
+        {
+            let mut limits = lock(limits)?;
+            for frame in &out {
+                limits.on_frame_to_client(frame);
+            }
+        }
+        tokio::time::timeout(CLIENT_WRITE_TIMEOUT, write(client_wr, &mut out))
+            .await
+            .map_err(|_| Refusal::WriteTimeout(CLIENT_WRITE_TIMEOUT))??;
     }
 }
 
@@ -263,7 +285,6 @@ struct Ctx<'a> {
     limits: &'a Mutex<SessionLimits>,
     shared: &'a Arc<Shared>,
     peer: &'a Peer,
-    identity: &'a str,
 }
 
 // === impl Ctx ===
@@ -271,16 +292,25 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// One audit line per refused topic or filter.
     fn audit(&self, audits: &[Audit]) {
+        let identity = self.identity();
         for a in audits {
             audit::refused(
                 self.peer,
-                Some(self.identity),
+                Some(&identity),
                 a.action.as_str(),
                 &a.topic,
                 &a.reason,
                 &a.rule,
             );
         }
+    }
+
+    /// Who the client is, for an audit line (cloned: refusals are rare, sessions many).
+    fn identity(&self) -> String {
+        self.state
+            .lock()
+            .map(|s| s.subject().name.clone())
+            .unwrap_or_default()
     }
 
     fn on_client_packet(&self, frame: Bytes) -> Result<Step, Refusal> {
@@ -308,31 +338,36 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
 ) -> Result<(), Refusal> {
     let mut out = Vec::new();
     let every = Duration::from_secs(u64::from(UPSTREAM_KEEPALIVE) / 2);
-    let mut ping = tokio::time::interval_at(Instant::now() + every, every);
-    // One timer for the keep alive, armed once; a client packet only notes the time. When the
-    // timer fires early it is moved to 1.5 × keep alive after the last client packet
-    // (acknowledgements to the broker do not restart the keep-alive clock).
+    // One timer for both clocks of this direction, armed at the nearer of the PINGREQ moat owes
+    // the broker and 1.5 × keep alive after the last client packet. A client packet only notes
+    // the time; the timer moves only when it fires (acknowledgements to the broker do not
+    // restart the keep-alive clock). One timer instead of two: an idle session is mostly this
+    // future, and a tokio timer is 112 bytes.
     let mut last_packet = Instant::now();
-    let far = Duration::from_secs(u64::from(u32::MAX));
-    let keep_alive = tokio::time::sleep(idle.unwrap_or(far));
-    tokio::pin!(keep_alive);
+    let mut next_ping = last_packet + every;
+    let due = |last_packet: Instant, next_ping: Instant| match idle {
+        Some(limit) => next_ping.min(last_packet + limit),
+        None => next_ping,
+    };
+    let timer = tokio::time::sleep_until(due(last_packet, next_ping));
+    tokio::pin!(timer);
     loop {
         let frame = tokio::select! {
             r = client.next() => {
                 last_packet = Instant::now();
                 read_result(r)?
             }
-            _ = &mut keep_alive, if idle.is_some() => {
-                let limit = idle.unwrap_or(far);
+            _ = &mut timer => {
+                let now = Instant::now();
                 // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
-                if last_packet.elapsed() >= limit {
+                if idle.is_some_and(|limit| now.duration_since(last_packet) >= limit) {
                     return Err(Refusal::KeepAlive);
                 }
-                keep_alive.as_mut().reset(last_packet + limit);
-                continue;
-            }
-            _ = ping.tick() => {
-                upstream.write_all(PINGREQ).await.map_err(|e| Refusal::Broker(e.to_string()))?;
+                if now >= next_ping {
+                    upstream.write_all(PINGREQ).await.map_err(|e| Refusal::Broker(e.to_string()))?;
+                    next_ping = now + every;
+                }
+                timer.as_mut().reset(due(last_packet, next_ping));
                 continue;
             }
             _ = acks.ready.notified() => {
@@ -369,7 +404,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                     let reason = refusal.to_string();
                     audit::refused(
                         ctx.peer,
-                        Some(ctx.identity),
+                        Some(&ctx.identity()),
                         "limit",
                         "",
                         &reason,

@@ -8,7 +8,7 @@
 //! `error.rs` picks). PUBLISH frames, the hot path, are only peeked at (type, QoS, topic,
 //! packet id); SUBSCRIBE and UNSUBSCRIBE are decoded. No tokio, no clock: time comes in.
 
-use std::collections::HashSet;
+use crate::hashing::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -149,8 +149,8 @@ impl SessionLimits {
             publish: limits.publish.map(TokenBucket::new),
             publish_bytes: limits.publish_bytes.map(TokenBucket::new),
             subscribe: limits.subscribe.map(TokenBucket::new),
-            inflight: HashSet::new(),
-            subscriptions: HashSet::new(),
+            inflight: HashSet::default(),
+            subscriptions: HashSet::default(),
             limits,
         }
     }

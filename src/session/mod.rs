@@ -73,10 +73,11 @@ async fn serve<S>(
         end => end,
     };
     Stats::bump_gauge(&shared.stats.active_sessions, -1);
+    let (identity, client_id) = link.who();
     // Connect/disconnect flapping is counted per client id (admission may ban it).
     shared
         .gate
-        .session_ended(peer.addr.ip(), Some(&link.identity), &link.client_id);
+        .session_ended(peer.addr.ip(), Some(&identity), &client_id);
     match end {
         Ok(()) => {}
         Err(refusal @ Refusal::PublishDenied { .. }) => {
@@ -84,7 +85,7 @@ async fn serve<S>(
             let reason = refusal.to_string();
             audit::refused(
                 &peer,
-                Some(&link.identity),
+                Some(&identity),
                 action,
                 topic,
                 &reason,
@@ -147,8 +148,6 @@ where
     tracing::info!(identity = ?admitted.identity.name, client_id = ?admitted.connect.client_id.as_str(), ?version, "session up");
     Some(driver::Link {
         version,
-        identity: admitted.identity.name.clone(),
-        client_id: admitted.connect.client_id.as_str().to_owned(),
         keep_alive: admitted.keep_alive,
         state: std::sync::Mutex::new(driver::initial_state(&admitted)),
         limits: std::sync::Mutex::new(SessionLimits::new(version, admitted.limits.clone())),

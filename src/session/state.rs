@@ -8,7 +8,7 @@
 //! packet, so a reload applies to live sessions from their next packet on: PUBLISH after alias
 //! resolution, each SUBSCRIBE filter, and each delivery from the broker (`receive`).
 
-use std::collections::{HashMap, HashSet};
+use crate::hashing::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -108,12 +108,17 @@ impl State {
         State {
             version,
             aliases: AliasTable::new(topic_alias_maximum),
-            local_qos2: HashSet::new(),
-            pending_subacks: HashMap::new(),
+            local_qos2: HashSet::default(),
+            pending_subacks: HashMap::default(),
             subject,
             acl: AclCache::default(),
             flows: flow::Flows::default(),
         }
+    }
+
+    /// Who the client is.
+    pub(crate) fn subject(&self) -> &Subject {
+        &self.subject
     }
 
     /// A packet from the client, judged against `policy` (the snapshot in force now).

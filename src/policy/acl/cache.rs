@@ -9,7 +9,7 @@
 //! by a new one while entries point at it. Bounded: at most [`MAX_ENTRIES`] topics of at most
 //! [`MAX_TOPIC_BYTES`] each; when full it starts over (no eviction bookkeeping on the hot path).
 
-use std::collections::HashMap;
+use crate::hashing::HashMap;
 use std::sync::Arc;
 
 use super::{AclDecision, Action, PublishFacts, Subject};

@@ -13,7 +13,7 @@
 //! What it must not do: judge topics, or buffer messages: every table is keyed by a `u16`
 //! packet identifier, so none can hold more than 65 535 entries.
 
-use std::collections::{HashMap, HashSet};
+use crate::hashing::{HashMap, HashSet};
 
 use std::sync::Arc;
 
