@@ -422,6 +422,21 @@ print(f"  handshakes/s vs HAProxy:                {f(ratio(g('moat','handshake',
 print(f"  denied-source refusals/s:               {f(g('moat','refused','per_s'))}  (goal ≥ 20,000; HAProxy {f(g('haproxy','refused','per_s'))})")
 print(f"  moat-embedded msgs/s vs mosquitto TLS:  {f(ratio(g('moat-embedded','qos0','msgs_per_s'), g('mosquitto-tls','qos0','msgs_per_s')), '{:.2f}')}×")
 print()
+# Every connection set-up that did not end in a session, per row and mode: moat-bench counts
+# CONNACK refusals (the server's answer, e.g. 0x03 server unavailable) apart from broken
+# connections (reset, timeout, TLS error), and keeps the commonest error texts.
+fails = []
+for row in order:
+    for kind, what in (("handshake", "TLS handshakes"), ("connect", "TLS+CONNECT"),
+                       ("idle", "idle sessions")):
+        r = rows.get(row, {}).get(kind)
+        if r and r.get("failed"):
+            total = r["failed"] + r.get("ok", r.get("up", 0))
+            fails.append(f"  {names.get(row, row)} {what}: {r['failed']:,} of {total:,} failed "
+                         f"({r.get('refused', 0):,} refused by CONNACK): {r.get('errors', '')}")
+print("\n".join(["Set-up failures:"] + fails) if fails else
+      "Set-up failures: none (every handshake, CONNECT and idle session of the run succeeded).")
+print()
 print("Cross-check with mosquitto_pub -l | mosquitto_sub -C N (external clients, QoS 0):")
 for row in ("mosquitto-tls", "moat"):
     x = rows.get(row, {}).get("xcheck")

@@ -57,6 +57,8 @@ pub fn main() -> ExitCode {
 
 /// Sets up logging once: `RUST_LOG` wins, else info for moat and warnings for rumqttd.
 pub(crate) fn init_logging(json: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,rumqttd=warn,rumqttd::router::routing=off,rustls=warn")
@@ -65,8 +67,46 @@ pub(crate) fn init_logging(json: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().try_init()
+        builder.json().finish().with(MuteRouterDrop).try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(MuteRouterDrop).try_init()
     };
+}
+
+/// Drops one rumqttd event: "router-drop", which rumqttd logs at ERROR for the normal end of a
+/// link its router closed. That is how every embedded-broker session ending in DISCONNECT ends,
+/// since moat lets the broker close first (`session/driver.rs`): an error line per clean
+/// disconnect otherwise. moat logs each session's end from its own side.
+struct MuteRouterDrop;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for MuteRouterDrop {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if event.metadata().target() != "rumqttd::server::broker" {
+            return true;
+        }
+        let mut seen = MessageIs("router-drop", false);
+        event.record(&mut seen);
+        !seen.1
+    }
+}
+
+/// Whether an event's message is this text.
+struct MessageIs(&'static str, bool);
+
+impl tracing::field::Visit for MessageIs {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" && format!("{value:?}") == self.0 {
+            self.1 = true;
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" && value == self.0 {
+            self.1 = true;
+        }
+    }
 }

@@ -11,6 +11,12 @@
 //! The queues between the two directions allocate nothing until used, so an idle session costs
 //! little more than its sockets and its TLS state (see BENCHMARKS.md).
 //!
+//! When either side says DISCONNECT, moat lets the broker close first (bounded by
+//! [`BROKER_CLOSE_WAIT`]): a broker that reuses connection ids can otherwise take moat's close
+//! as a second, late disconnect of whichever client got the id next (rumqttd 0.20 does: see
+//! `BENCHMARKS.md`, "Handshake failures"). It also leaves the TIME_WAIT on the broker's side, not
+//! on moat's ports towards it.
+//!
 //! Each packet is judged against the policy snapshot in force when it is read
 //! (`shared.policy.load()`), so a reload applies from the next packet on. Acknowledgements moat
 //! owes the broker for deliveries it dropped go to the client → broker side through a queue
@@ -55,6 +61,19 @@ const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Frames handed to one vectored write at most; more are written in further calls.
 const MAX_IOV: usize = 64;
+
+/// Longest moat waits, after a DISCONNECT went either way, for the broker to close the
+/// connection ([MQTT-3.14.4-2]: a server closes after a DISCONNECT, and sends nothing more).
+/// Brokers close at once; the bound only matters for one that never does.
+const BROKER_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// How a session ended without a refusal.
+enum End {
+    /// The client closed (or reset) its connection without DISCONNECT.
+    ClientLeft,
+    /// A DISCONNECT went from the client to the broker, or from the broker to the client.
+    Disconnected,
+}
 
 /// What the session keeps after the CONNECT phase: only what the two directions need (the
 /// CONNECT itself, with its properties and credentials, is dropped), so that an idle session
@@ -202,9 +221,35 @@ where
 
     // Both directions are built inside the `select!`: held in variables first, each would keep
     // a second slot in this future (moved-from values keep theirs), a kilobyte per session.
-    tokio::select! {
-        r = client_to_broker(client, &mut link.upstream_wr, &ctx, &replies, &acks, idle) => r,
-        r = broker_to_client(&mut link.upstream_rd, client_wr, &ctx, &replies, &acks, &mut drain) => r,
+    let end = tokio::select! {
+        r = client_to_broker(client, &mut link.upstream_wr, &ctx, &replies, &acks, idle) => r?,
+        r = broker_to_client(&mut link.upstream_rd, client_wr, &ctx, &replies, &acks, &mut drain) => r?,
+    };
+    if let End::Disconnected = end {
+        broker_closes(&mut link.upstream_rd).await;
+    }
+    Ok(())
+}
+
+/// Waits (at most [`BROKER_CLOSE_WAIT`]) for the broker to close the connection after a
+/// DISCONNECT, discarding what it still sends (the client has gone).
+///
+/// moat neither closes nor half-closes its side first: rumqttd 0.20 removes a connection when
+/// it reads DISCONNECT, frees its connection id, and hands it to the next CONNECT; if its link
+/// then sees moat's close before it sees that removal, it reports a second disconnect for the
+/// same id, and the router drops whichever client holds the id by then (a legitimate CONNECT
+/// answered "server unavailable", or a fresh session closed). When the broker closes first, its
+/// link ends through the removal and reports nothing.
+async fn broker_closes<R: AsyncRead + Unpin>(upstream: &mut FrameReader<R>) {
+    let drain = async { while let Ok(Some(_)) = upstream.next().await {} };
+    if tokio::time::timeout(BROKER_CLOSE_WAIT, drain)
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            wait = ?BROKER_CLOSE_WAIT,
+            "broker kept the connection open after DISCONNECT; closing it"
+        );
     }
 }
 
@@ -217,7 +262,7 @@ async fn broker_to_client<W: AsyncWrite + Unpin>(
     replies: &Queue,
     acks: &Queue,
     drain: &mut Drain,
-) -> Result<(), Refusal> {
+) -> Result<End, Refusal> {
     let (state, limits, shared) = (ctx.state, ctx.limits, ctx.shared);
     let mut out = Vec::new();
     loop {
@@ -245,7 +290,7 @@ async fn broker_to_client<W: AsyncWrite + Unpin>(
                         Step::Goodbye(b) => {
                             out.push(b);
                             write(client_wr, &mut out).await?;
-                            return Ok(());
+                            return Ok(End::Disconnected);
                         }
                         Step::Refuse { reply, forward, audits } => {
                             ctx.audit(&audits);
@@ -335,7 +380,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
     replies: &Queue,
     acks: &Queue,
     idle: Option<Duration>,
-) -> Result<(), Refusal> {
+) -> Result<End, Refusal> {
     let mut out = Vec::new();
     let every = Duration::from_secs(u64::from(UPSTREAM_KEEPALIVE) / 2);
     // One timer for both clocks of this direction, armed at the nearer of the PINGREQ moat owes
@@ -380,7 +425,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
         };
         let Some(frame) = frame else {
             // The client left without DISCONNECT: the broker publishes its will, if any.
-            return Ok(());
+            return Ok(End::ClientLeft);
         };
         let mut next = Some(frame);
         while let Some(frame) = next {
@@ -436,7 +481,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                     write(upstream, &mut out)
                         .await
                         .map_err(|_| Refusal::Broker("write DISCONNECT".into()))?;
-                    return Ok(());
+                    return Ok(End::Disconnected);
                 }
             }
             next = client.buffered().map_err(|e| match e {

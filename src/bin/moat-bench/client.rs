@@ -263,7 +263,7 @@ impl Target {
             s.io.flush().await?;
             match s.next().await? {
                 Some(Packet::ConnAck(ack)) if ack.code == 0 => Ok(()),
-                Some(Packet::ConnAck(ack)) => bail!("CONNACK code {:#04x}", ack.code),
+                Some(Packet::ConnAck(ack)) => Err(ConnAckRefused(ack.code).into()),
                 other => bail!("expected CONNACK, got {other:?}"),
             }
         };
@@ -273,6 +273,21 @@ impl Target {
         Ok(s)
     }
 }
+
+/// The server answered CONNECT with a CONNACK that refuses the session (its code): a deliberate
+/// answer, counted apart from connections that broke.
+#[derive(Debug)]
+pub(crate) struct ConnAckRefused(pub(crate) u8);
+
+// === impl ConnAckRefused ===
+
+impl std::fmt::Display for ConnAckRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CONNACK code {:#04x}", self.0)
+    }
+}
+
+impl std::error::Error for ConnAckRefused {}
 
 /// The rustls client configuration of TLS and WSS targets: `ca` is the only root, every
 /// handshake is a full one.

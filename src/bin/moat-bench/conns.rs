@@ -5,6 +5,10 @@
 //! is a TCP-level event for TLS and WSS (the same socket is refused before any TLS byte); over
 //! QUIC a denied source's attempt is dropped without a reply, so it counts as `ignored` once
 //! `--quic-wait` passes without an answer, and a close before the handshake counts as refused.
+//!
+//! `idle` and `handshake` report the set-ups that did not end in a session by kind: `refused`
+//! counts CONNACKs with a non-zero code (the server's answer), `failed` every failure including
+//! those, and `errors` the commonest error texts, so that no failure goes uncounted or unexplained.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-use crate::client::{source, tcp_connect, Probe, Target};
+use crate::client::{source, tcp_connect, ConnAckRefused, Probe, Target};
 use crate::histogram::Histogram;
 use crate::load::Ramp;
 use crate::Report;
@@ -68,6 +72,54 @@ pub(crate) struct RefusedArgs {
     /// QUIC only: seconds without an answer after which an attempt counts as ignored.
     #[arg(long = "quic-wait", default_value_t = 1.0)]
     quic_wait: f64,
+}
+
+/// Attempts that did not end in a session, by what went wrong, so that a run says why: the
+/// server's refusals (a CONNACK with a non-zero code) apart from connections that broke
+/// (reset, timeout, TLS error).
+#[derive(Default)]
+struct Errors {
+    /// Count by error text (the whole chain, `{:#}`).
+    by_text: std::collections::BTreeMap<String, u64>,
+    /// Of those, CONNACK refusals.
+    refused: u64,
+}
+
+// === impl Errors ===
+
+impl Errors {
+    fn note(&mut self, e: &anyhow::Error) {
+        if e.downcast_ref::<ConnAckRefused>().is_some() {
+            self.refused += 1;
+        }
+        *self.by_text.entry(format!("{e:#}")).or_default() += 1;
+    }
+
+    fn merge(&mut self, other: Errors) {
+        self.refused += other.refused;
+        for (k, n) in other.by_text {
+            *self.by_text.entry(k).or_default() += n;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.by_text.values().sum()
+    }
+
+    /// `failed` (every attempt that did not end in a session), `refused` (CONNACK refusals
+    /// among them) and `errors` (the five commonest, `N× text; …`).
+    fn report(&self, r: &mut Report) {
+        let mut common: Vec<_> = self.by_text.iter().collect();
+        common.sort_by(|a, b| b.1.cmp(a.1));
+        let summary: Vec<String> = common
+            .iter()
+            .take(5)
+            .map(|(text, n)| format!("{n}× {text}"))
+            .collect();
+        r.num("failed", self.total() as f64)
+            .num("refused", self.refused as f64)
+            .text("errors", &summary.join("; "));
+    }
 }
 
 /// How one connection attempt from a denied source ended.
@@ -137,34 +189,23 @@ pub(crate) async fn idle(target: Target, args: IdleArgs) -> anyhow::Result<Repor
         }));
     }
     let mut hist = Histogram::new();
-    let mut failed = 0u64;
-    let mut first_error = None;
+    let mut errors = Errors::default();
     for t in setups {
         match t.await {
             Ok(Ok(took)) => hist.record(took.as_nanos() as u64),
-            Ok(Err(e)) => {
-                failed += 1;
-                first_error.get_or_insert_with(|| format!("{e:#}"));
-            }
-            Err(e) => {
-                failed += 1;
-                first_error.get_or_insert_with(|| e.to_string());
-            }
+            Ok(Err(e)) => errors.note(&e),
+            Err(e) => errors.note(&anyhow::Error::new(e)),
         }
     }
     let setup = start.elapsed();
     let up = alive.load(Ordering::Relaxed);
     // The line the comparison script waits for before it reads the server's memory.
-    println!("ready {up} sessions up, {failed} failed");
-    if let Some(e) = &first_error {
-        eprintln!("first failure: {e}");
-    }
+    println!("ready {up} sessions up, {} failed", errors.total());
     tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
     let mut r = Report::new("idle");
-    r.num("conns", args.conns as f64)
-        .num("up", up as f64)
-        .num("failed", failed as f64)
-        .num("still_up", alive.load(Ordering::Relaxed) as f64)
+    r.num("conns", args.conns as f64).num("up", up as f64);
+    errors.report(&mut r);
+    r.num("still_up", alive.load(Ordering::Relaxed) as f64)
         .num("dropped_while_held", dropped.load(Ordering::Relaxed) as f64)
         .num("setup_per_s", hist.len() as f64 / setup.as_secs_f64())
         .latency("setup", &hist);
@@ -182,14 +223,14 @@ pub(crate) async fn handshake(target: Target, args: HandshakeArgs) -> anyhow::Re
         let mqtt = args.connect;
         loops.push(tokio::spawn(async move {
             let mut hist = Histogram::new();
-            let mut failed = 0u64;
+            let mut errors = Errors::default();
             let pid = std::process::id();
             while Instant::now() < end {
                 // Rotating sources: the client closes first, so its TIME_WAITs spread out.
                 let n = counter.fetch_add(1, Ordering::Relaxed) as usize;
                 let src = Some(source(31, n / 4));
                 let t0 = Instant::now();
-                let ok = if mqtt {
+                if mqtt {
                     match target
                         .session(src, &format!("bench-h-{pid}-{l}-{n}"), 60)
                         .await
@@ -198,9 +239,8 @@ pub(crate) async fn handshake(target: Target, args: HandshakeArgs) -> anyhow::Re
                             hist.record(t0.elapsed().as_nanos() as u64);
                             let _ = s.io.write_all(&[0xe0, 0x00]).await;
                             let _ = s.io.shutdown().await;
-                            true
                         }
-                        Err(_) => false,
+                        Err(e) => errors.note(&e),
                     }
                 } else {
                     match target.open(src).await {
@@ -212,31 +252,27 @@ pub(crate) async fn handshake(target: Target, args: HandshakeArgs) -> anyhow::Re
                             let mut sink = [0u8; 256];
                             let wait = async { while let Ok(1..) = io.read(&mut sink).await {} };
                             let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
-                            true
                         }
-                        Err(_) => false,
+                        Err(e) => errors.note(&e),
                     }
-                };
-                if !ok {
-                    failed += 1;
                 }
             }
-            (hist, failed)
+            (hist, errors)
         }));
     }
     let mut hist = Histogram::new();
-    let mut failed = 0;
+    let mut errors = Errors::default();
     for l in loops {
-        let (h, f) = l.await.context("handshake loop")?;
+        let (h, e) = l.await.context("handshake loop")?;
         hist.merge(&h);
-        failed += f;
+        errors.merge(e);
     }
     let elapsed = start.elapsed();
     let mut r = Report::new(if args.connect { "connect" } else { "handshake" });
     r.num("concurrency", args.concurrency as f64)
-        .num("ok", hist.len() as f64)
-        .num("failed", failed as f64)
-        .num("per_s", hist.len() as f64 / elapsed.as_secs_f64())
+        .num("ok", hist.len() as f64);
+    errors.report(&mut r);
+    r.num("per_s", hist.len() as f64 / elapsed.as_secs_f64())
         .latency("lat", &hist);
     Ok(r)
 }

@@ -5,7 +5,7 @@
 //! WebSocket and QUIC listeners with the same modes. Modes: `load` (publishers →
 //! subscribers, msgs/s, lost messages, publish → receive latency), `idle` (K held sessions from
 //! many loopback sources, for memory per connection), `handshake` (full TLS handshakes/s, or
-//! TLS + CONNECT/CONNACK with `--mqtt`) and `refused` (connections/s a server refuses).
+//! TLS + CONNECT/CONNACK with `--connect`) and `refused` (connections/s a server refuses).
 //! Every mode prints a human-readable summary on stderr and one JSON line on stdout.
 //!
 //! A command-line tool like `cli/`: `anyhow` is its error type.
