@@ -101,6 +101,10 @@ pub(crate) struct BrokerRead {
 /// The write half of a broker connection.
 pub(crate) struct BrokerWrite(Arc<BrokerSocket>);
 
+/// Most bytes one read from the broker takes (and initialises first): a loopback socket rarely
+/// holds more at once.
+const MAX_READ: usize = 64 * 1024;
+
 /// Splits a connected broker socket into its halves and puts it in delayed-ACK mode: from now
 /// on the pacer decides when what it received is acknowledged.
 fn split(stream: TcpStream, pacer: Arc<AckPacer>) -> (BrokerRead, BrokerWrite) {
@@ -129,7 +133,10 @@ impl AsyncRead for BrokerRead {
         loop {
             ready!(stream.poll_read_ready(cx))?;
             // `try_read` clears the readiness it consumed on WouldBlock, so the loop polls again.
-            match stream.try_read(buf.initialize_unfilled()) {
+            // Safe code must initialise what it reads into: at most one read's worth, so that a
+            // large packet's spare capacity is not zeroed again on every read.
+            let room = buf.remaining().min(MAX_READ);
+            match stream.try_read(buf.initialize_unfilled_to(room)) {
                 Ok(0) => return Poll::Ready(Ok(())),
                 Ok(n) => {
                     buf.advance(n);
