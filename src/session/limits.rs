@@ -8,16 +8,14 @@
 //! `error.rs` picks). PUBLISH frames, the hot path, are only peeked at (type, QoS, topic,
 //! packet id); SUBSCRIBE and UNSUBSCRIBE are decoded. No tokio, no clock: time comes in.
 
-use crate::hashing::HashSet;
+use crate::hashing::LazySet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::error::Refusal;
 use crate::mqtt::{self, Packet, ProtocolVersion};
-#[cfg(test)]
-use crate::policy::RuleRef;
-use crate::policy::{Bucket, ClientLimits, OnExceed};
+use crate::policy::{Bucket, ClientLimits, OnExceed, RuleRef};
 
 /// Which limit a client went above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,31 +125,68 @@ impl TokenBucket {
 }
 
 /// The limit state of one session.
+///
+/// Kept compact, as every idle session holds one: only the limits checked after CONNECT, and
+/// the rate buckets boxed, allocated only when the policy sets a rate.
 #[derive(Debug)]
 pub(crate) struct SessionLimits {
     version: ProtocolVersion,
-    limits: ClientLimits,
+    limits: Caps,
+    rates: Option<Box<Rates>>,
+    /// Packet ids of the client's QoS 1/2 PUBLISHes not yet completed toward the client.
+    inflight: LazySet<u16>,
+    /// Topic filters the session holds (as far as moat can tell: refused ones count too).
+    subscriptions: LazySet<String>,
+}
+
+/// The parts of [`ClientLimits`] a session checks after its CONNECT.
+#[derive(Debug)]
+struct Caps {
+    max_inflight: u16,
+    publish_on_exceed: OnExceed,
+    subscribe_on_exceed: OnExceed,
+    max_subscriptions: u32,
+    max_topic_length: usize,
+    max_topic_levels: usize,
+    rule: RuleRef,
+}
+
+/// A session's rate buckets (any may be unset).
+#[derive(Debug)]
+struct Rates {
     publish: Option<TokenBucket>,
     publish_bytes: Option<TokenBucket>,
     subscribe: Option<TokenBucket>,
-    /// Packet ids of the client's QoS 1/2 PUBLISHes not yet completed toward the client.
-    inflight: HashSet<u16>,
-    /// Topic filters the session holds (as far as moat can tell: refused ones count too).
-    subscriptions: HashSet<String>,
 }
 
 // === impl SessionLimits ===
 
 impl SessionLimits {
     pub(crate) fn new(version: ProtocolVersion, limits: ClientLimits) -> Self {
+        let any_rate = limits.publish.is_some()
+            || limits.publish_bytes.is_some()
+            || limits.subscribe.is_some();
+        let rates = any_rate.then(|| {
+            Box::new(Rates {
+                publish: limits.publish.map(TokenBucket::new),
+                publish_bytes: limits.publish_bytes.map(TokenBucket::new),
+                subscribe: limits.subscribe.map(TokenBucket::new),
+            })
+        });
         SessionLimits {
             version,
-            publish: limits.publish.map(TokenBucket::new),
-            publish_bytes: limits.publish_bytes.map(TokenBucket::new),
-            subscribe: limits.subscribe.map(TokenBucket::new),
-            inflight: HashSet::default(),
-            subscriptions: HashSet::default(),
-            limits,
+            rates,
+            inflight: LazySet::default(),
+            subscriptions: LazySet::default(),
+            limits: Caps {
+                max_inflight: limits.max_inflight,
+                publish_on_exceed: limits.publish_on_exceed,
+                subscribe_on_exceed: limits.subscribe_on_exceed,
+                max_subscriptions: limits.max_subscriptions,
+                max_topic_length: limits.max_topic_length,
+                max_topic_levels: limits.max_topic_levels,
+                rule: limits.rule,
+            },
         }
     }
 
@@ -209,9 +244,12 @@ impl SessionLimits {
         let on_exceed = self.limits.publish_on_exceed;
         let mut wait = Duration::ZERO;
         let mut over = None;
+        let Some(rates) = self.rates.as_deref_mut() else {
+            return Check::Pass;
+        };
         for (bucket, n, what) in [
-            (&mut self.publish, 1, Exceeded::PublishRate),
-            (&mut self.publish_bytes, bytes, Exceeded::PublishBytes),
+            (&mut rates.publish, 1, Exceeded::PublishRate),
+            (&mut rates.publish_bytes, bytes, Exceeded::PublishBytes),
         ] {
             let Some(bucket) = bucket else { continue };
             match on_exceed {
@@ -258,7 +296,7 @@ impl SessionLimits {
             }
             _ => return Check::Pass,
         }
-        let Some(bucket) = &mut self.subscribe else {
+        let Some(bucket) = self.rates.as_deref_mut().and_then(|r| r.subscribe.as_mut()) else {
             return Check::Pass;
         };
         match self.limits.subscribe_on_exceed {

@@ -8,7 +8,7 @@
 //! packet, so a reload applies to live sessions from their next packet on: PUBLISH after alias
 //! resolution, each SUBSCRIBE filter, and each delivery from the broker (`receive`).
 
-use crate::hashing::{HashMap, HashSet};
+use crate::hashing::{LazyMap, LazySet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -84,10 +84,10 @@ pub(crate) struct State {
     aliases: AliasTable,
     /// QoS 2 packet ids moat answered itself after refusing the PUBLISH: their PUBREL must be
     /// answered by moat too and never reach the broker [MQTT-4.3.3].
-    local_qos2: HashSet<u16>,
+    local_qos2: LazySet<u16>,
     /// SUBSCRIBEs forwarded with refused filters removed: for each original filter, the code
     /// moat chose (`Some`) or `None` where the broker's answer goes, in request order.
-    pending_subacks: HashMap<u16, Vec<Option<u8>>>,
+    pending_subacks: LazyMap<u16, Vec<Option<u8>>>,
     /// Who the client is, for every ACL decision.
     subject: Subject,
     /// Decisions remembered for this session (emptied when the policy snapshot changes).
@@ -108,8 +108,8 @@ impl State {
         State {
             version,
             aliases: AliasTable::new(topic_alias_maximum),
-            local_qos2: HashSet::default(),
-            pending_subacks: HashMap::default(),
+            local_qos2: LazySet::default(),
+            pending_subacks: LazyMap::default(),
             subject,
             acl: AclCache::default(),
             flows: flow::Flows::default(),

@@ -13,7 +13,7 @@
 //! What it must not do: judge topics, or buffer messages: every table is keyed by a `u16`
 //! packet identifier, so none can hold more than 65 535 entries.
 
-use crate::hashing::{HashMap, HashSet};
+use crate::hashing::{LazyMap, LazySet};
 
 use std::sync::Arc;
 
@@ -57,12 +57,12 @@ pub(crate) struct Flows {
     /// The session's limits.
     terms: Terms,
     /// Client → broker PUBLISHes forwarded and not yet complete, by the client's packet id.
-    outbound: HashMap<u16, Awaiting>,
+    outbound: LazyMap<u16, Awaiting>,
     /// Broker → client deliveries forwarded and not yet complete, by the broker's packet id.
-    inbound: HashMap<u16, Awaiting>,
+    inbound: LazyMap<u16, Awaiting>,
     /// QoS 2 deliveries moat dropped and acknowledged itself (PUBREC sent to the broker): the
     /// broker's PUBREL for them is answered by moat and never reaches the client.
-    dropped_qos2: HashSet<u16>,
+    dropped_qos2: LazySet<u16>,
 }
 
 // === impl Flows ===
