@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -44,47 +43,12 @@ fn setup(d: &Path, extra: &str) -> common::Pki {
 
 /// `moat run` in `d` under `ulimit -n LIMIT`, and a channel of its log lines.
 fn run_limited(d: &Path) -> (Child, Receiver<String>) {
-    let mut child = Command::new("sh")
-        .current_dir(d)
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(d)
         .args(["-c", &format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"")])
         .arg(env!("CARGO_BIN_EXE_moat"))
-        .args(["run", "-c", "moat.yaml"])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    // Owned by this test: ends when the child closes its stderr.
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, lines)
-}
-
-/// Reads log lines until one contains every `needle`; the lines read on the way are kept.
-fn wait_for(lines: &Receiver<String>, seen: &mut Vec<String>, needles: &[&str]) -> String {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no log line with {needles:?}; saw {seen:#?}"));
-        seen.push(line.clone());
-        if needles.iter().all(|n| line.contains(n)) {
-            return line;
-        }
-    }
+        .args(["run", "-c", "moat.yaml"]);
+    common::spawn_logged(cmd)
 }
 
 /// Descriptors the process `pid` holds now.
@@ -105,7 +69,7 @@ async fn the_default_cap_is_lowered_to_the_descriptor_limit_and_held() {
     let (mut child, lines) = run_limited(dir.path());
     let pid = child.id();
     let mut seen = Vec::new();
-    let warning = wait_for(&lines, &mut seen, &["WARN", "file descriptor limit"]);
+    let warning = common::wait_for_line(&lines, &mut seen, &["WARN", "file descriptor limit"]);
     for part in [
         "limit is 200",
         "enough for 45 connections",
@@ -114,7 +78,7 @@ async fn the_default_cap_is_lowered_to_the_descriptor_limit_and_held() {
     ] {
         assert!(warning.contains(part), "{part} missing: {warning}");
     }
-    let listening = wait_for(&lines, &mut seen, &["listening", "listener=mqtts"]);
+    let listening = common::wait_for_line(&lines, &mut seen, &["listening", "listener=mqtts"]);
     let addr: SocketAddr = listening
         .split("addr=")
         .nth(1)
@@ -122,7 +86,7 @@ async fn the_default_cap_is_lowered_to_the_descriptor_limit_and_held() {
         .unwrap()
         .parse()
         .unwrap();
-    wait_for(&lines, &mut seen, &["moat is up", "max_connections=45"]);
+    common::wait_for_line(&lines, &mut seen, &["moat is up", "max_connections=45"]);
     let idle = open_fds(pid);
 
     // A full house: every session authenticated, so each holds its upstream connection too.

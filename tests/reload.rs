@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::packets::{frame, push_str};
@@ -86,20 +85,6 @@ async fn a_changed_file_reloads_live_sessions_and_a_broken_one_is_refused() {
     assert_eq!(common::read_exact(&mut s, 5).await, [0x40, 3, 0, 3, 0x87]);
 }
 
-/// Reads the child's log lines until one contains every `needle`.
-fn wait_for(lines: &std::sync::mpsc::Receiver<String>, needles: &[&str]) -> String {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no log line with {needles:?}"));
-        if needles.iter().all(|n| line.contains(n)) {
-            return line;
-        }
-    }
-}
-
 #[test]
 fn moat_run_reloads_on_sighup_and_on_file_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,30 +100,11 @@ fn moat_run_reloads_on_sighup_and_on_file_change() {
          policies: [policies/]\ndev_certs: true\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .current_dir(d)
-        .args(["run", "-c", "moat.yaml"])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    // Owned by this test: ends when the child closes its stderr.
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    wait_for(&lines, &["moat is up"]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
+    cmd.current_dir(d).args(["run", "-c", "moat.yaml"]);
+    let (mut child, lines) = common::spawn_logged(cmd);
+    let mut seen = Vec::new();
+    common::wait_for_line(&lines, &mut seen, &["moat is up"]);
     let signal = |name: &str| {
         let status = Command::new("kill")
             .args([name, &child.id().to_string()])
@@ -147,13 +113,17 @@ fn moat_run_reloads_on_sighup_and_on_file_change() {
         assert!(status.success());
     };
     signal("-HUP");
-    wait_for(&lines, &["policy reloaded", "SIGHUP"]);
+    common::wait_for_line(&lines, &mut seen, &["policy reloaded", "SIGHUP"]);
     // A file change alone reloads (debounced); a broken file is refused with line and column.
     std::fs::write(&file, "acl:\n  - allow: publsh\n    topics: [a]\n").unwrap();
-    let line = wait_for(&lines, &["policy reload refused", "file change"]);
+    let line = common::wait_for_line(&lines, &mut seen, &["policy reload refused", "file change"]);
     assert!(line.contains("acl.yaml:2:"), "{line}");
     std::fs::write(&file, "acl:\n  - allow: publish\n    topics: [a, b]\n").unwrap();
-    wait_for(&lines, &["policy reloaded", "file change", "rules=1"]);
+    common::wait_for_line(
+        &lines,
+        &mut seen,
+        &["policy reloaded", "file change", "rules=1"],
+    );
     signal("-TERM");
     let deadline = std::time::Instant::now() + WAIT;
     loop {

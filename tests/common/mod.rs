@@ -649,3 +649,53 @@ pub async fn connack(s: &mut TlsStream<TcpStream>, connect: &[u8]) -> Option<Vec
         .ok()?;
     Some(body)
 }
+
+/// Starts `cmd` (`moat run`, or a shell that execs it) with info logging, and hands its log
+/// lines over a channel, read by a thread the test owns (it ends when the child closes stderr).
+pub fn spawn_logged(
+    mut cmd: std::process::Command,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = cmd
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, lines)
+}
+
+/// Reads log lines (within [`WAIT`]) until one contains every `needle`; the lines read on the
+/// way are kept in `seen`, and shown if none comes.
+pub fn wait_for_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    needles: &[&str],
+) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no log line with {needles:?}; saw {seen:#?}"));
+        seen.push(line.clone());
+        if needles.iter().all(|n| line.contains(n)) {
+            return line;
+        }
+    }
+}
