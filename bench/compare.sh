@@ -90,7 +90,7 @@ wait_port() { # wait until something listens on 127.0.0.1:$1 (bounded: 10 s)
 # --- build --------------------------------------------------------------------------------
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
   log "building moat and moat-bench (release)"
-  (cd "$ROOT" && cargo build --release --bin moat --bin moat-bench 2>&1 | tail -n 2) >&2
+  (cd "$ROOT" && cargo build --release -p moat --bin moat -p moat-bench 2>&1 | tail -n 2) >&2
 fi
 
 # --- certificates (ECDSA P-256 from `moat certs`) -----------------------------------------

@@ -17,7 +17,7 @@ SMALL="${SMALL:-2000}"; LARGE="${LARGE:-12000}"; PAYLOAD="${PAYLOAD:-64}"; QOS="
 for tool in valgrind callgrind_control mosquitto python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool (Debian: valgrind, mosquitto, python3)" >&2; exit 2; }
 done
-[[ -x "$BENCH" ]] || { echo "build first: cargo build --release --bins" >&2; exit 2; }
+[[ -x "$BENCH" ]] || { echo "build first: cargo build --release --workspace --bins" >&2; exit 2; }
 BINS=("$@"); ((${#BINS[@]})) || BINS=("$ROOT/target/release/moat")
 
 W="$(mktemp -d /tmp/moat-instr.XXXXXX)"

@@ -22,7 +22,7 @@
 //! and it never forwards a packet it could not parse exactly one way.
 //!
 //! Module map:
-//! - [`admission`]: IP allow/deny, bans, connection rates and caps on the bare address.
+//! - `admission`: IP allow/deny, bans, connection rates and caps on the bare address.
 //! - [`mqtt`]: strict MQTT 3.1 / 3.1.1 / 5.0 codec.
 //! - [`config`]: `moat.yaml` → validated [`config::Config`].
 //! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication and topic-ACL decisions.
@@ -33,12 +33,12 @@
 //! - `broker`: the embedded rumqttd and external broker targets.
 //! - [`certs`]: CA / server / client certificate generation (rcgen).
 //! - `ops`: loading files, policy reload, audit log.
-//! - [`tunnel`]: `moat tunnel`, local TCP MQTT carried over QUIC to a moat QUIC listener.
+//! - `tunnel`: `moat tunnel`, local TCP MQTT carried over QUIC to a moat QUIC listener.
 //! - [`cli`]: the `moat` command line.
 #![forbid(unsafe_code)]
 
-pub mod admission;
-pub mod broker;
+pub(crate) mod admission;
+pub(crate) mod broker;
 pub mod certs;
 pub mod cli;
 pub mod config;
@@ -49,4 +49,4 @@ pub mod policy;
 pub mod server;
 pub(crate) mod session;
 pub mod transport;
-pub mod tunnel;
+pub(crate) mod tunnel;

@@ -26,4 +26,4 @@ mod rate;
 
 pub use bans::BanInfo;
 pub use caps::Admitted;
-pub use gate::{Counters, CountersSnapshot, Gate, RefusalReason, Refused};
+pub use gate::{CountersSnapshot, Gate};
