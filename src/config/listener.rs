@@ -13,7 +13,7 @@ use serde_saphyr::Spanned;
 
 use super::error::{quoted, ConfigError, ConfigErrorKind as Kind, Position};
 use super::raw::Check;
-use super::{ClientCerts, ListenerKind, TlsSettings};
+use super::{ClientCerts, TlsSettings, TransportKind};
 
 /// WebSocket path when none is configured (what EMQX, mosquitto and HiveMQ use).
 pub const DEFAULT_WS_PATH: &str = "/mqtt";
@@ -144,7 +144,7 @@ pub(super) struct RawQuic {
 /// The transport options of one raw listener, as written.
 pub(super) struct RawTransport<'a> {
     pub(super) name: &'a Spanned<String>,
-    pub(super) kind: &'a Spanned<ListenerKind>,
+    pub(super) kind: &'a Spanned<TransportKind>,
     pub(super) alpn_routing: Option<&'a Spanned<bool>>,
     pub(super) insecure_plaintext: Option<&'a Spanned<bool>>,
     pub(super) ws: Option<&'a Spanned<RawWs>>,
@@ -185,14 +185,14 @@ impl Check<'_> {
         };
         let alpn_routing = raw.alpn_routing.is_some_and(|r| r.value);
         if let Some(routing) = raw.alpn_routing {
-            if !matches!(kind, ListenerKind::Tls | ListenerKind::Wss) {
+            if !matches!(kind, TransportKind::Tls | TransportKind::Wss) {
                 let hint = "only tls and wss listeners route by ALPN";
                 return Err(misplaced(pos(routing), "alpn_routing", hint));
             }
         }
         match (kind, raw.insecure_plaintext) {
-            (ListenerKind::Ws, Some(flag)) if flag.value => {}
-            (ListenerKind::Ws, other) => {
+            (TransportKind::Ws, Some(flag)) if flag.value => {}
+            (TransportKind::Ws, other) => {
                 let at = other.map(pos).unwrap_or_else(|| pos(raw.kind));
                 return Err(self.err(at, Kind::PlaintextNotEnabled { name }));
             }
@@ -202,7 +202,7 @@ impl Check<'_> {
             }
             (_, None) => {}
         }
-        let speaks_ws = matches!(kind, ListenerKind::Ws | ListenerKind::Wss) || alpn_routing;
+        let speaks_ws = matches!(kind, TransportKind::Ws | TransportKind::Wss) || alpn_routing;
         let ws = match (speaks_ws, raw.ws) {
             (true, Some(ws)) => Some(self.ws(&ws.value, max_packet_size)?),
             (true, None) => Some(WsSettings::defaults(max_packet_size)),
@@ -213,8 +213,8 @@ impl Check<'_> {
             (false, None) => None,
         };
         let quic = match (kind, raw.quic) {
-            (ListenerKind::Quic, Some(quic)) => Some(self.quic(&quic.value)?),
-            (ListenerKind::Quic, None) => Some(QuicSettings::default()),
+            (TransportKind::Quic, Some(quic)) => Some(self.quic(&quic.value)?),
+            (TransportKind::Quic, None) => Some(QuicSettings::default()),
             (_, Some(quic)) => {
                 return Err(misplaced(pos(quic), "quic", "it belongs to quic listeners"));
             }
@@ -222,7 +222,7 @@ impl Check<'_> {
         };
         let client_certs = match (kind, raw.client_certs) {
             (_, None) => None,
-            (ListenerKind::Ws, Some(mode)) => {
+            (TransportKind::Ws, Some(mode)) => {
                 let hint = "a plain ws listener has no TLS";
                 return Err(misplaced(pos(mode), "client_certs", hint));
             }

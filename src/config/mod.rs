@@ -68,14 +68,14 @@ impl Config {
         let limits = Limits::default();
         Self {
             listeners: vec![
-                Listener::new("mqtts", ListenerKind::Tls, loopback(8883)),
+                Listener::new("mqtts", TransportKind::Tls, loopback(8883)),
                 Listener {
                     ws: Some(WsSettings::defaults(limits.max_packet_size)),
-                    ..Listener::new("wss", ListenerKind::Wss, loopback(8443))
+                    ..Listener::new("wss", TransportKind::Wss, loopback(8443))
                 },
                 Listener {
                     quic: Some(QuicSettings::default()),
-                    ..Listener::new("quic", ListenerKind::Quic, loopback(14567))
+                    ..Listener::new("quic", TransportKind::Quic, loopback(14567))
                 },
             ],
             tls: TlsSettings {
@@ -108,7 +108,7 @@ pub struct Listener {
     /// Unique name, used in logs, metrics and audit lines.
     pub name: String,
     /// Which transport turns accepted sockets into a byte stream.
-    pub kind: ListenerKind,
+    pub kind: TransportKind,
     /// Address and port to listen on (UDP for `quic`, TCP for the others).
     pub bind: SocketAddr,
     /// `tls` and `wss` only: route each TLS connection by its ALPN, `mqtt` to raw MQTT and
@@ -128,7 +128,7 @@ pub struct Listener {
 
 impl Listener {
     /// A listener with no transport options (what a `tls` listener needs).
-    pub fn new(name: &str, kind: ListenerKind, bind: SocketAddr) -> Self {
+    pub fn new(name: &str, kind: TransportKind, bind: SocketAddr) -> Self {
         Self {
             name: name.to_owned(),
             kind,
@@ -152,12 +152,13 @@ impl Listener {
     }
 }
 
-/// The transport of a listener. More kinds may be added; match with a wildcard arm where that
+/// A front door: the transport of a listener, and of one connection (a `tls` listener with ALPN
+/// routing serves `wss` connections too). More kinds may be added; match with a wildcard arm where that
 /// matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
-pub enum ListenerKind {
+pub enum TransportKind {
     /// MQTT over TLS (port 8883 by convention).
     Tls,
     /// MQTT over WebSocket over TLS (443 by convention, path `/mqtt`).
@@ -169,9 +170,9 @@ pub enum ListenerKind {
     Quic,
 }
 
-// === impl ListenerKind ===
+// === impl TransportKind ===
 
-impl ListenerKind {
+impl TransportKind {
     /// The spelling used in moat.yaml.
     pub fn as_str(self) -> &'static str {
         match self {

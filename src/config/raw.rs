@@ -17,8 +17,8 @@ use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Posi
 use super::listener::{RawQuic, RawTransport, RawWs};
 use super::units::{parse_duration, parse_size};
 use super::{
-    BrokerSettings, ClientCerts, Config, Limits, Listener, ListenerKind, LogFormat, LogSettings,
-    Timeouts, TlsSettings, TlsVersion, DEFAULT_POLICIES,
+    BrokerSettings, ClientCerts, Config, Limits, Listener, LogFormat, LogSettings, Timeouts,
+    TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
 };
 
 /// Longest timeout accepted: anything longer is a typo, and a hostile peer would love it.
@@ -51,7 +51,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawListener {
     name: Spanned<String>,
-    kind: Spanned<ListenerKind>,
+    kind: Spanned<TransportKind>,
     bind: Spanned<String>,
     /// `tls`/`wss` only: `mqtt` ALPN → raw MQTT, `http/1.1` or none → WebSocket.
     alpn_routing: Option<Spanned<bool>>,

@@ -21,7 +21,7 @@ use crate::admission::Gate;
 use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
 use crate::broker::BrokerTarget;
 use crate::config::Listener as ListenerConfig;
-use crate::config::{BrokerSettings, Config, ListenerKind, WsSettings};
+use crate::config::{BrokerSettings, Config, TransportKind, WsSettings};
 use crate::ops::fds;
 use crate::policy::Policy;
 use crate::transport::tls::{self, Profile};
@@ -232,7 +232,7 @@ impl Server {
         let mut bound = Vec::new();
         for l in &config.listeners {
             let local = match l.kind {
-                ListenerKind::Quic => {
+                TransportKind::Quic => {
                     let listener = bind_quic(l, &config, shared.clone())?;
                     let local = listener
                         .endpoint
@@ -317,11 +317,11 @@ fn front(l: &ListenerConfig, config: &Config) -> Result<listener::Front, StartEr
     let settings = l.tls(&config.tls);
     let acceptor = |profile| tls::server_config_for(&settings, profile);
     Ok(match (l.kind, l.alpn_routing) {
-        (ListenerKind::Ws, _) => listener::Front::Ws(ws()),
-        (ListenerKind::Tls | ListenerKind::Wss, true) => {
+        (TransportKind::Ws, _) => listener::Front::Ws(ws()),
+        (TransportKind::Tls | TransportKind::Wss, true) => {
             listener::Front::Routed(acceptor(Profile::Routed)?, ws())
         }
-        (ListenerKind::Wss, false) => listener::Front::Wss(acceptor(Profile::WebSocket)?, ws()),
+        (TransportKind::Wss, false) => listener::Front::Wss(acceptor(Profile::WebSocket)?, ws()),
         _ => listener::Front::Tls(acceptor(Profile::Mqtt)?),
     })
 }

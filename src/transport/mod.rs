@@ -13,6 +13,7 @@ mod tls_stream;
 pub mod ws;
 mod ws_stream;
 
-pub use peer::{normalise as peer_addr, Peer, TransportKind};
+pub use crate::config::TransportKind;
+pub use peer::{normalise as peer_addr, Peer};
 pub use tls_stream::ServerTls;
 pub use ws_stream::WsBytes;

@@ -3,32 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Which front door a connection came through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransportKind {
-    /// MQTT over TLS (8883).
-    Tls,
-    /// MQTT over WebSocket over TLS (443).
-    Wss,
-    /// MQTT over plain WebSocket (explicitly enabled, normally behind a TLS-terminating proxy).
-    Ws,
-    /// MQTT over one QUIC stream (14567).
-    Quic,
-}
-
-// === impl TransportKind ===
-
-impl TransportKind {
-    /// Short name for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Tls => "tls",
-            Self::Wss => "wss",
-            Self::Ws => "ws",
-            Self::Quic => "quic",
-        }
-    }
-}
+use crate::config::TransportKind;
 
 /// The transport's facts about one connection; never anything the MQTT peer claimed (the one
 /// exception, `X-Forwarded-For`, is believed only from a configured trusted proxy, and then
