@@ -1,4 +1,4 @@
-//! The server side of a TLS connection on rustls' *unbuffered* API: a byte stream that holds no
+//! The server side of a TLS connection on rustls' *unbuffered* API (the default seam): a byte stream that holds no
 //! buffer while it is idle.
 //!
 //! rustls' buffered API (what tokio-rustls wraps) keeps a receive buffer per connection for the
@@ -49,19 +49,19 @@ use rustls::server::{Acceptor, UnbufferedServerConnection};
 use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
 };
-use rustls::ServerConfig;
+use rustls::{CommonState, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Plaintext per record: the TLS maximum (RFC 8446 §5.1, 2^14). A write takes at most this much,
 /// so one write is one record and `tx` never holds more than one record of application data.
-const MAX_PLAINTEXT: usize = 16 * 1024;
+pub(super) const MAX_PLAINTEXT: usize = 16 * 1024;
 
 /// The largest record rustls accepts: a 5-byte header and a payload shorter than 2^14 + 2048
 /// (`msgs/message/outbound.rs`, `read_opaque_message_header`: `len >= MAX_PAYLOAD` is refused
 /// with `MessageTooLarge` as soon as the header is in). After the handshake `rx` holds at most
 /// one partial record, so it never needs more than this.
-const MAX_RECORD: usize = 5 + 16 * 1024 + 2048 - 1;
+pub(super) const MAX_RECORD: usize = 5 + 16 * 1024 + 2048 - 1;
 
 /// `rx` during the handshake: a handshake message may span records and rustls joins them in
 /// the buffer before any is discarded. rustls caps a handshake message at 64 KiB
@@ -165,9 +165,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ServerTls<IO> {
         Ok((tls, sni.into_name()))
     }
 
-    /// The TLS connection: negotiated ALPN, verified client certificates.
-    pub fn connection(&self) -> &UnbufferedServerConnection {
+    /// What the handshake established: negotiated ALPN, verified client certificates.
+    pub fn connection(&self) -> &CommonState {
         &self.conn
+    }
+
+    /// Bytes of buffer the stream holds now (capacity of `rx`, `plain` and `tx`): 0 while idle.
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        self.rx.capacity() + self.plain.capacity() + self.tx.capacity()
+    }
+
+    /// Ciphertext read that waits for the rest of its record.
+    #[cfg(test)]
+    pub(super) fn waiting_bytes(&self) -> usize {
+        self.rx.len()
     }
 
     /// The socket.
@@ -688,6 +700,3 @@ fn closed_in_handshake() -> io::Error {
         "the peer closed the connection during the TLS handshake",
     )
 }
-
-#[cfg(test)]
-mod tests;
