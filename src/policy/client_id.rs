@@ -1,9 +1,9 @@
 //! Binding client identifiers to identities (`client_id:` in a policy file).
 //!
 //! What it owns: the rule that an authenticated client may only use client identifiers derived
-//! from its identity, so one device cannot connect with another's client id and take over its
-//! broker session, subscriptions and queued messages (catalogue §A.21). A template names the
-//! identity with `{identity}`:
+//! from its identity, for deployments whose ids follow a scheme (catalogue §A.21). Sessions of
+//! different identities never meet whatever the ids, because the broker sees each id namespaced
+//! by identity (`session/broker_id.rs`). A template names the identity with `{identity}`:
 //!
 //! ```yaml
 //! client_id: { must_equal: "{identity}" }         # the client id is the user name / CN
@@ -12,9 +12,7 @@
 //!
 //! A `must_start_with` template must not end with `{identity}`: identity `al` would otherwise
 //! own every client id of `alice`. Anonymous clients share one identity and are not bound.
-//! Why it is separate: one pure decision with its own compile step; the session also refuses a
-//! client id that another identity holds right now (`session/registry.rs`), which covers ids
-//! that no template separates.
+//! Why it is separate: one pure decision with its own compile step.
 //! What it must not do: assign client ids, or look at live sessions.
 
 use std::sync::Arc;

@@ -46,7 +46,8 @@ pub(crate) struct Admitted {
     pub(crate) assigned_client_id: Option<String>,
     /// Keep alive the session enforces on the client, in seconds (0 = none).
     pub(crate) keep_alive: u16,
-    /// The client id, held for this identity until the session ends.
+    /// The broker client id (the client's, namespaced by identity), held until the session
+    /// ends.
     pub(crate) claim: super::registry::Claim,
     /// The per-session limits of this identity (session/limits.rs enforces them).
     pub(crate) limits: ClientLimits,
@@ -156,7 +157,7 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
             m.min(shared.config.limits.max_keepalive)
         });
     let keep_alive = effective_keep_alive(connect.keep_alive, max_keepalive, limits.keepalive_min);
-    let upstream_connect = upstream_connect(&connect, &identity, shared);
+    let upstream_connect = upstream_connect(&connect, &identity, claim.broker_id(), shared);
     crate::server::Stats::bump(&shared.stats.upstream_connects);
     let upstream = upstream::open(
         &shared.broker,
@@ -179,9 +180,10 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
     })
 }
 
-/// Checks that `identity` may use the CONNECT's client id: the policy's `client_id:` rule (for
-/// ids the client chose; an id moat assigned is random and nobody else's), then that no other
-/// identity holds it. Returns the claim that keeps it for the session.
+/// Checks that `identity` may use the CONNECT's client id (the policy's `client_id:` rule, for
+/// ids the client chose; an id moat assigned is random and nobody else's) and names the
+/// session at the broker by the pair, so no other identity can reach it (`broker_id.rs`).
+/// Returns the claim that holds the broker id for the session.
 fn bind_client_id(
     connect: &Connect,
     identity: &Identity,
@@ -195,16 +197,10 @@ fn bind_client_id(
             return Err(Refusal::ClientIdNotBound(decision.rule));
         }
     }
-    // Does the broker keep the session after this connection? 3.x: Clean Session 0; 5.0: a
-    // Session Expiry Interval above 0 [MQTT-3.1.2-23].
-    let persistent = match connect.protocol {
-        ProtocolVersion::V5 => connect.properties.session_expiry.unwrap_or(0) > 0,
-        _ => !connect.clean_start,
-    };
-    shared
-        .client_ids
-        .claim(id, &identity.name, persistent)
-        .map_err(|_| Refusal::ClientIdTaken)
+    let broker_id = super::broker_id::encode(&identity.name, id).map_err(|_| {
+        Refusal::ClientId("identity and client id together longer than an MQTT string")
+    })?;
+    Ok(shared.client_ids.claim(broker_id))
 }
 
 /// Refuses a banned client id, user name or source (MQTT 5 CONNACK 0x8A Banned).
@@ -325,11 +321,18 @@ fn effective_keep_alive(requested: u16, max: u16, min: u16) -> u16 {
     }
 }
 
-/// The CONNECT moat sends upstream: the client's, with the identity as user name, moat's
-/// broker password instead of the client's, moat's own keep alive, 3.1 spoken as 3.1.1, and no
-/// topic aliases from the broker (moat resolves aliases itself).
-fn upstream_connect(connect: &Connect, identity: &Identity, shared: &Shared) -> Connect {
+/// The CONNECT moat sends upstream: the client's, with the client id namespaced by identity,
+/// the identity as user name, moat's broker password instead of the client's, moat's own keep
+/// alive, 3.1 spoken as 3.1.1, and no topic aliases from the broker (moat resolves aliases
+/// itself).
+fn upstream_connect(
+    connect: &Connect,
+    identity: &Identity,
+    broker_id: &str,
+    shared: &Shared,
+) -> Connect {
     let mut up = connect.clone();
+    up.client_id = broker_id.into();
     if up.protocol == ProtocolVersion::V3_1 {
         up.protocol = ProtocolVersion::V3_1_1;
     }
@@ -390,9 +393,11 @@ pub(crate) fn client_connack(admitted: &Admitted, shared: &Shared) -> mqtt::Conn
             // Receive Maximum: the client's QoS 1/2 inflight limit, and never above the broker's.
             let broker_max = props.receive_maximum.unwrap_or(u16::MAX);
             props.receive_maximum = Some(admitted.limits.max_inflight.min(broker_max));
-            if let Some(id) = &admitted.assigned_client_id {
-                props.assigned_client_identifier = Some(id.as_str().into());
-            }
+            // Only an id moat assigned; never one the broker names (the namespaced id).
+            props.assigned_client_identifier = admitted
+                .assigned_client_id
+                .as_ref()
+                .map(|id| id.as_str().into());
         }
     }
     ack

@@ -91,7 +91,7 @@ pub(super) struct Link {
     pub(super) upstream_rd: FrameReader<super::upstream::BrokerRead>,
     /// Bytes to the broker.
     pub(super) upstream_wr: super::upstream::BrokerWrite,
-    /// The client id, held for this identity until the session ends.
+    /// The broker client id, held until the session ends.
     pub(super) claim: super::registry::Claim,
 }
 

@@ -45,9 +45,6 @@ pub(crate) enum Refusal {
     /// (`client_id:` rule; catalogue §A.21).
     #[error("client identifier not allowed for this identity ({0})")]
     ClientIdNotBound(RuleRef),
-    /// Another identity holds this client id (a live session, or one the broker keeps).
-    #[error("client identifier in use by another identity")]
-    ClientIdTaken,
     /// Credentials did not match.
     #[error("bad user name or password ({0})")]
     BadCredentials(RuleRef),
@@ -136,7 +133,6 @@ impl Refusal {
             | Refusal::PublishDenied { rule, .. }
             | Refusal::Banned(rule)
             | Refusal::Limit(_, rule) => rule.to_string(),
-            Refusal::ClientIdTaken => "builtin client-id-owned-by-another-identity".to_string(),
             _ => "protocol".to_string(),
         }
     }
@@ -163,7 +159,7 @@ impl Refusal {
                 Outcome::ConnAck(R::PacketTooLarge)
             }
             Refusal::ConnectFrame(_) => Outcome::Close,
-            Refusal::ClientId(_) | Refusal::ClientIdNotBound(_) | Refusal::ClientIdTaken => {
+            Refusal::ClientId(_) | Refusal::ClientIdNotBound(_) => {
                 Outcome::ConnAck(R::ClientIdentifierNotValid)
             }
             Refusal::BadCredentials(_) => Outcome::ConnAck(R::BadUserNameOrPassword),

@@ -5,6 +5,7 @@
 //! mapping from a refusal to what the client is told.
 
 mod alias;
+mod broker_id;
 mod connect;
 mod driver;
 mod error;
@@ -145,7 +146,13 @@ where
     {
         return None;
     }
-    tracing::info!(identity = ?admitted.identity.name, client_id = ?admitted.connect.client_id.as_str(), ?version, "session up");
+    tracing::info!(
+        identity = ?admitted.identity.name,
+        client_id = ?admitted.connect.client_id.as_str(),
+        broker_client_id = ?admitted.claim.broker_id(),
+        ?version,
+        "session up"
+    );
     Some(driver::Link {
         version,
         keep_alive: admitted.keep_alive,

@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod mosquitto;
 pub mod quic;
 pub mod ws;
 
@@ -112,6 +113,9 @@ pub struct Opts {
     /// More listeners, as YAML list entries (`  - { name: wss, kind: wss, bind: "127.0.0.1:0" }\n`),
     /// next to the `mqtts` TLS listener every harness has.
     pub listeners: String,
+    /// The `broker:` section of moat.yaml; the embedded broker on two free loopback ports
+    /// unless a test points moat at a real mosquitto (`mosquitto::Mosquitto::upstream_yaml`).
+    pub broker: String,
 }
 
 impl Default for Opts {
@@ -125,9 +129,14 @@ impl Default for Opts {
             revoked: Vec::new(),
             tls_extra: String::new(),
             listeners: String::new(),
+            broker: EMBEDDED_BROKER.to_string(),
         }
     }
 }
+
+/// The embedded broker on two free loopback ports.
+pub const EMBEDDED_BROKER: &str =
+    "broker:\n  embedded: { bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }\n";
 
 /// moat running in-process with its embedded broker.
 pub struct Harness {
@@ -164,17 +173,19 @@ pub async fn start(opts: Opts) -> Harness {
     let yaml = format!(
         "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"{}\" }}\n{}\
          tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n{}\
-         broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
+         {}\
          policies: [policies/]\n\
          dev_certs: false\n{}",
-        opts.bind, opts.listeners, opts.client_certs, crls, opts.tls_extra, opts.extra
+        opts.bind,
+        opts.listeners,
+        opts.client_certs,
+        crls,
+        opts.tls_extra,
+        opts.broker,
+        opts.extra
     );
-    let path = dir.path().join("moat.yaml");
-    std::fs::write(&path, &yaml).unwrap();
-    let config = moat::ops::load::load_config(&path).unwrap();
-    let policy = moat::ops::load::load_policy(&config).unwrap();
-    let running = Server::start(config, policy).await.unwrap();
-    let addr = running.local_addr("mqtts").unwrap();
+    std::fs::write(dir.path().join("moat.yaml"), &yaml).unwrap();
+    let (running, addr) = start_from(dir.path()).await;
     Harness {
         running,
         addr,
@@ -184,7 +195,37 @@ pub async fn start(opts: Opts) -> Harness {
     }
 }
 
+/// Starts moat from `dir/moat.yaml` and its policies; returns it with its `mqtts` address.
+async fn start_from(dir: &Path) -> (Running, SocketAddr) {
+    let config = moat::ops::load::load_config(&dir.join("moat.yaml")).unwrap();
+    let policy = moat::ops::load::load_policy(&config).unwrap();
+    let running = Server::start(config, policy).await.unwrap();
+    let addr = running.local_addr("mqtts").unwrap();
+    (running, addr)
+}
+
 impl Harness {
+    /// Stops moat (a clean shutdown) and starts a new server from the same files: nothing moat
+    /// kept in memory survives, as after a restart of the process. The listener gets a new port.
+    pub async fn restart(self) -> Harness {
+        let Harness {
+            running,
+            pki,
+            dir,
+            revoked,
+            ..
+        } = self;
+        running.shutdown().await;
+        let (running, addr) = start_from(dir.path()).await;
+        Harness {
+            running,
+            addr,
+            pki,
+            dir,
+            revoked,
+        }
+    }
+
     /// A rustls client config trusting the test CA, optionally with a client certificate.
     pub fn client_config(&self, cert: Option<&Pem>) -> Arc<rustls::ClientConfig> {
         client_config(&self.pki.ca.cert, cert)
