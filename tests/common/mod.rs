@@ -7,7 +7,9 @@
     clippy::indexing_slicing
 )]
 
+pub mod mosquitto;
 pub mod quic;
+pub mod raw;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -112,6 +114,8 @@ pub struct Opts {
     /// More listeners, as YAML list entries (`  - { name: wss, kind: wss, bind: "127.0.0.1:0" }\n`),
     /// next to the `mqtts` TLS listener every harness has.
     pub listeners: String,
+    /// An external broker (e.g. [`mosquitto::Mosquitto`]) instead of the embedded one.
+    pub upstream: Option<SocketAddr>,
 }
 
 impl Default for Opts {
@@ -125,11 +129,12 @@ impl Default for Opts {
             revoked: Vec::new(),
             tls_extra: String::new(),
             listeners: String::new(),
+            upstream: None,
         }
     }
 }
 
-/// moat running in-process with its embedded broker.
+/// moat running in-process with its embedded broker (or the external one of `Opts::upstream`).
 pub struct Harness {
     pub running: Running,
     pub addr: SocketAddr,
@@ -161,10 +166,14 @@ pub async fn start(opts: Opts) -> Harness {
         std::fs::write(dir.path().join("revoked.crl"), crl).unwrap();
         "[revoked.crl]"
     };
+    let broker = match opts.upstream {
+        None => "embedded: { bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }".to_string(),
+        Some(addr) => format!("upstream: {{ v3: \"{addr}\", v5: \"{addr}\" }}"),
+    };
     let yaml = format!(
         "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"{}\" }}\n{}\
          tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  client_certs: {}\n  crls: {}\n{}\
-         broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
+         broker:\n  {broker}\n\
          policies: [policies/]\n\
          dev_certs: false\n{}",
         opts.bind, opts.listeners, opts.client_certs, crls, opts.tls_extra, opts.extra
