@@ -18,7 +18,9 @@ use super::error::{Denied, Refusal};
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
 use crate::policy::{AclCache, AclDecision, Action, Policy, PublishFacts, Subject};
 
-// Packet-id bookkeeping and the MQTT 5 invalid-filter answer live in their own files.
+// Packet-id bookkeeping, the broker's acknowledgement order and the MQTT 5 invalid-filter
+// answer live in their own files.
+mod deliveries;
 mod filters;
 mod flow;
 
@@ -143,7 +145,7 @@ impl State {
             Packet::Disconnect(d) => self.client_disconnect(frame, &d),
             Packet::Unsubscribe(_) => Ok(Step::Forward(frame)),
             Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {
-                Ok(self.client_delivery_ack(frame, &packet))
+                self.client_delivery_ack(frame, &packet)
             }
             // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
             Packet::Connect(_) => Err(Refusal::Protocol("second CONNECT [MQTT-3.1.0-2]")),
@@ -359,15 +361,11 @@ impl State {
             // Packet-id bookkeeping and the client's Maximum Packet Size (`state/flow.rs`).
             return self.broker_publish(frame, &p);
         }
-        let reply = match (p.qos, p.pkid) {
-            (QoS::AtLeastOnce, Some(id)) => Some(Packet::PubAck(mqtt::PubAck::new(id))),
-            (QoS::ExactlyOnce, Some(id)) => {
-                self.flows.drop_qos2(id);
-                Some(Packet::PubRec(mqtt::PubRec::new(id)))
-            }
-            _ => None,
+        // Acknowledged to the broker by moat, in the broker's order (`state/deliveries.rs`).
+        let reply = match self.track_delivery(&p, true)? {
+            deliveries::Delivered::Dropped(acks) => acks,
+            deliveries::Delivered::Forward => None,
         };
-        let reply = reply.map(|r| self.encode(&r)).transpose()?;
         Ok(Step::Refuse {
             reply,
             forward: None,
