@@ -4,10 +4,11 @@
 //! moat (1) never forwards an acknowledgement for an exchange that does not exist (rumqttd drops
 //! the whole connection on an "unsolicited ack"), (2) finishes the exchanges it started itself
 //! (a refused QoS 2 PUBLISH, a delivery too large for the client) without the other side ever
-//! seeing them, (3) enforces the Receive Maximum it advertised (DISCONNECT 0x93) and the
-//! client's Maximum Packet Size on deliveries [MQTT-3.1.2-24, MQTT-3.1.2-25], and (4) refuses a
-//! DISCONNECT that raises a Session Expiry Interval the CONNECT set to 0 (catalogue §B.33,
-//! §B.34). Deliveries from the broker, and the order their
+//! seeing them, (3) passes each of the client's QoS 2 messages to the broker once, however
+//! often the client resends it [MQTT-4.3.3-10], (4) enforces the Receive Maximum it advertised
+//! (DISCONNECT 0x93) and the client's Maximum Packet Size on deliveries [MQTT-3.1.2-24,
+//! MQTT-3.1.2-25], and (5) refuses a DISCONNECT that raises a Session Expiry Interval the
+//! CONNECT set to 0 (catalogue §B.33, §B.34). Deliveries from the broker, and the order their
 //! acknowledgements must keep, are `deliveries.rs`.
 //! Why it is separate: it is one concern (packet-id bookkeeping) with its own tests, kept out of
 //! the ACL decisions in `state.rs`.
@@ -96,7 +97,18 @@ impl State {
         match self.flows.outbound.get(&id) {
             // A resend of an open exchange (DUP): not a new message for the Receive Maximum.
             Some(Awaiting::Ack) if qos == QoS::AtLeastOnce => {}
-            Some(Awaiting::Rec | Awaiting::Rel) if qos == QoS::ExactlyOnce => {}
+            // A resend of a QoS 2 message the broker already has never reaches it again: the
+            // receiver must not deliver it twice [MQTT-4.3.3-10], and rumqttd would (it
+            // records every PUBLISH and releases the oldest at each PUBREL, whatever its id:
+            // the resend would go out in place of the next message that reuses the id).
+            // Before the broker's PUBREC, that PUBREC answers the resend too; after it, moat
+            // answers with the same PUBREC.
+            Some(Awaiting::Rec) if qos == QoS::ExactlyOnce => return Ok(Step::Nothing),
+            Some(Awaiting::Rel) if qos == QoS::ExactlyOnce => {
+                return Ok(Step::Reply(
+                    self.encode(&Packet::PubRec(mqtt::Ack::new(id)))?,
+                ));
+            }
             Some(_) => return Err(Refusal::Protocol("packet identifier in use [MQTT-2.2.1-3]")),
             None => {
                 if let Some(max) = self.flows.terms.receive_maximum {
@@ -125,8 +137,10 @@ impl State {
                 self.flows.outbound.insert(id, Awaiting::Comp);
                 Ok(Step::Forward(frame))
             }
-            // A resend while the broker's PUBCOMP is on its way.
-            Some(Awaiting::Comp) => Ok(Step::Forward(frame)),
+            // A resend while the broker's PUBCOMP is on its way: that PUBCOMP answers it. Never
+            // forwarded: rumqttd releases its oldest recorded QoS 2 message at every PUBREL, so
+            // a second one would publish the client's next QoS 2 message before its PUBREL.
+            Some(Awaiting::Comp) => Ok(Step::Nothing),
             Some(_) => Err(Refusal::Protocol("PUBREL before the PUBREC [MQTT-4.3.3-4]")),
             // The broker kept this exchange from an earlier connection: it is the broker's.
             None if self.flows.terms.resumed => Ok(Step::Forward(frame)),

@@ -1,6 +1,7 @@
 //! The session machine fed with packets, no sockets: packet-id bookkeeping (catalogue §B.33),
 //! Receive Maximum, the client's Maximum Packet Size, DISCONNECT rules (§B.34), invalid
-//! filters in MQTT 5 SUBSCRIBEs (§A.5, §A.11) and acknowledgements in the broker's order (issue 13).
+//! filters in MQTT 5 SUBSCRIBEs (§A.5, §A.11), acknowledgements in the broker's order and QoS 2
+//! resends (issue 13).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failed test
 
 use std::sync::Arc;
@@ -105,8 +106,11 @@ fn qos2_flow_through_the_broker_mqtt_4_3_3_4() {
         enc(Packet::PubRec(ack(5, 0)), V5),
         &open_policy()
     )));
-    // A resend of the PUBLISH while it is open is still the same exchange.
-    assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
+    // A resend of the PUBLISH after the broker's PUBREC is answered by moat, never forwarded.
+    assert_eq!(
+        reply(s.on_client_packet(p.clone(), &open_policy()), V5),
+        Packet::PubRec(ack(5, 0))
+    );
     assert!(forwarded(&s.on_client_packet(
         enc(Packet::PubRel(ack(5, 0)), V5),
         &open_policy()
@@ -679,4 +683,50 @@ fn a_broker_out_of_step_on_qos2_ends_the_session() {
         &pol,
     );
     assert!(matches!(reused, Err(Refusal::Broker(_))), "{reused:?}");
+}
+
+// === QoS 2 exactly once from the client (issue 13) ===
+
+#[test]
+fn a_qos2_resend_never_reaches_the_broker_twice_mqtt_4_3_3_10() {
+    let mut s = state(V3, Terms::default());
+    let p = enc(publish("a/b", QoS::ExactlyOnce, Some(7), b"one"), V3);
+    let mut dup = p.to_vec();
+    dup[0] |= 0x08;
+    let dup = Bytes::from(dup);
+    assert!(forwarded(&s.on_client_packet(p, &open_policy())));
+    // Before the broker's PUBREC: that PUBREC answers the resend too.
+    assert!(matches!(
+        s.on_client_packet(dup.clone(), &open_policy()),
+        Ok(Step::Nothing)
+    ));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubRec(ack(7, 0)), V3),
+        &open_policy()
+    )));
+    // After it: moat answers with the same PUBREC.
+    assert_eq!(
+        reply(s.on_client_packet(dup, &open_policy()), V3),
+        Packet::PubRec(ack(7, 0))
+    );
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubRel(ack(7, 0)), V3),
+        &open_policy()
+    )));
+    // A resent PUBREL before the PUBCOMP: the broker's PUBCOMP answers both (rumqttd would
+    // release the next recorded message at a second PUBREL).
+    assert!(matches!(
+        s.on_client_packet(enc(Packet::PubRel(ack(7, 0)), V3), &open_policy()),
+        Ok(Step::Nothing)
+    ));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubComp(ack(7, 0)), V3),
+        &open_policy()
+    )));
+    // The id is free: a new message with it goes to the broker, as itself.
+    let two = enc(publish("a/b", QoS::ExactlyOnce, Some(7), b"two"), V3);
+    match s.on_client_packet(two.clone(), &open_policy()) {
+        Ok(Step::Forward(b)) => assert_eq!(b, two),
+        other => panic!("{other:?}"),
+    }
 }
