@@ -115,9 +115,9 @@ impl Link {
 }
 
 /// Builds the state of a session that passed the CONNECT phase.
-pub(super) fn initial_state(admitted: &super::connect::Admitted) -> State {
+pub(super) fn initial_state(admitted: &super::connect::Admitted, shared: &Shared) -> State {
     let version = admitted.connect.protocol;
-    let terms = super::connect::session_terms(admitted);
+    let terms = super::connect::session_terms(admitted, shared);
     State::new(version, alias_maximum(version), admitted.subject.clone()).with_terms(terms)
 }
 

@@ -295,7 +295,11 @@ impl State {
         let mut changed = false;
         for (filter, mut opts) in std::mem::take(&mut s.filters) {
             let decision = self.acl.subscribe(policy, &self.subject, filter.as_str());
-            if decision.is_allowed() {
+            if decision.is_allowed() && !self.broker_serves(filter.as_str()) {
+                // Allowed, but the broker would end the session over it: refused here alone.
+                plan.push(Some(Denied::Unservable.code(self.version)));
+                audits.push(filters::unservable_audit(filter.as_str()));
+            } else if decision.is_allowed() {
                 if (opts.qos as u8) > decision.max_qos {
                     // MQTT §3.9.3: a server may grant a lower QoS than requested.
                     opts.qos = QoS::from_u8(decision.max_qos).unwrap_or(QoS::AtMostOnce);

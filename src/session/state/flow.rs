@@ -39,6 +39,8 @@ pub(crate) struct Terms {
     /// The broker resumed a stored session: it may hold QoS 2 exchanges from an earlier
     /// connection that moat never saw, whose PUBREL the client resends [MQTT-4.4.0-1].
     pub(crate) resumed: bool,
+    /// The broker is the embedded rumqttd, whose limits moat answers for (`$`-filters).
+    pub(crate) embedded_broker: bool,
 }
 
 /// The next packet an open exchange waits for.
@@ -63,6 +65,15 @@ pub(crate) struct Flows {
     outbound: LazyMap<u16, Awaiting>,
     /// Broker → client deliveries not yet complete, and the order of their acknowledgements.
     deliveries: Deliveries,
+}
+
+// === impl Flows ===
+
+impl Flows {
+    /// The broker is the embedded rumqttd.
+    pub(super) fn embedded_broker(&self) -> bool {
+        self.terms.embedded_broker
+    }
 }
 
 // === impl State (flows) ===

@@ -1,7 +1,7 @@
 //! The session machine fed with packets, no sockets: packet-id bookkeeping (catalogue §B.33),
 //! Receive Maximum, the client's Maximum Packet Size, DISCONNECT rules (§B.34), invalid
-//! filters in MQTT 5 SUBSCRIBEs (§A.5, §A.11), acknowledgements in the broker's order and QoS 2
-//! resends (issue 13).
+//! filters in MQTT 5 SUBSCRIBEs (§A.5, §A.11), acknowledgements in the broker's order, QoS 2
+//! resends, and filters the embedded broker cannot serve (issue 13).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failed test
 
 use std::sync::Arc;
@@ -727,6 +727,54 @@ fn a_qos2_resend_never_reaches_the_broker_twice_mqtt_4_3_3_10() {
     let two = enc(publish("a/b", QoS::ExactlyOnce, Some(7), b"two"), V3);
     match s.on_client_packet(two.clone(), &open_policy()) {
         Ok(Step::Forward(b)) => assert_eq!(b, two),
+        other => panic!("{other:?}"),
+    }
+}
+
+// === filters the embedded broker cannot serve (issue 13) ===
+
+#[test]
+fn dollar_filters_the_embedded_broker_cannot_serve_get_0x83_and_the_rest_goes_on() {
+    let embedded = Terms {
+        embedded_broker: true,
+        ..Terms::default()
+    };
+    let pol = receive_policy();
+    let mut s = state(V5, embedded);
+    match s.on_client_packet(subscribe(1, &["$SYS/#", "a/b", "$share/g/a/c"]), &pol) {
+        Ok(Step::Refuse {
+            reply: None,
+            forward: Some(f),
+            audits,
+        }) => {
+            assert_eq!(f, subscribe(1, &["a/b", "$share/g/a/c"]));
+            assert_eq!(audits.len(), 1);
+            assert_eq!(audits[0].topic, "$SYS/#");
+        }
+        other => panic!("{other:?}"),
+    }
+    match s.on_broker_packet(enc(suback(1, &[1, 1]), V5), &pol) {
+        Ok(Step::Forward(b)) => assert_eq!(mqtt::decode(b, V5).unwrap(), suback(1, &[0x83, 1, 1])),
+        other => panic!("{other:?}"),
+    }
+    // Alone in its SUBSCRIBE: answered by moat; MQTT 3.1.1 says 0x80.
+    let mut s = state(V3, embedded);
+    let mut frame = subscribe(2, &["$SYS/#"]).to_vec();
+    frame.remove(4); // no property length in 3.1.1
+    frame[1] -= 1;
+    match s.on_client_packet(Bytes::from(frame), &pol) {
+        Ok(Step::Refuse {
+            reply: Some(r),
+            forward: None,
+            ..
+        }) => assert_eq!(mqtt::decode(r, V3).unwrap(), suback(2, &[0x80])),
+        other => panic!("{other:?}"),
+    }
+    // An external broker answers for itself: forwarded as it is.
+    let mut s = state(V5, Terms::default());
+    let frame = subscribe(3, &["$SYS/#", "a/b"]);
+    match s.on_client_packet(frame.clone(), &pol) {
+        Ok(Step::Forward(b)) => assert_eq!(b, frame),
         other => panic!("{other:?}"),
     }
 }
