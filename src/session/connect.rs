@@ -361,7 +361,7 @@ pub(crate) fn receive_maximum(broker: &mqtt::ConnAck) -> u16 {
 }
 
 /// The limits the session enforces after CONNACK (see `state::Terms`).
-pub(crate) fn session_terms(admitted: &Admitted) -> Terms {
+pub(crate) fn session_terms(admitted: &Admitted, shared: &Shared) -> Terms {
     let v5 = admitted.connect.protocol == ProtocolVersion::V5;
     let props = &admitted.connect.properties;
     Terms {
@@ -372,6 +372,10 @@ pub(crate) fn session_terms(admitted: &Admitted) -> Terms {
             .and_then(|m| usize::try_from(m).ok()),
         session_expiry_zero: v5 && props.session_expiry.unwrap_or(0) == 0,
         resumed: admitted.upstream.connack.session_present,
+        embedded_broker: matches!(
+            shared.config.broker,
+            crate::config::BrokerSettings::Embedded { .. }
+        ),
     }
 }
 

@@ -21,7 +21,10 @@
 //! (`shared.policy.load()`), so a reload applies from the next packet on. Acknowledgements moat
 //! owes the broker for deliveries it dropped go to the client → broker side through a queue
 //! that never blocks the broker → client side: its length is bounded by the broker's in-flight
-//! window, and a broker that overflows it ends the session.
+//! window, and a broker that overflows it ends the session. The state decides their order
+//! against the client's own acknowledgements (the broker may close the connection on one out
+//! of order); the driver only keeps it: the queue is emptied into the upstream write before
+//! any client packet judged after them.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -112,9 +115,9 @@ impl Link {
 }
 
 /// Builds the state of a session that passed the CONNECT phase.
-pub(super) fn initial_state(admitted: &super::connect::Admitted) -> State {
+pub(super) fn initial_state(admitted: &super::connect::Admitted, shared: &Shared) -> State {
     let version = admitted.connect.protocol;
-    let terms = super::connect::session_terms(admitted);
+    let terms = super::connect::session_terms(admitted, shared);
     State::new(version, alias_maximum(version), admitted.subject.clone()).with_terms(terms)
 }
 
@@ -459,6 +462,10 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                 }
             }
             let step = ctx.on_client_packet(frame)?;
+            // Acknowledgements the other side queued for the broker were released by the state
+            // before this packet was judged: they go first, so the broker sees the order the
+            // state chose (`state/deliveries.rs`).
+            acks.take_into(&mut out)?;
             match step {
                 Step::Forward(b) => out.push(b),
                 Step::Reply(b) => replies.push(b).await?,

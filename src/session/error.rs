@@ -199,6 +199,8 @@ pub(crate) enum Denied {
     Publish,
     /// One filter of a SUBSCRIBE.
     Subscribe,
+    /// One filter of a SUBSCRIBE the policy allows but the broker cannot serve.
+    Unservable,
 }
 
 // === impl Denied ===
@@ -207,11 +209,16 @@ impl Denied {
     /// The code the client's acknowledgement carries: MQTT 5 says "not authorized" (0x87) in
     /// PUBACK/PUBREC and SUBACK; MQTT 3.x cannot refuse a PUBLISH, so it gets a positive
     /// acknowledgement [MQTT-3.3.5-2], and a refused filter gets SUBACK 0x80.
+    ///
+    /// A filter the broker cannot serve gets 0x83 in MQTT 5, "Implementation specific error:
+    /// the SUBSCRIBE is valid but the Server does not accept it" (§3.9.3): the filter is
+    /// well-formed (not 0x8F) and allowed (not 0x87), and 0x80 would say less.
     pub(crate) fn code(self, version: ProtocolVersion) -> u8 {
         match (self, version.is_v5()) {
+            (Denied::Unservable, true) => ReasonCode::ImplementationSpecificError.code(),
             (_, true) => ReasonCode::NotAuthorized.code(),
             (Denied::Publish, false) => 0x00,
-            (Denied::Subscribe, false) => 0x80,
+            (Denied::Subscribe | Denied::Unservable, false) => 0x80,
         }
     }
 }

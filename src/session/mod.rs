@@ -156,7 +156,7 @@ where
     Some(driver::Link {
         version,
         keep_alive: admitted.keep_alive,
-        state: std::sync::Mutex::new(driver::initial_state(&admitted)),
+        state: std::sync::Mutex::new(driver::initial_state(&admitted, shared)),
         limits: std::sync::Mutex::new(SessionLimits::new(version, admitted.limits.clone())),
         upstream_rd: admitted.upstream.reader,
         upstream_wr: admitted.upstream.writer,

@@ -18,7 +18,9 @@ use super::error::{Denied, Refusal};
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
 use crate::policy::{AclCache, AclDecision, Action, Policy, PublishFacts, Subject};
 
-// Packet-id bookkeeping and the MQTT 5 invalid-filter answer live in their own files.
+// Packet-id bookkeeping, the broker's acknowledgement order and the MQTT 5 invalid-filter
+// answer live in their own files.
+mod deliveries;
 mod filters;
 mod flow;
 
@@ -143,7 +145,7 @@ impl State {
             Packet::Disconnect(d) => self.client_disconnect(frame, &d),
             Packet::Unsubscribe(_) => Ok(Step::Forward(frame)),
             Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {
-                Ok(self.client_delivery_ack(frame, &packet))
+                self.client_delivery_ack(frame, &packet)
             }
             // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
             Packet::Connect(_) => Err(Refusal::Protocol("second CONNECT [MQTT-3.1.0-2]")),
@@ -293,7 +295,11 @@ impl State {
         let mut changed = false;
         for (filter, mut opts) in std::mem::take(&mut s.filters) {
             let decision = self.acl.subscribe(policy, &self.subject, filter.as_str());
-            if decision.is_allowed() {
+            if decision.is_allowed() && !self.broker_serves(filter.as_str()) {
+                // Allowed, but the broker would end the session over it: refused here alone.
+                plan.push(Some(Denied::Unservable.code(self.version)));
+                audits.push(filters::unservable_audit(filter.as_str()));
+            } else if decision.is_allowed() {
                 if (opts.qos as u8) > decision.max_qos {
                     // MQTT §3.9.3: a server may grant a lower QoS than requested.
                     opts.qos = QoS::from_u8(decision.max_qos).unwrap_or(QoS::AtMostOnce);
@@ -359,15 +365,11 @@ impl State {
             // Packet-id bookkeeping and the client's Maximum Packet Size (`state/flow.rs`).
             return self.broker_publish(frame, &p);
         }
-        let reply = match (p.qos, p.pkid) {
-            (QoS::AtLeastOnce, Some(id)) => Some(Packet::PubAck(mqtt::PubAck::new(id))),
-            (QoS::ExactlyOnce, Some(id)) => {
-                self.flows.drop_qos2(id);
-                Some(Packet::PubRec(mqtt::PubRec::new(id)))
-            }
-            _ => None,
+        // Acknowledged to the broker by moat, in the broker's order (`state/deliveries.rs`).
+        let reply = match self.track_delivery(&p, true)? {
+            deliveries::Delivered::Dropped(acks) => acks,
+            deliveries::Delivered::Forward => None,
         };
-        let reply = reply.map(|r| self.encode(&r)).transpose()?;
         Ok(Step::Refuse {
             reply,
             forward: None,

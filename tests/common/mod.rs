@@ -9,6 +9,7 @@
 
 pub mod mosquitto;
 pub mod quic;
+pub mod raw;
 pub mod ws;
 
 use std::net::SocketAddr;

@@ -1,4 +1,5 @@
-//! MQTT 5 SUBSCRIBEs with invalid topic filters: SUBACK 0x8F for those, the rest as usual.
+//! Filters moat answers for itself: invalid ones in MQTT 5 SUBSCRIBEs (SUBACK 0x8F), and
+//! those the embedded broker cannot serve (SUBACK 0x83 / 0x80); the rest as usual.
 //!
 //! What it owns: turning a SUBSCRIBE whose only fault is the wildcard syntax of some filters
 //! (`a/#/b`, `$share//a`, an empty filter) into the answer MQTT 5 has for it — SUBACK 0x8F
@@ -9,6 +10,12 @@
 //! into whatever that decided (forward all, forward some, refuse all).
 //! What it must not do: apply to MQTT 3.x, where an invalid filter is a protocol violation that
 //! closes the connection [v3:MQTT-4.7.1-1]; or accept anything else the strict decoder refuses.
+//!
+//! Filters the broker cannot serve: rumqttd 0.20 (`router/routing.rs`, `validate_subscription`)
+//! refuses every filter that starts with `$` but not with `$share`, by dropping the whole
+//! connection (DISCONNECT 0x80 to moat) instead of answering in the SUBACK. A policy may allow
+//! `$SYS/#`; with the embedded broker such a filter is refused by moat in its SUBACK slot, the
+//! other filters go on (`state.rs`, `client_subscribe`). An external broker answers for itself.
 
 use std::sync::Arc;
 
@@ -22,9 +29,17 @@ use crate::session::error::Refusal;
 /// The rule named in the audit line for an invalid filter.
 const INVALID_FILTER_RULE: &str = "protocol: topic filter invalid [MQTT-4.7.1-1]";
 
+/// The rule named in the audit line for a filter the embedded broker cannot serve.
+const UNSERVABLE_RULE: &str = "broker: the embedded broker serves no $-filter but $share";
+
 // === impl State (invalid filters) ===
 
 impl State {
+    /// Whether the broker can serve `filter` (a well-formed filter the policy allowed).
+    pub(super) fn broker_serves(&self, filter: &str) -> bool {
+        !(self.flows.embedded_broker() && filter.starts_with('$') && !filter.starts_with("$share"))
+    }
+
     /// Handles a frame the strict decoder refused with `error`: an MQTT 5 SUBSCRIBE whose only
     /// fault is invalid filters gets SUBACK 0x8F for them; anything else stays `error`.
     pub(super) fn subscribe_with_invalid_filters(
@@ -147,5 +162,15 @@ fn invalid_audit(filter: &str) -> Audit {
         topic: filter.to_owned(),
         reason: "topic filter invalid".to_owned(),
         rule: INVALID_FILTER_RULE.to_owned(),
+    }
+}
+
+/// The audit line of a filter the embedded broker cannot serve.
+pub(super) fn unservable_audit(filter: &str) -> Audit {
+    Audit {
+        action: Action::Subscribe,
+        topic: filter.to_owned(),
+        reason: "the embedded broker cannot serve this filter".to_owned(),
+        rule: UNSERVABLE_RULE.to_owned(),
     }
 }

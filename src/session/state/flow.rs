@@ -4,21 +4,24 @@
 //! moat (1) never forwards an acknowledgement for an exchange that does not exist (rumqttd drops
 //! the whole connection on an "unsolicited ack"), (2) finishes the exchanges it started itself
 //! (a refused QoS 2 PUBLISH, a delivery too large for the client) without the other side ever
-//! seeing them, (3) enforces the Receive Maximum it advertised (DISCONNECT 0x93) and the
-//! client's Maximum Packet Size on deliveries [MQTT-3.1.2-24, MQTT-3.1.2-25], and (4) refuses a
-//! DISCONNECT that raises a Session Expiry Interval the CONNECT set to 0 (catalogue §B.33,
-//! §B.34).
+//! seeing them, (3) passes each of the client's QoS 2 messages to the broker once, however
+//! often the client resends it [MQTT-4.3.3-10], (4) enforces the Receive Maximum it advertised
+//! (DISCONNECT 0x93) and the client's Maximum Packet Size on deliveries [MQTT-3.1.2-24,
+//! MQTT-3.1.2-25], and (5) refuses a DISCONNECT that raises a Session Expiry Interval the
+//! CONNECT set to 0 (catalogue §B.33, §B.34). Deliveries from the broker, and the order their
+//! acknowledgements must keep, are `deliveries.rs`.
 //! Why it is separate: it is one concern (packet-id bookkeeping) with its own tests, kept out of
 //! the ACL decisions in `state.rs`.
 //! What it must not do: judge topics, or buffer messages: every table is keyed by a `u16`
 //! packet identifier, so none can hold more than 65 535 entries.
 
-use crate::hashing::{LazyMap, LazySet};
+use crate::hashing::LazyMap;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::deliveries::{Delivered, Deliveries, Released};
 use super::{State, Step};
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS, ReasonCode};
 use crate::policy::Policy;
@@ -36,6 +39,8 @@ pub(crate) struct Terms {
     /// The broker resumed a stored session: it may hold QoS 2 exchanges from an earlier
     /// connection that moat never saw, whose PUBREL the client resends [MQTT-4.4.0-1].
     pub(crate) resumed: bool,
+    /// The broker is the embedded rumqttd, whose limits moat answers for (`$`-filters).
+    pub(crate) embedded_broker: bool,
 }
 
 /// The next packet an open exchange waits for.
@@ -58,20 +63,16 @@ pub(crate) struct Flows {
     terms: Terms,
     /// Client → broker PUBLISHes forwarded and not yet complete, by the client's packet id.
     outbound: LazyMap<u16, Awaiting>,
-    /// Broker → client deliveries forwarded and not yet complete, by the broker's packet id.
-    inbound: LazyMap<u16, Awaiting>,
-    /// QoS 2 deliveries moat dropped and acknowledged itself (PUBREC sent to the broker): the
-    /// broker's PUBREL for them is answered by moat and never reaches the client.
-    dropped_qos2: LazySet<u16>,
+    /// Broker → client deliveries not yet complete, and the order of their acknowledgements.
+    deliveries: Deliveries,
 }
 
 // === impl Flows ===
 
 impl Flows {
-    /// Records a QoS 2 delivery moat dropped and acknowledged itself (PUBREC sent to the
-    /// broker): the broker's PUBREL for it is answered by moat too.
-    pub(super) fn drop_qos2(&mut self, id: u16) {
-        self.dropped_qos2.insert(id);
+    /// The broker is the embedded rumqttd.
+    pub(super) fn embedded_broker(&self) -> bool {
+        self.terms.embedded_broker
     }
 }
 
@@ -107,7 +108,18 @@ impl State {
         match self.flows.outbound.get(&id) {
             // A resend of an open exchange (DUP): not a new message for the Receive Maximum.
             Some(Awaiting::Ack) if qos == QoS::AtLeastOnce => {}
-            Some(Awaiting::Rec | Awaiting::Rel) if qos == QoS::ExactlyOnce => {}
+            // A resend of a QoS 2 message the broker already has never reaches it again: the
+            // receiver must not deliver it twice [MQTT-4.3.3-10], and rumqttd would (it
+            // records every PUBLISH and releases the oldest at each PUBREL, whatever its id:
+            // the resend would go out in place of the next message that reuses the id).
+            // Before the broker's PUBREC, that PUBREC answers the resend too; after it, moat
+            // answers with the same PUBREC.
+            Some(Awaiting::Rec) if qos == QoS::ExactlyOnce => return Ok(Step::Nothing),
+            Some(Awaiting::Rel) if qos == QoS::ExactlyOnce => {
+                return Ok(Step::Reply(
+                    self.encode(&Packet::PubRec(mqtt::Ack::new(id)))?,
+                ));
+            }
             Some(_) => return Err(Refusal::Protocol("packet identifier in use [MQTT-2.2.1-3]")),
             None => {
                 if let Some(max) = self.flows.terms.receive_maximum {
@@ -136,8 +148,10 @@ impl State {
                 self.flows.outbound.insert(id, Awaiting::Comp);
                 Ok(Step::Forward(frame))
             }
-            // A resend while the broker's PUBCOMP is on its way.
-            Some(Awaiting::Comp) => Ok(Step::Forward(frame)),
+            // A resend while the broker's PUBCOMP is on its way: that PUBCOMP answers it. Never
+            // forwarded: rumqttd releases its oldest recorded QoS 2 message at every PUBREL, so
+            // a second one would publish the client's next QoS 2 message before its PUBREL.
+            Some(Awaiting::Comp) => Ok(Step::Nothing),
             Some(_) => Err(Refusal::Protocol("PUBREL before the PUBREC [MQTT-4.3.3-4]")),
             // The broker kept this exchange from an earlier connection: it is the broker's.
             None if self.flows.terms.resumed => Ok(Step::Forward(frame)),
@@ -157,30 +171,22 @@ impl State {
         }
     }
 
-    /// A client PUBACK, PUBREC or PUBCOMP: forwarded only for a delivery it belongs to. The
-    /// broker drops the whole connection on an acknowledgement it does not expect, so an
-    /// unknown one is dropped here (catalogue §B.33: "ignore").
-    pub(super) fn client_delivery_ack(&mut self, frame: Bytes, packet: &Packet) -> Step {
-        let (id, next) = match packet {
-            Packet::PubAck(a) => (a.pkid, None),
-            Packet::PubRec(a) if a.reason < 0x80 => (a.pkid, Some(Awaiting::Rel)),
-            Packet::PubRec(a) => (a.pkid, None),
-            Packet::PubComp(a) => (a.pkid, None),
-            _ => return Step::Nothing,
-        };
-        let expected = match packet {
-            Packet::PubAck(_) => Awaiting::Ack,
-            Packet::PubRec(_) => Awaiting::Rec,
-            _ => Awaiting::Comp,
-        };
-        if self.flows.inbound.get(&id) != Some(&expected) {
-            return Step::Nothing;
-        }
-        match next {
-            Some(n) => self.flows.inbound.insert(id, n),
-            None => self.flows.inbound.remove(&id),
-        };
-        Step::Forward(frame)
+    /// A client PUBACK, PUBREC or PUBCOMP: forwarded only for a delivery it belongs to (the
+    /// broker drops the whole connection on an acknowledgement it does not expect: catalogue
+    /// §B.33, "ignore"), and only in the broker's order, with moat's own acknowledgements
+    /// that waited for it (`deliveries.rs`).
+    pub(super) fn client_delivery_ack(
+        &mut self,
+        frame: Bytes,
+        packet: &Packet,
+    ) -> Result<Step, Refusal> {
+        let version = self.version;
+        Ok(
+            match self.flows.deliveries.client_ack(frame, packet, version)? {
+                Some(bytes) => Step::Forward(bytes),
+                None => Step::Nothing,
+            },
+        )
     }
 
     /// A client DISCONNECT. [v5 §3.14.2.2.2] A Session Expiry Interval in DISCONNECT must not be
@@ -199,8 +205,8 @@ impl State {
         Ok(Step::Goodbye(frame))
     }
 
-    /// A broker PUBLISH for the client: dropped and acknowledged by moat when it is larger than
-    /// the client accepts [MQTT-3.1.2-25], otherwise tracked and forwarded.
+    /// A broker PUBLISH the client may receive: dropped and acknowledged by moat when it is
+    /// larger than the client accepts [MQTT-3.1.2-25], otherwise tracked and forwarded.
     pub(super) fn broker_publish(
         &mut self,
         frame: Bytes,
@@ -211,43 +217,42 @@ impl State {
             .terms
             .client_max_packet_size
             .is_some_and(|max| frame.len() > max);
-        let Some(id) = p.pkid else {
-            return Ok(if too_large {
-                Step::Nothing
-            } else {
-                Step::Forward(frame)
-            });
-        };
-        if too_large {
-            // "Discard it without sending it and then behave as if it had completed sending
-            // that Application Message" [MQTT-3.1.2-25]: moat acknowledges it upstream.
-            let ack = match p.qos {
-                QoS::ExactlyOnce => {
-                    self.flows.dropped_qos2.insert(id);
-                    Packet::PubRec(mqtt::Ack::new(id))
-                }
-                _ => Packet::PubAck(mqtt::Ack::new(id)),
-            };
-            return Ok(Step::Reply(self.encode(&ack)?));
-        }
-        let first = match p.qos {
-            QoS::ExactlyOnce => Awaiting::Rec,
-            _ => Awaiting::Ack,
-        };
-        self.flows.inbound.entry(id).or_insert(first);
-        Ok(Step::Forward(frame))
+        // "Discard it without sending it and then behave as if it had completed sending that
+        // Application Message" [MQTT-3.1.2-25]: moat acknowledges it upstream, in order.
+        Ok(match self.track_delivery(p, too_large)? {
+            Delivered::Forward => Step::Forward(frame),
+            Delivered::Dropped(Some(acks)) => Step::Reply(acks),
+            Delivered::Dropped(None) => Step::Nothing,
+        })
     }
 
-    /// A broker PUBREL: moat's own (dropped delivery) is answered here, the client's goes on.
+    /// Records a delivery from the broker, forwarded or dropped (`drop`); for a dropped one,
+    /// the acknowledgements that go to the broker now. QoS 0 needs none.
+    pub(super) fn track_delivery(
+        &mut self,
+        p: &mqtt::Publish,
+        drop: bool,
+    ) -> Result<Delivered, Refusal> {
+        let (Some(id), QoS::AtLeastOnce | QoS::ExactlyOnce) = (p.pkid, p.qos) else {
+            return Ok(if drop {
+                Delivered::Dropped(None)
+            } else {
+                Delivered::Forward
+            });
+        };
+        let version = self.version;
+        self.flows.deliveries.deliver(id, p.qos, drop, version)
+    }
+
+    /// A broker PUBREL: moat's own (dropped delivery) is answered here, in order; the client's
+    /// goes on.
     pub(super) fn broker_pubrel(&mut self, frame: Bytes, id: u16) -> Result<Step, Refusal> {
-        if self.flows.dropped_qos2.remove(&id) {
-            let comp = Packet::PubComp(mqtt::Ack::new(id));
-            return Ok(Step::Reply(self.encode(&comp)?));
-        }
-        if self.flows.inbound.get(&id) == Some(&Awaiting::Rel) {
-            self.flows.inbound.insert(id, Awaiting::Comp);
-        }
-        Ok(Step::Forward(frame))
+        let version = self.version;
+        Ok(match self.flows.deliveries.pubrel(id, version)? {
+            Released::Forward => Step::Forward(frame),
+            Released::Answer(Some(comp)) => Step::Reply(comp),
+            Released::Answer(None) => Step::Nothing,
+        })
     }
 
     /// A broker PUBACK, PUBREC or PUBCOMP for one of the client's PUBLISHes: closes or advances

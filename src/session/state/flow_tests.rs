@@ -1,6 +1,7 @@
 //! The session machine fed with packets, no sockets: packet-id bookkeeping (catalogue §B.33),
-//! Receive Maximum, the client's Maximum Packet Size, DISCONNECT rules (§B.34) and invalid
-//! filters in MQTT 5 SUBSCRIBEs (§A.5, §A.11).
+//! Receive Maximum, the client's Maximum Packet Size, DISCONNECT rules (§B.34), invalid
+//! filters in MQTT 5 SUBSCRIBEs (§A.5, §A.11), acknowledgements in the broker's order, QoS 2
+//! resends, and filters the embedded broker cannot serve (issue 13).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failed test
 
 use std::sync::Arc;
@@ -105,8 +106,11 @@ fn qos2_flow_through_the_broker_mqtt_4_3_3_4() {
         enc(Packet::PubRec(ack(5, 0)), V5),
         &open_policy()
     )));
-    // A resend of the PUBLISH while it is open is still the same exchange.
-    assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
+    // A resend of the PUBLISH after the broker's PUBREC is answered by moat, never forwarded.
+    assert_eq!(
+        reply(s.on_client_packet(p.clone(), &open_policy()), V5),
+        Packet::PubRec(ack(5, 0))
+    );
     assert!(forwarded(&s.on_client_packet(
         enc(Packet::PubRel(ack(5, 0)), V5),
         &open_policy()
@@ -288,9 +292,13 @@ fn deliveries_larger_than_the_client_accepts_are_dropped_and_acked_mqtt_3_1_2_25
     };
     let mut s = state(V5, terms);
     let big = [b'x'; 40];
-    // Small enough: forwarded.
+    // Small enough: forwarded (and acknowledged, so that moat's acks below go out at once).
     assert!(forwarded(&s.on_broker_packet(
         enc(publish("a/b", QoS::AtLeastOnce, Some(1), b"ok"), V5),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubAck(ack(1, 0)), V5),
         &open_policy()
     )));
     // QoS 0: dropped.
@@ -439,4 +447,334 @@ fn invalid_filters_close_a_v311_session_v3_mqtt_4_7_1_1() {
             mqtt::DecodeError::InvalidTopicFilter { .. }
         ))
     ));
+}
+
+// === acknowledgements in the broker's order (issue 13) ===
+
+/// alice may receive everything but `a/secret`, and subscribe to `$SYS/#` too.
+fn receive_policy() -> Arc<Policy> {
+    let source = PolicySource {
+        path: "p.yaml".into(),
+        text: "acl:\n  - deny: receive\n    topics: [\"a/secret\"]\n  - allow: all\n    topics: [\"#\", \"$SYS/#\"]\n"
+            .into(),
+    };
+    Arc::new(crate::policy::compile(&[source]).unwrap())
+}
+
+/// The packets in one step's bytes (several when held acknowledgements were released with it).
+fn packets(bytes: Bytes, v: ProtocolVersion) -> Vec<Packet> {
+    let mut rest = bytes;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let len = mqtt::check(&rest, usize::MAX).unwrap().unwrap().frame_len();
+        out.push(mqtt::decode(rest.split_to(len), v).unwrap());
+    }
+    out
+}
+
+/// What a broker packet sends back to the broker now (none: held or nothing owed).
+fn to_broker(step: Result<Step, Refusal>, v: ProtocolVersion) -> Vec<Packet> {
+    match step {
+        Ok(Step::Reply(b)) | Ok(Step::Refuse { reply: Some(b), .. }) => packets(b, v),
+        Ok(Step::Nothing) | Ok(Step::Refuse { reply: None, .. }) => Vec::new(),
+        other => panic!("expected an answer to the broker, got {other:?}"),
+    }
+}
+
+/// What a client packet sends on to the broker (none: held or dropped).
+fn on_to_broker(step: Result<Step, Refusal>, v: ProtocolVersion) -> Vec<Packet> {
+    match step {
+        Ok(Step::Forward(b)) => packets(b, v),
+        Ok(Step::Nothing) => Vec::new(),
+        other => panic!("expected a forward, got {other:?}"),
+    }
+}
+
+fn small_client() -> Terms {
+    Terms {
+        client_max_packet_size: Some(32),
+        ..Terms::default()
+    }
+}
+
+#[test]
+fn acks_for_dropped_deliveries_wait_for_earlier_ones_qos1() {
+    let (v, pol) = (V5, receive_policy());
+    let mut s = state(v, small_client());
+    let deliver = |s: &mut State, topic: &str, id: u16, payload: &[u8]| {
+        s.on_broker_packet(
+            enc(publish(topic, QoS::AtLeastOnce, Some(id), payload), v),
+            &pol,
+        )
+    };
+    // Nothing open: a dropped delivery is acknowledged at once.
+    assert_eq!(
+        to_broker(deliver(&mut s, "a/secret", 1, b"x"), v),
+        [Packet::PubAck(ack(1, 0))]
+    );
+    assert!(forwarded(&deliver(&mut s, "a/x", 2, b"x")));
+    // Receive deny and Maximum Packet Size drops behind an unacknowledged delivery: held.
+    assert!(to_broker(deliver(&mut s, "a/secret", 3, b"x"), v).is_empty());
+    assert!(to_broker(deliver(&mut s, "a/x", 4, &[b'x'; 40]), v).is_empty());
+    assert!(forwarded(&deliver(&mut s, "a/y", 5, b"x")));
+    assert!(to_broker(deliver(&mut s, "a/secret", 6, b"x"), v).is_empty());
+    // The client's PUBACK goes first, then moat's, in delivery order, in one write.
+    let sent = s.on_client_packet(enc(Packet::PubAck(ack(2, 0)), v), &pol);
+    assert_eq!(
+        on_to_broker(sent, v),
+        [
+            Packet::PubAck(ack(2, 0)),
+            Packet::PubAck(ack(3, 0)),
+            Packet::PubAck(ack(4, 0))
+        ]
+    );
+    let sent = s.on_client_packet(enc(Packet::PubAck(ack(5, 0)), v), &pol);
+    assert_eq!(
+        on_to_broker(sent, v),
+        [Packet::PubAck(ack(5, 0)), Packet::PubAck(ack(6, 0))]
+    );
+    // All complete: the next drop is acknowledged at once again.
+    assert_eq!(
+        to_broker(deliver(&mut s, "a/secret", 7, b"x"), v),
+        [Packet::PubAck(ack(7, 0))]
+    );
+}
+
+#[test]
+fn qos2_pubrec_and_pubcomp_keep_the_broker_s_order() {
+    let (v, pol) = (V3, receive_policy());
+    let mut s = state(v, Terms::default());
+    let deliver = |s: &mut State, topic: &str, id: u16| {
+        s.on_broker_packet(
+            enc(publish(topic, QoS::ExactlyOnce, Some(id), b"x"), v),
+            &pol,
+        )
+    };
+    assert!(forwarded(&deliver(&mut s, "a/x", 1)));
+    assert!(to_broker(deliver(&mut s, "a/secret", 2), v).is_empty());
+    assert!(forwarded(&deliver(&mut s, "a/y", 3)));
+    // PUBREC: the client's 1, then moat's 2 (rumqttd checks PUBACK and PUBREC in one order).
+    let sent = s.on_client_packet(enc(Packet::PubRec(ack(1, 0)), v), &pol);
+    assert_eq!(
+        on_to_broker(sent, v),
+        [Packet::PubRec(ack(1, 0)), Packet::PubRec(ack(2, 0))]
+    );
+    let sent = s.on_client_packet(enc(Packet::PubRec(ack(3, 0)), v), &pol);
+    assert_eq!(on_to_broker(sent, v), [Packet::PubRec(ack(3, 0))]);
+    // The broker's PUBRELs come in that order; moat's PUBCOMP for 2 waits for the client's 1.
+    assert!(forwarded(
+        &s.on_broker_packet(enc(Packet::PubRel(ack(1, 0)), v), &pol)
+    ));
+    assert!(to_broker(
+        s.on_broker_packet(enc(Packet::PubRel(ack(2, 0)), v), &pol),
+        v
+    )
+    .is_empty());
+    assert!(forwarded(
+        &s.on_broker_packet(enc(Packet::PubRel(ack(3, 0)), v), &pol)
+    ));
+    // A resent PUBREL for moat's own exchange is answered by the held PUBCOMP, not twice.
+    assert!(to_broker(
+        s.on_broker_packet(enc(Packet::PubRel(ack(2, 0)), v), &pol),
+        v
+    )
+    .is_empty());
+    let sent = s.on_client_packet(enc(Packet::PubComp(ack(1, 0)), v), &pol);
+    assert_eq!(
+        on_to_broker(sent, v),
+        [Packet::PubComp(ack(1, 0)), Packet::PubComp(ack(2, 0))]
+    );
+    let sent = s.on_client_packet(enc(Packet::PubComp(ack(3, 0)), v), &pol);
+    assert_eq!(on_to_broker(sent, v), [Packet::PubComp(ack(3, 0))]);
+    // Complete: a PUBREL for 2 now is one moat never saw (a resumed session's): forwarded.
+    assert!(forwarded(
+        &s.on_broker_packet(enc(Packet::PubRel(ack(2, 0)), v), &pol)
+    ));
+}
+
+#[test]
+fn client_acks_out_of_order_are_held_and_keep_their_reason_mqtt_4_6_0_2() {
+    let (v, pol) = (V5, receive_policy());
+    let mut s = state(v, Terms::default());
+    for id in [1, 2, 3] {
+        assert!(forwarded(&s.on_broker_packet(
+            enc(publish("a/x", QoS::AtLeastOnce, Some(id), b"x"), v),
+            &pol
+        )));
+    }
+    // 3 and 2 before 1 (the client breaks [MQTT-4.6.0-2]): held, once.
+    let no_match = ack(3, 0x10);
+    assert!(on_to_broker(
+        s.on_client_packet(enc(Packet::PubAck(no_match.clone()), v), &pol),
+        v
+    )
+    .is_empty());
+    assert!(on_to_broker(
+        s.on_client_packet(enc(Packet::PubAck(no_match.clone()), v), &pol),
+        v
+    )
+    .is_empty());
+    assert!(on_to_broker(
+        s.on_client_packet(enc(Packet::PubAck(ack(2, 0)), v), &pol),
+        v
+    )
+    .is_empty());
+    let sent = s.on_client_packet(enc(Packet::PubAck(ack(1, 0)), v), &pol);
+    assert_eq!(
+        on_to_broker(sent, v),
+        [
+            Packet::PubAck(ack(1, 0)),
+            Packet::PubAck(ack(2, 0)),
+            Packet::PubAck(no_match)
+        ]
+    );
+}
+
+#[test]
+fn a_delivery_resent_by_the_broker_is_in_line_once() {
+    let (v, pol) = (V3, receive_policy());
+    let mut s = state(v, Terms::default());
+    let p = enc(publish("a/x", QoS::AtLeastOnce, Some(1), b"x"), v);
+    assert!(forwarded(&s.on_broker_packet(p.clone(), &pol)));
+    assert!(forwarded(&s.on_broker_packet(p, &pol)));
+    assert!(to_broker(
+        s.on_broker_packet(
+            enc(publish("a/secret", QoS::AtLeastOnce, Some(2), b"x"), v),
+            &pol
+        ),
+        v
+    )
+    .is_empty());
+    let sent = s.on_client_packet(enc(Packet::PubAck(ack(1, 0)), v), &pol);
+    assert_eq!(
+        on_to_broker(sent, v),
+        [Packet::PubAck(ack(1, 0)), Packet::PubAck(ack(2, 0))]
+    );
+    // The client's second PUBACK for it belongs to nothing now.
+    assert!(on_to_broker(
+        s.on_client_packet(enc(Packet::PubAck(ack(1, 0)), v), &pol),
+        v
+    )
+    .is_empty());
+}
+
+#[test]
+fn a_broker_out_of_step_on_qos2_ends_the_session() {
+    let (v, pol) = (V3, receive_policy());
+    let mut s = state(v, Terms::default());
+    assert!(forwarded(&s.on_broker_packet(
+        enc(publish("a/x", QoS::ExactlyOnce, Some(1), b"x"), v),
+        &pol
+    )));
+    // PUBREL before the PUBREC went to it.
+    let early = s.on_broker_packet(enc(Packet::PubRel(ack(1, 0)), v), &pol);
+    assert!(matches!(early, Err(Refusal::Broker(_))), "{early:?}");
+    // A new delivery with an id whose QoS 2 exchange is still open.
+    let mut s = state(v, Terms::default());
+    assert!(forwarded(&s.on_broker_packet(
+        enc(publish("a/x", QoS::ExactlyOnce, Some(1), b"x"), v),
+        &pol
+    )));
+    assert!(forwarded(
+        &s.on_client_packet(enc(Packet::PubRec(ack(1, 0)), v), &pol)
+    ));
+    let reused = s.on_broker_packet(
+        enc(publish("a/x", QoS::AtLeastOnce, Some(1), b"x"), v),
+        &pol,
+    );
+    assert!(matches!(reused, Err(Refusal::Broker(_))), "{reused:?}");
+}
+
+// === QoS 2 exactly once from the client (issue 13) ===
+
+#[test]
+fn a_qos2_resend_never_reaches_the_broker_twice_mqtt_4_3_3_10() {
+    let mut s = state(V3, Terms::default());
+    let p = enc(publish("a/b", QoS::ExactlyOnce, Some(7), b"one"), V3);
+    let mut dup = p.to_vec();
+    dup[0] |= 0x08;
+    let dup = Bytes::from(dup);
+    assert!(forwarded(&s.on_client_packet(p, &open_policy())));
+    // Before the broker's PUBREC: that PUBREC answers the resend too.
+    assert!(matches!(
+        s.on_client_packet(dup.clone(), &open_policy()),
+        Ok(Step::Nothing)
+    ));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubRec(ack(7, 0)), V3),
+        &open_policy()
+    )));
+    // After it: moat answers with the same PUBREC.
+    assert_eq!(
+        reply(s.on_client_packet(dup, &open_policy()), V3),
+        Packet::PubRec(ack(7, 0))
+    );
+    assert!(forwarded(&s.on_client_packet(
+        enc(Packet::PubRel(ack(7, 0)), V3),
+        &open_policy()
+    )));
+    // A resent PUBREL before the PUBCOMP: the broker's PUBCOMP answers both (rumqttd would
+    // release the next recorded message at a second PUBREL).
+    assert!(matches!(
+        s.on_client_packet(enc(Packet::PubRel(ack(7, 0)), V3), &open_policy()),
+        Ok(Step::Nothing)
+    ));
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubComp(ack(7, 0)), V3),
+        &open_policy()
+    )));
+    // The id is free: a new message with it goes to the broker, as itself.
+    let two = enc(publish("a/b", QoS::ExactlyOnce, Some(7), b"two"), V3);
+    match s.on_client_packet(two.clone(), &open_policy()) {
+        Ok(Step::Forward(b)) => assert_eq!(b, two),
+        other => panic!("{other:?}"),
+    }
+}
+
+// === filters the embedded broker cannot serve (issue 13) ===
+
+#[test]
+fn dollar_filters_the_embedded_broker_cannot_serve_get_0x83_and_the_rest_goes_on() {
+    let embedded = Terms {
+        embedded_broker: true,
+        ..Terms::default()
+    };
+    let pol = receive_policy();
+    let mut s = state(V5, embedded);
+    match s.on_client_packet(subscribe(1, &["$SYS/#", "a/b", "$share/g/a/c"]), &pol) {
+        Ok(Step::Refuse {
+            reply: None,
+            forward: Some(f),
+            audits,
+        }) => {
+            assert_eq!(f, subscribe(1, &["a/b", "$share/g/a/c"]));
+            assert_eq!(audits.len(), 1);
+            assert_eq!(audits[0].topic, "$SYS/#");
+        }
+        other => panic!("{other:?}"),
+    }
+    match s.on_broker_packet(enc(suback(1, &[1, 1]), V5), &pol) {
+        Ok(Step::Forward(b)) => assert_eq!(mqtt::decode(b, V5).unwrap(), suback(1, &[0x83, 1, 1])),
+        other => panic!("{other:?}"),
+    }
+    // Alone in its SUBSCRIBE: answered by moat; MQTT 3.1.1 says 0x80.
+    let mut s = state(V3, embedded);
+    let mut frame = subscribe(2, &["$SYS/#"]).to_vec();
+    frame.remove(4); // no property length in 3.1.1
+    frame[1] -= 1;
+    match s.on_client_packet(Bytes::from(frame), &pol) {
+        Ok(Step::Refuse {
+            reply: Some(r),
+            forward: None,
+            ..
+        }) => assert_eq!(mqtt::decode(r, V3).unwrap(), suback(2, &[0x80])),
+        other => panic!("{other:?}"),
+    }
+    // An external broker answers for itself: forwarded as it is.
+    let mut s = state(V5, Terms::default());
+    let frame = subscribe(3, &["$SYS/#", "a/b"]);
+    match s.on_client_packet(frame.clone(), &pol) {
+        Ok(Step::Forward(b)) => assert_eq!(b, frame),
+        other => panic!("{other:?}"),
+    }
 }
