@@ -286,7 +286,7 @@ async fn a_server_certificate_swap_is_served_to_the_next_handshake_and_broken_fi
     // certificate is still served.
     let other = h.pki.client("other");
     for (key, reason) in [
-        ("not a key".as_bytes(), "server.key: "),
+        ("not a key".as_bytes(), "server.key: no private key in file"),
         (other.key.as_bytes(), "does not belong to the certificate"),
     ] {
         common::write_atomically(&key_file, key);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, ListenerKind, LogFormat};
 use crate::ops::load;
 use crate::ops::reload::{self, PolicyWatcher, TlsWatcher};
 use crate::server::Server;
@@ -52,9 +52,11 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
             None
         }
     };
-    let mut tls_watcher = match TlsWatcher::start(&config) {
-        Ok(w) => Some(w),
-        Err(e) => {
+    let serves_tls = config.listeners.iter().any(|l| l.kind != ListenerKind::Ws);
+    let mut tls_watcher = match serves_tls.then(|| TlsWatcher::start(&config)) {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => {
             tracing::warn!(error = %e, "cannot watch the TLS files; reload with SIGHUP");
             None
         }

@@ -117,7 +117,12 @@ impl Material {
         let provider = provider();
         let chain = read_certs(&tls.cert)?;
         let key_bytes = read_file(&tls.key)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| pem_err(&tls.key, e))?;
+        let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                pem_err(&tls.key, "no private key in file")
+            }
+            other => pem_err(&tls.key, other),
+        })?;
         let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
             let reason = match e {
                 rustls::Error::InconsistentKeys(_) => format!(
