@@ -247,3 +247,109 @@ fn moat_check_runs_the_policy_tests() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 policy test(s) failed"), "{stderr}");
 }
+
+/// A PKI, a policy and a moat.yaml whose client certificates are checked against
+/// `clients.crl`; returns the CA (to sign CRLs) and a client certificate.
+fn crl_setup(d: &Path) -> (moat::certs::Pem, moat::certs::Pem) {
+    use moat::certs;
+    let ca = certs::generate_ca("cli CRL CA", 5).unwrap();
+    let server = certs::generate_server(&ca, &["localhost".into()], &[], 5).unwrap();
+    let carol = certs::generate_client(&ca, "carol", 5).unwrap();
+    std::fs::write(d.join("ca.crt"), &ca.cert).unwrap();
+    std::fs::write(d.join("server.crt"), &server.cert).unwrap();
+    std::fs::write(d.join("server.key"), &server.key).unwrap();
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::write(d.join("policies/p.yaml"), "anonymous: false\nusers: []\n").unwrap();
+    let config = "listeners:\n  - { name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }\n\
+                  tls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n\
+                  \x20 client_certs: required\n  crls: [clients.crl]\n\
+                  broker:\n  embedded: { bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }\n\
+                  policies: [policies/]\ndev_certs: false\n";
+    std::fs::write(d.join("moat.yaml"), config).unwrap();
+    (ca, carol)
+}
+
+#[test]
+fn crl_files_in_pem_or_der_pass_moat_check_and_files_without_a_crl_fail_it_naming_the_file() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, carol) = crl_setup(d);
+    let crl = moat::certs::generate_crl(&ca, &[&carol]).unwrap();
+    let der = rustls::pki_types::CertificateRevocationListDer::from_pem_slice(crl.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    for bytes in [crl.as_bytes().to_vec(), der] {
+        std::fs::write(d.join("clients.crl"), bytes).unwrap();
+        let out = ok(&moat(d, &["check", "-c", "moat.yaml"]));
+        assert!(
+            out.contains("crl       clients.crl: 1 revoked by CN=cli CRL CA"),
+            "{out}"
+        );
+    }
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "a certificate",
+            ca.cert.clone().into_bytes(),
+            "PEM certificate",
+        ),
+        (
+            "text",
+            b"carol is revoked\n".to_vec(),
+            "neither PEM nor a DER CRL",
+        ),
+        ("nothing", Vec::new(), "empty file"),
+    ];
+    for (what, bytes, reason) in cases {
+        std::fs::write(d.join("clients.crl"), bytes).unwrap();
+        let out = moat(d, &["check", "-c", "moat.yaml"]);
+        assert!(!out.status.success(), "moat check accepted {what}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("clients.crl: "), "{what}: {err}");
+        assert!(err.contains(reason), "{what}: {err}");
+    }
+}
+
+#[test]
+fn moat_run_refuses_to_start_with_a_crl_file_that_holds_no_crl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, _) = crl_setup(d);
+    std::fs::write(d.join("clients.crl"), &ca.cert).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .current_dir(d)
+        .args(["run", "-c", "moat.yaml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status =
+        status.unwrap_or_else(|| panic!("moat started with a CRL file without a CRL: {err}"));
+    assert!(!status.success());
+    assert!(
+        err.contains("clients.crl: no CRL in file (it holds a PEM certificate)"),
+        "{err}"
+    );
+}

@@ -235,28 +235,35 @@ async fn required_client_certificates_gate_the_handshake_and_authenticate_by_cn(
 }
 
 #[tokio::test]
-async fn revoked_client_certificate_fails_the_handshake() {
-    let h = common::start(Opts {
-        client_certs: "required",
-        revoked: vec!["carol"],
-        ..Opts::default()
-    })
-    .await;
-    let carol = &h.revoked[0];
-    if let Ok(mut s) = common::tls_connect(h.addr, h.client_config(Some(carol))).await {
-        let (got, closed) = common::exchange(&mut s, &packets::connect_v4("c", None, None)).await;
-        assert!(got.is_empty() && closed, "served a revoked certificate");
+async fn revoked_client_certificate_fails_the_handshake_with_a_pem_or_a_der_crl() {
+    for der_crl in [false, true] {
+        let h = common::start(Opts {
+            client_certs: "required",
+            revoked: vec!["carol"],
+            der_crl,
+            ..Opts::default()
+        })
+        .await;
+        let carol = &h.revoked[0];
+        if let Ok(mut s) = common::tls_connect(h.addr, h.client_config(Some(carol))).await {
+            let (got, closed) =
+                common::exchange(&mut s, &packets::connect_v4("c", None, None)).await;
+            assert!(
+                got.is_empty() && closed,
+                "served a revoked certificate (DER CRL: {der_crl})"
+            );
+        }
+        assert_eq!(h.upstream_connects(), 0);
+        // The same CA's other certificates still work.
+        let dave = h.pki.client("dave");
+        let mut s = common::tls_connect(h.addr, h.client_config(Some(&dave)))
+            .await
+            .unwrap();
+        s.write_all(&packets::connect_v4("dave-1", None, None))
+            .await
+            .unwrap();
+        assert_eq!(common::read_exact(&mut s, 4).await, [0x20, 2, 0, 0]);
     }
-    assert_eq!(h.upstream_connects(), 0);
-    // The same CA's other certificates still work.
-    let dave = h.pki.client("dave");
-    let mut s = common::tls_connect(h.addr, h.client_config(Some(&dave)))
-        .await
-        .unwrap();
-    s.write_all(&packets::connect_v4("dave-1", None, None))
-        .await
-        .unwrap();
-    assert_eq!(common::read_exact(&mut s, 4).await, [0x20, 2, 0, 0]);
 }
 
 #[tokio::test]

@@ -181,8 +181,9 @@ impl Gate {
                     | RefusalReason::ListenerCap
                     | RefusalReason::TotalCap => &self.counters.capacity,
                 });
+                let reason = refused.reason.as_str();
                 self.log
-                    .note(addr, source, listener, refused.reason, &refused.rule);
+                    .note(addr, source, listener, "connect", reason, &refused.rule);
                 Err(refused)
             }
         }
@@ -239,6 +240,28 @@ impl Gate {
             };
             refuse(reason, rule)
         })
+    }
+
+    /// A TLS or QUIC handshake from `addr` was refused (`cause`, decided by the setting
+    /// `rule`): logged to the audit target like admission refusals, once per source and cause
+    /// per interval with a count.
+    pub fn handshake_refused(
+        &self,
+        addr: SocketAddr,
+        listener: &str,
+        cause: &'static str,
+        rule: &'static str,
+    ) {
+        let ip = addr.ip().to_canonical();
+        let source = source_key(ip, self.policy.load().connection_limits().ipv6_prefix);
+        self.log.note(
+            addr,
+            source,
+            listener,
+            "tls",
+            cause,
+            &RuleRef::builtin(rule),
+        );
     }
 
     /// At CONNECT: refuses a client whose user name, client id or source is banned (MQTT 5

@@ -1,4 +1,6 @@
 //! Aggregated refusal logging: one line per source and reason per interval, with a count.
+//! Admission refusals and refused TLS/QUIC handshakes (`action = "tls"`) both come here, so a
+//! device knocking with a revoked certificate is seen once per interval, not once per attempt.
 //!
 //! The first refusal of a (source, reason) pair in an interval is logged at once with its rule;
 //! later ones are only counted and summed up by [`RefusalLog::flush`] at the end of the
@@ -9,7 +11,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use super::gate::RefusalReason;
 use crate::policy::RuleRef;
 
 /// Most (source, reason) pairs remembered per interval.
@@ -18,7 +19,7 @@ const MAX_SOURCES: usize = 1024;
 #[derive(Debug, Default)]
 struct Interval {
     /// Refusals after the first, per (source, reason).
-    suppressed: HashMap<(std::net::IpAddr, RefusalReason), u64>,
+    suppressed: HashMap<(std::net::IpAddr, &'static str), u64>,
     /// Refusals of sources that did not fit in the table.
     overflow: u64,
 }
@@ -32,13 +33,15 @@ pub(crate) struct RefusalLog {
 // === impl RefusalLog ===
 
 impl RefusalLog {
-    /// Records one refusal; logs it if it is the first of its kind this interval.
+    /// Records one refusal; logs it if it is the first of its kind this interval. `action`:
+    /// what was refused (`connect` at admission, `tls` for a handshake).
     pub(crate) fn note(
         &self,
         peer: SocketAddr,
         source: std::net::IpAddr,
         listener: &str,
-        reason: RefusalReason,
+        action: &'static str,
+        reason: &'static str,
         rule: &RuleRef,
     ) {
         let first = {
@@ -64,8 +67,8 @@ impl RefusalLog {
                 target: "moat::audit",
                 peer = %peer,
                 listener,
-                action = "connect",
-                reason = reason.as_str(),
+                action,
+                reason,
                 rule = %rule,
                 "connection refused"
             );
@@ -80,7 +83,7 @@ impl RefusalLog {
                 tracing::warn!(
                     target: "moat::audit",
                     source = %source,
-                    reason = reason.as_str(),
+                    reason,
                     more,
                     "connections refused (repeated, aggregated)"
                 );
@@ -118,7 +121,7 @@ mod tests {
         let peer: SocketAddr = "10.0.0.1:1".parse().unwrap();
         for i in 0..5000u32 {
             let ip = std::net::IpAddr::from(i.to_be_bytes());
-            log.note(peer, ip, "l", RefusalReason::Network, &rule);
+            log.note(peer, ip, "l", "connect", "network", &rule);
         }
         assert_eq!(log.len(), MAX_SOURCES);
         log.flush();

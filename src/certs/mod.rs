@@ -255,7 +255,33 @@ pub fn generate_crl(ca: &Pem, revoked: &[&Pem]) -> Result<String, CertError> {
 /// The subject CN of a DER certificate: `None` without one, an error when there are several (the
 /// identity would be ambiguous) or when it is not a UTF-8-compatible string.
 pub fn cert_common_name(der: &[u8]) -> Result<Option<String>, CertError> {
+    common_name(&parse(der)?)
+}
+
+/// What a verified client certificate tells moat, read in one parse: its subject CN (as
+/// [`cert_common_name`]), and the issuer name (DER) and serial (DER content octets) that a CRL
+/// entry names it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFacts {
+    /// The subject CN, if there is exactly one.
+    pub common_name: Option<String>,
+    /// The issuer's distinguished name, DER-encoded as in the certificate.
+    pub issuer: Vec<u8>,
+    /// The serial number's content octets, as a CRL lists them.
+    pub serial: Vec<u8>,
+}
+
+/// See [`CertFacts`].
+pub fn cert_facts(der: &[u8]) -> Result<CertFacts, CertError> {
     let cert = parse(der)?;
+    Ok(CertFacts {
+        common_name: common_name(&cert)?,
+        issuer: cert.issuer().as_raw().to_vec(),
+        serial: cert.raw_serial().to_vec(),
+    })
+}
+
+fn common_name(cert: &X509Certificate<'_>) -> Result<Option<String>, CertError> {
     let cns: Vec<_> = cert.subject().iter_common_name().collect();
     match cns.as_slice() {
         [] => Ok(None),

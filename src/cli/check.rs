@@ -4,15 +4,19 @@
 //! broker, TLS mode, policy files, users, anonymous access) with warnings for setups that admit
 //! nobody or lack TLS files, and fails with the `FILE:LINE:COLUMN: message` of the first error.
 //! It then runs the policy's own test cases (`tests:` in policy files) and fails if any decision
-//! differs from the expected one, naming the case's place. Opens no sockets and writes no files.
+//! differs from the expected one, naming the case's place. Last it loads the TLS files as
+//! `moat run` would (a CRL file without a CRL, a key that does not fit its certificate: an error
+//! naming the file) and lists each CRL, warning about expired ones. Opens no sockets and writes
+//! no files.
 
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
-use crate::config::{BrokerSettings, ClientCerts, Config};
+use crate::config::{BrokerSettings, ClientCerts, Config, CrlExpired, TransportKind};
 use crate::ops::{fds, load};
 use crate::policy::Policy;
+use crate::transport::tls::{CrlLine, Material, Profile};
 
 /// Arguments of `moat check`.
 #[derive(clap::Args, Debug)]
@@ -44,7 +48,64 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             list.join(", ")
         );
     }
+    if missing.is_empty() {
+        for line in tls_material(&cfg)? {
+            println!("{line}");
+        }
+    }
     Ok(())
+}
+
+/// Loads the `tls:` files as `moat run` does (every listener's configuration is built) and
+/// describes the CRLs. An error names the file: a CRL file without a CRL in it, a key that
+/// does not belong to the certificate, … Nothing to load when no listener uses TLS.
+fn tls_material(cfg: &Config) -> anyhow::Result<Vec<String>> {
+    let tls_listeners: Vec<_> = cfg
+        .listeners
+        .iter()
+        .filter(|l| l.kind != TransportKind::Ws)
+        .collect();
+    if tls_listeners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let material = Material::load(&cfg.tls)?;
+    for l in tls_listeners {
+        material
+            .server_config(&l.tls(&cfg.tls), Profile::Mqtt)
+            .with_context(|| format!("listener {}", l.name))?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Ok(crl_lines(&material.crl_report(now), material.crl_expired()))
+}
+
+/// One line per CRL, and a warning for each one past its nextUpdate.
+fn crl_lines(crls: &[CrlLine], policy: CrlExpired) -> Vec<String> {
+    let mut lines = Vec::new();
+    for crl in crls {
+        lines.push(format!(
+            "  crl       {}: {} revoked by {}, next update {}",
+            crl.path.display(),
+            crl.revoked,
+            crl.issuer,
+            crl.next_update
+        ));
+    }
+    for crl in crls.iter().filter(|c| c.expired) {
+        let effect = match policy {
+            CrlExpired::Warn => "still used (tls.crl_expired: warn)",
+            CrlExpired::Refuse => {
+                "client certificates of this issuer are refused (tls.crl_expired: refuse)"
+            }
+        };
+        lines.push(format!(
+            "warning: {}: CRL past its nextUpdate ({}); {effect}",
+            crl.path.display(),
+            crl.next_update
+        ));
+    }
+    lines
 }
 
 /// The summary text, one item per line (separate from printing so tests can read it).
@@ -257,7 +318,11 @@ fn tls(cfg: &Config) -> String {
             text.push_str(", username must match CN");
         }
         if !tls.crls.is_empty() {
-            text.push_str(&format!(", {} CRL file(s)", tls.crls.len()));
+            text.push_str(&format!(
+                ", {} CRL file(s), expired CRL: {}",
+                tls.crls.len(),
+                tls.crl_expired.as_str()
+            ));
         }
     }
     text

@@ -1,13 +1,14 @@
 //! `moat run`: load config and policy, make dev certificates if asked to, serve until a signal.
-//! SIGHUP and changes to the policy files reload the policy (`ops::reload`).
+//! SIGHUP reloads the policy and the TLS material; a change to a policy file reloads the
+//! policy, a change to a `tls:` file the TLS material (`ops::reload`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, TransportKind};
 use crate::ops::load;
-use crate::ops::reload::{self, PolicyWatcher};
+use crate::ops::reload::{self, PolicyWatcher, TlsWatcher};
 use crate::server::Server;
 
 /// Arguments of `moat run`.
@@ -18,7 +19,7 @@ pub struct Args {
     pub config: PathBuf,
 }
 
-/// Runs the server until SIGINT or SIGTERM; SIGHUP and policy file changes reload the policy.
+/// Runs the server until SIGINT or SIGTERM; SIGHUP and file changes reload policy and TLS.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = load::load_config(&args.config)?;
     super::init_logging(matches!(config.log.format, LogFormat::Json));
@@ -51,6 +52,15 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
             None
         }
     };
+    let serves_tls = config.listeners.iter().any(|l| l.kind != TransportKind::Ws);
+    let mut tls_watcher = match serves_tls.then(|| TlsWatcher::start(&config)) {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot watch the TLS files; reload with SIGHUP");
+            None
+        }
+    };
     tracing::info!(max_connections = running.max_connections(), "moat is up");
     loop {
         let changed = async {
@@ -59,9 +69,16 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
                 None => std::future::pending().await,
             }
         };
+        let tls_changed = async {
+            match tls_watcher.as_mut() {
+                Some(w) => w.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = hup.recv() => {
                 let _ = reload::reload(&running, &config, "SIGHUP");
+                let _ = reload::reload_tls(&running, "SIGHUP");
             }
             change = changed => match change {
                 Some(()) => {
@@ -70,6 +87,15 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
                 None => {
                     tracing::warn!("policy file watcher stopped; reload with SIGHUP");
                     watcher = None;
+                }
+            },
+            change = tls_changed => match change {
+                Some(()) => {
+                    let _ = reload::reload_tls(&running, "file change");
+                }
+                None => {
+                    tracing::warn!("TLS file watcher stopped; reload with SIGHUP");
+                    tls_watcher = None;
                 }
             },
             _ = term.recv() => break,

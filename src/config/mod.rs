@@ -195,8 +195,10 @@ pub struct TlsSettings {
     pub client_ca: Option<PathBuf>,
     /// Whether clients must, may or may not present a certificate.
     pub client_certs: ClientCerts,
-    /// Certificate revocation lists (PEM) checked against client certificates.
+    /// Certificate revocation lists (PEM or DER) checked against client certificates.
     pub crls: Vec<PathBuf>,
+    /// What a CRL past its nextUpdate means for handshakes.
+    pub crl_expired: CrlExpired,
     /// Oldest TLS version offered.
     pub min_version: TlsVersion,
     /// Whether a verified client certificate authenticates the client by its CN.
@@ -217,6 +219,7 @@ impl TlsSettings {
             client_ca: None,
             client_certs: ClientCerts::None,
             crls: Vec::new(),
+            crl_expired: CrlExpired::default(),
             min_version: TlsVersion::default(),
             cert_identity: true,
             username_must_match_cert: false,
@@ -246,6 +249,33 @@ impl ClientCerts {
             Self::None => "none",
             Self::Optional => "optional",
             Self::Required => "required",
+        }
+    }
+}
+
+/// What a CRL past its nextUpdate means (`tls.crl_expired`). Either way moat logs it at ERROR
+/// on every load, naming the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrlExpired {
+    /// Keep using it: what it revokes stays revoked, and certificates it does not list are
+    /// admitted. The default: a CA that is late publishing must not lock every device out, and
+    /// an expired list still refuses everything it names.
+    #[default]
+    Warn,
+    /// Refuse every client certificate the expired CRL is responsible for (fail closed) until
+    /// a current CRL is loaded.
+    Refuse,
+}
+
+// === impl CrlExpired ===
+
+impl CrlExpired {
+    /// The spelling used in moat.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warn => "warn",
+            Self::Refuse => "refuse",
         }
     }
 }

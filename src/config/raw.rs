@@ -17,8 +17,8 @@ use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Posi
 use super::listener::{RawQuic, RawTransport, RawWs};
 use super::units::{parse_duration, parse_size};
 use super::{
-    BrokerSettings, ClientCerts, Config, Limits, Listener, LogFormat, LogSettings, Timeouts,
-    TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
+    BrokerSettings, ClientCerts, Config, CrlExpired, Limits, Listener, LogFormat, LogSettings,
+    Timeouts, TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
 };
 
 /// Longest timeout accepted: anything longer is a typo, and a hostile peer would love it.
@@ -72,6 +72,7 @@ struct RawTls {
     client_ca: Option<Spanned<String>>,
     client_certs: Option<Spanned<ClientCerts>>,
     crls: Option<Vec<Spanned<String>>>,
+    crl_expired: Option<CrlExpired>,
     min_version: Option<Spanned<String>>,
     cert_identity: Option<bool>,
     username_must_match_cert: Option<bool>,
@@ -285,6 +286,7 @@ impl Check<'_> {
                 .iter()
                 .map(|crl| self.path(crl, "tls.crls[]"))
                 .collect::<Result<_, _>>()?,
+            crl_expired: raw.crl_expired.unwrap_or_default(),
             min_version: match &raw.min_version {
                 None => defaults.min_version,
                 Some(version) => self.tls_version(version)?,

@@ -318,6 +318,20 @@ fn client_certificate_settings_must_be_consistent() {
 }
 
 #[test]
+fn expired_crls_warn_by_default_and_may_refuse() {
+    let tls = "tls: { client_certs: required, client_ca: ca.crt, crls: [c.crl]";
+    let cfg = parse_ok(&with(&format!("{tls} }}\n")));
+    assert_eq!(cfg.tls.crl_expired, CrlExpired::Warn);
+    let cfg = parse_ok(&with(&format!("{tls}, crl_expired: refuse }}\n")));
+    assert_eq!(cfg.tls.crl_expired, CrlExpired::Refuse);
+    let err = parse_err(&with(&format!("{tls}, crl_expired: ignore }}\n")));
+    assert!(
+        err.contains("unknown value 'ignore', expected one of 'warn', 'refuse'"),
+        "{err}"
+    );
+}
+
+#[test]
 fn log_format_is_text_or_json() {
     assert_eq!(
         parse_ok(&with("log: { format: json }\n")).log.format,

@@ -1,17 +1,24 @@
-//! Policy hot reload: on SIGHUP or when a policy file changes, compile the whole policy set
-//! again and swap it in atomically; a set with an error is refused and the old policy stays.
+//! Hot reload: on SIGHUP or when a watched file changes, load the policy set or the TLS
+//! material again and swap it in atomically; anything with an error is refused and what runs
+//! stays.
 //!
-//! What it owns: [`reload`] (load + swap + one log line saying what happened) and
-//! [`PolicyWatcher`] (file-change events, debounced). Why it is separate: `cli/run.rs` decides
-//! *when* to reload (signals, the watcher); this file decides *how*, so tests drive the same code.
+//! What it owns: [`reload`] (policy: load + swap + one log line saying what happened),
+//! [`reload_tls`] (the same for the `tls:` files: server certificate and key, client CA, CRLs),
+//! and the watchers ([`PolicyWatcher`], [`TlsWatcher`]: file-change events, debounced). Why it
+//! is separate: `cli/run.rs` decides *when* to reload (signals, the watchers); this file decides
+//! *how*, so tests drive the same code.
 //!
-//! The watcher watches *folders* (the policy folders, and the folder of each policy file), not
-//! files: editors and Kubernetes ConfigMaps replace files by rename or symlink swap, which a
-//! watch on the old inode never sees. Events arrive on notify's own thread and are passed on
-//! through a one-slot channel (`try_send`: a burst of events is one pending reload, never a
-//! queue); [`PolicyWatcher::changed`] then waits for [`DEBOUNCE`] of quiet, so a save that
-//! writes a file in several steps is compiled once, complete.
+//! The watchers watch *folders* (the policy folders, the folder of each policy file, the folder
+//! of each TLS file), not files: editors, certificate tools and Kubernetes ConfigMaps or Secrets
+//! replace files by rename or symlink swap, which a watch on the old inode never sees. Events
+//! arrive on notify's own thread and are passed on through a one-slot channel (`try_send`: a
+//! burst of events is one pending reload, never a queue); `changed` then waits for [`DEBOUNCE`]
+//! of quiet, so a save that writes a file in several steps is loaded once, complete. (A
+//! certificate and its key written further apart than that are two reloads: the first may find
+//! them mismatched, is refused with that reason, and the second puts the pair in force.)
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,9 +28,9 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::ops::load::{self, LoadError};
 use crate::policy::PolicySummary;
-use crate::server::Running;
+use crate::server::{MaterialError, Running, TlsSummary};
 
-/// Quiet time after the last file event before the policy is compiled.
+/// Quiet time after the last file event before the files are loaded.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Compiles the policy files `config` names and, if they compile, makes them the policy in
@@ -53,42 +60,71 @@ pub fn reload(
     }
 }
 
-/// Watches the folders that hold the policy files.
-pub struct PolicyWatcher {
+/// Loads the `tls:` files again and, if every one loads, serves the next handshake on every
+/// listener with them; live sessions whose client certificate a new CRL revokes are ended. On
+/// error the running material stays. Either way one log line says what happened, and why
+/// (`trigger`); an error names the file.
+pub fn reload_tls(running: &Running, trigger: &str) -> Result<TlsSummary, MaterialError> {
+    match running.reload_tls() {
+        Ok(summary) => {
+            tracing::info!(
+                trigger,
+                %summary,
+                revocations_changed = summary.revocations_changed,
+                "TLS material reloaded"
+            );
+            Ok(summary)
+        }
+        Err(error) => {
+            // A broken file must not take a listener down or drop a CRL: all stays as it was.
+            tracing::error!(
+                trigger,
+                %error,
+                "TLS reload refused; keeping the running certificates, CA and CRLs"
+            );
+            Err(error)
+        }
+    }
+}
+
+/// Events from watched folders, filtered, through a one-slot channel.
+struct FolderWatch {
     /// Kept alive for as long as events are wanted; dropping it stops notify's thread.
     _watcher: RecommendedWatcher,
     /// One pending "something changed".
     events: mpsc::Receiver<()>,
 }
 
-// === impl PolicyWatcher ===
+// === impl FolderWatch ===
 
-impl PolicyWatcher {
-    /// Starts watching every folder `config.policies` names, and the folder of every file it
-    /// names.
-    pub fn start(config: &Config) -> Result<PolicyWatcher, notify::Error> {
+impl FolderWatch {
+    fn start(
+        dirs: &[PathBuf],
+        relevant: impl Fn(&Path) -> bool + Send + 'static,
+    ) -> Result<FolderWatch, notify::Error> {
         let (tx, events) = mpsc::channel(1);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
-                    if relevant(&event) {
-                        // Full means a reload is already pending: this event is part of it.
-                        let _ = tx.try_send(());
-                    }
+                let Ok(event) = event else { return };
+                // Reads are not changes (moat's own reload reads the files).
+                if matches!(event.kind, EventKind::Access(_)) {
+                    return;
+                }
+                if event.paths.iter().any(|p| relevant(p)) {
+                    // Full means a reload is already pending: this event is part of it.
+                    let _ = tx.try_send(());
                 }
             })?;
-        for dir in folders(&config.policies) {
-            watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        for dir in dirs {
+            watcher.watch(dir, RecursiveMode::NonRecursive)?;
         }
-        Ok(PolicyWatcher {
+        Ok(FolderWatch {
             _watcher: watcher,
             events,
         })
     }
 
-    /// Waits for a change, then for [`DEBOUNCE`] without further changes. `None` when the
-    /// watcher has stopped.
-    pub async fn changed(&mut self) -> Option<()> {
+    async fn changed(&mut self) -> Option<()> {
         self.events.recv().await?;
         loop {
             match tokio::time::timeout(DEBOUNCE, self.events.recv()).await {
@@ -98,6 +134,63 @@ impl PolicyWatcher {
             }
         }
     }
+}
+
+/// Watches the folders that hold the policy files.
+pub struct PolicyWatcher(FolderWatch);
+
+// === impl PolicyWatcher ===
+
+impl PolicyWatcher {
+    /// Starts watching every folder `config.policies` names, and the folder of every file it
+    /// names.
+    pub fn start(config: &Config) -> Result<PolicyWatcher, notify::Error> {
+        FolderWatch::start(&folders(&config.policies), is_policy_like).map(PolicyWatcher)
+    }
+
+    /// Waits for a change, then for [`DEBOUNCE`] without further changes. `None` when the
+    /// watcher has stopped.
+    pub async fn changed(&mut self) -> Option<()> {
+        self.0.changed().await
+    }
+}
+
+/// Watches the folders that hold the `tls:` files (certificate, key, client CA, CRLs).
+pub struct TlsWatcher(FolderWatch);
+
+// === impl TlsWatcher ===
+
+impl TlsWatcher {
+    /// Starts watching the folder of every TLS file `config` names.
+    pub fn start(config: &Config) -> Result<TlsWatcher, notify::Error> {
+        let files = tls_files(config);
+        let names: HashSet<OsString> = files
+            .iter()
+            .filter_map(|f| f.file_name().map(ToOwned::to_owned))
+            .collect();
+        let relevant = move |path: &Path| match path.file_name() {
+            Some(name) => names.contains(name) || name.to_string_lossy().starts_with(".."),
+            None => false,
+        };
+        FolderWatch::start(&folders(&files), relevant).map(TlsWatcher)
+    }
+
+    /// Waits for a change, then for [`DEBOUNCE`] without further changes. `None` when the
+    /// watcher has stopped.
+    pub async fn changed(&mut self) -> Option<()> {
+        self.0.changed().await
+    }
+}
+
+/// Every file of the `tls:` section.
+fn tls_files(config: &Config) -> Vec<PathBuf> {
+    let tls = &config.tls;
+    [&tls.cert, &tls.key]
+        .into_iter()
+        .chain(tls.client_ca.as_ref())
+        .chain(&tls.crls)
+        .cloned()
+        .collect()
 }
 
 /// The folders to watch: each policy folder, and the parent of each policy file.
@@ -119,15 +212,7 @@ fn folders(entries: &[PathBuf]) -> Vec<PathBuf> {
     dirs
 }
 
-/// Changes to YAML files, and Kubernetes ConfigMap swaps (`..data`); not reads (moat's own
-/// reload reads the files) and not editor swap files.
-fn relevant(event: &notify::Event) -> bool {
-    if matches!(event.kind, EventKind::Access(_)) {
-        return false;
-    }
-    event.paths.iter().any(|p| is_policy_like(p))
-}
-
+/// Changes to YAML files, and Kubernetes ConfigMap swaps (`..data`); not editor swap files.
 fn is_policy_like(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;

@@ -86,9 +86,10 @@ pub(super) fn spawn_quic(
             let timeouts = shared.config.timeouts;
             let accepted = Box::pin(quic::accept(
                 connecting,
-                listener,
+                listener.clone(),
                 timeouts.tls_handshake,
                 timeouts.connect,
+                shared.tls.revocable(),
             ))
             .await;
             drop(slot);
@@ -99,10 +100,19 @@ pub(super) fn spawn_quic(
                 ),
                 Err(e) => {
                     Stats::bump(&shared.stats.handshake_failures);
+                    if let Some(cause) = e.refusal() {
+                        shared.gate.handshake_refused(
+                            addr,
+                            &listener,
+                            cause.as_str(),
+                            cause.rule(),
+                        );
+                    }
                     tracing::info!(error = %e, "QUIC connection refused");
                     return;
                 }
             };
+            drop(listener);
             session.await;
             // The client closes once it has read the end of the stream; a client that does not
             // is closed after a short grace.
@@ -140,8 +150,7 @@ async fn serve_tcp(conn: Box<Accepted>, permit: Admitted) {
         Begin::Tls(handshake, rest) => match handshake.await {
             Ok((stream, peer)) => after_tls(*rest, stream, peer),
             Err(e) => {
-                Stats::bump(&rest.shared.stats.handshake_failures);
-                tracing::info!(error = %e, "TLS handshake refused");
+                handshake_failed(&rest, &e);
                 return;
             }
         },
@@ -163,11 +172,25 @@ enum Begin {
 /// A TLS handshake in progress (boxed: a whole TLS connection in mid-handshake).
 type Handshake = Pin<Box<dyn Future<Output = Result<(ServerTls, Peer), tls::TlsError>> + Send>>;
 
-/// What the steps after a TLS handshake need.
+/// What the steps after a TLS handshake need (and, if it fails, its audit line).
 struct AfterTls {
     front: Front,
     shared: Arc<Shared>,
     drain: Drain,
+    addr: SocketAddr,
+    listener: Arc<str>,
+}
+
+/// Counts a failed TLS handshake; one moat refused (certificate, version, ALPN, timeout) is
+/// audited, aggregated per source by the gate. A peer that just went away is only logged.
+fn handshake_failed(rest: &AfterTls, error: &tls::TlsError) {
+    Stats::bump(&rest.shared.stats.handshake_failures);
+    if let Some(cause) = error.refusal() {
+        rest.shared
+            .gate
+            .handshake_refused(rest.addr, &rest.listener, cause.as_str(), cause.rule());
+    }
+    tracing::info!(error = %error, "TLS handshake refused");
 }
 
 fn begin(conn: Accepted) -> Begin {
@@ -188,6 +211,7 @@ fn begin(conn: Accepted) -> Begin {
                 sni: None,
                 alpn: None,
                 cert_cn: None,
+                cert: None,
                 via: None,
             };
             Begin::Step(Box::pin(websocket(
@@ -199,14 +223,18 @@ fn begin(conn: Accepted) -> Begin {
                 drain,
             )))
         }
-        Front::Tls(ref config) | Front::Wss(ref config, _) | Front::Routed(ref config, _) => {
+        Front::Tls(ref handshakes)
+        | Front::Wss(ref handshakes, _)
+        | Front::Routed(ref handshakes, _) => {
             let deadline = shared.config.timeouts.tls_handshake;
+            // The configuration in force now: a TLS reload reaches the next handshake.
             let handshake = Box::pin(tls::accept(
-                config.clone(),
+                handshakes.config(),
                 stream,
                 addr,
-                listener,
+                listener.clone(),
                 deadline,
+                shared.tls.revocable(),
             ));
             Begin::Tls(
                 handshake,
@@ -214,6 +242,8 @@ fn begin(conn: Accepted) -> Begin {
                     front,
                     shared,
                     drain,
+                    addr,
+                    listener,
                 }),
             )
         }
@@ -227,6 +257,7 @@ fn after_tls(rest: AfterTls, stream: ServerTls, peer: Peer) -> Step {
         front,
         shared,
         drain,
+        ..
     } = rest;
     let mqtt_alpn = peer.alpn.as_deref() == Some(tls::ALPN_MQTT);
     let websocket_settings = match front {

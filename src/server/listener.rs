@@ -7,27 +7,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
-use super::{conn, Drain, Shared, Stats};
+use super::{conn, Drain, Handshakes, Shared, Stats};
 use crate::config::WsSettings;
 use crate::transport::peer_addr;
 
 /// Longest pause after repeated accept errors (EMFILE and friends).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// What a TCP listener puts in front of the session.
+/// What a TCP listener puts in front of the session. The TLS fronts hold the listener's
+/// [`Handshakes`], which a TLS reload updates in place: each accept reads the configuration in
+/// force.
 #[derive(Clone)]
 pub(super) enum Front {
     /// MQTT over TLS.
-    Tls(Arc<ServerConfig>),
+    Tls(Arc<Handshakes>),
     /// MQTT over WebSocket over TLS.
-    Wss(Arc<ServerConfig>, Arc<WsSettings>),
+    Wss(Arc<Handshakes>, Arc<WsSettings>),
     /// MQTT over plain WebSocket (enabled explicitly).
     Ws(Arc<WsSettings>),
     /// TLS routed by ALPN: `mqtt` → MQTT over TLS, `http/1.1` or none → WebSocket.
-    Routed(Arc<ServerConfig>, Arc<WsSettings>),
+    Routed(Arc<Handshakes>, Arc<WsSettings>),
 }
 
 /// A bound listener and what it needs to serve.

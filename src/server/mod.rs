@@ -1,11 +1,14 @@
 //! The server: binds listeners, owns the shared state every session reads, and drains on stop.
 //!
-//! [`Server::start`] is what `moat run` and the integration tests call: it starts (or connects
-//! to) the broker segment, binds every listener (port 0 works; read the address back with
-//! [`Running::local_addr`]) and returns a handle that reloads policy and shuts down.
+//! [`Server::start`] is what `moat run` and the integration tests call: it loads the TLS files
+//! (a broken one fails start before anything else, naming the file), starts (or connects to)
+//! the broker segment, binds every listener (port 0 works; read the address back with
+//! [`Running::local_addr`]) and returns a handle that reloads policy and TLS material
+//! (`material.rs`) and shuts down.
 
 mod conn;
 mod listener;
+mod material;
 mod quic;
 mod shutdown;
 
@@ -24,8 +27,10 @@ use crate::config::Listener as ListenerConfig;
 use crate::config::{BrokerSettings, Config, TransportKind, WsSettings};
 use crate::ops::fds;
 use crate::policy::Policy;
-use crate::transport::tls::{self, Profile};
-pub use shutdown::{Drain, DrainController};
+use crate::transport::tls::{self, Material, Profile};
+pub(crate) use material::{Handshakes, TlsState};
+pub use material::{MaterialError, TlsSummary};
+pub use shutdown::{Drain, DrainController, Wake};
 
 /// How many password hashes may be verified at once: argon2 is deliberately expensive, and an
 /// unbounded number of them would let a CONNECT flood starve the runtime's blocking pool.
@@ -47,14 +52,9 @@ pub enum StartError {
     /// TLS material is missing or unusable.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    /// A QUIC listener could not be configured.
-    #[error("listener {name}: {source}")]
-    Quic {
-        /// Listener name from the config.
-        name: String,
-        /// What was wrong.
-        source: crate::transport::quic::QuicError,
-    },
+    /// A listener's TLS (or QUIC) configuration could not be built from the material.
+    #[error(transparent)]
+    Material(#[from] MaterialError),
     /// The embedded broker did not start.
     #[error(transparent)]
     Broker(#[from] embedded::EmbeddedError),
@@ -164,6 +164,8 @@ pub(crate) struct Shared {
     pub(crate) client_ids: Arc<crate::session::ClientIds>,
     /// Acknowledges what broker sockets received, once per tick for every session.
     pub(crate) acks: Arc<crate::session::AckPacer>,
+    /// The TLS material in force: listeners' handshake configurations and revoked certificates.
+    pub(crate) tls: TlsState,
 }
 
 /// Entry point: see the module docs.
@@ -190,6 +192,12 @@ impl Server {
         // Before anything opens a socket: a cap that does not fit is refused or lowered here,
         // never discovered at EMFILE.
         let max_connections = descriptor_plan(&config)?.max_connections;
+        // Before the broker starts: a broken TLS file fails start at once, naming the file.
+        let tls_state = TlsState::new(&config);
+        let material = match config.listeners.iter().any(|l| l.kind != TransportKind::Ws) {
+            true => Some(tls_state.load()?),
+            false => None,
+        };
         let (target, embedded) = match &config.broker {
             BrokerSettings::Embedded {
                 bind,
@@ -218,6 +226,7 @@ impl Server {
             stats: Stats::default(),
             client_ids: Arc::default(),
             acks: Arc::new(crate::session::AckPacer::new()),
+            tls: tls_state,
         });
         let drain = DrainController::new();
         let mut stop = drain.drain();
@@ -231,9 +240,9 @@ impl Server {
         tokio::spawn(async move { acks.run(stop.signalled()).await });
         let mut bound = Vec::new();
         for l in &config.listeners {
-            let local = match l.kind {
-                TransportKind::Quic => {
-                    let listener = bind_quic(l, &config, shared.clone())?;
+            let local = match (l.kind, &material) {
+                (TransportKind::Quic, Some(material)) => {
+                    let listener = bind_quic(l, material, shared.clone())?;
                     let local = listener
                         .endpoint
                         .local_addr()
@@ -242,17 +251,12 @@ impl Server {
                     tokio::spawn(listener.run(drain.drain()));
                     local
                 }
-                _ => {
-                    let socket = TcpListener::bind(l.bind)
-                        .await
+                (_, material) => {
+                    let listener = tcp_listener(l, &config, &shared, material.as_ref()).await?;
+                    let local = listener
+                        .socket
+                        .local_addr()
                         .map_err(|source| bind_err(l, source))?;
-                    let local = socket.local_addr().map_err(|source| bind_err(l, source))?;
-                    let listener = listener::Listener {
-                        name: Arc::from(l.name.as_str()),
-                        socket,
-                        front: front(l, &config)?,
-                        shared: shared.clone(),
-                    };
                     // Owned by the drain: the accept loop ends when shutdown is signalled.
                     tokio::spawn(listener.run(drain.drain()));
                     local
@@ -306,43 +310,65 @@ fn bind_err(l: &ListenerConfig, source: std::io::Error) -> StartError {
     }
 }
 
+/// Binds a TCP listener and builds what it runs in front of the session (`material`: the TLS
+/// files, for every kind but plain WebSocket).
+async fn tcp_listener(
+    l: &ListenerConfig,
+    config: &Config,
+    shared: &Arc<Shared>,
+    material: Option<&Material>,
+) -> Result<listener::Listener, StartError> {
+    let socket = TcpListener::bind(l.bind)
+        .await
+        .map_err(|source| bind_err(l, source))?;
+    Ok(listener::Listener {
+        name: Arc::from(l.name.as_str()),
+        socket,
+        front: front(l, config, &shared.tls, material)?,
+        shared: shared.clone(),
+    })
+}
+
 /// What a TCP listener runs in front of the session.
-fn front(l: &ListenerConfig, config: &Config) -> Result<listener::Front, StartError> {
+fn front(
+    l: &ListenerConfig,
+    config: &Config,
+    tls: &TlsState,
+    material: Option<&Material>,
+) -> Result<listener::Front, StartError> {
     let ws = || {
         Arc::new(
             l.ws.clone()
                 .unwrap_or_else(|| WsSettings::defaults(config.limits.max_packet_size)),
         )
     };
-    let settings = l.tls(&config.tls);
-    let acceptor = |profile| tls::server_config_for(&settings, profile);
+    let handshakes = |profile| match material {
+        Some(material) => Ok(tls.add_tcp(l, profile, material)?),
+        None => Err(StartError::Tls(tls::TlsError::Config(format!(
+            "listener {} needs the tls: files",
+            l.name
+        )))),
+    };
     Ok(match (l.kind, l.alpn_routing) {
         (TransportKind::Ws, _) => listener::Front::Ws(ws()),
         (TransportKind::Tls | TransportKind::Wss, true) => {
-            listener::Front::Routed(acceptor(Profile::Routed)?, ws())
+            listener::Front::Routed(handshakes(Profile::Routed)?, ws())
         }
-        (TransportKind::Wss, false) => listener::Front::Wss(acceptor(Profile::WebSocket)?, ws()),
-        _ => listener::Front::Tls(acceptor(Profile::Mqtt)?),
+        (TransportKind::Wss, false) => listener::Front::Wss(handshakes(Profile::WebSocket)?, ws()),
+        _ => listener::Front::Tls(handshakes(Profile::Mqtt)?),
     })
 }
 
-/// Binds a QUIC listener's UDP endpoint.
+/// Binds a QUIC listener's UDP endpoint and registers it for TLS reloads.
 fn bind_quic(
     l: &ListenerConfig,
-    config: &Config,
+    material: &Material,
     shared: Arc<Shared>,
 ) -> Result<quic::QuicListener, StartError> {
     let settings = l.quic.clone().unwrap_or_default();
-    let server = crate::transport::quic::server_config(
-        &l.tls(&config.tls),
-        &settings,
-        config.limits.max_packet_size,
-    )
-    .map_err(|source| StartError::Quic {
-        name: l.name.clone(),
-        source,
-    })?;
+    let server = shared.tls.quic_config(l, material)?;
     let endpoint = quinn::Endpoint::server(server, l.bind).map_err(|source| bind_err(l, source))?;
+    shared.tls.add_quic(l, endpoint.clone());
     Ok(quic::QuicListener {
         name: Arc::from(l.name.as_str()),
         endpoint,
@@ -433,6 +459,18 @@ impl Running {
     /// Swaps in a new policy; sessions use it from their next decision on.
     pub fn reload_policy(&self, policy: Policy) {
         self.shared.policy.store(Arc::new(policy));
+    }
+
+    /// Reads the `tls:` files again (server certificate and key, client CA, CRLs) and puts them
+    /// in force for the next handshake on every listener. When what the CRLs revoke changed,
+    /// live sessions whose client certificate is now revoked are ended (each with an audit
+    /// line). On error the running material stays and the error names the file.
+    pub fn reload_tls(&self) -> Result<TlsSummary, MaterialError> {
+        let summary = self.shared.tls.reload()?;
+        if summary.revocations_changed {
+            self.drain.advance_epoch();
+        }
+        Ok(summary)
     }
 
     /// Stops accepting, tells every session to close, waits up to the grace period, then stops

@@ -271,7 +271,9 @@ async fn broker_to_client<W: AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             biased;
-            _ = drain.signalled() => return Err(Refusal::ShuttingDown),
+            wake = drain.signalled_or_epoch(ctx.peer.cert.as_deref().map(|c| c.checked())) => {
+                super::revoke::on_wake(ctx.peer, shared, wake)?;
+            }
             _ = replies.ready.notified() => {
                 replies.take_into(&mut out)?;
             }

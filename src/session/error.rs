@@ -117,6 +117,15 @@ pub(crate) enum Refusal {
     /// The client stopped reading: a write to it did not finish in time.
     #[error("client did not read for {0:?}")]
     WriteTimeout(std::time::Duration),
+    /// A TLS reload brought a CRL that revokes the client certificate this session was
+    /// established with.
+    #[error("client certificate (serial {serial}) revoked by {crl}")]
+    CertificateRevoked {
+        /// The CRL file that revokes it.
+        crl: String,
+        /// The certificate's serial (hex).
+        serial: String,
+    },
 }
 
 // === impl Refusal ===
@@ -133,6 +142,7 @@ impl Refusal {
             | Refusal::PublishDenied { rule, .. }
             | Refusal::Banned(rule)
             | Refusal::Limit(_, rule) => rule.to_string(),
+            Refusal::CertificateRevoked { .. } => "builtin tls.crls".to_string(),
             _ => "protocol".to_string(),
         }
     }
@@ -142,6 +152,7 @@ impl Refusal {
         match self {
             Refusal::WillDenied { topic, .. } => ("will", topic),
             Refusal::PublishDenied { topic, .. } => ("publish", topic),
+            Refusal::CertificateRevoked { .. } => ("session", ""),
             _ => ("connect", ""),
         }
     }
@@ -188,6 +199,9 @@ impl Refusal {
                 Exceeded::TopicLength | Exceeded::TopicLevels => R::TopicNameInvalid,
             }),
             Refusal::WriteTimeout(_) => Outcome::Close,
+            // 0x87, not 0x8A: Banned is a CONNACK code only; MQTT 5's DISCONNECT table
+            // (3.14.2.1) does not list it, and a client may treat it as a protocol error.
+            Refusal::CertificateRevoked { .. } => Outcome::Disconnect(R::NotAuthorized),
         }
     }
 }

@@ -12,6 +12,7 @@ mod error;
 mod limits;
 mod reader;
 mod registry;
+mod revoke;
 mod state;
 mod upstream;
 
@@ -81,7 +82,7 @@ async fn serve<S>(
         .session_ended(peer.addr.ip(), Some(&identity), &client_id);
     match end {
         Ok(()) => {}
-        Err(refusal @ Refusal::PublishDenied { .. }) => {
+        Err(refusal @ (Refusal::PublishDenied { .. } | Refusal::CertificateRevoked { .. })) => {
             let (action, topic) = refusal.audit_subject();
             let reason = refusal.to_string();
             audit::refused(

@@ -4,7 +4,9 @@
 //! policy; they only terminate encryption, WebSocket framing (`ws`, over TCP or TLS) or a QUIC
 //! stream (`quic`), and report what they learned about the other end.
 
+mod crl;
 pub mod forwarded;
+mod handshake_refusal;
 mod peer;
 pub mod quic;
 pub mod quic_client;
@@ -14,6 +16,8 @@ pub mod ws;
 mod ws_stream;
 
 pub use crate::config::TransportKind;
-pub use peer::{normalise as peer_addr, Peer};
+pub use crl::Revocations;
+pub use handshake_refusal::HandshakeRefusal;
+pub use peer::{normalise as peer_addr, ClientCert, Peer};
 pub use tls_stream::ServerTls;
 pub use ws_stream::WsBytes;

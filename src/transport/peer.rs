@@ -1,6 +1,7 @@
 //! `Peer`: what the transport learned about the other end, handed to the session.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::TransportKind;
@@ -23,8 +24,79 @@ pub struct Peer {
     pub alpn: Option<Vec<u8>>,
     /// Common name of a client certificate that rustls verified against `client_ca`.
     pub cert_cn: Option<String>,
+    /// Issuer and serial of that certificate, kept only where CRLs are configured (a reload
+    /// that revokes it ends the session). Boxed: a session without one pays a pointer.
+    pub cert: Option<Box<ClientCert>>,
     /// The trusted proxy's socket address when `addr` came from its `X-Forwarded-For`.
     pub via: Option<SocketAddr>,
+}
+
+/// What a CRL names a verified client certificate by, and the revocation epoch the session
+/// last checked it against (`server/material.rs` moves the epoch when CRLs change).
+#[derive(Debug)]
+pub struct ClientCert {
+    /// The issuer's distinguished name, DER as in the certificate (a CRL's issuer must equal it).
+    issuer: Box<[u8]>,
+    /// The serial number's content octets.
+    serial: Box<[u8]>,
+    /// Revocation epoch this certificate was last checked at; 0: not yet (the handshake checked
+    /// it against the material it used, which a reload may have replaced since).
+    checked: AtomicU64,
+}
+
+// === impl ClientCert ===
+
+impl ClientCert {
+    /// A certificate named by its issuer (DER name) and serial (content octets).
+    pub fn new(issuer: &[u8], serial: &[u8]) -> Self {
+        ClientCert {
+            issuer: issuer.into(),
+            serial: serial.into(),
+            checked: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads the issuer and serial of a DER certificate.
+    pub fn of(der: &[u8]) -> Result<Self, crate::certs::CertError> {
+        let facts = crate::certs::cert_facts(der)?;
+        Ok(Self::new(&facts.issuer, &facts.serial))
+    }
+
+    /// The issuer's distinguished name (DER).
+    pub fn issuer(&self) -> &[u8] {
+        &self.issuer
+    }
+
+    /// The serial's content octets.
+    pub fn serial(&self) -> &[u8] {
+        &self.serial
+    }
+
+    /// The serial as colon-separated hex, as `openssl x509 -serial` and CRL dumps show it.
+    pub fn serial_hex(&self) -> String {
+        let hex: Vec<String> = self.serial.iter().map(|b| format!("{b:02x}")).collect();
+        hex.join(":")
+    }
+
+    /// The revocation epoch last checked (0: never); what the session's drain wait compares.
+    pub fn checked(&self) -> &AtomicU64 {
+        &self.checked
+    }
+
+    /// Records that the certificate was checked against revocation epoch `epoch`.
+    pub fn mark_checked(&self, epoch: u64) {
+        self.checked.store(epoch, Ordering::Release);
+    }
+}
+
+impl Clone for ClientCert {
+    fn clone(&self) -> Self {
+        ClientCert {
+            issuer: self.issuer.clone(),
+            serial: self.serial.clone(),
+            checked: AtomicU64::new(self.checked.load(Ordering::Acquire)),
+        }
+    }
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are the IPv4 peer they stand for; rules keyed

@@ -72,13 +72,15 @@ pub enum QuicError {
     Stream(quinn::ConnectionError),
 }
 
-/// The quinn server configuration for a QUIC listener.
+/// The quinn server configuration for a QUIC listener with these TLS settings, from `material`
+/// (the `tls:` files as loaded).
 pub fn server_config(
+    material: &tls::Material,
     tls: &TlsSettings,
     quic: &QuicSettings,
     max_packet_size: usize,
 ) -> Result<quinn::ServerConfig, QuicError> {
-    let rustls = tls::server_config_for(tls, Profile::Quic)?;
+    let rustls = material.server_config(tls, Profile::Quic)?;
     let crypto =
         QuicServerConfig::try_from(rustls).map_err(|e| QuicError::Config(e.to_string()))?;
     let mut transport = quinn::TransportConfig::default();
@@ -113,12 +115,13 @@ fn window_for(max_packet_size: usize) -> u32 {
 
 /// Finishes the handshake of an accepted connection attempt and waits for the client's MQTT
 /// stream, each under its own deadline. Returns the stream, the peer, and the connection (the
-/// caller closes it once the session is over).
+/// caller closes it once the session is over). `revocable` as for `tls::accept`.
 pub async fn accept(
     connecting: quinn::Connecting,
     listener: Arc<str>,
     handshake_deadline: Duration,
     stream_deadline: Duration,
+    revocable: bool,
 ) -> Result<(QuicStream, Peer, Connection), QuicError> {
     let conn = tokio::time::timeout(handshake_deadline, connecting)
         .await
@@ -130,7 +133,7 @@ pub async fn accept(
     let chain = conn
         .peer_identity()
         .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
-    let cert_cn = tls::leaf_common_name(chain.as_deref().map(Vec::as_slice))?;
+    let (cert_cn, cert) = tls::leaf_identity(chain.as_deref().map(Vec::as_slice), revocable)?;
     let peer = Peer {
         addr: peer_addr(conn.remote_address()),
         listener,
@@ -138,6 +141,7 @@ pub async fn accept(
         sni: data.as_ref().and_then(|d| d.server_name.clone()),
         alpn: data.and_then(|d| d.protocol),
         cert_cn,
+        cert,
         via: None,
     };
     let opened = tokio::time::timeout(stream_deadline, conn.accept_bi()).await;

@@ -225,6 +225,7 @@ mod tests {
             sni: None,
             alpn: None,
             cert_cn: cert.then(|| "dev".to_owned()),
+            cert: None,
             via: None,
         }
     }

@@ -61,6 +61,29 @@ impl Pki {
     pub fn client(&self, cn: &str) -> Pem {
         certs::generate_client(&self.ca, cn, 30).unwrap()
     }
+
+    /// Writes a CRL of this CA revoking `revoked` to `path` (PEM, or DER when `der`), in one
+    /// rename so a file watcher never sees half of it.
+    pub fn write_crl(&self, path: &Path, revoked: &[&Pem], der: bool) {
+        let pem = certs::generate_crl(&self.ca, revoked).unwrap();
+        let bytes = if der {
+            rustls::pki_types::CertificateRevocationListDer::from_pem_slice(pem.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec()
+        } else {
+            pem.into_bytes()
+        };
+        write_atomically(path, &bytes);
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename (how certificate tools and
+/// Kubernetes replace files).
+pub fn write_atomically(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// An argon2id PHC string with small parameters (the tests hash many times).
@@ -109,6 +132,8 @@ pub struct Opts {
     pub extra: String,
     /// Client certificate CNs to issue and revoke in a CRL the listener loads.
     pub revoked: Vec<&'static str>,
+    /// Write that CRL DER-encoded instead of PEM.
+    pub der_crl: bool,
     /// Extra lines inside the `tls:` section (each indented two spaces, ending in a newline).
     pub tls_extra: String,
     /// More listeners, as YAML list entries (`  - { name: wss, kind: wss, bind: "127.0.0.1:0" }\n`),
@@ -128,6 +153,7 @@ impl Default for Opts {
             bind: "127.0.0.1:0",
             extra: String::new(),
             revoked: Vec::new(),
+            der_crl: false,
             tls_extra: String::new(),
             listeners: String::new(),
             broker: EMBEDDED_BROKER.to_string(),
@@ -167,8 +193,7 @@ pub async fn start(opts: Opts) -> Harness {
         "[]"
     } else {
         let refs: Vec<&Pem> = revoked.iter().collect();
-        let crl = certs::generate_crl(&pki.ca, &refs).unwrap();
-        std::fs::write(dir.path().join("revoked.crl"), crl).unwrap();
+        pki.write_crl(&dir.path().join("revoked.crl"), &refs, opts.der_crl);
         "[revoked.crl]"
     };
     let yaml = format!(
