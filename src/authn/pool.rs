@@ -87,11 +87,14 @@ impl Pool {
         };
         for i in 0..workers.max(1) {
             let inner = inner.clone();
+            // Allocated (and written) here, so the whole pool's memory exists once `start`
+            // returns: it is part of what an idle moat holds, not something a flood adds.
+            let memory = HashMemory::with_blocks(blocks);
             // Owned by the pool: each thread ends when the pool is dropped (closed flag and a
             // broadcast on `ready`), after the verification it may be running.
             std::thread::Builder::new()
                 .name(format!("moat-verify-{i}"))
-                .spawn(move || work(&inner, HashMemory::with_blocks(blocks)))?;
+                .spawn(move || work(&inner, memory))?;
         }
         // On an error above, `pool` is dropped here and stops the threads already started.
         Ok(pool)
