@@ -5,6 +5,10 @@
 //! The flood runs against `moat run` as a child process, so its resident memory is moat's
 //! alone (`/proc/PID/status`), with argon2's default cost (19 MiB, 2 passes), as `moat passwd`
 //! writes. The reconnect storm runs in-process, where the verification counter can be read.
+//!
+//! `bench/password-flood.sh` runs the same flood longer against a release build, through these
+//! knobs: `MOAT_FLOOD_BIN` (the moat to start), `MOAT_FLOOD_SECS` (10) and
+//! `MOAT_FLOOD_PER_SOURCE` (6 connections at once per source).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
 
 mod common;
@@ -20,12 +24,20 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 /// How long the wrong-password flood lasts here (`bench/password-flood.sh` runs 30 s).
-const FLOOD: Duration = Duration::from_secs(10);
+const FLOOD_SECS: u64 = 10;
 /// Flooding sources (127.0.0.2 to .9), and connections each keeps going at once.
 const SOURCES: u8 = 8;
 const PER_SOURCE: usize = 6;
-/// Most CONNECTs the flood sends, whatever the machine's speed.
-const MAX_FLOOD_CONNECTS: usize = 20_000;
+/// Most CONNECTs the flood sends per second it lasts, whatever the machine's speed.
+const MAX_FLOOD_CONNECTS_PER_S: usize = 2_000;
+
+/// A knob from the environment (see the module docs), or its default.
+fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// Resident memory of process `pid`, in bytes.
 fn rss(pid: u32) -> u64 {
@@ -82,9 +94,12 @@ async fn tls_from(
 ) -> std::io::Result<Tls> {
     let tcp = common::tcp_from(src, addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
-    tokio::time::timeout(common::WAIT, TlsConnector::from(config.clone()).connect(name, tcp))
-        .await
-        .map_err(|_| std::io::Error::other("handshake timeout"))?
+    tokio::time::timeout(
+        common::WAIT,
+        TlsConnector::from(config.clone()).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("handshake timeout"))?
 }
 
 /// One login from `src`: the CONNACK code, and the time from CONNECT to CONNACK.
@@ -104,7 +119,11 @@ async fn login(
 async fn a_wrong_password_flood_costs_no_memory_and_keeps_no_one_out() {
     let dir = tempfile::tempdir().unwrap();
     let pki = setup(dir.path());
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_moat"));
+    let flood_for = Duration::from_secs(knob("MOAT_FLOOD_SECS", FLOOD_SECS));
+    let per_source = knob("MOAT_FLOOD_PER_SOURCE", PER_SOURCE);
+    let max_connects = MAX_FLOOD_CONNECTS_PER_S * flood_for.as_secs() as usize;
+    let bin = knob("MOAT_FLOOD_BIN", env!("CARGO_BIN_EXE_moat").to_string());
+    let mut cmd = std::process::Command::new(bin);
     cmd.current_dir(dir.path()).args(["run", "-c", "moat.yaml"]);
     let (mut child, lines) = common::spawn_logged(cmd);
     let pid = child.id();
@@ -129,14 +148,14 @@ async fn a_wrong_password_flood_costs_no_memory_and_keeps_no_one_out() {
     let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut flood = Vec::new();
     for s in 0..SOURCES {
-        for c in 0..PER_SOURCE {
+        for c in 0..per_source {
             let (stop, sent, config) = (stop.clone(), sent.clone(), config.clone());
             let src = format!("127.0.0.{}", 2 + s);
             flood.push(tokio::spawn(async move {
                 let mut codes = [0usize; 256];
                 let wrong = packets::connect_v4(&format!("f{s}-{c}"), Some("alice"), Some("nope"));
                 while !stop.load(Ordering::Relaxed)
-                    && sent.fetch_add(1, Ordering::Relaxed) < MAX_FLOOD_CONNECTS
+                    && sent.fetch_add(1, Ordering::Relaxed) < max_connects
                 {
                     if let Some((code, _)) = login(&src, addr, &config, &wrong).await {
                         codes[usize::from(code)] += 1;
@@ -150,10 +169,13 @@ async fn a_wrong_password_flood_costs_no_memory_and_keeps_no_one_out() {
     // Throughout the flood: moat's memory, and a legitimate login from another address.
     let started = Instant::now();
     let (mut peak, mut slowest, mut logins) = (idle, Duration::ZERO, 0);
-    while started.elapsed() < FLOOD {
+    while started.elapsed() < flood_for {
         peak = peak.max(rss(pid));
         let (code, took) = login("127.0.0.10", addr, &config, &legit).await.unwrap();
-        assert_eq!(code, 0, "the legitimate client was refused during the flood");
+        assert_eq!(
+            code, 0,
+            "the legitimate client was refused during the flood"
+        );
         slowest = slowest.max(took);
         logins += 1;
         peak = peak.max(rss(pid));
@@ -176,9 +198,9 @@ async fn a_wrong_password_flood_costs_no_memory_and_keeps_no_one_out() {
     let _ = child.kill();
     let _ = child.wait();
     println!(
-        "flood {FLOOD:?} from {SOURCES} sources: {} refused 0x04, {} server unavailable 0x03, \
-         {} other; RSS idle {} MiB, peak {} MiB, after {} MiB; {logins} legitimate logins, \
-         slowest CONNECT→CONNACK {slowest:?}",
+        "flood {flood_for:?} from {SOURCES} sources × {per_source}: {} refused 0x04, {} server \
+         unavailable 0x03, {} other; RSS idle {} MiB, peak {} MiB, after {} MiB; {logins} \
+         legitimate logins, slowest CONNECT→CONNACK {slowest:?}",
         codes[4],
         codes[3],
         codes.iter().sum::<usize>() - codes[4] - codes[3],
@@ -187,7 +209,10 @@ async fn a_wrong_password_flood_costs_no_memory_and_keeps_no_one_out() {
         after / MIB,
     );
     assert!(codes[4] > 0, "the flood never reached a verifier");
-    assert_eq!(codes[5], 0, "a flood source was refused as banned or unauthorized");
+    assert_eq!(
+        codes[5], 0,
+        "a flood source was refused as banned or unauthorized"
+    );
     assert!(
         peak <= idle + 64 * MIB,
         "RSS rose from {} MiB to {} MiB during the flood",
@@ -200,7 +225,10 @@ async fn a_wrong_password_flood_costs_no_memory_and_keeps_no_one_out() {
         after / MIB,
         idle / MIB
     );
-    assert!(slowest < Duration::from_secs(1), "a legitimate login took {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a legitimate login took {slowest:?}"
+    );
 }
 
 /// Ten devices, each verified once, then 1,000 reconnects among them.
@@ -210,7 +238,10 @@ async fn reconnects_of_verified_devices_cost_no_argon2_run() {
     const RECONNECTS: usize = 1000;
     let mut policy = String::from("users:\n");
     for d in 0..DEVICES {
-        policy += &format!("  - {{ name: dev{d}, password: \"{}\" }}\n", common::hash(&format!("pw{d}")));
+        policy += &format!(
+            "  - {{ name: dev{d}, password: \"{}\" }}\n",
+            common::hash(&format!("pw{d}"))
+        );
     }
     policy += "acl:\n  - allow: all\n    topics: [\"#\"]\n";
     let h = common::start(common::Opts {
@@ -219,7 +250,11 @@ async fn reconnects_of_verified_devices_cost_no_argon2_run() {
     })
     .await;
     let connect = |d: usize| {
-        packets::connect_v4(&format!("dev{d}"), Some(&format!("dev{d}")), Some(&format!("pw{d}")))
+        packets::connect_v4(
+            &format!("dev{d}"),
+            Some(&format!("dev{d}")),
+            Some(&format!("pw{d}")),
+        )
     };
     for d in 0..DEVICES {
         let mut s = h.tls(None).await;
@@ -252,6 +287,9 @@ async fn reconnects_of_verified_devices_cost_no_argon2_run() {
         "{RECONNECTS} reconnects: {runs} argon2 runs, {} cache hits",
         stats.password_cache_hits
     );
-    assert!(runs <= 10, "{RECONNECTS} reconnects cost {runs} argon2 runs");
+    assert!(
+        runs <= 10,
+        "{RECONNECTS} reconnects cost {runs} argon2 runs"
+    );
     assert!(stats.password_cache_hits >= RECONNECTS as u64);
 }

@@ -177,7 +177,10 @@ mod tests {
         // Another source displaces the hog's newest job.
         assert_eq!(q.push(ip(2), 100), Pushed::Displaced(3));
         assert_eq!(q.push(ip(3), 200), Pushed::Displaced(2));
-        assert_eq!((q.held_by(ip(1)), q.held_by(ip(2)), q.held_by(ip(3))), (2, 1, 1));
+        assert_eq!(
+            (q.held_by(ip(1)), q.held_by(ip(2)), q.held_by(ip(3))),
+            (2, 1, 1)
+        );
         // Now ip(2) holds 1 and the most anyone holds is 2: a second job would only swap
         // places, so it is refused.
         assert_eq!(q.push(ip(2), 101), Pushed::Refused(101));
@@ -197,7 +200,11 @@ mod tests {
         assert_eq!(q.len(), capacity);
         let share = capacity.div_ceil(9);
         for s in 1..=9 {
-            assert!(q.held_by(ip(s)) <= share, "source {s}: {}", q.held_by(ip(s)));
+            assert!(
+                q.held_by(ip(s)) <= share,
+                "source {s}: {}",
+                q.held_by(ip(s))
+            );
             assert!(q.held_by(ip(s)) >= capacity / 9, "source {s}");
         }
     }

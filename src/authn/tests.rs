@@ -66,14 +66,21 @@ async fn a_flooding_source_neither_fills_the_queue_nor_delays_another() {
         let (pool, check) = (pool.clone(), check(&policy, "wrong"));
         let order = order.clone();
         flood.push(tokio::spawn(async move {
-            let r = pool.verify(ip(2), check, Bytes::from_static(b"wrong"), wait).await;
+            let r = pool
+                .verify(ip(2), check, Bytes::from_static(b"wrong"), wait)
+                .await;
             let _ = r.is_ok().then(|| order.fetch_add(1, Ordering::SeqCst));
             r
         }));
     }
     until("the flood fills the queue", || pool.queued().1 >= 6).await;
     let legit = pool
-        .verify(ip(3), check(&policy, "secret"), Bytes::from_static(b"secret"), wait)
+        .verify(
+            ip(3),
+            check(&policy, "secret"),
+            Bytes::from_static(b"secret"),
+            wait,
+        )
         .await;
     let legit_done = order.fetch_add(1, Ordering::SeqCst);
     assert!(legit.unwrap().is_allowed());
@@ -94,7 +101,10 @@ async fn a_flooding_source_neither_fills_the_queue_nor_delays_another() {
     assert!(displaced <= 1);
     // ...and the newcomer was served after at most the flooder's running job and one queued
     // one (its turn comes next), not after everything the flooder queued before it.
-    assert!(legit_done <= 3, "legit finished as number {legit_done} of {verified}");
+    assert!(
+        legit_done <= 3,
+        "legit finished as number {legit_done} of {verified}"
+    );
     assert_eq!(runs.load(Ordering::SeqCst), verified + 1);
 }
 
@@ -115,7 +125,12 @@ async fn a_job_that_waits_past_its_deadline_is_refused_not_run() {
     until("the worker takes the slow job", || pool.queued() == (1, 0)).await;
     let short = Duration::from_millis(5);
     let late = pool
-        .verify(ip(3), check(&slow, "secret"), Bytes::from_static(b"secret"), short)
+        .verify(
+            ip(3),
+            check(&slow, "secret"),
+            Bytes::from_static(b"secret"),
+            short,
+        )
         .await;
     assert_eq!(late.unwrap_err(), Busy::Waited);
     assert_eq!(pool.queued(), (2, 0), "the late job left the queue");
@@ -128,7 +143,8 @@ async fn successes_are_cached_and_failures_are_not() {
     let policy = policy_with(64, 1);
     let runs = Arc::new(AtomicU64::new(0));
     let settings = PasswordSettings::default();
-    let passwords = Passwords::start(&settings, policy.password_memory_blocks(), runs.clone()).unwrap();
+    let passwords =
+        Passwords::start(&settings, policy.password_memory_blocks(), runs.clone()).unwrap();
     let (p, service) = (&policy, &passwords);
     let login = move |pw: &'static str| {
         let password = Bytes::from_static(pw.as_bytes());
@@ -152,10 +168,15 @@ async fn successes_are_cached_and_failures_are_not() {
     let reloaded = policy_with(64, 1);
     let secret = Bytes::from_static(b"secret");
     let after = passwords
-        .check(&reloaded, ip(2), Some("alice"), secret, check(&reloaded, "secret"))
+        .check(
+            &reloaded,
+            ip(2),
+            Some("alice"),
+            secret,
+            check(&reloaded, "secret"),
+        )
         .await
         .unwrap();
     assert!(after.decision.is_allowed() && !after.cached);
     assert_eq!(runs.load(Ordering::SeqCst), 5);
 }
-

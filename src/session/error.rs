@@ -243,10 +243,18 @@ mod tests {
 
     #[test]
     fn password_busy_is_server_unavailable_and_no_failed_login() {
-        for busy in [Busy::QueueFull, Busy::Displaced, Busy::Waited, Busy::Stopped] {
+        for busy in [
+            Busy::QueueFull,
+            Busy::Displaced,
+            Busy::Waited,
+            Busy::Stopped,
+        ] {
             let refusal = Refusal::PasswordBusy(busy);
             // 5.0: CONNACK 0x88; 3.1.1: 0x03.
-            assert_eq!(refusal.outcome(), Outcome::ConnAck(ReasonCode::ServerUnavailable));
+            assert_eq!(
+                refusal.outcome(),
+                Outcome::ConnAck(ReasonCode::ServerUnavailable)
+            );
             assert_eq!(ReasonCode::ServerUnavailable.code(), 0x88);
             assert_eq!(
                 ConnectReturnCode::from_v5(ReasonCode::ServerUnavailable).code(),
