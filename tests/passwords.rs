@@ -293,3 +293,32 @@ async fn reconnects_of_verified_devices_cost_no_argon2_run() {
     );
     assert!(stats.password_cache_hits >= RECONNECTS as u64);
 }
+
+/// A remembered success is forgotten when the policy is reloaded: a changed password is
+/// checked against the new hash at once.
+#[tokio::test]
+async fn a_reload_forgets_remembered_passwords() {
+    let h = common::start(common::Opts::default()).await;
+    let alice = packets::connect_v4("a1", Some("alice"), Some("alice-pw"));
+    for _ in 0..2 {
+        let mut s = h.tls(None).await;
+        assert_eq!(common::connack_code(&mut s, &alice).await, Some(0));
+    }
+    assert_eq!(h.running.stats().password_cache_hits, 1);
+    let policy =
+        common::default_policy().replace(&common::hash("alice-pw"), &common::hash("new-pw"));
+    std::fs::write(h.dir.path().join("policies/test.yaml"), policy).unwrap();
+    let cfg = moat::ops::load::load_config(&h.dir.path().join("moat.yaml")).unwrap();
+    h.running
+        .reload_policy(moat::ops::load::load_policy(&cfg).unwrap());
+    let mut s = h.tls(None).await;
+    assert_eq!(common::connack_code(&mut s, &alice).await, Some(0x04));
+    let mut s = h.tls(None).await;
+    let new = packets::connect_v4("a1", Some("alice"), Some("new-pw"));
+    assert_eq!(common::connack_code(&mut s, &new).await, Some(0));
+    assert_eq!(
+        h.running.stats().password_cache_hits,
+        1,
+        "no hit after the reload"
+    );
+}
