@@ -18,7 +18,7 @@ use ring::hmac;
 
 use crate::policy::Policy;
 
-/// A keyed hash of (user name, password).
+/// A keyed hash of (user name, password): HMAC-SHA256 under the process's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey([u8; 32]);
 

@@ -43,13 +43,17 @@ struct Job {
 
 /// The queue and the stop flag, under one lock.
 struct State {
+    /// Jobs no worker has taken yet.
     queue: FairQueue<Job>,
+    /// Set when the pool is dropped: workers finish their job and end.
     closed: bool,
+    /// The id of the next job (also: how many were ever queued).
     next_id: u64,
 }
 
 /// What the pool handle and its workers share.
 struct Inner {
+    /// The queue and the stop flag.
     state: Mutex<State>,
     /// Signalled when a job is queued or the pool stops.
     ready: Condvar,
@@ -59,6 +63,7 @@ struct Inner {
 
 /// The handle sessions queue verifications through; dropping it stops the workers.
 pub(crate) struct Pool {
+    /// Shared with every worker thread.
     inner: Arc<Inner>,
 }
 

@@ -25,6 +25,7 @@ const MAX_SALT: usize = 64;
 /// argon2 working memory, owned by whoever runs verifications and reused by each of them.
 #[derive(Default)]
 pub struct HashMemory {
+    /// argon2's 1 KiB blocks; as many as the largest hash verified in it needed.
     blocks: Vec<Block>,
 }
 
