@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/password-flood.sh: the wrong-password flood of tests/passwords.rs, longer and against a
+# bench/password-flood.sh: the wrong-password flood of tests/password_flood.rs, longer and against a
 # release moat. 8 source addresses (127.0.0.2-9) send raw CONNECTs over TLS with a wrong
 # password for alice (argon2id at the crate's default cost, as `moat passwd` writes), auto-ban
 # and connection rates off, while a legitimate client from 127.0.0.10 logs in every 100 ms
@@ -19,6 +19,6 @@ SECS=${SECS:-30}
 cd "$ROOT"
 for per in ${PER_SOURCE:-6 32}; do
   MOAT_FLOOD_BIN="$MOAT" MOAT_FLOOD_SECS="$SECS" MOAT_FLOOD_PER_SOURCE="$per" \
-    cargo test --quiet --test passwords a_wrong_password_flood -- --nocapture 2>&1 \
+    cargo test --quiet --test password_flood -- --nocapture 2>&1 \
     | grep -E '^flood|panicked|RSS|legitimate|test result' || true
 done

@@ -2,7 +2,11 @@
 //!
 //! Each source (a `policy::source_key`: an IPv4 address or IPv6 prefix, as admission counts)
 //! has its own FIFO; workers take from the sources in turn, so a job waits behind at most one
-//! job of each other source per round, however many one source queued. While there is room,
+//! job of each other source per round, however many one source queued. As in FQ-CoDel, a
+//! source that had nothing queued is served before the sources with a backlog, once: a device
+//! logging in during a flood waits for a free worker, not for a round of every flooding source
+//! (each source so gets at most one job served ahead of the round, and must drain its queue to
+//! be new again). While there is room,
 //! any source may queue; when the queue is full, a source holding fewer jobs than the largest
 //! holder takes that holder's newest job's place (the displaced job is refused), and a source
 //! that already holds the most is refused. So one source holds at most its share of the slots
@@ -30,8 +34,10 @@ pub(crate) struct FairQueue<T> {
     capacity: usize,
     /// The jobs of each source that has any, oldest first.
     sources: HashMap<IpAddr, VecDeque<T>>,
-    /// The sources with jobs, in the order workers serve them.
-    turn: VecDeque<IpAddr>,
+    /// Sources that had nothing queued when their job came, served first.
+    new: VecDeque<IpAddr>,
+    /// Sources with a backlog, served in turn.
+    old: VecDeque<IpAddr>,
     /// Jobs queued in all.
     len: usize,
 }
@@ -44,7 +50,8 @@ impl<T> FairQueue<T> {
         Self {
             capacity: capacity.max(1),
             sources: HashMap::new(),
-            turn: VecDeque::new(),
+            new: VecDeque::new(),
+            old: VecDeque::new(),
             len: 0,
         }
     }
@@ -77,7 +84,7 @@ impl<T> FairQueue<T> {
         }
         let jobs = self.sources.entry(source).or_default();
         if jobs.is_empty() {
-            self.turn.push_back(source);
+            self.new.push_back(source);
         }
         jobs.push_back(job);
         self.len += 1;
@@ -87,15 +94,16 @@ impl<T> FairQueue<T> {
         }
     }
 
-    /// The next job: the oldest of the source whose turn it is.
+    /// The next job: the oldest of a new source, else of the backlogged source whose turn it
+    /// is.
     pub(crate) fn pop(&mut self) -> Option<T> {
-        let source = self.turn.pop_front()?;
+        let source = self.new.pop_front().or_else(|| self.old.pop_front())?;
         let jobs = self.sources.get_mut(&source)?;
         let job = jobs.pop_front();
         if jobs.is_empty() {
             self.sources.remove(&source);
         } else {
-            self.turn.push_back(source);
+            self.old.push_back(source);
         }
         if job.is_some() {
             self.len -= 1;
@@ -120,7 +128,8 @@ impl<T> FairQueue<T> {
 
     /// Takes every job out (the pool is stopping).
     pub(crate) fn drain(&mut self) -> Vec<T> {
-        self.turn.clear();
+        self.new.clear();
+        self.old.clear();
         self.len = 0;
         self.sources.drain().flat_map(|(_, jobs)| jobs).collect()
     }
@@ -139,7 +148,8 @@ impl<T> FairQueue<T> {
 
     fn forget(&mut self, source: IpAddr) {
         self.sources.remove(&source);
-        self.turn.retain(|s| *s != source);
+        self.new.retain(|s| *s != source);
+        self.old.retain(|s| *s != source);
     }
 }
 
@@ -164,6 +174,30 @@ mod tests {
         assert_eq!(q.pop(), Some(("legit", 0)));
         assert_eq!(q.pop(), Some(("flood", 1)));
         assert_eq!(q.len(), 3);
+    }
+
+    #[test]
+    fn a_source_without_a_backlog_goes_before_a_round_of_the_backlogged() {
+        let mut q = FairQueue::new(32);
+        for s in 1..=8 {
+            for i in 0..3 {
+                q.push(ip(s), (s, i));
+            }
+        }
+        // One round: every flooder has been served once and still has a backlog.
+        for s in 1..=8 {
+            assert_eq!(q.pop(), Some((s, 0)));
+        }
+        q.push(ip(9), (9, 0));
+        assert_eq!(q.pop(), Some((9, 0)), "the newcomer is next, not ninth");
+        // Jobs queued while the source still has one wait their turn in the round.
+        q.push(ip(9), (9, 1));
+        q.push(ip(9), (9, 2));
+        assert_eq!(q.pop(), Some((9, 1)), "new again: its queue had drained");
+        for s in 1..=8 {
+            assert_eq!(q.pop(), Some((s, 1)));
+        }
+        assert_eq!(q.pop(), Some((9, 2)));
     }
 
     #[test]
