@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::bans::{AutoBanRule, AutoBanSettings, BanTarget, StaticBan};
-use super::compile::{PolicyError, PolicyErrorKind, PolicySource};
 use super::decision::RuleRef;
+use super::error::{GuardErrorKind, PolicyError, PolicyErrorKind, PolicySource};
 use super::limits::{Bucket, ClientOverride, ConnectionLimits, LimitRules, OnExceed, Rate};
 use super::network::{CidrLists, CidrRule, NetworkRules};
 use crate::config::units::{parse_duration, parse_size};
@@ -36,52 +36,6 @@ pub(crate) struct Guard {
     pub(crate) auto_ban: AutoBanSettings,
     /// Connection and session limits.
     pub(crate) limits: LimitRules,
-}
-
-/// What was wrong in a guard section.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GuardErrorKind {
-    /// Not an address or CIDR network.
-    #[error(
-        "{field}: {found} is not an IP address or CIDR network (e.g. 10.0.0.0/8, 2001:db8::/32)"
-    )]
-    InvalidNetwork {
-        /// The key.
-        field: &'static str,
-        /// The value, quoted.
-        found: String,
-    },
-    /// A value that did not parse.
-    #[error("{field}: {found} is not valid: {reason}")]
-    Invalid {
-        /// The key.
-        field: &'static str,
-        /// The value, quoted.
-        found: String,
-        /// What was expected.
-        reason: String,
-    },
-    /// A number outside its range.
-    #[error("{field}: {found} is out of range: expected {expected}")]
-    OutOfRange {
-        /// The key.
-        field: &'static str,
-        /// The value.
-        found: String,
-        /// The range.
-        expected: &'static str,
-    },
-    /// `limits:` or `auto_ban:` in two files.
-    #[error("{section} is also set at {first}: set it in one file only")]
-    DuplicateSection {
-        /// The section.
-        section: &'static str,
-        /// Where it was set first.
-        first: SourceLocation,
-    },
-    /// A ban names zero or several targets.
-    #[error("a ban needs exactly one of address, username or client_id")]
-    BanTarget,
 }
 
 // === raw YAML ===

@@ -15,6 +15,7 @@ mod bans;
 pub mod client_id;
 mod compile;
 mod decision;
+mod error;
 mod guard;
 mod limits;
 pub mod mosquitto;
@@ -39,11 +40,9 @@ pub use authn::{
     ANONYMOUS,
 };
 pub use bans::{AutoBanRule, AutoBanSettings, BanTarget, StaticBan};
-pub use compile::{
-    compile, compile_with_files, password_files, PolicyError, PolicyErrorKind, PolicySource,
-};
+pub use compile::{compile, compile_with_files, password_files};
 pub use decision::{Decision, RuleRef, Verdict};
-pub use guard::GuardErrorKind;
+pub use error::{GuardErrorKind, PolicyError, PolicyErrorKind, PolicySource};
 pub use limits::{Bucket, ClientLimits, ConnectionLimits, OnExceed, Rate};
 pub use network::{source_key, NetworkSummary};
 
