@@ -60,7 +60,7 @@ struct RawPolicyFile {
     /// Expected decisions `moat check` runs (`tests:`).
     tests: Option<Vec<super::acl::compile::RawCase>>,
 
-    // --- network guard (guard.rs): addresses, bans, limits ---
+    // --- network guard (`guard/`): addresses, bans, limits ---
     /// `network: { allow, deny, listeners }`.
     network: Option<guard::RawNetwork>,
     /// Static bans.
@@ -148,7 +148,7 @@ struct Merged {
     warnings: Vec<String>,
     /// ACL rules and policy test cases, in file order (topic ACLs).
     acl: super::acl::compile::AclBuilder,
-    /// Network guard sections (guard.rs).
+    /// Network guard sections (`guard/`).
     guard: guard::GuardMerged,
 }
 

@@ -3,7 +3,7 @@
 //! their own ([`AclError`] for `acl:` and `tests:`, [`GuardErrorKind`] for `network:`, `bans:`,
 //! `auto_ban:` and `limits:`).
 //!
-//! Why it is separate: `compile.rs`, `acl/compile.rs` and `guard.rs` all build these errors; with
+//! Why it is separate: `compile.rs`, `acl/compile.rs` and `guard/` all build these errors; with
 //! the types here they depend on this file instead of on each other. It must not decide anything:
 //! it only names mistakes.
 
@@ -114,7 +114,7 @@ pub enum PolicyErrorKind {
     /// An ACL rule or a policy test case (`acl:`, `tests:`).
     #[error("{0}")]
     Acl(AclError),
-    /// A `network:`, `bans:`, `auto_ban:` or `limits:` value (see `guard.rs`).
+    /// A `network:`, `bans:`, `auto_ban:` or `limits:` value (see `guard/`).
     #[error(transparent)]
     Guard(#[from] GuardErrorKind),
     /// Two files set `anonymous` differently.

@@ -65,7 +65,7 @@ pub struct Policy {
     acl: acl::Acl,
     /// Expected decisions that `moat check` runs (`tests:`).
     cases: Vec<PolicyCase>,
-    /// Network admission, bans and limits (guard.rs).
+    /// Network admission, bans and limits (`guard/`).
     guard: guard::Guard,
 }
 
