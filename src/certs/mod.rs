@@ -2,8 +2,8 @@
 //!
 //! Owns every call into rcgen: CA, server and client certificates (ECDSA P-256, random serials,
 //! explicit validity), CRLs, writing PEM files with safe permissions (keys 0600, created that way so
-//! there is no readable window), the dev-cert bootstrap of `moat run`, and reading the one client
-//! identity moat trusts from a verified certificate (its single CN).
+//! there is no readable window), and the dev-cert bootstrap of `moat run`. Reading a verified
+//! client certificate at run time is the transport's (`transport/cert_info.rs`).
 //!
 //! It is separate so that `moat certs`, `moat run` and the integration tests build certificates the
 //! same way. It must not verify chains or decide trust: rustls does that in `transport/tls.rs`.
@@ -83,15 +83,6 @@ pub enum CertError {
         /// Hex serial of the foreign certificate.
         serial: String,
     },
-    /// The subject holds several CN attributes, so the identity is ambiguous.
-    #[error("certificate subject has {count} common names; exactly one is allowed")]
-    MultipleCommonNames {
-        /// How many CN attributes were found.
-        count: usize,
-    },
-    /// The CN is not a UTF-8-compatible string type.
-    #[error("certificate common name is not a UTF-8 string")]
-    CommonNameNotUtf8,
     /// A name (client CN, file stem, CA CN, DNS name) was refused.
     #[error("invalid name {name:?}: {reason}")]
     InvalidName {
@@ -250,48 +241,7 @@ pub fn generate_crl(ca: &Pem, revoked: &[&Pem]) -> Result<String, CertError> {
     Ok(params.signed_by(&issuer)?.pem()?)
 }
 
-// === identity ===
-
-/// The subject CN of a DER certificate: `None` without one, an error when there are several (the
-/// identity would be ambiguous) or when it is not a UTF-8-compatible string.
-pub fn cert_common_name(der: &[u8]) -> Result<Option<String>, CertError> {
-    common_name(&parse(der)?)
-}
-
-/// What a verified client certificate tells moat, read in one parse: its subject CN (as
-/// [`cert_common_name`]), and the issuer name (DER) and serial (DER content octets) that a CRL
-/// entry names it by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertFacts {
-    /// The subject CN, if there is exactly one.
-    pub common_name: Option<String>,
-    /// The issuer's distinguished name, DER-encoded as in the certificate.
-    pub issuer: Vec<u8>,
-    /// The serial number's content octets, as a CRL lists them.
-    pub serial: Vec<u8>,
-}
-
-/// See [`CertFacts`].
-pub fn cert_facts(der: &[u8]) -> Result<CertFacts, CertError> {
-    let cert = parse(der)?;
-    Ok(CertFacts {
-        common_name: common_name(&cert)?,
-        issuer: cert.issuer().as_raw().to_vec(),
-        serial: cert.raw_serial().to_vec(),
-    })
-}
-
-fn common_name(cert: &X509Certificate<'_>) -> Result<Option<String>, CertError> {
-    let cns: Vec<_> = cert.subject().iter_common_name().collect();
-    match cns.as_slice() {
-        [] => Ok(None),
-        [cn] => cn
-            .as_str()
-            .map(|s| Some(s.to_owned()))
-            .map_err(|_| CertError::CommonNameNotUtf8),
-        _ => Err(CertError::MultipleCommonNames { count: cns.len() }),
-    }
-}
+// === names ===
 
 /// Refuses client names that are unsafe as a file name or as an MQTT identity: empty, longer than
 /// [`MAX_NAME_LEN`], starting with `.` or `-`, or holding anything but letters, digits and `. _ - @`

@@ -79,55 +79,6 @@ fn chain_verifies_with_ekus_sans_and_aki() {
 }
 
 #[test]
-fn common_name_is_extracted() {
-    let (ca, server, client) = pki();
-    assert_eq!(
-        cert_common_name(&der(&client)).unwrap().as_deref(),
-        Some("alice")
-    );
-    assert_eq!(
-        cert_common_name(&der(&server)).unwrap().as_deref(),
-        Some("localhost")
-    );
-    assert_eq!(
-        cert_common_name(&der(&ca)).unwrap().as_deref(),
-        Some("test CA")
-    );
-    assert!(cert_common_name(b"not a certificate").is_err());
-}
-
-#[test]
-fn two_common_names_are_refused() {
-    // Make a subject with CN and O of equal length, then retype O (2.5.4.10) as CN (2.5.4.3).
-    let key = new_key().unwrap();
-    let mut params = base_params(
-        "aaaa",
-        OffsetDateTime::now_utc(),
-        OffsetDateTime::now_utc() + Duration::days(1),
-    )
-    .unwrap();
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "bbbb");
-    let mut d = params.self_signed(&key).unwrap().der().to_vec();
-    let o_oid = [0x06, 0x03, 0x55, 0x04, 0x0a];
-    let hits: Vec<_> = d
-        .windows(5)
-        .enumerate()
-        .filter(|(_, w)| *w == o_oid)
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(hits.len(), 2, "issuer and subject");
-    for at in hits {
-        d[at + 4] = 0x03;
-    }
-    assert!(matches!(
-        cert_common_name(&d),
-        Err(CertError::MultipleCommonNames { count: 2 })
-    ));
-}
-
-#[test]
 fn crl_lists_the_revoked_serials() {
     let (ca, server, client) = pki();
     let crl_pem = generate_crl(&ca, &[&client]).unwrap();
