@@ -1,8 +1,14 @@
-//! Unit tests of certificate generation.
+//! Unit tests of certificate generation and files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-use super::*;
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use x509_parser::extensions::GeneralName;
+
+use rcgen::KeyIdMethod;
+use time::{Duration, OffsetDateTime};
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+
+use super::generate::{cert_der, key_id_method, parse};
+use super::*;
 
 fn der(pem: &Pem) -> Vec<u8> {
     cert_der(&pem.cert, "test").unwrap()
