@@ -7,7 +7,8 @@
 //! it ([`RuleRef`]). Deny by default: an empty policy admits nobody.
 //!
 //! This module never touches files, sockets or the clock; `ops::load` reads the files, and the
-//! session runs the CPU-heavy [`Policy::authenticate`] on a blocking thread.
+//! server's verification pool (`src/authn/`) runs the CPU-heavy password check that
+//! [`Policy::begin_authentication`] hands it, in memory the pool keeps.
 
 pub mod acl;
 mod authn;
@@ -20,6 +21,7 @@ mod guard;
 mod limits;
 pub mod mosquitto;
 mod network;
+mod password;
 
 #[cfg(test)]
 mod identity_tests;
@@ -36,8 +38,8 @@ pub use acl::{
     AclCache, AclDecision, AclReason, Action, CaseOutcome, PolicyCase, PublishFacts, Subject,
 };
 pub use authn::{
-    AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, IdentitySource, NameError,
-    ANONYMOUS,
+    AuthnDecision, AuthnFailure, AuthnOptions, AuthnStep, Credentials, Identity, IdentitySource,
+    NameError, PasswordCheck, ANONYMOUS,
 };
 pub use bans::{AutoBanRule, AutoBanSettings, BanTarget, StaticBan};
 pub use compile::{compile, compile_with_files, password_files};
@@ -45,6 +47,7 @@ pub use decision::{Decision, RuleRef, Verdict};
 pub use error::{GuardErrorKind, PolicyError, PolicyErrorKind, PolicySource};
 pub use limits::{Bucket, ClientLimits, ConnectionLimits, OnExceed, Rate};
 pub use network::{source_key, NetworkSummary};
+pub use password::HashMemory;
 
 /// One compiled, immutable policy snapshot.
 pub struct Policy {
