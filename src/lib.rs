@@ -42,6 +42,9 @@ pub mod broker;
 pub mod certs;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hashing;
 pub mod mqtt;
 pub mod ops;

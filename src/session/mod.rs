@@ -8,6 +8,8 @@ mod alias;
 mod connect;
 mod driver;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod limits;
 mod reader;
 mod registry;
