@@ -10,9 +10,11 @@
 //!   written for the fuzzer); every file is replayed through the `policy` target's loader
 //!   (`fuzz/fuzz_targets/shared/policy.rs`), and the seeds must load.
 //!
-//! The `session` corpus is `arbitrary` input for a target that needs the `fuzzing` feature; the
-//! fuzzer replays it (`scripts/fuzz`). `MOAT_WRITE_CORPUS=1 cargo test --test fuzz_corpus`
-//! rewrites the generated seeds after a codec change.
+//! Beside the seeds, each folder holds inputs the fuzzers found that add coverage (named by their
+//! SHA-1) and `regression-…` inputs that once failed. The `session` corpus is `arbitrary` input
+//! for a target that needs the `fuzzing` feature; only the fuzzer replays it (`scripts/fuzz`).
+//! `MOAT_WRITE_CORPUS=1 cargo test --test fuzz_corpus` rewrites the generated seeds after a
+//! codec change.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failed test
 
 use std::path::Path;
