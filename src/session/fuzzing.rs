@@ -99,6 +99,8 @@ impl Session {
             client_max_packet_size: setup.client_max_packet_size,
             session_expiry_zero: setup.session_expiry_zero,
             resumed: setup.resumed,
+            // The default deployment: moat refuses the filters rumqttd cannot serve itself.
+            embedded_broker: true,
         };
         Session {
             state: State::new(version, alias_maximum, subject).with_terms(terms),
