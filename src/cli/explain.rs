@@ -73,6 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let decision = policy.explain(&subject, action, &args.topic, args.qos, args.retain);
     print!("{}", report(&subject, action, &args.topic, &decision));
+    if action != Action::Publish {
+        // Which subscribe semantics decides subscriptions (and, under withhold, deliveries).
+        println!("  overlap  {}", policy.subscribe_overlap());
+    }
     Ok(())
 }
 
