@@ -732,7 +732,9 @@ async fn withhold_grants_hash_and_withholds_the_denied_topic_from_real_clients()
     }
     let mut got = Vec::new();
     while !got.contains(&"test/ok".to_string()) {
-        if let rumqttc::Packet::Publish(p) = next(&mut rx4, |p| matches!(p, Packet::Publish(_))).await {
+        if let rumqttc::Packet::Publish(p) =
+            next(&mut rx4, |p| matches!(p, Packet::Publish(_))).await
+        {
             got.push(p.topic);
         }
     }

@@ -4,6 +4,7 @@
 //! the same question a session would (same code path: `Policy::explain`), printing the verdict
 //! and the rule (`file:line`) that reached it. Opens no sockets.
 
+use super::out::say;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -72,11 +73,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.source,
     );
     let decision = policy.explain(&subject, action, &args.topic, args.qos, args.retain);
-    print!("{}", report(&subject, action, &args.topic, &decision));
+    let mut text = report(&subject, action, &args.topic, &decision);
     if action != Action::Publish {
         // Which subscribe semantics decides subscriptions (and, under withhold, deliveries).
-        println!("  overlap  {}", policy.subscribe_overlap());
+        text.push_str(&format!("  overlap  {}\n", policy.subscribe_overlap()));
     }
+    say(text)?;
     Ok(())
 }
 
