@@ -272,7 +272,6 @@ where
 mod tests {
     use super::{Position::*, *};
     use bytes::Bytes;
-    use pretty_assertions::assert_eq;
 
     fn random_payload(id: u8, size: u64) -> Bytes {
         Bytes::from(vec![id; size as usize])
