@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use tracing::{error, warn};
 
 use crate::{
-    protocol::Packet,
+    protocol::{Packet, QoS},
     router::{FilterIdx, MAX_CHANNEL_CAPACITY},
     Cursor, Notification,
 };
@@ -108,30 +108,22 @@ impl Outgoing {
         buffer.len()
     }
 
-    /// Push packets to the outgoing buffer.
+    /// Push packets to the outgoing buffer. Each publish goes out at its own QoS: QoS 0 ones
+    /// get no packet id and are not tracked as inflight.
     pub fn push_forwards(
         &mut self,
         publishes: impl Iterator<Item = Forward>,
-        qos: u8,
         filter_idx: usize,
     ) -> (usize, usize) {
         let mut buffer = self.data_buffer.lock();
-        let publishes = publishes;
-
-        if qos == 0 {
-            for p in publishes {
-                self.meter.publish_count += 1;
-                buffer.push_back(Notification::Forward(p));
-                // self.meter.total_size += p.len();
-            }
-
-            // self.meter.update_data_rate(total_size);
-            let buffer_count = buffer.len();
-            let inflight_count = self.inflight_buffer.len();
-            return (buffer_count, inflight_count);
-        }
 
         for mut p in publishes {
+            if p.publish.qos == QoS::AtMostOnce {
+                self.meter.publish_count += 1;
+                buffer.push_back(Notification::Forward(p));
+                continue;
+            }
+
             // Index and pkid of current outgoing packet
             self.last_pkid += 1;
             p.publish.pkid = self.last_pkid;
@@ -216,6 +208,34 @@ impl Outgoing {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn each_forward_goes_out_at_its_own_qos() {
+        use crate::protocol::Publish;
+        let (mut outgoing, _rx) = Outgoing::new("mixed-qos".to_string());
+        let forward = |qos| Forward {
+            cursor: Some((0, 0)),
+            size: 0,
+            publish: Publish {
+                qos,
+                ..Publish::default()
+            },
+            properties: None,
+        };
+        let qos = [QoS::AtLeastOnce, QoS::AtMostOnce, QoS::ExactlyOnce];
+        let (buffered, inflight) = outgoing.push_forwards(qos.into_iter().map(forward), 0);
+        assert_eq!((buffered, inflight), (3, 2));
+        let pkids: Vec<u16> = outgoing
+            .data_buffer
+            .lock()
+            .iter()
+            .map(|n| match n {
+                Notification::Forward(f) => f.publish.pkid,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(pkids, [1, 0, 2]);
+    }
 
     #[test]
     fn retransmission_map_is_calculated_accurately() {

@@ -1556,12 +1556,18 @@ fn forward_device_data(
     }
 
     let subscription_id = connection.subscription_ids.get(&request.filter);
+    let granted = protocol::qos(qos).unwrap();
 
     // Fill and notify device data
     let forwards = publishes
         .into_iter()
         .map(|((mut publish, mut properties), offset)| {
-            publish.qos = protocol::qos(qos).unwrap();
+            // A message goes out at the lower of its own QoS and the subscription's
+            // [MQTT-3.8.4-8]; it is a new delivery, never a duplicate [MQTT-3.3.1-3].
+            if publish.qos > granted {
+                publish.qos = granted;
+            }
+            publish.dup = false;
 
             // if there is some topic alias to use, set it in publish properties
             if topic_alias.is_some() {
@@ -1590,7 +1596,7 @@ fn forward_device_data(
             }
         });
 
-    let (len, inflight) = outgoing.push_forwards(forwards, qos, filter_idx);
+    let (len, inflight) = outgoing.push_forwards(forwards, filter_idx);
 
     debug!(
         inflight_count = inflight,
