@@ -49,6 +49,8 @@ pub struct LinkBuilder<'a> {
     dynamic_filters: bool,
     // default to 0, indicating to not use topic alias
     topic_alias_max: u16,
+    // the client's Receive Maximum; 0 (none given) keeps the broker's default
+    receive_maximum: u16,
 }
 
 impl<'a> LinkBuilder<'a> {
@@ -62,6 +64,7 @@ impl<'a> LinkBuilder<'a> {
             last_will_properties: None,
             dynamic_filters: false,
             topic_alias_max: 0,
+            receive_maximum: 0,
         }
     }
 
@@ -85,6 +88,12 @@ impl<'a> LinkBuilder<'a> {
 
     pub fn topic_alias_max(mut self, max: u16) -> Self {
         self.topic_alias_max = max;
+        self
+    }
+
+    /// The client's Receive Maximum (MQTT 5): most QoS 1/2 publishes it takes unacknowledged.
+    pub fn receive_maximum(mut self, max: u16) -> Self {
+        self.receive_maximum = max;
         self
     }
 
@@ -112,7 +121,8 @@ impl<'a> LinkBuilder<'a> {
             .last_will(self.last_will, self.last_will_properties)
             .topic_alias_max(self.topic_alias_max);
         let incoming = Incoming::new(connection.client_id.to_owned());
-        let (outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
+        let (mut outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
+        outgoing.set_receive_maximum(self.receive_maximum);
         let outgoing_data_buffer = outgoing.buffer();
         let incoming_data_buffer = incoming.buffer();
 

@@ -79,6 +79,7 @@ impl<P: Protocol> RemoteLink<P> {
         let clean_session = connect.clean_session;
 
         let topic_alias_max = props.as_ref().and_then(|p| p.topic_alias_max);
+        let receive_maximum = props.as_ref().and_then(|p| p.receive_maximum);
         let session_expiry = props
             .as_ref()
             .and_then(|p| p.session_expiry_interval)
@@ -100,6 +101,7 @@ impl<P: Protocol> RemoteLink<P> {
             .last_will_properties(lastwill_props)
             .dynamic_filters(dynamic_filters)
             .topic_alias_max(topic_alias_max.unwrap_or(0))
+            .receive_maximum(receive_maximum.unwrap_or(0))
             .build()?;
 
         let id = link_rx.id();

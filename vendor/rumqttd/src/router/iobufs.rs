@@ -62,6 +62,9 @@ pub struct Outgoing {
     inflight_buffer: VecDeque<(u16, FilterIdx, Option<Cursor>)>,
     /// PubRels waiting for PubComp
     pub(crate) unacked_pubrels: VecDeque<u16>,
+    /// Most QoS 1/2 publishes unacknowledged at once: the client's Receive Maximum, at most
+    /// MAX_INFLIGHT
+    inflight_limit: usize,
     /// Last packet id
     last_pkid: u16,
     /// Metrics of outgoing messages of this connection
@@ -86,6 +89,7 @@ impl Outgoing {
             inflight_buffer,
             unacked_pubrels,
             handle,
+            inflight_limit: MAX_INFLIGHT,
             last_pkid: 0,
             meter: Default::default(),
         };
@@ -98,8 +102,33 @@ impl Outgoing {
         self.data_buffer.clone()
     }
 
+    /// Honours the client's Receive Maximum [MQTT-3.3.4-9] (MQTT 5; 0 is not a valid value
+    /// and leaves the default).
+    pub(crate) fn set_receive_maximum(&mut self, receive_maximum: u16) {
+        if receive_maximum > 0 {
+            self.inflight_limit = MAX_INFLIGHT.min(usize::from(receive_maximum));
+        }
+    }
+
+    /// How many more QoS 1/2 publishes may go out now: a QoS 2 one counts until its PUBCOMP.
     pub fn free_slots(&self) -> usize {
-        MAX_INFLIGHT - self.inflight_buffer.len()
+        let open = self.inflight_buffer.len() + self.unacked_pubrels.len();
+        self.inflight_limit.saturating_sub(open)
+    }
+
+    /// The next packet id not held by an unfinished QoS 1/2 delivery (ids cycle through
+    /// 1..=MAX_PKID; a QoS 2 one waiting for its PUBCOMP keeps its id).
+    fn next_pkid(&mut self) -> u16 {
+        for _ in 0..MAX_PKID {
+            self.last_pkid = self.last_pkid % MAX_PKID + 1;
+            let id = self.last_pkid;
+            let in_use = self.inflight_buffer.iter().any(|(pkid, ..)| *pkid == id)
+                || self.unacked_pubrels.contains(&id);
+            if !in_use {
+                break;
+            }
+        }
+        self.last_pkid
     }
 
     pub fn push_notification(&mut self, notification: Notification) -> usize {
@@ -115,7 +144,8 @@ impl Outgoing {
         publishes: impl Iterator<Item = Forward>,
         filter_idx: usize,
     ) -> (usize, usize) {
-        let mut buffer = self.data_buffer.lock();
+        let data_buffer = self.data_buffer.clone();
+        let mut buffer = data_buffer.lock();
 
         for mut p in publishes {
             if p.publish.qos == QoS::AtMostOnce {
@@ -125,16 +155,10 @@ impl Outgoing {
             }
 
             // Index and pkid of current outgoing packet
-            self.last_pkid += 1;
-            p.publish.pkid = self.last_pkid;
+            let pkid = self.next_pkid();
+            p.publish.pkid = pkid;
 
-            self.inflight_buffer
-                .push_back((self.last_pkid, filter_idx, p.cursor));
-
-            // Place max pkid packet at index 0
-            if self.last_pkid == MAX_PKID {
-                self.last_pkid = 0;
-            }
+            self.inflight_buffer.push_back((pkid, filter_idx, p.cursor));
 
             self.meter.publish_count += 1;
             self.meter.total_size += p.publish.topic.len() + p.publish.payload.len();
@@ -235,6 +259,28 @@ mod test {
             })
             .collect();
         assert_eq!(pkids, [1, 0, 2]);
+    }
+
+    #[test]
+    fn receive_maximum_bounds_qos1_and_qos2_until_complete() {
+        let (mut outgoing, _rx) = Outgoing::new("receive-maximum".to_string());
+        outgoing.set_receive_maximum(2);
+        assert_eq!(outgoing.free_slots(), 2);
+        outgoing.inflight_buffer.push_back((1, 0, None));
+        outgoing.unacked_pubrels.push_back(2);
+        assert_eq!(outgoing.free_slots(), 0);
+        outgoing.set_receive_maximum(0);
+        assert_eq!(outgoing.free_slots(), 0, "0 is not a Receive Maximum");
+    }
+
+    #[test]
+    fn packet_ids_skip_those_in_use() {
+        let (mut outgoing, _rx) = Outgoing::new("pkids".to_string());
+        // A QoS 2 delivery with id 1 still waits for its PUBCOMP when the ids wrap around.
+        outgoing.unacked_pubrels.push_back(1);
+        outgoing.last_pkid = MAX_PKID - 1;
+        assert_eq!(outgoing.next_pkid(), MAX_PKID);
+        assert_eq!(outgoing.next_pkid(), 2);
     }
 
     #[test]

@@ -859,6 +859,9 @@ impl Router {
                         disconnect = true;
                         break;
                     }
+
+                    // A completed QoS 2 delivery frees an inflight slot.
+                    self.scheduler.reschedule(id, ScheduleReason::IncomingAck);
                 }
                 Packet::PingReq(_) => {
                     let ackslog = self.ackslog.get_mut(id).unwrap();
@@ -885,6 +888,13 @@ impl Router {
         // Prepare AcksRequest in tracker if router is operating in a
         // single node mode or force ack request for subscriptions
         if force_ack {
+            // Acks go out now: a connection paused on a full inflight window (its Receive
+            // Maximum) would otherwise get no PUBACK for its own publishes until it acks ours.
+            if let (Some(ackslog), Some(outgoing)) =
+                (self.ackslog.get_mut(id), self.obufs.get_mut(id))
+            {
+                ack_device_data(ackslog, outgoing);
+            }
             self.scheduler.reschedule(id, ScheduleReason::FreshData);
         }
 
