@@ -51,6 +51,8 @@ pub struct LinkBuilder<'a> {
     topic_alias_max: u16,
     // the client's Receive Maximum; 0 (none given) keeps the broker's default
     receive_maximum: u16,
+    // seconds the session outlives the connection; None: as Clean Session says (MQTT 3.1.1)
+    session_expiry: Option<u32>,
 }
 
 impl<'a> LinkBuilder<'a> {
@@ -65,6 +67,7 @@ impl<'a> LinkBuilder<'a> {
             dynamic_filters: false,
             topic_alias_max: 0,
             receive_maximum: 0,
+            session_expiry: None,
         }
     }
 
@@ -97,6 +100,13 @@ impl<'a> LinkBuilder<'a> {
         self
     }
 
+    /// Seconds the broker keeps the session after the connection closes (MQTT 5 Session Expiry
+    /// Interval; `u32::MAX`: never expires). Without it, Clean Session decides (MQTT 3.1.1).
+    pub fn session_expiry(mut self, seconds: u32) -> Self {
+        self.session_expiry = Some(seconds);
+        self
+    }
+
     pub fn clean_session(mut self, clean: bool) -> Self {
         self.clean_session = clean;
         self
@@ -120,6 +130,9 @@ impl<'a> LinkBuilder<'a> {
         connection
             .last_will(self.last_will, self.last_will_properties)
             .topic_alias_max(self.topic_alias_max);
+        if let Some(seconds) = self.session_expiry {
+            connection.session_expiry = seconds;
+        }
         let incoming = Incoming::new(connection.client_id.to_owned());
         let (mut outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
         outgoing.set_receive_maximum(self.receive_maximum);

@@ -63,6 +63,10 @@ impl<P: Protocol> Network<P> {
         }
     }
 
+    pub fn protocol(&self) -> &P {
+        &self.protocol
+    }
+
     pub fn set_keepalive(&mut self, keepalive: u16) {
         let keepalive = Duration::from_secs(keepalive as u64);
         self.keepalive = keepalive + keepalive.mul_f32(0.5);

@@ -80,10 +80,7 @@ impl<P: Protocol> RemoteLink<P> {
 
         let topic_alias_max = props.as_ref().and_then(|p| p.topic_alias_max);
         let receive_maximum = props.as_ref().and_then(|p| p.receive_maximum);
-        let session_expiry = props
-            .as_ref()
-            .and_then(|p| p.session_expiry_interval)
-            .unwrap_or(0);
+        let session_expiry = network.protocol().session_expiry(&connect, props.as_ref());
 
         let delay_interval = lastwill_props
             .as_ref()
@@ -97,6 +94,7 @@ impl<P: Protocol> RemoteLink<P> {
         let (link_tx, link_rx, notification) = LinkBuilder::new(client_id, router_tx)
             .tenant_id(tenant_id)
             .clean_session(clean_session)
+            .session_expiry(session_expiry)
             .last_will(lastwill)
             .last_will_properties(lastwill_props)
             .dynamic_filters(dynamic_filters)

@@ -748,4 +748,15 @@ pub enum Error {
 pub trait Protocol {
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error>;
     fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, Error>;
+
+    /// How long, in seconds, the broker keeps a session after its connection closes, as the
+    /// CONNECT asks: 0 = it ends with the connection, `u32::MAX` = it never expires. MQTT
+    /// 3.1.1 has no Session Expiry Interval: Clean Session 0 keeps the session, 1 does not.
+    fn session_expiry(&self, connect: &Connect, _properties: Option<&ConnectProperties>) -> u32 {
+        if connect.clean_session {
+            0
+        } else {
+            u32::MAX
+        }
+    }
 }

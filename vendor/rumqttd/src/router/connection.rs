@@ -17,8 +17,10 @@ pub struct Connection {
     pub tenant_prefix: Option<String>,
     /// Dynamically create subscription filters incase they didn't exist during a publish
     pub dynamic_filters: bool,
-    /// Clean session
+    /// Clean session (MQTT 5: Clean Start): an existing session is not resumed
     pub clean: bool,
+    /// Seconds the session outlives the connection: 0 = not at all, `u32::MAX` = for ever
+    pub session_expiry: u32,
     /// Subscriptions
     pub subscriptions: HashSet<Filter>,
     /// Last will of this connection
@@ -59,6 +61,7 @@ impl Connection {
             tenant_prefix,
             dynamic_filters,
             clean,
+            session_expiry: if clean { 0 } else { u32::MAX },
             subscriptions: HashSet::default(),
             last_will: None,
             last_will_properties: None,

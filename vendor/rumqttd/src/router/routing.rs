@@ -9,12 +9,12 @@ use crate::router::scheduler::{PauseReason, Tracker};
 use crate::router::{ConnectionEvents, Forward};
 use crate::segments::Position;
 use crate::*;
-use flume::{bounded, Receiver, RecvError, Sender, TryRecvError};
+use flume::{bounded, Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError};
 use slab::Slab;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::Utf8Error;
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 use thiserror::Error;
 use tracing::{debug, error, info, trace, warn};
 
@@ -193,11 +193,25 @@ impl Router {
     }
 
     fn run_inner(&mut self) -> Result<(), RouterError> {
-        // Block on incoming events if there are no ready connections for consumption
+        // Block on incoming events if there are no ready connections for consumption, at most
+        // until the next saved session expires
         if self.consume().is_none() {
             // trace!("{}:: {:20} {:20} {:?}", self.id, "", "done-await", self.readyqueue);
-            let (id, data) = self.router_rx.recv()?;
-            self.events(id, data);
+            let event = match self.graveyard.next_expiry() {
+                None => Some(self.router_rx.recv()?),
+                Some(at) => match self.router_rx.recv_deadline(at) {
+                    Ok(event) => Some(event),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return Err(RouterError::Disconnected),
+                },
+            };
+            if let Some((id, data)) = event {
+                self.events(id, data);
+            }
+        }
+        let expired = self.graveyard.expire(Instant::now());
+        if expired > 0 {
+            debug!(expired, "Sessions expired");
         }
 
         // Try reading more from connections in a non-blocking
@@ -301,7 +315,7 @@ impl Router {
         }
 
         // Retrieve previous connection state from graveyard
-        let saved = self.graveyard.retrieve(&client_id);
+        let saved = self.graveyard.retrieve(&client_id, Instant::now());
         let clean_session = connection.clean;
         let previous_session = saved.as_ref().is_some_and(|s| s.session_state.is_some());
         // for qos2 pending pubrels
@@ -321,6 +335,7 @@ impl Router {
                 || Tracker::new(client_id.clone()),
                 |session_state| {
                     connection.subscriptions = session_state.subscriptions;
+                    connection.subscription_ids = session_state.subscription_ids;
                     // for using in acklog
                     pending_acks.clone_from(&session_state.unacked_pubrels);
                     outgoing.unacked_pubrels = session_state.unacked_pubrels;
@@ -360,6 +375,14 @@ impl Router {
 
         self.connection_map.insert(client_id.clone(), connection_id);
         info!(connection_id, "Client connection registered");
+
+        // A resumed session's subscriptions are this connection's now (UNSUBSCRIBE finds them)
+        for filter in self.connections[connection_id].subscriptions.iter() {
+            self.subscription_map
+                .entry(filter.clone())
+                .or_default()
+                .insert(connection_id);
+        }
 
         assert_eq!(self.ackslog.insert(ackslog), connection_id);
         assert_eq!(self.scheduler.add(tracker), connection_id);
@@ -494,8 +517,8 @@ impl Router {
             connection.events.events.pop_front();
         }
 
-        // Save state for persistent sessions
-        if !connection.clean {
+        // Save state for sessions that outlive their connection
+        if connection.session_expiry > 0 {
             // Add inflight data requests back to tracker
             inflight_data_requests
                 .into_iter()
@@ -518,8 +541,11 @@ impl Router {
             self.graveyard.save_state(
                 tracker,
                 connection.subscriptions,
+                connection.subscription_ids,
                 connection.events,
                 outgoing.unacked_pubrels,
+                connection.session_expiry,
+                Instant::now(),
             );
         } else {
             tracker.pause(PauseReason::Busy);
@@ -869,10 +895,20 @@ impl Router {
 
                     force_ack = true;
                 }
-                Packet::Disconnect(_, _) => {
+                Packet::Disconnect(_, properties) => {
                     let span = tracing::info_span!("disconnect");
                     let _guard = span.enter();
                     disconnect = true;
+                    // A Session Expiry Interval in DISCONNECT replaces the CONNECT's, except
+                    // that a session which ends with its connection cannot be made to outlive
+                    // it [MQTT-3.14.2-2]
+                    let expiry = properties.and_then(|p| p.session_expiry_interval);
+                    let connection = self.connections.get_mut(id).unwrap();
+                    if let Some(expiry) = expiry {
+                        if connection.session_expiry != 0 {
+                            connection.session_expiry = expiry;
+                        }
+                    }
                     // delete the last will message
                     self.last_wills.remove(&client_id);
                     break;
@@ -1682,11 +1718,12 @@ fn print_status(router: &mut Router, metrics: Print) {
 
             let metrics = match metrics {
                 Some(v) => Some(v),
-                None => router.graveyard.retrieve(&id).map(|v| {
+                None => router.graveyard.peek(&id).map(|v| {
                     (
-                        v.metrics,
+                        v.metrics.clone(),
                         v.session_state
-                            .map(|s| s.tracker)
+                            .as_ref()
+                            .map(|s| s.tracker.clone())
                             .unwrap_or(Tracker::new(id)),
                     )
                 }),

@@ -473,4 +473,12 @@ impl Protocol for V5 {
         };
         Ok(size)
     }
+
+    /// The Session Expiry Interval property; absent means 0 [MQTT-3.1.2-23]. Clean Start
+    /// decides only whether an existing session is resumed.
+    fn session_expiry(&self, _connect: &Connect, properties: Option<&ConnectProperties>) -> u32 {
+        properties
+            .and_then(|p| p.session_expiry_interval)
+            .unwrap_or(0)
+    }
 }
