@@ -78,18 +78,6 @@ impl Graveyard {
         );
     }
 
-    /// Save only metrics for connection
-    pub fn save_metrics(&mut self, id: String, metrics: ConnectionEvents) {
-        self.insert(
-            id,
-            SavedState {
-                session_state: None,
-                metrics,
-                expires_at: None,
-            },
-        );
-    }
-
     fn insert(&mut self, id: String, saved: SavedState) {
         if let Some(old) = self.connections.remove(&id) {
             if let Some(at) = old.expires_at {
@@ -124,7 +112,7 @@ impl Graveyard {
 pub struct SavedState {
     pub session_state: Option<SessionState>,
     pub metrics: ConnectionEvents,
-    /// When the session expires; `None`: never, or nothing to expire (metrics only)
+    /// When the session expires; `None`: never
     expires_at: Option<Instant>,
 }
 

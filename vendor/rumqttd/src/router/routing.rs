@@ -547,12 +547,9 @@ impl Router {
                 connection.session_expiry,
                 Instant::now(),
             );
-        } else {
-            tracker.pause(PauseReason::Busy);
-            let id = tracker.id.clone();
-            // Only save metrics in clean session
-            self.graveyard.save_metrics(id, connection.events);
         }
+        // A session that ends leaves nothing behind: keeping its metrics (as rumqttd 0.20 did)
+        // kept an entry for every client id ever seen, for ever.
         self.router_meters.total_connections -= 1;
     }
 
@@ -1809,6 +1806,48 @@ fn extract_group(filter: &str) -> Option<(String, String)> {
             .map(|(group, path)| (group.to_string(), path.to_string()))
     })
 }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::local::{LinkBuilder, LinkRx, LinkTx};
+
+    fn router() -> Router {
+        let config = RouterConfig {
+            max_connections: 10,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 1024 * 1024,
+            max_segment_count: 4,
+            ..RouterConfig::default()
+        };
+        Router::new(0, config)
+    }
+
+    /// Connects a local link as `client_id`, running the router for its CONNECT.
+    fn connect(router: &mut Router, client_id: &str, clean: bool) -> (LinkTx, LinkRx) {
+        let tx = router.link();
+        let id = client_id.to_owned();
+        let link = thread::spawn(move || LinkBuilder::new(&id, tx).clean_session(clean).build());
+        router.run(1).unwrap();
+        let (tx, rx, _connack) = link.join().unwrap().unwrap();
+        (tx, rx)
+    }
+
+    #[test]
+    fn an_ended_session_leaves_nothing_behind() {
+        let mut router = router();
+        let (tx, _rx) = connect(&mut router, "brief", true);
+        router.handle_disconnection(tx.connection_id, None);
+        assert!(router.graveyard.peek("brief").is_none());
+
+        let (tx, _rx) = connect(&mut router, "kept", false);
+        router.handle_disconnection(tx.connection_id, None);
+        assert!(router
+            .graveyard
+            .peek("kept")
+            .is_some_and(|s| s.session_state.is_some()));
+    }
+}
+
 // #[cfg(test)]
 // #[allow(non_snake_case)]
 // mod test {
