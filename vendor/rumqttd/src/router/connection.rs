@@ -4,6 +4,7 @@ use crate::protocol::LastWillProperties;
 use crate::Filter;
 use crate::{protocol::LastWill, Topic};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::ConnectionEvents;
 
@@ -13,6 +14,8 @@ use super::ConnectionEvents;
 #[derive(Debug)]
 pub struct Connection {
     pub client_id: String,
+    /// `client_id`, shared by every message this connection publishes (for No Local)
+    pub(crate) origin: Arc<str>,
     /// Id of client's organisation/tenant and the prefix associated with tenant's MQTT topic
     pub tenant_prefix: Option<String>,
     /// Dynamically create subscription filters incase they didn't exist during a publish
@@ -57,6 +60,7 @@ impl Connection {
         };
 
         Connection {
+            origin: Arc::from(client_id.as_str()),
             client_id,
             tenant_prefix,
             dynamic_filters,

@@ -13,6 +13,7 @@ use crate::segments::{CommitLog, Position};
 use crate::Storage;
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::sync::Arc;
 use std::time::Instant;
 
 type PubWithProp = (Publish, Option<PublishProperties>);
@@ -22,6 +23,8 @@ pub struct PublishData {
     pub publish: Publish,
     pub properties: Option<PublishProperties>,
     pub timestamp: Instant,
+    /// Client id of the connection that published it (for No Local), if a client did
+    pub origin: Option<Arc<str>>,
 }
 
 impl From<PubWithProp> for PublishData {
@@ -30,6 +33,21 @@ impl From<PubWithProp> for PublishData {
             publish,
             properties,
             timestamp: Instant::now(),
+            origin: None,
+        }
+    }
+}
+
+impl PublishData {
+    /// A message published by the client `origin`.
+    pub fn from_client(
+        publish: Publish,
+        properties: Option<PublishProperties>,
+        origin: Arc<str>,
+    ) -> Self {
+        PublishData {
+            origin: Some(origin),
+            ..(publish, properties).into()
         }
     }
 }
@@ -172,11 +190,14 @@ impl DataLog {
         (filter_idx, data.log.next_offset())
     }
 
+    /// Reads up to `len` messages of a filter's log from `offset`, leaving out expired ones and
+    /// those published by the client `no_local` (a No Local subscription's own client).
     pub fn native_readv(
         &self,
         filter_idx: FilterIdx,
         offset: Offset,
         len: u64,
+        no_local: Option<&str>,
     ) -> io::Result<(Position, Vec<(PubWithProp, Offset)>)> {
         // unwrap to get index of `self.native` is fine here, because when a new subscribe packet
         // arrives in `Router::handle_device_payload`, it first calls the function
@@ -192,6 +213,11 @@ impl DataLog {
 
         let now = Instant::now();
         o.retain_mut(|(pubdata, _)| {
+            // [MQTT-3.8.3-3] never back to the client that published it
+            if no_local.is_some() && pubdata.origin.as_deref() == no_local {
+                return false;
+            }
+
             // Keep data if no properties exists, which implies no message expiry!
             let Some(properties) = pubdata.properties.as_mut() else {
                 return true;
@@ -456,6 +482,36 @@ mod test {
         data.next_native_offset("topic/+");
 
         assert_eq!(data.publish_filters.get("topic/a").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn no_local_reads_leave_out_the_clients_own_messages() {
+        use super::PublishData;
+        use crate::protocol::Publish;
+        use std::collections::VecDeque;
+        let config = RouterConfig {
+            max_segment_size: 1024,
+            max_connections: 10,
+            max_segment_count: 10,
+            max_outgoing_packet_count: 1024,
+            ..RouterConfig::default()
+        };
+        let mut data = DataLog::new(config).unwrap();
+        let (idx, start) = data.next_native_offset("t");
+        let mut notifications = VecDeque::new();
+        for origin in ["me", "you", "me"] {
+            let publish = Publish::new("t", origin, false);
+            let item = PublishData::from_client(publish, None, origin.into());
+            data.native[idx].append(item, &mut notifications);
+        }
+        let payloads = |no_local| {
+            let (_, read) = data.native_readv(idx, start, 10, no_local).unwrap();
+            read.into_iter()
+                .map(|((p, _), _)| p.payload)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(payloads(None).len(), 3);
+        assert_eq!(payloads(Some("me")), ["you"]);
     }
 
     #[test]
