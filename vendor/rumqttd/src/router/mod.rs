@@ -199,6 +199,9 @@ pub struct DataRequest {
     /// No Local: messages this connection's client published are not forwarded to it
     #[serde(default)]
     pub(crate) nolocal: bool,
+    /// Retain As Published: live messages keep the RETAIN flag they were published with
+    #[serde(default)]
+    pub(crate) preserve_retain: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1019,6 +1019,7 @@ impl Router {
                 forward_retained,
                 group,
                 nolocal: filter.nolocal,
+                preserve_retain: filter.preserve_retain,
             };
 
             self.scheduler.track(id, request);
@@ -1277,9 +1278,8 @@ fn append_to_commitlog(
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
     }
 
-    // after recording retained message, we also send that message to existing subscribers
-    // as normal publish message. Therefore we are setting retain to false
-    publish.retain = false;
+    // The log keeps the RETAIN flag as published: a subscription with Retain As Published
+    // forwards it, others clear it (`forward_device_data`)
     let pkid = publish.pkid;
 
     let filter_idxs = datalog.matches(topic);
@@ -1349,9 +1349,8 @@ fn append_will_message(
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
     }
 
-    // after recording retained message, we also send that message to existing subscribers
-    // as normal publish message. Therefore we are setting retain to false
-    publish.retain = false;
+    // The log keeps the RETAIN flag as published: a subscription with Retain As Published
+    // forwards it, others clear it (`forward_device_data`)
     let pkid = publish.pkid;
 
     let filter_idxs = datalog.matches(topic);
@@ -1613,6 +1612,7 @@ fn forward_device_data(
 
     let subscription_id = connection.subscription_ids.get(&request.filter);
     let granted = protocol::qos(qos).unwrap();
+    let preserve_retain = request.preserve_retain;
 
     // Fill and notify device data
     let forwards = publishes
@@ -1624,6 +1624,12 @@ fn forward_device_data(
                 publish.qos = granted;
             }
             publish.dup = false;
+            // A retained message sent for the subscription (no offset) has RETAIN set; a live
+            // one keeps the publisher's flag only under Retain As Published [MQTT-3.3.1-12,
+            // MQTT-3.3.1-13]
+            if offset.is_some() && !preserve_retain {
+                publish.retain = false;
+            }
 
             // if there is some topic alias to use, set it in publish properties
             if topic_alias.is_some() {
