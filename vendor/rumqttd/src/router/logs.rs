@@ -119,20 +119,19 @@ impl DataLog {
             .map(|data| &data.waiters)
     }
 
-    pub fn remove_waiters_for_id(
-        &mut self,
-        id: ConnectionId,
-        filter: &Filter,
-    ) -> Option<DataRequest> {
-        let data = self
-            .native
-            .get_mut(*self.filter_indexes.get(filter)?)
-            .unwrap();
+    /// Takes the parked request of `id`'s subscription to `filter` (a shared subscription's
+    /// `$share/{group}/{filter}` waits on the log of `{filter}`, next to any plain one).
+    pub fn remove_waiters_for_id(&mut self, id: ConnectionId, filter: &str) -> Option<DataRequest> {
+        let log = match filter.strip_prefix("$share/") {
+            Some(shared) => shared.split_once('/').map(|(_, path)| path)?,
+            None => filter,
+        };
+        let data = self.native.get_mut(*self.filter_indexes.get(log)?)?;
         let waiters = data.waiters.get_mut();
 
         waiters
             .iter()
-            .position(|&(conn_id, _)| conn_id == id)
+            .position(|(conn_id, request)| *conn_id == id && request.filter == filter)
             .and_then(|index| {
                 waiters
                     .swap_remove_back(index)

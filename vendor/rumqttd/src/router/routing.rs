@@ -1,7 +1,7 @@
 use crate::protocol::{
     ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, LastWill,
     LastWillProperties, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
-    PubRecReason, PubRel, PubRelReason, Publish, PublishProperties, QoS, SubAck,
+    PubRecReason, PubRel, PubRelReason, Publish, PublishProperties, QoS, RetainForwardRule, SubAck,
     SubscribeReasonCode, UnsubAck, UnsubAckReason,
 };
 use crate::router::alertlog::alert;
@@ -731,11 +731,11 @@ impl Router {
                     force_ack = true;
                 }
                 Packet::Unsubscribe(unsubscribe, _) => {
-                    let connection = self.connections.get_mut(id).unwrap();
                     let pkid = unsubscribe.pkid;
                     for filter in &unsubscribe.filters {
                         let span = tracing::info_span!("unsubscribe", topic = filter, pkid);
                         let _guard = span.enter();
+                        let connection = self.connections.get_mut(id).unwrap();
 
                         debug!("Removing subscription on filter {}", filter);
                         if let Some(connection_ids) = self.subscription_map.get_mut(filter) {
@@ -777,8 +777,7 @@ impl Router {
                             };
                             let ackslog = self.ackslog.get_mut(id).unwrap();
                             ackslog.unsuback(unsuback);
-                            self.scheduler.untrack(id, filter);
-                            self.datalog.remove_waiters_for_id(id, filter);
+                            self.take_data_request(id, filter);
                             force_ack = true;
                         }
                     }
@@ -994,20 +993,30 @@ impl Router {
             shared_group.add_client(client_id);
         };
 
-        if let Some(subscription_id) = subscription_id {
-            connection
-                .subscription_ids
-                .insert(filter_path.clone(), subscription_id);
+        // A SUBSCRIBE replaces the subscription's identifier, or its lack of one
+        match subscription_id {
+            Some(subscription_id) => {
+                connection
+                    .subscription_ids
+                    .insert(filter_path.clone(), subscription_id);
+            }
+            None => {
+                connection.subscription_ids.remove(filter_path);
+            }
         }
 
-        // check is group is None because retained messages aren't sent
-        // for shared subscriptions
-        // TODO: use retain forward rules
-        let forward_retained = group.is_none();
+        // Retained messages are never sent for shared subscriptions; for others, Retain
+        // Handling decides [MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11]
+        let new_subscription = !connection.subscriptions.contains(filter_path);
+        let forward_retained = group.is_none()
+            && match filter.retain_forward_rule {
+                RetainForwardRule::OnEverySubscribe => true,
+                RetainForwardRule::OnNewSubscribe => new_subscription,
+                RetainForwardRule::Never => false,
+            };
 
-        // call to `insert(_)` returns `true` if it didn't contain the filter_path already
-        // i.e. its a new subscription
-        if connection.subscriptions.insert(filter_path.clone()) {
+        if new_subscription {
+            connection.subscriptions.insert(filter_path.clone());
             let request = DataRequest {
                 filter: filter_path.clone(),
                 filter_idx,
@@ -1025,14 +1034,38 @@ impl Router {
             self.scheduler.track(id, request);
             self.scheduler.reschedule(id, ScheduleReason::NewFilter);
             debug_assert!(self.scheduler.check_tracker_duplicates(id).is_none())
+        } else if let Some(mut request) = self.take_data_request(id, filter_path) {
+            // The same filter again replaces the subscription's options, keeping its place in
+            // the log [MQTT-3.8.4-3]
+            request.qos = filter.qos as u8;
+            request.nolocal = filter.nolocal;
+            request.preserve_retain = filter.preserve_retain;
+            request.forward_retained = forward_retained;
+            self.scheduler.track(id, request);
+            self.scheduler.reschedule(id, ScheduleReason::NewFilter);
         }
-
-        // TODO: figure out how we can update existing DataRequest
-        // helpful in re-subscriptions and forwarding retained messages on
-        // every subscribe
 
         let meter = &mut self.ibufs.get_mut(id).unwrap().meter;
         meter.register_subscription(filter_path.clone());
+    }
+
+    /// Takes the data request of `id`'s subscription to `filter` out of wherever it waits: the
+    /// connection's tracker, the notifications of this batch, or the filter's waiters.
+    fn take_data_request(&mut self, id: ConnectionId, filter: &str) -> Option<DataRequest> {
+        if let Some(tracker) = self.scheduler.trackers.get_mut(id) {
+            let requests = &mut tracker.data_requests;
+            if let Some(i) = requests.iter().position(|r| r.filter == filter) {
+                return requests.remove(i);
+            }
+        }
+        let notified = self
+            .notifications
+            .iter()
+            .position(|(c, r)| *c == id && r.filter == filter);
+        if let Some(i) = notified {
+            return self.notifications.remove(i).map(|(_, r)| r);
+        }
+        self.datalog.remove_waiters_for_id(id, filter)
     }
 
     /// When a connection is ready, it should sweep native data from 'datalog',
@@ -1313,7 +1346,7 @@ fn append_to_commitlog(
 }
 
 fn append_will_message(
-    mut publish: Publish,
+    publish: Publish,
     properties: Option<PublishProperties>,
     datalog: &mut DataLog,
     notifications: &mut VecDeque<(ConnectionId, DataRequest)>,

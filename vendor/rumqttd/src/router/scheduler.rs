@@ -5,7 +5,7 @@ use slab::Slab;
 use tracing::trace;
 
 use super::DataRequest;
-use crate::{ConnectionId, Filter};
+use crate::ConnectionId;
 
 pub struct Scheduler {
     /// Subscriptions and matching topics maintained per connection
@@ -47,11 +47,6 @@ impl Scheduler {
     pub fn track(&mut self, id: ConnectionId, request: DataRequest) {
         let tracker = self.trackers.get_mut(id).unwrap();
         tracker.register_data_request(request);
-    }
-
-    pub fn untrack(&mut self, id: ConnectionId, filter: &Filter) {
-        let tracker = self.trackers.get_mut(id).unwrap();
-        tracker.unregister_data_request(filter.clone());
     }
 
     pub fn trackv(&mut self, id: ConnectionId, requests: VecDeque<DataRequest>) {
@@ -190,11 +185,6 @@ impl Tracker {
 
     pub fn register_data_request(&mut self, request: DataRequest) {
         self.data_requests.push_back(request);
-    }
-
-    pub fn unregister_data_request(&mut self, filter: Filter) {
-        self.data_requests
-            .retain(|data_req| data_req.filter != filter);
     }
 }
 
