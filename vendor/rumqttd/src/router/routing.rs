@@ -383,6 +383,16 @@ impl Router {
                 .or_default()
                 .insert(connection_id);
         }
+        // and it is back in the shared groups it left when its connection closed
+        let strategy = &self.config.shared_subscriptions_strategy;
+        for request in tracker.data_requests.iter() {
+            if let Some(name) = &request.group {
+                self.shared_subscriptions
+                    .entry(name.clone())
+                    .or_insert_with(|| SharedGroup::new(request.cursor, strategy.clone()))
+                    .add_client(client_id.clone());
+            }
+        }
 
         assert_eq!(self.ackslog.insert(ackslog), connection_id);
         assert_eq!(self.scheduler.add(tracker), connection_id);
@@ -527,13 +537,14 @@ impl Router {
             for request in tracker.data_requests.iter_mut() {
                 if let Some(cursor) = retransmissions.get(&request.filter_idx) {
                     request.cursor = *cursor;
-                    // reset the group cursor
-                    if let Some(group_name) = &request.group {
-                        // TODO: Test this more
-                        self.shared_subscriptions
-                            .get_mut(group_name)
-                            .expect("group must exists")
-                            .cursor = *cursor;
+                    // reset the group cursor, if the group still has members (it was dropped
+                    // above when this client was its last one)
+                    if let Some(group) = request
+                        .group
+                        .as_ref()
+                        .and_then(|name| self.shared_subscriptions.get_mut(name))
+                    {
+                        group.cursor = *cursor;
                     }
                 }
             }
@@ -691,8 +702,10 @@ impl Router {
                         let mut filter = f.path.clone();
                         let mut group = None;
 
-                        if let Some((grp, filter_path)) = extract_group(&f.path) {
-                            group = Some(grp);
+                        // A shared subscription is its group and filter together: the group is
+                        // keyed by the whole `$share/{group}/{filter}` [MQTT-4.8.2]
+                        if let Some((_, filter_path)) = extract_group(&f.path) {
+                            group = Some(f.path.clone());
                             filter = filter_path;
                         };
 
@@ -755,13 +768,14 @@ impl Router {
                                 continue;
                             }
 
-                            // Remove connections from all groups
-                            // discard empty group ( group with no client )
-                            // note: can we do this in better way?
-                            self.shared_subscriptions.retain(|_, group| {
+                            // Leave this filter's shared group, if it is one (not every group
+                            // the client is in); a group without clients goes
+                            if let Some(group) = self.shared_subscriptions.get_mut(filter) {
                                 group.remove_client(&client_id);
-                                !group.is_empty()
-                            });
+                                if group.is_empty() {
+                                    self.shared_subscriptions.remove(filter);
+                                }
+                            }
 
                             if let Some(broker_aliases) = connection.broker_topic_aliases.as_mut() {
                                 broker_aliases.remove_alias(filter);

@@ -28,8 +28,11 @@ impl SharedGroup {
         self.clients.get(self.current_client_index)
     }
 
+    /// Adds a client to the group, once (a repeated SUBSCRIBE must not give it two turns).
     pub fn add_client(&mut self, client: String) {
-        self.clients.push(client)
+        if !self.clients.contains(&client) {
+            self.clients.push(client)
+        }
     }
 
     pub fn remove_client(&mut self, client: &String) {
@@ -87,6 +90,14 @@ mod tests {
         assert_eq!(group.current_client_index, 0);
         group.add_client("D".into());
         assert_eq!(group.current_client_index, 0);
+    }
+
+    #[test]
+    fn a_client_joins_a_group_once() {
+        let mut group = SharedGroup::new((0, 0), Strategy::RoundRobin);
+        group.add_client("A".into());
+        group.add_client("A".into());
+        assert_eq!(group.clients, ["A"]);
     }
 
     #[test]
