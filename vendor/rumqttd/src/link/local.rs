@@ -134,6 +134,7 @@ impl<'a> LinkBuilder<'a> {
             connection.session_expiry = seconds;
         }
         let incoming = Incoming::new(connection.client_id.to_owned());
+        let link_id = incoming.link_id;
         let (mut outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
         outgoing.set_receive_maximum(self.receive_maximum);
         let outgoing_data_buffer = outgoing.buffer();
@@ -157,7 +158,8 @@ impl<'a> LinkBuilder<'a> {
             _message => return Err(LinkError::NotConnectionAck),
         };
 
-        let tx = LinkTx::new(id, self.router_tx.clone(), incoming_data_buffer);
+        let mut tx = LinkTx::new(id, self.router_tx.clone(), incoming_data_buffer);
+        tx.link_id = link_id;
         let rx = LinkRx::new(id, self.router_tx, link_rx, outgoing_data_buffer);
         Ok((tx, rx, notification))
     }
@@ -165,6 +167,8 @@ impl<'a> LinkBuilder<'a> {
 
 pub struct LinkTx {
     pub(crate) connection_id: ConnectionId,
+    /// The router's `Incoming::link_id` of this link (0 for a LinkTx made with `new`)
+    pub(crate) link_id: u64,
     router_tx: Sender<(ConnectionId, Event)>,
     recv_buffer: Arc<Mutex<VecDeque<Packet>>>,
 }
@@ -177,6 +181,7 @@ impl LinkTx {
     ) -> LinkTx {
         LinkTx {
             connection_id,
+            link_id: 0,
             router_tx,
             recv_buffer,
         }

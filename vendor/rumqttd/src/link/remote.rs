@@ -61,6 +61,11 @@ pub struct RemoteLink<P> {
 }
 
 impl<P: Protocol> RemoteLink<P> {
+    /// This link's id at the router (`Event::Disconnect`).
+    pub(crate) fn link_id(&self) -> u64 {
+        self.link_tx.link_id
+    }
+
     pub async fn new(
         router_tx: Sender<(ConnectionId, Event)>,
         tenant_id: Option<String>,

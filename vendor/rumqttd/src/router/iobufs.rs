@@ -1,6 +1,9 @@
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use flume::{Receiver, Sender};
@@ -18,10 +21,16 @@ use super::{Forward, IncomingMeter, OutgoingMeter};
 const MAX_INFLIGHT: usize = 100;
 const MAX_PKID: u16 = MAX_INFLIGHT as u16;
 
+/// Source of link ids: unique in the process, never reused.
+static NEXT_LINK_ID: AtomicU64 = AtomicU64::new(1);
+
 #[derive(Debug)]
 pub struct Incoming {
     /// Identifier associated with connected client
     pub(crate) client_id: String,
+    /// Which link this is. A ConnectionId is reused as soon as the router removes the
+    /// connection; this id is not, so a late event from a link that is gone is recognised.
+    pub(crate) link_id: u64,
     /// Recv buffer
     pub(crate) buffer: Arc<Mutex<VecDeque<Packet>>>,
     /// incoming metrics
@@ -35,6 +44,7 @@ impl Incoming {
             buffer: Arc::new(Mutex::new(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY))),
             meter: Default::default(),
             client_id,
+            link_id: NEXT_LINK_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 

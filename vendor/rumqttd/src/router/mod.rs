@@ -53,8 +53,10 @@ pub enum Event {
     Ready,
     /// Data for native commitlog
     DeviceData,
-    /// Disconnection request
-    Disconnect,
+    /// The link with this link id (`Incoming::link_id`) has closed. It may arrive after the
+    /// router removed the connection on its own (DISCONNECT, a takeover) and gave its
+    /// ConnectionId to another link: then it is not for that link.
+    Disconnect(u64),
     /// Shadow
     Shadow(ShadowRequest),
     /// Collect and send alerts to all alerts links

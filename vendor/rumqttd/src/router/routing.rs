@@ -258,7 +258,13 @@ impl Router {
             Event::NewMeter(tx) => self.handle_new_meter(tx),
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
-            Event::Disconnect => self.handle_disconnection(id, None),
+            Event::Disconnect(link_id) => {
+                if self.ibufs.get(id).is_some_and(|i| i.link_id == link_id) {
+                    self.handle_disconnection(id, None)
+                } else {
+                    debug!(id, link_id, "Disconnect of a link that is already gone");
+                }
+            }
             Event::Ready => self.scheduler.reschedule(id, ScheduleReason::Ready),
             Event::Shadow(request) => {
                 retrieve_shadow(&mut self.datalog, &mut self.obufs[id], request)
@@ -1896,6 +1902,21 @@ mod tests {
         router.run(1).unwrap();
         let (tx, rx, _connack) = link.join().unwrap().unwrap();
         (tx, rx)
+    }
+
+    #[test]
+    fn a_late_disconnect_does_not_drop_the_next_holder_of_the_id() {
+        let mut router = router();
+        let (a, _a_rx) = connect(&mut router, "a", true);
+        // The router removes "a" on its own (its DISCONNECT) and gives the id to "b" ...
+        router.handle_disconnection(a.connection_id, None);
+        let (b, _b_rx) = connect(&mut router, "b", true);
+        assert_eq!(b.connection_id, a.connection_id);
+        // ... before "a"'s link reports its closed socket.
+        router.events(a.connection_id, Event::Disconnect(a.link_id));
+        assert_eq!(router.connections[b.connection_id].client_id, "b");
+        router.events(b.connection_id, Event::Disconnect(b.link_id));
+        assert!(!router.connections.contains(b.connection_id));
     }
 
     #[test]

@@ -569,6 +569,7 @@ async fn remote<P: Protocol>(
     };
 
     let connection_id = link.connection_id;
+    let link_id = link.link_id();
     let will_delay_interval = link.will_delay_interval;
     let mut send_disconnect = true;
 
@@ -594,7 +595,7 @@ async fn remote<P: Protocol>(
     };
 
     if send_disconnect {
-        let disconnect = Event::Disconnect;
+        let disconnect = Event::Disconnect(link_id);
         let message = (connection_id, disconnect);
         router_tx.send(message).ok();
     }
