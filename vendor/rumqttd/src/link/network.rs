@@ -67,7 +67,13 @@ impl<P: Protocol> Network<P> {
         &self.protocol
     }
 
+    /// Closes the connection after one and a half keep alive periods without a packet
+    /// [MQTT-3.1.2-24]; keep alive 0 turns this off [MQTT-3.1.2-10].
     pub fn set_keepalive(&mut self, keepalive: u16) {
+        if keepalive == 0 {
+            self.keepalive = Duration::MAX;
+            return;
+        }
         let keepalive = Duration::from_secs(keepalive as u64);
         self.keepalive = keepalive + keepalive.mul_f32(0.5);
     }

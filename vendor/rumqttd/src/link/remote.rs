@@ -21,8 +21,6 @@ use tracing::{trace, Span};
 pub enum Error {
     #[error("I/O")]
     Io(#[from] io::Error),
-    #[error("Zero keep alive")]
-    ZeroKeepAlive,
     #[error("Not connect packet")]
     NotConnectPacket(Packet),
     #[error("Network {0}")]
@@ -201,12 +199,6 @@ where
     Span::current().record("client_id", &connect.client_id);
 
     handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
-
-    // When keep_alive feature is disabled client can live forever, which is not good in
-    // distributed broker context so currenlty we don't allow it.
-    if connect.keep_alive == 0 {
-        return Err(Error::ZeroKeepAlive);
-    }
 
     let empty_client_id = connect.client_id.is_empty();
     let clean_session = connect.clean_session;
