@@ -751,56 +751,51 @@ impl Router {
                 }
                 Packet::Unsubscribe(unsubscribe, _) => {
                     let pkid = unsubscribe.pkid;
+                    // One UNSUBACK per UNSUBSCRIBE, even when nothing matched
+                    // [MQTT-3.10.4-4, MQTT-3.10.4-5], with one reason code per filter
+                    // [MQTT-3.11.3-1]
+                    let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
                     for filter in &unsubscribe.filters {
                         let span = tracing::info_span!("unsubscribe", topic = filter, pkid);
                         let _guard = span.enter();
-                        let connection = self.connections.get_mut(id).unwrap();
 
                         debug!("Removing subscription on filter {}", filter);
-                        if let Some(connection_ids) = self.subscription_map.get_mut(filter) {
-                            let removed = connection_ids.remove(&id);
-                            if !removed {
-                                continue;
-                            }
-
-                            let meter = &mut self.ibufs.get_mut(id).unwrap().meter;
-                            meter.unregister_subscription(filter);
-
-                            if !connection.subscriptions.remove(filter) {
-                                warn!(
-                                    pkid = unsubscribe.pkid,
-                                    "Unsubscribe failed as filter was not subscribed previously"
-                                );
-                                continue;
-                            }
-
-                            // Leave this filter's shared group, if it is one (not every group
-                            // the client is in); a group without clients goes
-                            if let Some(group) = self.shared_subscriptions.get_mut(filter) {
-                                group.remove_client(&client_id);
-                                if group.is_empty() {
-                                    self.shared_subscriptions.remove(filter);
-                                }
-                            }
-
-                            if let Some(broker_aliases) = connection.broker_topic_aliases.as_mut() {
-                                broker_aliases.remove_alias(filter);
-                            }
-
-                            // remove the subscription id
-                            connection.subscription_ids.remove(filter);
-
-                            let unsuback = UnsubAck {
-                                pkid,
-                                // reasons are used in MQTTv5
-                                reasons: vec![UnsubAckReason::Success],
-                            };
-                            let ackslog = self.ackslog.get_mut(id).unwrap();
-                            ackslog.unsuback(unsuback);
-                            self.take_data_request(id, filter);
-                            force_ack = true;
+                        let connection = self.connections.get_mut(id).unwrap();
+                        if !connection.subscriptions.remove(filter) {
+                            reasons.push(UnsubAckReason::NoSubscriptionExisted);
+                            continue;
                         }
+
+                        if let Some(broker_aliases) = connection.broker_topic_aliases.as_mut() {
+                            broker_aliases.remove_alias(filter);
+                        }
+
+                        // remove the subscription id
+                        connection.subscription_ids.remove(filter);
+
+                        if let Some(connection_ids) = self.subscription_map.get_mut(filter) {
+                            connection_ids.remove(&id);
+                        }
+
+                        let meter = &mut self.ibufs.get_mut(id).unwrap().meter;
+                        meter.unregister_subscription(filter);
+
+                        // Leave this filter's shared group, if it is one (not every group
+                        // the client is in); a group without clients goes
+                        if let Some(group) = self.shared_subscriptions.get_mut(filter) {
+                            group.remove_client(&client_id);
+                            if group.is_empty() {
+                                self.shared_subscriptions.remove(filter);
+                            }
+                        }
+
+                        self.take_data_request(id, filter);
+                        reasons.push(UnsubAckReason::Success);
                     }
+
+                    let ackslog = self.ackslog.get_mut(id).unwrap();
+                    ackslog.unsuback(UnsubAck { pkid, reasons });
+                    force_ack = true;
                 }
                 Packet::PubAck(puback, _) => {
                     let span = tracing::info_span!("puback", pkid = puback.pkid);
