@@ -1320,7 +1320,9 @@ fn append_to_commitlog(
         }
     }
 
-    if publish.payload.is_empty() {
+    // Only a PUBLISH with RETAIN set touches the retained message: an empty one removes it
+    // [MQTT-3.3.1-6, MQTT-3.3.1-7], one without RETAIN leaves it [MQTT-3.3.1-8]
+    if publish.retain && publish.payload.is_empty() {
         datalog.remove_from_retained_publishes(topic.to_owned());
     } else if publish.retain {
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
@@ -1391,7 +1393,9 @@ fn append_will_message(
         }
     }
 
-    if publish.payload.is_empty() {
+    // Only a PUBLISH with RETAIN set touches the retained message: an empty one removes it
+    // [MQTT-3.3.1-6, MQTT-3.3.1-7], one without RETAIN leaves it [MQTT-3.3.1-8]
+    if publish.retain && publish.payload.is_empty() {
         datalog.remove_from_retained_publishes(topic.to_owned());
     } else if publish.retain {
         datalog.insert_to_retained_publishes(publish.clone(), properties.clone(), topic.to_owned());
