@@ -906,7 +906,7 @@ impl Router {
 
                     force_ack = true;
                 }
-                Packet::Disconnect(_, properties) => {
+                Packet::Disconnect(disconnect_packet, properties) => {
                     let span = tracing::info_span!("disconnect");
                     let _guard = span.enter();
                     disconnect = true;
@@ -920,8 +920,13 @@ impl Router {
                             connection.session_expiry = expiry;
                         }
                     }
-                    // delete the last will message
-                    self.last_wills.remove(&client_id);
+                    // delete the last will message, unless the client asks for it with reason
+                    // 0x04 Disconnect with Will Message (MQTT 5, §3.14.2.1)
+                    if disconnect_packet.reason_code
+                        != DisconnectReasonCode::DisconnectWithWillMessage
+                    {
+                        self.last_wills.remove(&client_id);
+                    }
                     break;
                 }
                 incoming => {
