@@ -1577,12 +1577,8 @@ fn forward_device_data(
     }
 
     let no_local = request.nolocal.then_some(connection.client_id.as_str());
-    let (next, publishes_from_datalog) = match datalog.native_readv(
-        request.filter_idx,
-        request.cursor,
-        inflight_slots,
-        no_local,
-    ) {
+    let (next, publishes_from_datalog) =
+        match datalog.native_readv(request.filter_idx, request.cursor, inflight_slots, no_local) {
             Ok(v) => v,
             Err(e) => {
                 error!(error = ?e, "Failed to read from commitlog {}", e);
