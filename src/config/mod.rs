@@ -6,8 +6,11 @@
 //! rest of the crate uses: addresses parsed, units converted, ranges checked, relative paths
 //! joined to the config file's folder, defaults filled in. Parsing is pure: text and a path in,
 //! `Config` or a `FILE:LINE:COLUMN` [`ConfigError`] out. Reading the file is `ops::load`'s job;
-//! this module never touches the filesystem, the network or the clock.
+//! this module never touches the filesystem, the network or the clock. `raw.rs` validates the
+//! whole file and `listener.rs` the per-listener transports, both through `check.rs` (one value
+//! and its place).
 
+mod check;
 mod error;
 mod listener;
 mod raw;
@@ -51,6 +54,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Global caps on what a peer may consume.
     pub limits: Limits,
+    /// Password verification: how long a CONNECT may wait for a verifier, and the success cache.
+    pub passwords: PasswordSettings,
     /// Whether `moat run` may create missing development certificates (never in production).
     pub dev_certs: bool,
     /// Log output.
@@ -87,6 +92,7 @@ impl Config {
             policies: vec![dir.join(DEFAULT_POLICIES)],
             timeouts: Timeouts::default(),
             limits,
+            passwords: PasswordSettings::default(),
             dev_certs: true,
             log: LogSettings::default(),
         }
@@ -379,6 +385,30 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_explicit: false,
             max_keepalive: 3600,
+        }
+    }
+}
+
+/// `passwords:`: the bounded password verification in front of the policy's hashes
+/// (`src/authn/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordSettings {
+    /// Longest a CONNECT waits in the queue for a verifier; past it (or with the queue full) the
+    /// client gets CONNACK 0x03 / 0x88 Server unavailable.
+    pub queue_wait: Duration,
+    /// How long a successful verification of a user name and password is remembered (zero:
+    /// never), so a reconnecting device does not pay a hash each time.
+    pub cache: Duration,
+    /// Most remembered successes at once.
+    pub cache_entries: usize,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            queue_wait: Duration::from_secs(2),
+            cache: Duration::from_secs(60),
+            cache_entries: 10_000,
         }
     }
 }

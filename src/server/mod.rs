@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::admission::Gate;
 use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
@@ -31,10 +30,6 @@ use crate::transport::tls::{self, Material, Profile};
 pub(crate) use material::{Handshakes, TlsState};
 pub use material::{MaterialError, TlsSummary};
 pub use shutdown::{Drain, DrainController, Wake};
-
-/// How many password hashes may be verified at once: argon2 is deliberately expensive, and an
-/// unbounded number of them would let a CONNECT flood starve the runtime's blocking pool.
-const AUTHN_SLOTS: usize = 8;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +56,9 @@ pub enum StartError {
     /// The connection cap moat.yaml set does not fit the file descriptor limit.
     #[error(transparent)]
     Descriptors(#[from] fds::FdError),
+    /// The password verifier threads could not start.
+    #[error("password verification could not start: {0}")]
+    Passwords(std::io::Error),
 }
 
 /// Counters every part of the server bumps; read by tests and (later) the metrics endpoint.
@@ -84,6 +82,13 @@ pub struct Stats {
     pub throttled: AtomicU64,
     /// CONNECTs refused because the client id, user name or source is banned.
     pub connects_banned: AtomicU64,
+    /// Password hashes verified (argon2id or mosquitto, decoys included); shared with the
+    /// verifier threads that count them.
+    pub password_verifications: Arc<AtomicU64>,
+    /// Logins answered by the success cache instead of a verification.
+    pub password_cache_hits: AtomicU64,
+    /// CONNECTs refused with "server unavailable" for lack of verification capacity.
+    pub password_busy: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -107,6 +112,12 @@ pub struct StatsSnapshot {
     pub throttled: u64,
     /// See [`Stats::connects_banned`].
     pub connects_banned: u64,
+    /// See [`Stats::password_verifications`].
+    pub password_verifications: u64,
+    /// See [`Stats::password_cache_hits`].
+    pub password_cache_hits: u64,
+    /// See [`Stats::password_busy`].
+    pub password_busy: u64,
     /// Admission counters by reason.
     pub admission: crate::admission::CountersSnapshot,
 }
@@ -140,6 +151,9 @@ impl Stats {
             limit_disconnects: r(&self.limit_disconnects),
             throttled: r(&self.throttled),
             connects_banned: r(&self.connects_banned),
+            password_verifications: r(&self.password_verifications),
+            password_cache_hits: r(&self.password_cache_hits),
+            password_busy: r(&self.password_busy),
             admission,
         }
     }
@@ -156,8 +170,8 @@ pub(crate) struct Shared {
     pub(crate) gate: Gate,
     /// Where authorized sessions go.
     pub(crate) broker: BrokerTarget,
-    /// Bounds concurrent password verifications.
-    pub(crate) authn_slots: Semaphore,
+    /// Password verification: bounded pool, fair queue, success cache.
+    pub(crate) passwords: crate::authn::Passwords,
     /// Counters.
     pub(crate) stats: Stats,
     /// Which identity owns each client id (one device cannot take over another's session).
@@ -215,6 +229,13 @@ impl Server {
             }
             BrokerSettings::Upstream { v3, v5 } => (BrokerTarget::external(*v3, *v5), None),
         };
+        let stats = Stats::default();
+        let passwords = crate::authn::Passwords::start(
+            &config.passwords,
+            policy.password_memory_blocks(),
+            stats.password_verifications.clone(),
+        )
+        .map_err(StartError::Passwords)?;
         let policy = Arc::new(ArcSwap::from_pointee(policy));
         let gate = Gate::new(policy.clone(), max_connections);
         let shared = Arc::new(Shared {
@@ -222,8 +243,8 @@ impl Server {
             policy,
             gate,
             broker: target,
-            authn_slots: Semaphore::new(AUTHN_SLOTS),
-            stats: Stats::default(),
+            passwords,
+            stats,
             client_ids: Arc::default(),
             acks: Arc::new(crate::session::AckPacer::new()),
             tls: tls_state,

@@ -16,8 +16,8 @@ use super::state::Terms;
 use super::upstream::{self, Upstream};
 use crate::mqtt::{self, Connect, PacketType, ProtocolVersion};
 use crate::policy::{
-    AuthnDecision, AuthnFailure, AuthnOptions, ClientLimits, Credentials, Identity, PublishFacts,
-    RuleRef, Subject,
+    source_key, AuthnDecision, AuthnFailure, AuthnOptions, AuthnStep, ClientLimits, Credentials,
+    Identity, PublishFacts, Subject,
 };
 use crate::server::Shared;
 use crate::transport::Peer;
@@ -105,7 +105,7 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
     let identity = match authenticate(&connect, peer, shared).await {
         Ok(identity) => identity,
         Err(r) => {
-            if matches!(r, Refusal::BadCredentials(_) | Refusal::NotAuthorized(_)) {
+            if r.is_failed_login() {
                 let ip = peer.addr.ip();
                 shared.gate.auth_failed(ip, claimed.as_deref(), &client_id);
             }
@@ -279,25 +279,32 @@ async fn authenticate(
         cert_identity: shared.config.tls.cert_identity,
         username_must_match_cert: shared.config.tls.username_must_match_cert,
     };
-    let username = connect.username.as_ref().map(|u| u.as_str().to_owned());
-    let password = connect.password.clone();
-    let cert_cn = peer.cert_cn.clone();
-    // argon2 is slow on purpose: verify on the blocking pool, a bounded number at a time.
-    let _slot = shared
-        .authn_slots
-        .acquire()
-        .await
-        .map_err(|_| Refusal::ShuttingDown)?;
-    let decision = tokio::task::spawn_blocking(move || {
-        let creds = Credentials {
-            username: username.as_deref(),
-            password: password.as_deref(),
-            cert_cn: cert_cn.as_deref(),
-        };
-        policy.authenticate(&creds, &opts)
-    })
-    .await
-    .map_err(|_| Refusal::NotAuthorized(RuleRef::builtin("authentication task failed")))?;
+    let username = connect.username.as_ref().map(|u| u.as_str());
+    let creds = Credentials {
+        username,
+        password: connect.password.as_deref(),
+        cert_cn: peer.cert_cn.as_deref(),
+    };
+    let decision = match policy.begin_authentication(&creds, &opts) {
+        AuthnStep::Decided(decision) => decision,
+        // argon2 is slow and memory-hard on purpose: the bounded pool verifies (src/authn/).
+        AuthnStep::Verify(check) => {
+            let source = source_key(peer.addr.ip(), policy.connection_limits().ipv6_prefix);
+            let password = connect.password.clone().unwrap_or_default();
+            let checked = shared
+                .passwords
+                .check(&policy, source, username, password, check)
+                .await
+                .map_err(|busy| {
+                    crate::server::Stats::bump(&shared.stats.password_busy);
+                    Refusal::PasswordBusy(busy)
+                })?;
+            if checked.cached {
+                crate::server::Stats::bump(&shared.stats.password_cache_hits);
+            }
+            checked.decision
+        }
+    };
     match decision {
         AuthnDecision::Allow { identity, rule } => {
             tracing::debug!(identity = ?identity.name, %rule, "authenticated");

@@ -51,6 +51,11 @@ pub(crate) enum Refusal {
     /// Authenticated (or anonymous) but not allowed in.
     #[error("not authorized ({0})")]
     NotAuthorized(RuleRef),
+    /// The password could not be verified in time: the verification queue had no slot for
+    /// the client's source, or no verifier was free within `passwords.queue_wait`. Says
+    /// nothing about the credentials.
+    #[error("{0}")]
+    PasswordBusy(crate::authn::Busy),
     /// The will's topic, QoS or retain flag may not be published by this client (catalogue
     /// §A.18).
     #[error("will on {topic:?} not authorized: {reason} ({rule})")]
@@ -143,8 +148,16 @@ impl Refusal {
             | Refusal::Banned(rule)
             | Refusal::Limit(_, rule) => rule.to_string(),
             Refusal::CertificateRevoked { .. } => "builtin tls.crls".to_string(),
+            Refusal::PasswordBusy(_) => "builtin password-verification-capacity".to_string(),
             _ => "protocol".to_string(),
         }
+    }
+
+    /// Whether this refusal is a failed login, which automatic bans count (`auto_ban.failed_auth`).
+    /// A refusal for lack of verification capacity is not: it says nothing about the
+    /// credentials, and counting it would let a flood ban the sources it crowds out.
+    pub(crate) fn is_failed_login(&self) -> bool {
+        matches!(self, Refusal::BadCredentials(_) | Refusal::NotAuthorized(_))
     }
 
     /// The action and topic an audit line names for this refusal.
@@ -178,7 +191,9 @@ impl Refusal {
                 Outcome::ConnAck(R::NotAuthorized)
             }
             Refusal::PublishDenied { .. } => Outcome::Disconnect(R::NotAuthorized),
-            Refusal::BrokerUnavailable(_) => Outcome::ConnAck(R::ServerUnavailable),
+            Refusal::BrokerUnavailable(_) | Refusal::PasswordBusy(_) => {
+                Outcome::ConnAck(R::ServerUnavailable)
+            }
             Refusal::Packet(e) => Outcome::Disconnect(e.reason()),
             Refusal::Frame(FrameError::TooLarge { .. }) => Outcome::Disconnect(R::PacketTooLarge),
             Refusal::Frame(_) => Outcome::Disconnect(R::MalformedPacket),
@@ -234,5 +249,38 @@ impl Denied {
             (Denied::Publish, false) => 0x00,
             (Denied::Subscribe | Denied::Unservable, false) => 0x80,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::Busy;
+    use crate::mqtt::ConnectReturnCode;
+
+    #[test]
+    fn password_busy_is_server_unavailable_and_no_failed_login() {
+        for busy in [
+            Busy::QueueFull,
+            Busy::Displaced,
+            Busy::Waited,
+            Busy::Stopped,
+        ] {
+            let refusal = Refusal::PasswordBusy(busy);
+            // 5.0: CONNACK 0x88; 3.1.1: 0x03.
+            assert_eq!(
+                refusal.outcome(),
+                Outcome::ConnAck(ReasonCode::ServerUnavailable)
+            );
+            assert_eq!(ReasonCode::ServerUnavailable.code(), 0x88);
+            assert_eq!(
+                ConnectReturnCode::from_v5(ReasonCode::ServerUnavailable).code(),
+                0x03
+            );
+            assert!(!refusal.is_failed_login(), "{busy:?}");
+            assert_eq!(refusal.rule(), "builtin password-verification-capacity");
+        }
+        assert!(Refusal::BadCredentials(RuleRef::builtin("x")).is_failed_login());
+        assert!(Refusal::NotAuthorized(RuleRef::builtin("x")).is_failed_login());
     }
 }
