@@ -29,7 +29,9 @@
 //! - `transport`: TLS handshake, WebSocket upgrade or QUIC stream → byte stream +
 //!   [`transport::Peer`].
 //! - `session`: one MQTT proxy session per connection.
-//! - `server`: listeners, the one spawn site, graceful shutdown.
+//! - `server`: on top: starts everything, listeners, the one spawn site.
+//! - [`shutdown`]: the drain every task holds, and the revocation epoch.
+//! - [`stats`]: counters.
 //! - `broker`: the embedded rumqttd and external broker targets.
 //! - [`certs`]: CA / server / client certificate generation (rcgen).
 //! - `ops`: loading files, policy reload, audit log.
@@ -48,5 +50,7 @@ pub mod ops;
 pub mod policy;
 pub mod server;
 pub(crate) mod session;
+pub mod shutdown;
+pub mod stats;
 pub mod transport;
 pub(crate) mod tunnel;

@@ -18,7 +18,7 @@
 //! on moat's ports towards it.
 //!
 //! Each packet is judged against the policy snapshot in force when it is read
-//! (`shared.policy.load()`), so a reload applies from the next packet on. Acknowledgements moat
+//! (`env.policy()`), so a reload applies from the next packet on. Acknowledgements moat
 //! owes the broker for deliveries it dropped go to the client → broker side through a queue
 //! that never blocks the broker → client side: its length is bounded by the broker's in-flight
 //! window, and a broker that overflows it ends the session. The state decides their order
@@ -29,22 +29,26 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{ready, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::connect::{TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
-use super::error::Refusal;
+use super::env::Env;
+use super::error::{Outcome, Refusal};
 use super::limits::{Check, SessionLimits};
 use super::reader::{FrameReader, ReadError};
 use super::state::{Audit, State, Step};
+use super::upstream::UPSTREAM_KEEPALIVE;
+use crate::broker::link::{BrokerRead, BrokerWrite};
+use crate::mqtt::{self, ConnectReturnCode, Packet, ProtocolVersion};
 use crate::ops::audit;
-use crate::server::{Drain, Shared, Stats};
+use crate::shutdown::Drain;
+use crate::stats::Stats;
 use crate::transport::Peer;
 
 /// Local answers (PINGRESP, refusals) queued for the client; bounded so a client that does not
@@ -91,9 +95,9 @@ pub(super) struct Link {
     /// Per-client rates and quotas (`session/limits.rs`).
     pub(super) limits: Mutex<SessionLimits>,
     /// Frames from the broker.
-    pub(super) upstream_rd: FrameReader<super::upstream::BrokerRead>,
+    pub(super) upstream_rd: FrameReader<BrokerRead>,
     /// Bytes to the broker.
-    pub(super) upstream_wr: super::upstream::BrokerWrite,
+    pub(super) upstream_wr: BrokerWrite,
     /// The broker client id, held until the session ends.
     pub(super) claim: super::registry::Claim,
 }
@@ -112,13 +116,6 @@ impl Link {
             Err(_) => Default::default(),
         }
     }
-}
-
-/// Builds the state of a session that passed the CONNECT phase.
-pub(super) fn initial_state(admitted: &super::connect::Admitted, shared: &Shared) -> State {
-    let version = admitted.connect.protocol;
-    let terms = super::connect::session_terms(admitted, shared);
-    State::new(version, alias_maximum(version), admitted.subject.clone()).with_terms(terms)
 }
 
 /// A bounded queue between the two directions of a session. Both run in the session's one
@@ -199,7 +196,7 @@ pub(super) async fn pump<R, W>(
     client_wr: &mut W,
     link: &mut Link,
     peer: &Peer,
-    shared: &Arc<Shared>,
+    env: &Env,
     mut drain: Drain,
 ) -> Result<(), Refusal>
 where
@@ -218,7 +215,7 @@ where
     let ctx = Ctx {
         state,
         limits,
-        shared,
+        env,
         peer,
     };
 
@@ -259,20 +256,20 @@ async fn broker_closes<R: AsyncRead + Unpin>(upstream: &mut FrameReader<R>) {
 /// Broker → client: judge every delivery, forward what passes together with the local answers
 /// queued by the other direction; acknowledgements owed to the broker go to the other side.
 async fn broker_to_client<W: AsyncWrite + Unpin>(
-    upstream_rd: &mut FrameReader<super::upstream::BrokerRead>,
+    upstream_rd: &mut FrameReader<BrokerRead>,
     client_wr: &mut W,
     ctx: &Ctx<'_>,
     replies: &Queue,
     acks: &Queue,
     drain: &mut Drain,
 ) -> Result<End, Refusal> {
-    let (state, limits, shared) = (ctx.state, ctx.limits, ctx.shared);
+    let (state, limits, env) = (ctx.state, ctx.limits, ctx.env);
     let mut out = Vec::new();
     loop {
         tokio::select! {
             biased;
             wake = drain.signalled_or_epoch(ctx.peer.cert.as_deref().map(|c| c.checked())) => {
-                super::revoke::on_wake(ctx.peer, shared, wake)?;
+                super::revoke::on_wake(ctx.peer, env, wake)?;
             }
             _ = replies.ready.notified() => {
                 replies.take_into(&mut out)?;
@@ -286,7 +283,7 @@ async fn broker_to_client<W: AsyncWrite + Unpin>(
                 let mut next = Some(frame);
                 while let Some(frame) = next {
                     let step = {
-                        let policy = shared.policy.load();
+                        let policy = env.policy();
                         lock(state)?.on_broker_packet(frame, &policy)?
                     };
                     match step {
@@ -333,7 +330,7 @@ struct Ctx<'a> {
     state: &'a Mutex<State>,
     /// Per-client rates and quotas (`session/limits.rs`).
     limits: &'a Mutex<SessionLimits>,
-    shared: &'a Arc<Shared>,
+    env: &'a Env,
     peer: &'a Peer,
 }
 
@@ -364,7 +361,7 @@ impl Ctx<'_> {
     }
 
     fn on_client_packet(&self, frame: Bytes) -> Result<Step, Refusal> {
-        let policy = self.shared.policy.load();
+        let policy = self.env.policy();
         lock(self.state)?.on_client_packet(frame, &policy)
     }
 }
@@ -380,7 +377,7 @@ fn ack_broker(acks: &Queue, bytes: Bytes) -> Result<(), Refusal> {
 /// the acknowledgements moat owes the broker for dropped deliveries.
 async fn client_to_broker<R: AsyncRead + Unpin>(
     client: &mut FrameReader<R>,
-    upstream: &mut super::upstream::BrokerWrite,
+    upstream: &mut BrokerWrite,
     ctx: &Ctx<'_>,
     replies: &Queue,
     acks: &Queue,
@@ -444,13 +441,13 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                     write(upstream, &mut out)
                         .await
                         .map_err(|e| Refusal::Broker(e.to_string()))?;
-                    Stats::bump(&ctx.shared.stats.throttled);
+                    Stats::bump(&ctx.env.stats().throttled);
                     tokio::time::sleep(wait).await;
                 }
                 Check::Refuse(refusal) => {
                     // What passed before the refused packet still goes on.
                     let _ = write(upstream, &mut out).await;
-                    Stats::bump(&ctx.shared.stats.limit_disconnects);
+                    Stats::bump(&ctx.env.stats().limit_disconnects);
                     let reason = refusal.to_string();
                     audit::refused(
                         ctx.peer,
@@ -572,9 +569,30 @@ fn lock<T>(state: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, Refusal> {
         .map_err(|_| Refusal::Broker("session state poisoned".into()))
 }
 
-fn alias_maximum(version: crate::mqtt::ProtocolVersion) -> u16 {
-    match version {
-        crate::mqtt::ProtocolVersion::V5 => TOPIC_ALIAS_MAXIMUM,
-        _ => 0,
+/// Writes the last word moat has for a client, if its version has one for this outcome.
+pub(super) async fn say_goodbye<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    version: ProtocolVersion,
+    outcome: Outcome,
+) -> std::io::Result<()> {
+    let packet = match (outcome, version) {
+        (Outcome::ConnAck(code), ProtocolVersion::V5) => {
+            Packet::ConnAck(mqtt::ConnAck::new(code.code()))
+        }
+        (Outcome::ConnAck(code), _) => {
+            Packet::ConnAck(mqtt::ConnAck::new(ConnectReturnCode::from_v5(code).code()))
+        }
+        (Outcome::ConnAckRaw(code), _) => Packet::ConnAck(mqtt::ConnAck::new(code)),
+        (Outcome::Disconnect(code), ProtocolVersion::V5) => {
+            Packet::Disconnect(mqtt::Disconnect::new(code.code()))
+        }
+        // MQTT 3.x has no DISCONNECT from the server: closing is the answer.
+        (Outcome::Disconnect(_), _) | (Outcome::Close, _) => return Ok(()),
+    };
+    let mut out = BytesMut::new();
+    if packet.encode(version, &mut out).is_ok() {
+        wr.write_all(&out).await?;
+        wr.flush().await?;
     }
+    Ok(())
 }

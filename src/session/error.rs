@@ -5,9 +5,44 @@
 //! (translated for 3.x clients), after it a v5 DISCONNECT, and for 3.x clients a plain close,
 //! because MQTT 3.1.1 has no way to say why.
 
-use super::limits::Exceeded;
 use crate::mqtt::{ConnectError, DecodeError, FrameError, ProtocolVersion, ReasonCode};
 use crate::policy::{AclReason, RuleRef};
+
+/// Which limit a client went above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exceeded {
+    /// PUBLISH packets per second.
+    PublishRate,
+    /// PUBLISH bytes per second.
+    PublishBytes,
+    /// SUBSCRIBE / UNSUBSCRIBE packets per second.
+    SubscribeRate,
+    /// Topic filters held by the session.
+    Subscriptions,
+    /// QoS 1/2 PUBLISHes not yet acknowledged (Receive Maximum).
+    Inflight,
+    /// A topic name or filter longer than allowed.
+    TopicLength,
+    /// A topic name or filter with too many levels.
+    TopicLevels,
+}
+
+// === impl Exceeded ===
+
+impl Exceeded {
+    /// For logs.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::PublishRate => "publish rate",
+            Self::PublishBytes => "publish byte rate",
+            Self::SubscribeRate => "subscribe rate",
+            Self::Subscriptions => "subscriptions per session",
+            Self::Inflight => "inflight QoS 1/2 (Receive Maximum)",
+            Self::TopicLength => "topic length",
+            Self::TopicLevels => "topic levels",
+        }
+    }
+}
 
 /// What moat puts on the wire before closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,45 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::error::Refusal;
+use super::error::{Exceeded, Refusal};
 use crate::mqtt::{self, Packet, ProtocolVersion};
 use crate::policy::{Bucket, ClientLimits, OnExceed, RuleRef};
-
-/// Which limit a client went above.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Exceeded {
-    /// PUBLISH packets per second.
-    PublishRate,
-    /// PUBLISH bytes per second.
-    PublishBytes,
-    /// SUBSCRIBE / UNSUBSCRIBE packets per second.
-    SubscribeRate,
-    /// Topic filters held by the session.
-    Subscriptions,
-    /// QoS 1/2 PUBLISHes not yet acknowledged (Receive Maximum).
-    Inflight,
-    /// A topic name or filter longer than allowed.
-    TopicLength,
-    /// A topic name or filter with too many levels.
-    TopicLevels,
-}
-
-// === impl Exceeded ===
-
-impl Exceeded {
-    /// For logs.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::PublishRate => "publish rate",
-            Self::PublishBytes => "publish byte rate",
-            Self::SubscribeRate => "subscribe rate",
-            Self::Subscriptions => "subscriptions per session",
-            Self::Inflight => "inflight QoS 1/2 (Receive Maximum)",
-            Self::TopicLength => "topic length",
-            Self::TopicLevels => "topic levels",
-        }
-    }
-}
 
 /// What the driver does with a frame.
 #[derive(Debug)]

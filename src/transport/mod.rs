@@ -7,6 +7,7 @@
 mod crl;
 pub mod forwarded;
 mod handshake_refusal;
+mod material;
 mod peer;
 pub mod quic;
 pub mod quic_client;
@@ -18,6 +19,8 @@ mod ws_stream;
 pub use crate::config::TransportKind;
 pub use crl::Revocations;
 pub use handshake_refusal::HandshakeRefusal;
+pub(crate) use material::Handshakes;
+pub use material::{MaterialError, TlsState, TlsSummary};
 pub use peer::{normalise as peer_addr, ClientCert, Peer};
 pub use tls_stream::ServerTls;
 pub use ws_stream::WsBytes;
