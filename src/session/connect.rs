@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::driver::{say_goodbye, Link};
 use super::env::Env;
-use super::error::Refusal;
+use super::error::{PeerFault, PolicyRefusal, Refusal};
 use super::limits::SessionLimits;
 use super::reader::{FrameReader, ReadError};
 use super::state::{State, Terms};
@@ -82,7 +82,7 @@ where
         Err(refused) => {
             Stats::bump(&env.stats().connects_refused);
             let (action, topic) = refused.refusal.audit_subject();
-            if matches!(refused.refusal, Refusal::Banned(_)) {
+            if matches!(refused.refusal, Refusal::Policy(PolicyRefusal::Banned(_))) {
                 Stats::bump(&env.stats().connects_banned);
             }
             audit::refused(
@@ -142,7 +142,7 @@ async fn admit<R: AsyncRead + Unpin>(
     let frame = read_first(reader, deadline).await.map_err(no_version)?;
     let mut connect = Connect::decode(frame).map_err(|e| Refused {
         version: e.version(),
-        refusal: Refusal::Connect(e),
+        refusal: Refusal::Peer(PeerFault::Connect(e)),
         identity: None,
     })?;
     let version = connect.protocol;
@@ -154,7 +154,7 @@ async fn admit<R: AsyncRead + Unpin>(
     // Enhanced authentication (AUTH exchanges) is not offered: CONNACK 0x8C, and rumqttd, which
     // has no AUTH packet, never sees the method [MQTT-4.12.0-1].
     if connect.properties.authentication_method.is_some() {
-        return Err(refuse(Refusal::BadAuthMethod, None));
+        return Err(refuse(Refusal::Peer(PeerFault::BadAuthMethod), None));
     }
     let assigned_client_id = check_client_id(&connect).map_err(|r| refuse(r, None))?;
     if let Some(id) = &assigned_client_id {
@@ -169,7 +169,7 @@ async fn admit<R: AsyncRead + Unpin>(
     let identity = match authenticate(&connect, peer, env).await {
         Ok(identity) => identity,
         Err(r) => {
-            if matches!(r, Refusal::BadCredentials(_) | Refusal::NotAuthorized(_)) {
+            if r.is_failed_login() {
                 let ip = peer.addr.ip();
                 env.auth_failed(ip, claimed.as_deref(), &client_id);
             }
@@ -180,7 +180,9 @@ async fn admit<R: AsyncRead + Unpin>(
     check_bans(env, peer, Some(&identity.name), &client_id).map_err(|r| refuse(r, who()))?;
     let limits = env.policy().client_limits(&identity);
     if assigned_client_id.is_none() && client_id.len() > limits.max_client_id {
-        let r = Refusal::ClientId("client id longer than limits max_client_id");
+        let r = Refusal::Peer(PeerFault::ClientId(
+            "client id longer than limits max_client_id",
+        ));
         return Err(refuse(r, who()));
     }
 
@@ -203,11 +205,11 @@ async fn admit<R: AsyncRead + Unpin>(
         };
         let decision = env.policy().authorize_publish(&subject, &facts);
         if !decision.is_allowed() {
-            let refusal = Refusal::WillDenied {
+            let refusal = Refusal::Policy(PolicyRefusal::WillDenied {
                 topic: will.topic.as_str().to_owned(),
                 reason: decision.reason,
                 rule: decision.decision.rule,
-            };
+            });
             return Err(refuse(refusal, who()));
         }
     }
@@ -257,11 +259,15 @@ fn bind_client_id(
     if !assigned {
         let decision = env.policy().check_client_id(&identity.name, id);
         if !decision.is_allowed() {
-            return Err(Refusal::ClientIdNotBound(decision.rule));
+            return Err(Refusal::Policy(PolicyRefusal::ClientIdNotBound(
+                decision.rule,
+            )));
         }
     }
     let broker_id = super::broker_id::encode(&identity.name, id).map_err(|_| {
-        Refusal::ClientId("identity and client id together longer than an MQTT string")
+        Refusal::Peer(PeerFault::ClientId(
+            "identity and client id together longer than an MQTT string",
+        ))
     })?;
     Ok(env.claim(broker_id))
 }
@@ -274,7 +280,7 @@ fn check_bans(
     client_id: &str,
 ) -> Result<(), Refusal> {
     env.check_bans(peer.addr.ip(), username, client_id)
-        .map_err(Refusal::Banned)
+        .map_err(|rule| PolicyRefusal::Banned(rule).into())
 }
 
 async fn read_first<R: AsyncRead + Unpin>(
@@ -284,9 +290,9 @@ async fn read_first<R: AsyncRead + Unpin>(
     // One deadline for the whole CONNECT, not per read: a slow drip cannot extend it.
     // [MQTT-3.1.0-1] The first packet from the client must be CONNECT.
     match tokio::time::timeout(deadline, reader.next_expecting(PacketType::Connect)).await {
-        Err(_) => Err(Refusal::ConnectTimeout),
-        Ok(Err(ReadError::Frame(e))) => Err(Refusal::ConnectFrame(e)),
-        Ok(Err(_)) | Ok(Ok(None)) => Err(Refusal::FirstNotConnect),
+        Err(_) => Err(Refusal::Peer(PeerFault::ConnectTimeout)),
+        Ok(Err(ReadError::Frame(e))) => Err(Refusal::Peer(PeerFault::ConnectFrame(e))),
+        Ok(Err(_)) | Ok(Ok(None)) => Err(Refusal::Peer(PeerFault::FirstNotConnect)),
         Ok(Ok(Some(frame))) => Ok(frame),
     }
 }
@@ -297,10 +303,12 @@ fn check_client_id(connect: &Connect) -> Result<Option<String>, Refusal> {
     if id.is_empty() {
         return match connect.protocol {
             // MQTT 3.1 requires 1 to 23 characters.
-            ProtocolVersion::V3_1 => Err(Refusal::ClientId("empty client id in MQTT 3.1")),
+            ProtocolVersion::V3_1 => Err(Refusal::Peer(PeerFault::ClientId(
+                "empty client id in MQTT 3.1",
+            ))),
             // [MQTT-3.1.3-8] An empty id with CleanSession=0 is refused with 0x02.
-            ProtocolVersion::V3_1_1 if !connect.clean_start => Err(Refusal::ClientId(
-                "empty client id without clean session [MQTT-3.1.3-8]",
+            ProtocolVersion::V3_1_1 if !connect.clean_start => Err(Refusal::Peer(
+                PeerFault::ClientId("empty client id without clean session [MQTT-3.1.3-8]"),
             )),
             // [MQTT-3.1.3-6] The server assigns a unique id (reported in CONNACK for 5.0).
             _ => Ok(Some(assign_client_id())),
@@ -309,10 +317,14 @@ fn check_client_id(connect: &Connect) -> Result<Option<String>, Refusal> {
     // rumqttd silently drops clients whose id contains these, leaving the CONNECT unanswered;
     // they are also the characters that turn `{client_id}` into a wildcard.
     if id.contains(['+', '#', '/', '$']) {
-        return Err(Refusal::ClientId("client id contains + # / or $"));
+        return Err(Refusal::Peer(PeerFault::ClientId(
+            "client id contains + # / or $",
+        )));
     }
     if connect.protocol == ProtocolVersion::V3_1 && id.len() > 23 {
-        return Err(Refusal::ClientId("MQTT 3.1 client id longer than 23 bytes"));
+        return Err(Refusal::Peer(PeerFault::ClientId(
+            "MQTT 3.1 client id longer than 23 bytes",
+        )));
     }
     Ok(None)
 }
@@ -347,15 +359,19 @@ async fn authenticate(connect: &Connect, peer: &Peer, env: &Env) -> Result<Ident
         policy.authenticate(&creds, &opts)
     })
     .await
-    .map_err(|_| Refusal::NotAuthorized(RuleRef::builtin("authentication task failed")))?;
+    .map_err(|_| {
+        Refusal::Policy(PolicyRefusal::NotAuthorized(RuleRef::builtin(
+            "authentication task failed",
+        )))
+    })?;
     match decision {
         AuthnDecision::Allow { identity, rule } => {
             tracing::debug!(identity = ?identity.name, %rule, "authenticated");
             Ok(identity)
         }
         AuthnDecision::Deny { reason, rule } => Err(match reason {
-            AuthnFailure::BadCredentials => Refusal::BadCredentials(rule),
-            AuthnFailure::NotAuthorized => Refusal::NotAuthorized(rule),
+            AuthnFailure::BadCredentials => Refusal::Policy(PolicyRefusal::BadCredentials(rule)),
+            AuthnFailure::NotAuthorized => Refusal::Policy(PolicyRefusal::NotAuthorized(rule)),
         }),
     }
 }

@@ -39,13 +39,13 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::env::Env;
-use super::error::{Outcome, Refusal};
+use super::error::{BrokerFault, InternalFault, Outcome, PeerFault, Refusal};
 use super::limits::{Check, SessionLimits};
 use super::reader::{FrameReader, ReadError};
 use super::state::{Audit, State, Step};
 use super::upstream::UPSTREAM_KEEPALIVE;
 use crate::broker::link::{BrokerRead, BrokerWrite};
-use crate::mqtt::{self, ConnectReturnCode, Packet, ProtocolVersion};
+use crate::mqtt::ProtocolVersion;
 use crate::ops::audit;
 use crate::shutdown::Drain;
 use crate::stats::Stats;
@@ -147,7 +147,7 @@ impl Queue {
     fn items(&self) -> Result<std::sync::MutexGuard<'_, VecDeque<Bytes>>, Refusal> {
         self.items
             .lock()
-            .map_err(|_| Refusal::Broker("session queue poisoned".into()))
+            .map_err(|_| InternalFault::Poisoned("session queue").into())
     }
 
     /// Queues a frame if there is room; gives it back otherwise.
@@ -277,8 +277,8 @@ async fn broker_to_client<W: AsyncWrite + Unpin>(
             frame = upstream_rd.next() => {
                 let frame = match frame {
                     Ok(Some(f)) => f,
-                    Ok(None) => return Err(Refusal::Broker("broker closed the connection".into())),
-                    Err(e) => return Err(Refusal::Broker(e.to_string())),
+                    Ok(None) => return Err(BrokerFault::Closed.into()),
+                    Err(e) => return Err(BrokerFault::Read(e).into()),
                 };
                 let mut next = Some(frame);
                 while let Some(frame) = next {
@@ -291,7 +291,7 @@ async fn broker_to_client<W: AsyncWrite + Unpin>(
                         Step::Reply(b) => ack_broker(acks, b)?,
                         Step::Goodbye(b) => {
                             out.push(b);
-                            write(client_wr, &mut out).await?;
+                            write(client_wr, &mut out).await.map_err(PeerFault::Gone)?;
                             return Ok(End::Disconnected);
                         }
                         Step::Refuse { reply, forward, audits } => {
@@ -305,9 +305,7 @@ async fn broker_to_client<W: AsyncWrite + Unpin>(
                         }
                         Step::Nothing => {}
                     }
-                    next = upstream_rd
-                        .buffered()
-                        .map_err(|e| Refusal::Broker(e.to_string()))?;
+                    next = upstream_rd.buffered().map_err(BrokerFault::Read)?;
                 }
             }
         }
@@ -321,7 +319,8 @@ async fn broker_to_client<W: AsyncWrite + Unpin>(
         }
         tokio::time::timeout(CLIENT_WRITE_TIMEOUT, write(client_wr, &mut out))
             .await
-            .map_err(|_| Refusal::WriteTimeout(CLIENT_WRITE_TIMEOUT))??;
+            .map_err(|_| PeerFault::StoppedReading(CLIENT_WRITE_TIMEOUT))?
+            .map_err(PeerFault::Gone)?;
     }
 }
 
@@ -370,7 +369,7 @@ impl Ctx<'_> {
 /// broker's in-flight window, so a full queue means the broker is misbehaving.
 fn ack_broker(acks: &Queue, bytes: Bytes) -> Result<(), Refusal> {
     acks.try_push(bytes)?
-        .map_err(|_| Refusal::Broker("broker exceeded its in-flight window".into()))
+        .map_err(|_| BrokerFault::Misbehaved("broker exceeded its in-flight window").into())
 }
 
 /// Client → broker: judge every packet, forward what passes, queue local answers; also writes
@@ -408,10 +407,10 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                 let now = Instant::now();
                 // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
                 if idle.is_some_and(|limit| now.duration_since(last_packet) >= limit) {
-                    return Err(Refusal::KeepAlive);
+                    return Err(Refusal::Peer(PeerFault::KeepAlive));
                 }
                 if now >= next_ping {
-                    upstream.write_all(PINGREQ).await.map_err(|e| Refusal::Broker(e.to_string()))?;
+                    upstream.write_all(PINGREQ).await.map_err(BrokerFault::Write)?;
                     next_ping = now + every;
                 }
                 timer.as_mut().reset(due(last_packet, next_ping));
@@ -419,9 +418,7 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
             }
             _ = acks.ready.notified() => {
                 acks.take_into(&mut out)?;
-                write(upstream, &mut out)
-                    .await
-                    .map_err(|e| Refusal::Broker(e.to_string()))?;
+                write(upstream, &mut out).await.map_err(BrokerFault::Write)?;
                 continue;
             }
         };
@@ -440,23 +437,14 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                     // client for `wait`, so TCP backpressure slows it down to its rate.
                     write(upstream, &mut out)
                         .await
-                        .map_err(|e| Refusal::Broker(e.to_string()))?;
+                        .map_err(BrokerFault::Write)?;
                     Stats::bump(&ctx.env.stats().throttled);
                     tokio::time::sleep(wait).await;
                 }
                 Check::Refuse(refusal) => {
-                    // What passed before the refused packet still goes on.
+                    // What passed before the refused packet still goes on; the session's end
+                    // audits and counts the refusal.
                     let _ = write(upstream, &mut out).await;
-                    Stats::bump(&ctx.env.stats().limit_disconnects);
-                    let reason = refusal.to_string();
-                    audit::refused(
-                        ctx.peer,
-                        Some(&ctx.identity()),
-                        "limit",
-                        "",
-                        &reason,
-                        &refusal.rule(),
-                    );
                     return Err(refusal);
                 }
             }
@@ -486,39 +474,40 @@ async fn client_to_broker<R: AsyncRead + Unpin>(
                     out.push(b);
                     write(upstream, &mut out)
                         .await
-                        .map_err(|_| Refusal::Broker("write DISCONNECT".into()))?;
+                        .map_err(BrokerFault::Write)?;
                     return Ok(End::Disconnected);
                 }
             }
-            next = client.buffered().map_err(|e| match e {
-                ReadError::Frame(f) => Refusal::Frame(f),
-                other => Refusal::Broker(other.to_string()),
-            })?;
+            // Buffered frames are already read: only a bad fixed header can fail here.
+            next = match client.buffered() {
+                Ok(next) => next,
+                Err(ReadError::Frame(f)) => return Err(PeerFault::Frame(f).into()),
+                Err(_) => None,
+            };
         }
         write(upstream, &mut out)
             .await
-            .map_err(|e| Refusal::Broker(e.to_string()))?;
+            .map_err(BrokerFault::Write)?;
     }
 }
 
 /// What a client read means for the session.
 fn read_result(r: Result<Option<Bytes>, ReadError>) -> Result<Option<Bytes>, Refusal> {
     r.or_else(|e| match e {
-        ReadError::Frame(f) => Err(Refusal::Frame(f)),
+        ReadError::Frame(f) => Err(Refusal::Peer(PeerFault::Frame(f))),
         // A reset or a close inside a packet: nobody is left to tell.
         ReadError::Truncated | ReadError::Io(_) | ReadError::Unexpected(_) => Ok(None),
     })
 }
 
 /// Writes `frames` as they are, in as few vectored writes as the writer takes, then flushes.
-async fn write<W: AsyncWrite + Unpin>(w: &mut W, frames: &mut Vec<Bytes>) -> Result<(), Refusal> {
-    let io = |e: std::io::Error| Refusal::Broker(e.to_string());
+async fn write<W: AsyncWrite + Unpin>(w: &mut W, frames: &mut Vec<Bytes>) -> std::io::Result<()> {
     match frames.as_mut_slice() {
         [] => return Ok(()),
-        [one] => w.write_all(one).await.map_err(io)?,
-        _ => write_all_vectored(w, frames).await.map_err(io)?,
+        [one] => w.write_all(one).await?,
+        _ => write_all_vectored(w, frames).await?,
     }
-    w.flush().await.map_err(io)?;
+    w.flush().await?;
     frames.clear();
     Ok(())
 }
@@ -566,7 +555,7 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
 fn lock<T>(state: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, Refusal> {
     state
         .lock()
-        .map_err(|_| Refusal::Broker("session state poisoned".into()))
+        .map_err(|_| InternalFault::Poisoned("session state").into())
 }
 
 /// Writes the last word moat has for a client, if its version has one for this outcome.
@@ -575,19 +564,8 @@ pub(super) async fn say_goodbye<W: AsyncWrite + Unpin>(
     version: ProtocolVersion,
     outcome: Outcome,
 ) -> std::io::Result<()> {
-    let packet = match (outcome, version) {
-        (Outcome::ConnAck(code), ProtocolVersion::V5) => {
-            Packet::ConnAck(mqtt::ConnAck::new(code.code()))
-        }
-        (Outcome::ConnAck(code), _) => {
-            Packet::ConnAck(mqtt::ConnAck::new(ConnectReturnCode::from_v5(code).code()))
-        }
-        (Outcome::ConnAckRaw(code), _) => Packet::ConnAck(mqtt::ConnAck::new(code)),
-        (Outcome::Disconnect(code), ProtocolVersion::V5) => {
-            Packet::Disconnect(mqtt::Disconnect::new(code.code()))
-        }
-        // MQTT 3.x has no DISCONNECT from the server: closing is the answer.
-        (Outcome::Disconnect(_), _) | (Outcome::Close, _) => return Ok(()),
+    let Some(packet) = outcome.packet(version) else {
+        return Ok(());
     };
     let mut out = BytesMut::new();
     if packet.encode(version, &mut out).is_ok() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::error::{Exceeded, Refusal};
+use super::error::{Exceeded, PolicyRefusal, Refusal};
 use crate::mqtt::{self, Packet, ProtocolVersion};
 use crate::policy::{Bucket, ClientLimits, OnExceed, RuleRef};
 
@@ -285,7 +285,7 @@ impl SessionLimits {
     }
 
     fn refuse(&self, what: Exceeded) -> Refusal {
-        Refusal::Limit(what, self.limits.rule.clone())
+        Refusal::Policy(PolicyRefusal::Limit(what, self.limits.rule.clone()))
     }
 
     /// The rule behind these limits (for tests and logs).

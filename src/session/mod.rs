@@ -29,7 +29,7 @@ use crate::ops::audit;
 use crate::shutdown::Drain;
 use crate::stats::Stats;
 use crate::transport::Peer;
-use error::Refusal;
+use error::{PolicyRefusal, Refusal};
 use reader::FrameReader;
 
 /// Serves one client from its first byte after the transport handshake to the close.
@@ -76,7 +76,12 @@ where
     env.session_ended(peer.addr.ip(), Some(&identity), &client_id);
     match end {
         Ok(()) => {}
-        Err(refusal @ (Refusal::PublishDenied { .. } | Refusal::CertificateRevoked { .. })) => {
+        Err(refusal @ Refusal::Policy(_)) => {
+            // The policy ended the session (a `disconnect: true` rule, a limit, a revoked
+            // certificate): one audit line with the rule, as every policy refusal has.
+            if let Refusal::Policy(PolicyRefusal::Limit(..)) = refusal {
+                Stats::bump(&env.stats().limit_disconnects);
+            }
             let (action, topic) = refusal.audit_subject();
             let reason = refusal.to_string();
             audit::refused(
@@ -90,7 +95,7 @@ where
             let _ = driver::say_goodbye(&mut wr, link.version, refusal.outcome()).await;
         }
         Err(refusal) => {
-            tracing::info!(reason = %refusal, "session closed by moat");
+            tracing::info!(side = %refusal.side(), reason = %refusal, "session closed");
             let _ = driver::say_goodbye(&mut wr, link.version, refusal.outcome()).await;
         }
     }

@@ -4,11 +4,11 @@
 //! the revocation epoch moves (`shutdown.rs`); this file says what a wake means. Only a
 //! session that kept its certificate's issuer and serial (`Peer::cert`: CRLs are configured)
 //! ever sees an epoch; it checks the certificate against the CRLs in force and ends with
-//! [`Refusal::CertificateRevoked`] (MQTT 5 DISCONNECT 0x87, 3.x close, one audit line) when
+//! [`PolicyRefusal::CertificateRevoked`] (MQTT 5 DISCONNECT 0x87, 3.x close, one audit line) when
 //! one revokes it. Separate from `driver.rs`, which only moves bytes.
 
 use super::env::Env;
-use super::error::Refusal;
+use super::error::{PolicyRefusal, Refusal};
 use crate::shutdown::Wake;
 use crate::transport::Peer;
 
@@ -26,10 +26,10 @@ pub(super) fn on_wake(peer: &Peer, env: &Env, wake: Wake) -> Result<(), Refusal>
     // (a reload stores them before it moves the epoch), so nothing newer is skipped.
     cert.mark_checked(epoch);
     match env.revoking(cert) {
-        Some(crl) => Err(Refusal::CertificateRevoked {
+        Some(crl) => Err(Refusal::Policy(PolicyRefusal::CertificateRevoked {
             crl,
             serial: cert.serial_hex(),
-        }),
+        })),
         None => Ok(()),
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::alias::{AliasError, AliasTable};
-use super::error::{Denied, Refusal};
+use super::error::{BrokerFault, Denied, InternalFault, PeerFault, PolicyRefusal, Refusal};
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
 use crate::policy::{AclCache, AclDecision, Action, Policy, PublishFacts, Subject};
 
@@ -148,13 +148,15 @@ impl State {
                 self.client_delivery_ack(frame, &packet)
             }
             // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
-            Packet::Connect(_) => Err(Refusal::Protocol("second CONNECT [MQTT-3.1.0-2]")),
-            Packet::Auth(_) => Err(Refusal::Protocol(
+            Packet::Connect(_) => Err(Refusal::Peer(PeerFault::Protocol(
+                "second CONNECT [MQTT-3.1.0-2]",
+            ))),
+            Packet::Auth(_) => Err(Refusal::Peer(PeerFault::Protocol(
                 "AUTH without an authentication method in CONNECT [MQTT-4.12.0-1]",
-            )),
-            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                Err(Refusal::Protocol("packet only a server may send"))
-            }
+            ))),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => Err(
+                Refusal::Peer(PeerFault::Protocol("packet only a server may send")),
+            ),
         }
     }
 
@@ -164,8 +166,7 @@ impl State {
         frame: Bytes,
         policy: &Arc<Policy>,
     ) -> Result<Step, Refusal> {
-        let packet = mqtt::decode(frame.clone(), self.version)
-            .map_err(|e| Refusal::Broker(format!("broker sent a bad packet: {e}")))?;
+        let packet = mqtt::decode(frame.clone(), self.version).map_err(BrokerFault::BadPacket)?;
         match packet {
             Packet::Publish(p) => self.deliver(frame, p, policy),
             Packet::SubAck(mut ack) => match self.pending_subacks.remove(&ack.pkid) {
@@ -177,7 +178,7 @@ impl State {
                         let code = match slot {
                             Some(code) => code,
                             None => from_broker.next().ok_or_else(|| {
-                                Refusal::Broker("SUBACK with too few return codes".into())
+                                BrokerFault::Misbehaved("SUBACK with too few return codes")
                             })?,
                         };
                         merged.push(code);
@@ -199,7 +200,9 @@ impl State {
             | Packet::Subscribe(_)
             | Packet::Unsubscribe(_)
             | Packet::PingReq
-            | Packet::Auth(_) => Err(Refusal::Broker("unexpected packet from the broker".into())),
+            | Packet::Auth(_) => {
+                Err(BrokerFault::Misbehaved("unexpected packet from the broker").into())
+            }
         }
     }
 
@@ -210,19 +213,19 @@ impl State {
         policy: &Arc<Policy>,
     ) -> Result<Step, Refusal> {
         if !p.properties.subscription_identifiers.is_empty() {
-            return Err(Refusal::Protocol(
+            return Err(Refusal::Peer(PeerFault::Protocol(
                 "PUBLISH from a client with a Subscription Identifier [MQTT-3.3.4-6]",
-            ));
+            )));
         }
         let mut rewritten = false;
         if let Some(alias) = p.properties.topic_alias.take() {
             p.topic = self.aliases.resolve(&p.topic, alias).map_err(|e| match e {
-                AliasError::OutOfRange => {
-                    Refusal::TopicAlias("alias 0 or above the maximum [MQTT-3.3.2-8]")
-                }
-                AliasError::Unknown => {
-                    Refusal::Protocol("empty topic with an unknown topic alias [MQTT-3.3.2-12]")
-                }
+                AliasError::OutOfRange => Refusal::Peer(PeerFault::TopicAlias(
+                    "alias 0 or above the maximum [MQTT-3.3.2-8]",
+                )),
+                AliasError::Unknown => Refusal::Peer(PeerFault::Protocol(
+                    "empty topic with an unknown topic alias [MQTT-3.3.2-12]",
+                )),
             })?;
             rewritten = true;
         }
@@ -253,11 +256,11 @@ impl State {
         decision: &AclDecision,
     ) -> Result<Step, Refusal> {
         if decision.disconnect {
-            return Err(Refusal::PublishDenied {
+            return Err(Refusal::Policy(PolicyRefusal::PublishDenied {
                 topic: p.topic.as_str().to_owned(),
                 reason: decision.reason,
                 rule: decision.rule().clone(),
-            });
+            }));
         }
         let code = Denied::Publish.code(self.version);
         let reply = match (p.qos, p.pkid) {
@@ -356,9 +359,9 @@ impl State {
         policy: &Arc<Policy>,
     ) -> Result<Step, Refusal> {
         if p.properties.topic_alias.is_some() {
-            return Err(Refusal::Broker(
-                "broker used a topic alias moat never allowed".into(),
-            ));
+            return Err(
+                BrokerFault::Misbehaved("broker used a topic alias moat never allowed").into(),
+            );
         }
         let decision = self.acl.receive(policy, &self.subject, p.topic.as_str());
         if decision.is_allowed() {
@@ -381,7 +384,7 @@ impl State {
         let mut out = BytesMut::new();
         packet
             .encode(self.version, &mut out)
-            .map_err(|e| Refusal::Broker(format!("cannot encode {e}")))?;
+            .map_err(InternalFault::Encode)?;
         Ok(out.freeze())
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::error::Refusal;
+use super::error::{BrokerFault, Refusal};
 use super::reader::FrameReader;
 use crate::broker::link::{self, AckPacer, BrokerRead, BrokerWrite};
 use crate::broker::BrokerTarget;
@@ -36,7 +36,7 @@ pub(crate) async fn open(
     max_packet_size: usize,
     pacer: &Arc<AckPacer>,
 ) -> Result<Upstream, Refusal> {
-    let unavailable = |what: String| Refusal::BrokerUnavailable(what);
+    let unavailable = |what: String| Refusal::Broker(BrokerFault::Unavailable(what));
     if !target.health.is_up() {
         return Err(unavailable("embedded broker is down".into()));
     }

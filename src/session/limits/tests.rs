@@ -63,7 +63,7 @@ fn limits(f: impl FnOnce(&mut ClientLimits)) -> SessionLimits {
 
 fn refused(c: Check) -> Exceeded {
     match c {
-        Check::Refuse(Refusal::Limit(what, _)) => what,
+        Check::Refuse(Refusal::Policy(PolicyRefusal::Limit(what, _))) => what,
         other => panic!("expected a limit refusal, got {other:?}"),
     }
 }
@@ -109,7 +109,10 @@ fn disconnect_mode_refuses_above_the_rate_mqtt_0x96() {
         s.on_client_frame(now + Duration::from_millis(100), &p),
         Check::Pass
     ));
-    let r = Refusal::Limit(Exceeded::PublishRate, s.rule().clone());
+    let r = Refusal::Policy(PolicyRefusal::Limit(
+        Exceeded::PublishRate,
+        s.rule().clone(),
+    ));
     assert_eq!(
         r.outcome(),
         crate::session::error::Outcome::Disconnect(crate::mqtt::ReasonCode::MessageRateTooHigh)

@@ -23,9 +23,9 @@ use bytes::Bytes;
 
 use super::deliveries::{Delivered, Deliveries, Released};
 use super::{State, Step};
-use crate::mqtt::{self, Packet, ProtocolVersion, QoS, ReasonCode};
+use crate::mqtt::{self, Packet, QoS};
 use crate::policy::Policy;
-use crate::session::error::Refusal;
+use crate::session::error::{Denied, PeerFault, Refusal};
 
 /// What the client's CONNECT and moat's CONNACK agreed for the whole session.
 #[derive(Debug, Clone, Copy, Default)]
@@ -102,7 +102,9 @@ impl State {
                 QoS::ExactlyOnce => Ok(Step::Reply(
                     self.encode(&Packet::PubRec(mqtt::Ack::new(id)))?,
                 )),
-                _ => Err(Refusal::Protocol("packet identifier in use [MQTT-2.2.1-3]")),
+                _ => Err(Refusal::Peer(PeerFault::Protocol(
+                    "packet identifier in use [MQTT-2.2.1-3]",
+                ))),
             };
         }
         match self.flows.outbound.get(&id) {
@@ -120,11 +122,15 @@ impl State {
                     self.encode(&Packet::PubRec(mqtt::Ack::new(id)))?,
                 ));
             }
-            Some(_) => return Err(Refusal::Protocol("packet identifier in use [MQTT-2.2.1-3]")),
+            Some(_) => {
+                return Err(Refusal::Peer(PeerFault::Protocol(
+                    "packet identifier in use [MQTT-2.2.1-3]",
+                )))
+            }
             None => {
                 if let Some(max) = self.flows.terms.receive_maximum {
                     if self.flows.outbound.len() >= usize::from(max) {
-                        return Err(Refusal::ReceiveMaximum); // [MQTT-3.3.4-7]
+                        return Err(Refusal::Peer(PeerFault::ReceiveMaximum)); // [MQTT-3.3.4-7]
                     }
                 }
             }
@@ -152,16 +158,15 @@ impl State {
             // forwarded: rumqttd releases its oldest recorded QoS 2 message at every PUBREL, so
             // a second one would publish the client's next QoS 2 message before its PUBREL.
             Some(Awaiting::Comp) => Ok(Step::Nothing),
-            Some(_) => Err(Refusal::Protocol("PUBREL before the PUBREC [MQTT-4.3.3-4]")),
+            Some(_) => Err(Refusal::Peer(PeerFault::Protocol(
+                "PUBREL before the PUBREC [MQTT-4.3.3-4]",
+            ))),
             // The broker kept this exchange from an earlier connection: it is the broker's.
             None if self.flows.terms.resumed => Ok(Step::Forward(frame)),
             None => {
                 // Nobody holds this exchange: answer it here so the client can free the id
                 // (v5: 0x92 Packet Identifier not found), and never let the broker see it.
-                let reason = match self.version {
-                    ProtocolVersion::V5 => ReasonCode::PacketIdentifierNotFound.code(),
-                    _ => 0,
-                };
+                let reason = Denied::UnknownPacketId.code(self.version);
                 let comp = mqtt::Ack {
                     reason,
                     ..mqtt::Ack::new(id)
@@ -198,9 +203,9 @@ impl State {
     ) -> Result<Step, Refusal> {
         let raises = d.properties.session_expiry.is_some_and(|s| s != 0);
         if raises && self.flows.terms.session_expiry_zero {
-            return Err(Refusal::Protocol(
+            return Err(Refusal::Peer(PeerFault::Protocol(
                 "DISCONNECT sets a Session Expiry Interval the CONNECT set to 0 [v5 §3.14.2.2.2]",
-            ));
+            )));
         }
         Ok(Step::Goodbye(frame))
     }

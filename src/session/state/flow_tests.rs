@@ -12,7 +12,7 @@ use super::super::{State, Step};
 use super::Terms;
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
 use crate::policy::{Policy, PolicySource, Subject};
-use crate::session::error::Refusal;
+use crate::session::error::{PeerFault, Refusal};
 
 const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -98,7 +98,10 @@ fn qos2_flow_through_the_broker_mqtt_4_3_3_4() {
     assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
     // PUBREL before the broker's PUBREC is a protocol error.
     let early = s.on_client_packet(enc(Packet::PubRel(ack(5, 0)), V5), &open_policy());
-    assert!(matches!(early, Err(Refusal::Protocol(_))), "{early:?}");
+    assert!(
+        matches!(early, Err(Refusal::Peer(PeerFault::Protocol(_)))),
+        "{early:?}"
+    );
 
     let mut s = state(V5, Terms::default());
     assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
@@ -118,7 +121,7 @@ fn qos2_flow_through_the_broker_mqtt_4_3_3_4() {
     // After PUBREL the id is not free until PUBCOMP [MQTT-4.3.3-6].
     assert!(matches!(
         s.on_client_packet(p.clone(), &open_policy()),
-        Err(Refusal::Protocol(_))
+        Err(Refusal::Peer(PeerFault::Protocol(_)))
     ));
     assert!(forwarded(&s.on_broker_packet(
         enc(Packet::PubComp(ack(5, 0)), V5),
@@ -143,7 +146,7 @@ fn packet_id_in_use_with_another_qos_mqtt_2_2_1_3() {
     );
     assert!(matches!(
         s.on_client_packet(q2, &open_policy()),
-        Err(Refusal::Protocol(_))
+        Err(Refusal::Peer(PeerFault::Protocol(_)))
     ));
 }
 
@@ -169,7 +172,7 @@ fn refused_qos2_is_finished_by_moat_and_resends_are_not_delivered_mqtt_4_3_3_10(
     let q1 = enc(publish("a/b", QoS::AtLeastOnce, Some(7), b"x"), V3);
     assert!(matches!(
         s.on_client_packet(q1, &open_policy()),
-        Err(Refusal::Protocol(_))
+        Err(Refusal::Peer(PeerFault::Protocol(_)))
     ));
     assert_eq!(
         reply(
@@ -202,7 +205,7 @@ fn receive_maximum_exceeded_mqtt_3_3_4_7() {
     )));
     assert!(matches!(
         s.on_client_packet(p(3), &open_policy()),
-        Err(Refusal::ReceiveMaximum)
+        Err(Refusal::Peer(PeerFault::ReceiveMaximum))
     ));
     // The broker's PUBACK frees one.
     let mut s = state(V5, terms);
@@ -217,7 +220,7 @@ fn receive_maximum_exceeded_mqtt_3_3_4_7() {
     let q2 = enc(publish("a/b", QoS::ExactlyOnce, Some(4), b"x"), V5);
     assert!(matches!(
         s.on_client_packet(q2.clone(), &open_policy()),
-        Err(Refusal::ReceiveMaximum)
+        Err(Refusal::Peer(PeerFault::ReceiveMaximum))
     ));
     assert!(forwarded(&s.on_broker_packet(
         enc(Packet::PubAck(ack(2, 0)), V5),
@@ -341,7 +344,7 @@ fn disconnect_may_not_raise_a_zero_session_expiry_v5_3_14_2_2_2() {
     let mut s = state(V5, zero);
     assert!(matches!(
         s.on_client_packet(raise.clone(), &open_policy()),
-        Err(Refusal::Protocol(_))
+        Err(Refusal::Peer(PeerFault::Protocol(_)))
     ));
     // Setting it to 0 again, or a CONNECT that had an expiry, is fine.
     let keep = Bytes::from_static(&[0xe0, 0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00, 0x00]);
@@ -443,9 +446,9 @@ fn invalid_filters_close_a_v311_session_v3_mqtt_4_7_1_1() {
     let mut s = state(V3, Terms::default());
     assert!(matches!(
         s.on_client_packet(Bytes::from(frame), &open_policy()),
-        Err(Refusal::Packet(
+        Err(Refusal::Peer(PeerFault::Packet(
             mqtt::DecodeError::InvalidTopicFilter { .. }
-        ))
+        )))
     ));
 }
 
