@@ -28,6 +28,8 @@
 //! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication and topic-ACL decisions.
 //! - `transport`: TLS handshake, WebSocket upgrade or QUIC stream → byte stream +
 //!   [`transport::Peer`].
+//! - `authn`: password verification as a bounded service: verifier threads with memory
+//!   allocated once, a queue fair per source, and a cache of recent successes.
 //! - `session`: one MQTT proxy session per connection.
 //! - `server`: on top: starts everything, listeners, the one spawn site.
 //! - [`shutdown`]: the drain every task holds, and the revocation epoch.
@@ -40,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod admission;
+mod authn;
 pub(crate) mod broker;
 pub mod certs;
 pub mod cli;

@@ -6,6 +6,7 @@
 //! into `server/`) for the counters. What it must not do: decide anything from a count.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Counters every part of the server bumps; read by tests and (later) the metrics endpoint.
 #[derive(Debug, Default)]
@@ -28,6 +29,13 @@ pub struct Stats {
     pub throttled: AtomicU64,
     /// CONNECTs refused because the client id, user name or source is banned.
     pub connects_banned: AtomicU64,
+    /// Password hashes verified (argon2id or mosquitto, decoys included); shared with the
+    /// verifier threads that count them.
+    pub password_verifications: Arc<AtomicU64>,
+    /// Logins answered by the success cache instead of a verification.
+    pub password_cache_hits: AtomicU64,
+    /// CONNECTs refused with "server unavailable" for lack of verification capacity.
+    pub password_busy: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -51,6 +59,12 @@ pub struct StatsSnapshot {
     pub throttled: u64,
     /// See [`Stats::connects_banned`].
     pub connects_banned: u64,
+    /// See [`Stats::password_verifications`].
+    pub password_verifications: u64,
+    /// See [`Stats::password_cache_hits`].
+    pub password_cache_hits: u64,
+    /// See [`Stats::password_busy`].
+    pub password_busy: u64,
     /// Admission counters by reason.
     pub admission: crate::admission::CountersSnapshot,
 }
@@ -84,6 +98,9 @@ impl Stats {
             limit_disconnects: r(&self.limit_disconnects),
             throttled: r(&self.throttled),
             connects_banned: r(&self.connects_banned),
+            password_verifications: r(&self.password_verifications),
+            password_cache_hits: r(&self.password_cache_hits),
+            password_busy: r(&self.password_busy),
             admission,
         }
     }

@@ -51,6 +51,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Global caps on what a peer may consume.
     pub limits: Limits,
+    /// Password verification: how long a CONNECT may wait for a verifier, and the success cache.
+    pub passwords: PasswordSettings,
     /// Whether `moat run` may create missing development certificates (never in production).
     pub dev_certs: bool,
     /// Log output.
@@ -87,6 +89,7 @@ impl Config {
             policies: vec![dir.join(DEFAULT_POLICIES)],
             timeouts: Timeouts::default(),
             limits,
+            passwords: PasswordSettings::default(),
             dev_certs: true,
             log: LogSettings::default(),
         }
@@ -379,6 +382,30 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_explicit: false,
             max_keepalive: 3600,
+        }
+    }
+}
+
+/// `passwords:`: the bounded password verification in front of the policy's hashes
+/// (`src/authn/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordSettings {
+    /// Longest a CONNECT waits in the queue for a verifier; past it (or with the queue full) the
+    /// client gets CONNACK 0x03 / 0x88 Server unavailable.
+    pub queue_wait: Duration,
+    /// How long a successful verification of a user name and password is remembered (zero:
+    /// never), so a reconnecting device does not pay a hash each time.
+    pub cache: Duration,
+    /// Most remembered successes at once.
+    pub cache_entries: usize,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            queue_wait: Duration::from_secs(2),
+            cache: Duration::from_secs(60),
+            cache_entries: 10_000,
         }
     }
 }

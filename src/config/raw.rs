@@ -18,7 +18,7 @@ use super::listener::{RawQuic, RawTransport, RawWs};
 use super::units::{parse_duration, parse_size};
 use super::{
     BrokerSettings, ClientCerts, Config, CrlExpired, Limits, Listener, LogFormat, LogSettings,
-    Timeouts, TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
+    PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
 };
 
 /// Longest timeout accepted: anything longer is a typo, and a hostile peer would love it.
@@ -42,6 +42,7 @@ struct RawConfig {
     policies: Option<Vec<Spanned<String>>>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
+    passwords: Option<RawPasswords>,
     dev_certs: Option<bool>,
     log: Option<RawLog>,
 }
@@ -122,6 +123,15 @@ struct RawLimits {
     max_keepalive: Option<Spanned<String>>,
 }
 
+/// `passwords:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPasswords {
+    queue_wait: Option<Spanned<String>>,
+    cache: Option<Spanned<String>>,
+    cache_entries: Option<Spanned<u64>>,
+}
+
 /// `log:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,6 +197,10 @@ impl Check<'_> {
                 Some(timeouts) => self.timeouts(&timeouts)?,
             },
             limits,
+            passwords: match raw.passwords {
+                None => PasswordSettings::default(),
+                Some(passwords) => self.passwords(&passwords)?,
+            },
             dev_certs: raw.dev_certs.unwrap_or(false),
             log: LogSettings {
                 format: raw.log.and_then(|log| log.format).unwrap_or_default(),
@@ -367,6 +381,25 @@ impl Check<'_> {
             shutdown_grace: self
                 .timeout(&raw.shutdown_grace, "timeouts.shutdown_grace", true)?
                 .unwrap_or(defaults.shutdown_grace),
+        })
+    }
+
+    fn passwords(&self, raw: &RawPasswords) -> Result<PasswordSettings, ConfigError> {
+        let defaults = PasswordSettings::default();
+        let queue_wait = self
+            .timeout(&raw.queue_wait, "passwords.queue_wait", false)?
+            .unwrap_or(defaults.queue_wait);
+        let cache = self
+            .timeout(&raw.cache, "passwords.cache", true)?
+            .unwrap_or(defaults.cache);
+        let cache_entries = match &raw.cache_entries {
+            None => defaults.cache_entries,
+            Some(n) => self.connections(n, "passwords.cache_entries")?,
+        };
+        Ok(PasswordSettings {
+            queue_wait,
+            cache,
+            cache_entries,
         })
     }
 

@@ -424,3 +424,23 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn password_settings_have_documented_defaults_and_bounds() {
+    let defaults = parse_ok(MINIMAL).passwords;
+    assert_eq!(defaults.queue_wait, Duration::from_secs(2));
+    assert_eq!(defaults.cache, Duration::from_secs(60));
+    assert_eq!(defaults.cache_entries, 10_000);
+    let cfg = parse_ok(&with(
+        "passwords: { queue_wait: 500ms, cache: 0s, cache_entries: 50 }\n",
+    ));
+    assert_eq!(cfg.passwords.queue_wait, Duration::from_millis(500));
+    assert_eq!(cfg.passwords.cache, Duration::ZERO);
+    assert_eq!(cfg.passwords.cache_entries, 50);
+    let err = parse_err(&with("passwords: { queue_wait: 0s }\n"));
+    assert!(err.contains("passwords.queue_wait is '0s'"), "{err}");
+    let err = parse_err(&with("passwords: { cache_entries: 0 }\n"));
+    assert!(err.contains("passwords.cache_entries"), "{err}");
+    let err = parse_err(&with("passwords: { cache_ttl: 5s }\n"));
+    assert!(err.contains("cache_ttl"), "{err}");
+}

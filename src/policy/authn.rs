@@ -15,13 +15,13 @@
 //! unknown users, password-less users and malformed names (against a decoy: the policy's first
 //! password hash, or a built-in argon2id one), so response time does not reveal which names
 //! exist. (A policy mixing argon2id and PBKDF2 users still shows which kind a known name has.)
-//! Every hash comparison is constant-time. Hashing is CPU-heavy by design: callers run this on a
-//! blocking thread pool; this module never spawns, sleeps or reads the clock.
-
-use argon2::password_hash::PasswordVerifier;
-use argon2::Argon2;
+//! Every hash comparison is constant-time. Hashing is CPU-heavy by design, so the server splits
+//! the work: [`Policy::begin_authentication`] is cheap and yields either the decision or the one
+//! [`PasswordCheck`] it depends on, which the server's verification pool (`src/authn/`) runs in
+//! memory it owns (`policy/password.rs`). This module never spawns, sleeps or reads the clock.
 
 use super::decision::{Decision, RuleRef, Verdict};
+use super::password::HashMemory;
 use super::{Policy, Secret};
 
 /// Longest identity name: the MQTT UTF-8 string limit [MQTT-1.5.3-1].
@@ -197,17 +197,32 @@ pub(crate) fn check_identity_name(name: &str) -> Result<(), NameError> {
 
 impl Policy {
     /// Decides who the client is, or why it is refused. CPU-heavy (argon2) when a password is
-    /// presented: run it off the async executor.
+    /// presented, and allocates the hash's memory on every call: the server uses
+    /// [`Policy::begin_authentication`] and verifies with memory it keeps.
     pub fn authenticate(&self, creds: &Credentials<'_>, opts: &AuthnOptions) -> AuthnDecision {
+        match self.begin_authentication(creds, opts) {
+            AuthnStep::Decided(decision) => decision,
+            AuthnStep::Verify(check) => {
+                let password = creds.password.unwrap_or_default();
+                let matched = check.verify(password, &mut HashMemory::default());
+                check.decide(matched)
+            }
+        }
+    }
+
+    /// The cheap part of [`Policy::authenticate`]: the decision, or the one password
+    /// verification it still depends on. Every attempt that carries a password (and is not
+    /// decided by a certificate) gets a [`PasswordCheck`], against the user's hash or the decoy.
+    pub fn begin_authentication(&self, creds: &Credentials<'_>, opts: &AuthnOptions) -> AuthnStep {
         if let (Some(cn), Some(username)) = (creds.cert_cn, creds.username) {
             if opts.username_must_match_cert && !same_name(cn, username) {
-                self.burn(creds.password);
                 let rule = RuleRef::builtin("username-must-match-cert");
-                return AuthnDecision::deny(AuthnFailure::BadCredentials, rule);
+                let deny = AuthnDecision::deny(AuthnFailure::BadCredentials, rule);
+                return self.burn(creds.password, deny);
             }
         }
         match creds.cert_cn {
-            Some(cn) if opts.cert_identity => self.by_certificate(cn),
+            Some(cn) if opts.cert_identity => AuthnStep::Decided(self.by_certificate(cn)),
             _ => self.by_password(creds.username, creds.password),
         }
     }
@@ -224,48 +239,43 @@ impl Policy {
         AuthnDecision::allow(cn, groups, IdentitySource::Certificate, rule)
     }
 
-    fn by_password(&self, username: Option<&str>, password: Option<&[u8]>) -> AuthnDecision {
+    fn by_password(&self, username: Option<&str>, password: Option<&[u8]>) -> AuthnStep {
         use AuthnFailure::{BadCredentials, NotAuthorized};
-        let (username, password) = match (username, password) {
-            (None, None) => return self.anonymous_decision(),
+        let username = match (username, password) {
+            (None, None) => return AuthnStep::Decided(self.anonymous_decision()),
             (None, Some(_)) => {
-                self.burn(password);
                 let rule = RuleRef::builtin("password-without-username");
-                return AuthnDecision::deny(BadCredentials, rule);
+                return self.burn(password, AuthnDecision::deny(BadCredentials, rule));
             }
             (Some(username), None) => {
                 let rule = match self.users.get(username) {
                     Some(user) => user.rule.clone(),
                     None => RuleRef::builtin("password-required"),
                 };
-                return AuthnDecision::deny(NotAuthorized, rule);
+                return AuthnStep::Decided(AuthnDecision::deny(NotAuthorized, rule));
             }
-            (Some(username), Some(password)) => (username, password),
+            (Some(username), Some(_)) => username,
         };
         if check_identity_name(username).is_err() {
-            self.burn(Some(password));
-            return AuthnDecision::deny(BadCredentials, RuleRef::builtin("invalid-username"));
+            let rule = RuleRef::builtin("invalid-username");
+            return self.burn(password, AuthnDecision::deny(BadCredentials, rule));
         }
         let Some(user) = self.users.get(username) else {
-            self.burn(Some(password));
-            return AuthnDecision::deny(BadCredentials, RuleRef::builtin("unknown-user"));
+            let rule = RuleRef::builtin("unknown-user");
+            return self.burn(password, AuthnDecision::deny(BadCredentials, rule));
         };
+        let deny = AuthnDecision::deny(BadCredentials, user.rule.clone());
         let Some(hash) = &user.password else {
             // A certificate-only user: same cost and same answer as a wrong password.
-            self.burn(Some(password));
-            return AuthnDecision::deny(BadCredentials, user.rule.clone());
+            return self.burn(password, deny);
         };
-        if verify(hash, password) {
-            let groups = user.groups.clone();
-            AuthnDecision::allow(
-                username,
-                groups,
-                IdentitySource::Password,
-                user.rule.clone(),
-            )
-        } else {
-            AuthnDecision::deny(BadCredentials, user.rule.clone())
-        }
+        let groups = user.groups.clone();
+        let rule = user.rule.clone();
+        AuthnStep::Verify(PasswordCheck {
+            hash: hash.clone(),
+            matched: AuthnDecision::allow(username, groups, IdentitySource::Password, rule),
+            mismatched: deny,
+        })
     }
 
     fn anonymous_decision(&self) -> AuthnDecision {
@@ -277,23 +287,73 @@ impl Policy {
         }
     }
 
-    /// Pays one argon2 verification against the decoy hash, so refusing costs what checking does.
-    fn burn(&self, password: Option<&[u8]>) {
-        if let (Some(password), Some(decoy)) = (password, &self.decoy) {
-            // The result is meaningless: the caller refuses whatever it is.
-            let _ = verify(decoy, password);
+    /// `decision`, after one verification against the decoy hash when a password was
+    /// presented, so refusing costs what checking does.
+    fn burn(&self, password: Option<&[u8]>, decision: AuthnDecision) -> AuthnStep {
+        match (password, &self.decoy) {
+            (Some(_), Some(decoy)) => AuthnStep::Verify(PasswordCheck {
+                hash: decoy.clone(),
+                // The result is meaningless: the attempt is refused whatever it is.
+                matched: decision.clone(),
+                mismatched: decision,
+            }),
+            _ => AuthnStep::Decided(decision),
         }
     }
 }
 
-/// Verification with the algorithm and parameters recorded in the hash: argon2id (PHC
-/// string), or a mosquitto `$7$`/`$6$` hash from a `password_file:`.
-fn verify(hash: &Secret, password: &[u8]) -> bool {
-    match hash {
-        Secret::Argon2(phc) => Argon2::default()
-            .verify_password(password, &phc.password_hash())
-            .is_ok(),
-        Secret::Mosquitto(m) => m.verify(password),
+/// Where an authentication stands after its cheap part ([`Policy::begin_authentication`]).
+#[derive(Debug)]
+pub enum AuthnStep {
+    /// Decided without a password hash (certificate, anonymous, no password).
+    Decided(AuthnDecision),
+    /// One password verification decides.
+    Verify(PasswordCheck),
+}
+
+/// One password verification and the decision either way. Owns a copy of the hash, so it can
+/// travel to the thread that verifies.
+pub struct PasswordCheck {
+    /// The user's hash, or the decoy.
+    hash: Secret,
+    /// The decision when the password matches (for a decoy: the same refusal as below).
+    matched: AuthnDecision,
+    /// The decision when it does not.
+    mismatched: AuthnDecision,
+}
+
+// === impl PasswordCheck ===
+
+impl PasswordCheck {
+    /// Whether `password` matches the hash: one verification, in `memory` (grown if the hash
+    /// needs more than it holds).
+    pub fn verify(&self, password: &[u8], memory: &mut HashMemory) -> bool {
+        self.hash.verify(password, memory)
+    }
+
+    /// argon2 blocks (KiB) the verification needs (0 for mosquitto hashes).
+    pub fn memory_blocks(&self) -> usize {
+        self.hash.memory_blocks()
+    }
+
+    /// The decision, given whether the password matched. Only a match against a user's own
+    /// hash can allow; a decoy verification refuses either way.
+    pub fn decide(self, matched: bool) -> AuthnDecision {
+        if matched {
+            self.matched
+        } else {
+            self.mismatched
+        }
+    }
+}
+
+impl std::fmt::Debug for PasswordCheck {
+    /// Names the decisions, never the hash.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordCheck")
+            .field("matched", &self.matched)
+            .field("mismatched", &self.mismatched)
+            .finish_non_exhaustive()
     }
 }
 

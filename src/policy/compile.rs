@@ -34,6 +34,9 @@ use crate::config::{from_yaml, quoted, Position, SourceLocation};
 /// Largest argon2 memory cost accepted (KiB): 256 MiB per attempt is already a lot of RAM when
 /// many clients connect at once; higher settings turn logins into a memory exhaustion attack.
 const MAX_M_COST: u32 = 256 * 1024;
+/// argon2 memory cost (KiB) above which a hash gets a warning: each verification worker keeps
+/// memory for the policy's largest hash (`src/authn/`), so this is paid once per core.
+const LARGE_M_COST: usize = 64 * 1024;
 /// Largest argon2 time cost accepted.
 const MAX_T_COST: u32 = 16;
 /// Largest argon2 parallelism accepted.
@@ -289,6 +292,14 @@ impl Merged {
         for raw_user in raw.users.unwrap_or_default() {
             let user = compile_user(source, &file, &raw_user)?;
             let here = SourceLocation::new(&source.path, Position::of_spanned(&raw_user.name));
+            let kib = user.password.as_ref().map_or(0, Secret::memory_blocks);
+            if kib > LARGE_M_COST {
+                self.warnings.push(format!(
+                    "{here}: the password hash of user {} needs {} MiB per verification; moat keeps that much for each password verifier (one per core) for as long as it runs",
+                    quoted(&raw_user.name.value),
+                    kib / 1024
+                ));
+            }
             self.add_user(raw_user.name.value, user, here)?;
         }
         if let Some(path) = raw.password_file {

@@ -7,7 +7,8 @@
 //! it ([`RuleRef`]). Deny by default: an empty policy admits nobody.
 //!
 //! This module never touches files, sockets or the clock; `ops::load` reads the files, and the
-//! session runs the CPU-heavy [`Policy::authenticate`] on a blocking thread.
+//! server's verification pool (`src/authn/`) runs the CPU-heavy password check that
+//! [`Policy::begin_authentication`] hands it, in memory the pool keeps.
 
 pub mod acl;
 mod authn;
@@ -19,6 +20,7 @@ mod guard;
 mod limits;
 pub mod mosquitto;
 mod network;
+mod password;
 
 #[cfg(test)]
 mod identity_tests;
@@ -35,8 +37,8 @@ pub use acl::{
     AclCache, AclDecision, AclReason, Action, CaseOutcome, PolicyCase, PublishFacts, Subject,
 };
 pub use authn::{
-    AuthnDecision, AuthnFailure, AuthnOptions, Credentials, Identity, IdentitySource, NameError,
-    ANONYMOUS,
+    AuthnDecision, AuthnFailure, AuthnOptions, AuthnStep, Credentials, Identity, IdentitySource,
+    NameError, PasswordCheck, ANONYMOUS,
 };
 pub use bans::{AutoBanRule, AutoBanSettings, BanTarget, StaticBan};
 pub use compile::{
@@ -46,6 +48,7 @@ pub use decision::{Decision, RuleRef, Verdict};
 pub use guard::GuardErrorKind;
 pub use limits::{Bucket, ClientLimits, ConnectionLimits, OnExceed, Rate};
 pub use network::{source_key, NetworkSummary};
+pub use password::HashMemory;
 
 /// One compiled, immutable policy snapshot.
 pub struct Policy {

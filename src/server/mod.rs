@@ -59,6 +59,9 @@ pub enum StartError {
     /// The connection cap moat.yaml set does not fit the file descriptor limit.
     #[error(transparent)]
     Descriptors(#[from] fds::FdError),
+    /// The password verifier threads could not start.
+    #[error("password verification could not start: {0}")]
+    Passwords(std::io::Error),
 }
 
 /// What the listeners and the connection tasks share: read-mostly, swapped atomically on
@@ -130,18 +133,27 @@ impl Server {
             }
             BrokerSettings::Upstream { v3, v5 } => (BrokerTarget::external(*v3, *v5), None),
         };
+        let stats = Arc::new(Stats::default());
+        let passwords = crate::authn::Passwords::start(
+            &config.passwords,
+            policy.password_memory_blocks(),
+            stats.password_verifications.clone(),
+        )
+        .map_err(StartError::Passwords)?;
         let policy = Arc::new(ArcSwap::from_pointee(policy));
         let gate = Arc::new(Gate::new(policy.clone(), max_connections));
-        let stats = Arc::new(Stats::default());
         let acks = Arc::new(AckPacer::new());
         let session = Arc::new(session::Env::new(
             &config,
-            policy.clone(),
-            gate.clone(),
-            target.clone(),
-            acks.clone(),
-            stats.clone(),
-            tls_state.clone(),
+            session::EnvParts {
+                policy: policy.clone(),
+                admission: gate.clone(),
+                broker: target.clone(),
+                acks: acks.clone(),
+                passwords,
+                stats: stats.clone(),
+                tls: tls_state.clone(),
+            },
         ));
         let shared = Arc::new(Shared {
             config: config.clone(),

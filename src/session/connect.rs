@@ -21,8 +21,8 @@ use super::upstream::{self, Upstream, UPSTREAM_KEEPALIVE};
 use crate::mqtt::{self, Connect, Packet, PacketType, ProtocolVersion};
 use crate::ops::audit;
 use crate::policy::{
-    AuthnDecision, AuthnFailure, ClientLimits, Credentials, Identity, PublishFacts, RuleRef,
-    Subject,
+    source_key, AuthnDecision, AuthnFailure, AuthnStep, ClientLimits, Credentials, Identity,
+    PublishFacts, Subject,
 };
 use crate::stats::Stats;
 use crate::transport::Peer;
@@ -345,25 +345,32 @@ fn assign_client_id() -> String {
 async fn authenticate(connect: &Connect, peer: &Peer, env: &Env) -> Result<Identity, Refusal> {
     let policy = env.policy_snapshot();
     let opts = env.settings().authn;
-    let username = connect.username.as_ref().map(|u| u.as_str().to_owned());
-    let password = connect.password.clone();
-    let cert_cn = peer.cert_cn.clone();
-    // argon2 is slow on purpose: verify on the blocking pool, a bounded number at a time.
-    let _slot = env.authn_slot().await.ok_or(Refusal::ShuttingDown)?;
-    let decision = tokio::task::spawn_blocking(move || {
-        let creds = Credentials {
-            username: username.as_deref(),
-            password: password.as_deref(),
-            cert_cn: cert_cn.as_deref(),
-        };
-        policy.authenticate(&creds, &opts)
-    })
-    .await
-    .map_err(|_| {
-        Refusal::Policy(PolicyRefusal::NotAuthorized(RuleRef::builtin(
-            "authentication task failed",
-        )))
-    })?;
+    let username = connect.username.as_ref().map(|u| u.as_str());
+    let creds = Credentials {
+        username,
+        password: connect.password.as_deref(),
+        cert_cn: peer.cert_cn.as_deref(),
+    };
+    let decision = match policy.begin_authentication(&creds, &opts) {
+        AuthnStep::Decided(decision) => decision,
+        // argon2 is slow and memory-hard on purpose: the bounded pool verifies (src/authn/).
+        AuthnStep::Verify(check) => {
+            let source = source_key(peer.addr.ip(), policy.connection_limits().ipv6_prefix);
+            let password = connect.password.clone().unwrap_or_default();
+            let checked = env
+                .passwords()
+                .check(&policy, source, username, password, check)
+                .await
+                .map_err(|busy| {
+                    Stats::bump(&env.stats().password_busy);
+                    Refusal::PasswordBusy(busy)
+                })?;
+            if checked.cached {
+                Stats::bump(&env.stats().password_cache_hits);
+            }
+            checked.decision
+        }
+    };
     match decision {
         AuthnDecision::Allow { identity, rule } => {
             tracing::debug!(identity = ?identity.name, %rule, "authenticated");

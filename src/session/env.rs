@@ -14,20 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
-use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::registry::{Claim, ClientIds};
 use crate::admission::Gate;
+use crate::authn::Passwords;
 use crate::broker::link::AckPacer;
 use crate::broker::BrokerTarget;
 use crate::config::{BrokerSettings, Config};
 use crate::policy::{AuthnOptions, Policy, RuleRef};
 use crate::stats::Stats;
 use crate::transport::{ClientCert, TlsState};
-
-/// How many password hashes may be verified at once: argon2 is deliberately expensive, and an
-/// unbounded number of them would let a CONNECT flood starve the runtime's blocking pool.
-const AUTHN_SLOTS: usize = 8;
 
 /// The numbers from moat.yaml a session uses, copied once at start.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +61,24 @@ impl Settings {
     }
 }
 
+/// The parts of an [`Env`] the server shares with its listeners (or builds for sessions only).
+pub(crate) struct EnvParts {
+    /// The policy in force.
+    pub(crate) policy: Arc<ArcSwap<Policy>>,
+    /// Admission.
+    pub(crate) admission: Arc<Gate>,
+    /// Where authorized sessions go.
+    pub(crate) broker: BrokerTarget,
+    /// The broker sockets' ACK pacer.
+    pub(crate) acks: Arc<AckPacer>,
+    /// Password verification.
+    pub(crate) passwords: Passwords,
+    /// Counters.
+    pub(crate) stats: Arc<Stats>,
+    /// The TLS material in force.
+    pub(crate) tls: Arc<TlsState>,
+}
+
 /// See the module docs.
 pub(crate) struct Env {
     /// Numbers from moat.yaml.
@@ -78,8 +92,8 @@ pub(crate) struct Env {
     broker: BrokerTarget,
     /// Acknowledges what broker sockets received, once per tick for every session.
     acks: Arc<AckPacer>,
-    /// Bounds concurrent password verifications.
-    authn_slots: Semaphore,
+    /// Password verification: bounded pool, fair queue, success cache.
+    passwords: Passwords,
     /// Live sessions per broker client id (takeovers).
     client_ids: Arc<ClientIds>,
     /// Counters (shared with the server, which reads them).
@@ -92,22 +106,23 @@ pub(crate) struct Env {
 
 impl Env {
     /// The environment the server hands every session.
-    pub(crate) fn new(
-        config: &Config,
-        policy: Arc<ArcSwap<Policy>>,
-        admission: Arc<Gate>,
-        broker: BrokerTarget,
-        acks: Arc<AckPacer>,
-        stats: Arc<Stats>,
-        tls: Arc<TlsState>,
-    ) -> Env {
+    pub(crate) fn new(config: &Config, parts: EnvParts) -> Env {
+        let EnvParts {
+            policy,
+            admission,
+            broker,
+            acks,
+            passwords,
+            stats,
+            tls,
+        } = parts;
         Env {
             settings: Settings::of(config),
             policy,
             admission,
             broker,
             acks,
-            authn_slots: Semaphore::new(AUTHN_SLOTS),
+            passwords,
             client_ids: Arc::default(),
             stats,
             tls,
@@ -160,9 +175,9 @@ impl Env {
         &self.acks
     }
 
-    /// Waits for a password-verification slot; `None` when verification has stopped.
-    pub(crate) async fn authn_slot(&self) -> Option<SemaphorePermit<'_>> {
-        self.authn_slots.acquire().await.ok()
+    /// Password verification (`authn/`).
+    pub(crate) fn passwords(&self) -> &Passwords {
+        &self.passwords
     }
 
     /// Claims `broker_id` for a session until the claim is dropped.

@@ -37,6 +37,11 @@ pub(crate) enum Refusal {
     /// moat failed on its own.
     #[error(transparent)]
     Internal(#[from] InternalFault),
+    /// moat could not verify the password in time: the verification queue had no slot for
+    /// the client's source, or no verifier was free within `passwords.queue_wait`. Says
+    /// nothing about the credentials (and is not counted as a failed login).
+    #[error("{0}")]
+    PasswordBusy(crate::authn::Busy),
     /// moat is shutting down.
     #[error("server shutting down")]
     ShuttingDown,
@@ -298,15 +303,17 @@ impl Refusal {
             Refusal::Peer(_) | Refusal::TakenOver => Side::Client,
             Refusal::Policy(_) => Side::Policy,
             Refusal::Broker(_) => Side::Broker,
-            Refusal::Internal(_) | Refusal::ShuttingDown => Side::Moat,
+            Refusal::Internal(_) | Refusal::PasswordBusy(_) | Refusal::ShuttingDown => Side::Moat,
         }
     }
 
     /// The rule behind the refusal, for the audit line: a policy rule where one decided,
     /// otherwise the protocol itself.
     pub(crate) fn rule(&self) -> String {
-        let Refusal::Policy(refusal) = self else {
-            return "protocol".to_string();
+        let refusal = match self {
+            Refusal::Policy(refusal) => refusal,
+            Refusal::PasswordBusy(_) => return "builtin password-verification-capacity".into(),
+            _ => return "protocol".to_string(),
         };
         match refusal {
             PolicyRefusal::BadCredentials(rule)
@@ -332,7 +339,9 @@ impl Refusal {
     }
 
     /// Whether this refusal is a failed login, which automatic bans count
-    /// (`auto_ban.failed_auth`).
+    /// (`auto_ban.failed_auth`). A refusal for lack of verification capacity is not: it says
+    /// nothing about the credentials, and counting it would let a flood ban the sources it
+    /// crowds out.
     pub(crate) fn is_failed_login(&self) -> bool {
         matches!(
             self,
@@ -347,8 +356,9 @@ impl Refusal {
         match self {
             Refusal::Peer(fault) => fault.outcome(),
             Refusal::Policy(refusal) => refusal.outcome(),
-            // A broker that failed before the CONNACK: the client did nothing wrong.
-            Refusal::Broker(BrokerFault::Unavailable(_)) => {
+            // A broker that failed before the CONNACK, or no capacity to verify the password:
+            // the client did nothing wrong.
+            Refusal::Broker(BrokerFault::Unavailable(_)) | Refusal::PasswordBusy(_) => {
                 Outcome::ConnAck(ReasonCode::ServerUnavailable)
             }
             Refusal::Broker(_) | Refusal::Internal(_) => {

@@ -19,7 +19,7 @@ mod revoke;
 mod state;
 mod upstream;
 
-pub(crate) use env::Env;
+pub(crate) use env::{Env, EnvParts};
 
 use std::sync::Arc;
 

@@ -158,3 +158,27 @@ fn policy_refusals_name_their_rule_and_others_the_protocol() {
     assert!(Refusal::from(PolicyRefusal::BadCredentials(rule())).is_failed_login());
     assert!(!Refusal::from(PeerFault::KeepAlive).is_failed_login());
 }
+
+#[test]
+fn password_busy_is_server_unavailable_and_no_failed_login() {
+    use crate::authn::Busy;
+    for busy in [
+        Busy::QueueFull,
+        Busy::Displaced,
+        Busy::Waited,
+        Busy::Stopped,
+    ] {
+        let refusal = Refusal::PasswordBusy(busy);
+        // 5.0: CONNACK 0x88; 3.1.1: 0x03.
+        assert_eq!(
+            refusal.outcome(),
+            Outcome::ConnAck(ReasonCode::ServerUnavailable)
+        );
+        assert_eq!(wire(refusal.outcome(), V5), [0x20, 0x03, 0x00, 0x88, 0x00]);
+        assert_eq!(wire(refusal.outcome(), V3), [0x20, 0x02, 0x00, 0x03]);
+        assert!(!refusal.is_failed_login(), "{busy:?}");
+        assert_eq!(refusal.side(), Side::Moat);
+        assert_eq!(refusal.rule(), "builtin password-verification-capacity");
+    }
+    assert!(Refusal::from(PolicyRefusal::NotAuthorized(rule())).is_failed_login());
+}
