@@ -5,7 +5,6 @@
 //! a client that is not authenticated, and packets pipelined behind the CONNECT stay in the
 //! reader's buffer until the CONNACK has gone out (catalogue §B.30).
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -14,10 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::driver::{say_goodbye, Link};
 use super::env::Env;
 use super::error::{PeerFault, PolicyRefusal, Refusal};
-use super::limits::SessionLimits;
+use super::machine::{Machine, Setup, Terms};
 use super::reader::{FrameReader, ReadError};
-use super::state::{State, Terms};
-use super::upstream::{self, Upstream, UPSTREAM_KEEPALIVE};
+use super::upstream::{self, Upstream, PING_EVERY, UPSTREAM_KEEPALIVE};
 use crate::mqtt::{self, Connect, Packet, PacketType, ProtocolVersion};
 use crate::ops::audit;
 use crate::policy::{
@@ -116,11 +114,11 @@ where
         ?version,
         "session up"
     );
+    // The session's clocks start now, with the CONNACK on its way.
+    let now = tokio::time::Instant::now().into_std();
+    let machine = Machine::new(now, setup(&admitted, env), env.policy_handle().clone());
     Some(Link {
-        version,
-        keep_alive: admitted.keep_alive,
-        state: Mutex::new(initial_state(&admitted, env)),
-        limits: Mutex::new(SessionLimits::new(version, admitted.limits.clone())),
+        machine,
         upstream_rd: admitted.upstream.reader,
         upstream_wr: admitted.upstream.writer,
         claim: admitted.claim,
@@ -428,15 +426,21 @@ pub(crate) fn receive_maximum(broker: &mqtt::ConnAck) -> u16 {
         .map_or(RECEIVE_MAXIMUM, |b| b.min(RECEIVE_MAXIMUM))
 }
 
-/// The state of a session that passed the CONNECT phase.
-fn initial_state(admitted: &Admitted, env: &Env) -> State {
+/// How the machine of a session that passed the CONNECT phase starts.
+fn setup(admitted: &Admitted, env: &Env) -> Setup {
     let version = admitted.connect.protocol;
-    let alias_maximum = match version {
-        ProtocolVersion::V5 => TOPIC_ALIAS_MAXIMUM,
-        _ => 0,
-    };
-    let terms = session_terms(admitted, env);
-    State::new(version, alias_maximum, admitted.subject.clone()).with_terms(terms)
+    Setup {
+        version,
+        subject: admitted.subject.clone(),
+        topic_alias_maximum: match version {
+            ProtocolVersion::V5 => TOPIC_ALIAS_MAXIMUM,
+            _ => 0,
+        },
+        terms: session_terms(admitted, env),
+        limits: admitted.limits.clone(),
+        keep_alive: admitted.keep_alive,
+        ping_every: PING_EVERY,
+    }
 }
 
 /// The limits the session enforces after CONNACK (see `state::Terms`).

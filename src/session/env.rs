@@ -129,6 +129,26 @@ impl Env {
         }
     }
 
+    /// An environment for unit tests: the shipped moat.yaml's settings and `policy`.
+    #[cfg(test)]
+    #[allow(clippy::expect_used)] // tests may panic
+    pub(crate) fn for_tests(policy: Policy) -> Env {
+        let config = Config::default_for_dir(std::path::Path::new("."));
+        let policy = Arc::new(ArcSwap::from_pointee(policy));
+        let epoch = crate::shutdown::DrainController::new().epoch();
+        let parts = EnvParts {
+            admission: Arc::new(Gate::new(policy.clone(), 16)),
+            policy,
+            broker: BrokerTarget::external(([127, 0, 0, 1], 1).into(), ([127, 0, 0, 1], 1).into()),
+            acks: Arc::new(AckPacer::new()),
+            passwords: Passwords::start(&config.passwords, 8, Arc::default())
+                .expect("verifier threads"),
+            stats: Arc::default(),
+            tls: Arc::new(TlsState::new(&config, epoch)),
+        };
+        Env::new(&config, parts)
+    }
+
     /// Numbers from moat.yaml.
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
@@ -138,6 +158,11 @@ impl Env {
     /// hot path).
     pub(crate) fn policy(&self) -> Guard<Arc<Policy>> {
         self.policy.load()
+    }
+
+    /// The handle a session's machine loads a snapshot from for every packet.
+    pub(crate) fn policy_handle(&self) -> &Arc<ArcSwap<Policy>> {
+        &self.policy
     }
 
     /// The policy snapshot in force now, to keep (e.g. across an await).

@@ -84,10 +84,6 @@ pub(crate) enum PeerFault {
     /// Topic alias 0 or above the maximum [MQTT-3.3.2-8].
     #[error("topic alias invalid: {0}")]
     TopicAlias(&'static str),
-    /// More unacknowledged QoS 1/2 PUBLISHes than the Receive Maximum moat advertised
-    /// [MQTT-3.3.4-7].
-    #[error("receive maximum exceeded [MQTT-3.3.4-7]")]
-    ReceiveMaximum,
     /// No packet within 1.5 × keep alive [MQTT-3.1.2-24].
     #[error("keep alive expired [MQTT-3.1.2-24]")]
     KeepAlive,
@@ -185,9 +181,6 @@ pub(crate) enum InternalFault {
     /// A packet moat built could not be encoded.
     #[error("cannot encode {0}")]
     Encode(#[from] EncodeError),
-    /// A lock was poisoned by a panic elsewhere in the session.
-    #[error("{0} poisoned")]
-    Poisoned(&'static str),
     /// Something moat's own code guarantees did not hold.
     #[error("internal error: {0}")]
     Invariant(&'static str),
@@ -392,7 +385,6 @@ impl PeerFault {
             PeerFault::Frame(_) => Outcome::Disconnect(R::MalformedPacket),
             PeerFault::Protocol(_) => Outcome::Disconnect(R::ProtocolError),
             PeerFault::TopicAlias(_) => Outcome::Disconnect(R::TopicAliasInvalid),
-            PeerFault::ReceiveMaximum => Outcome::Disconnect(R::ReceiveMaximumExceeded),
             PeerFault::KeepAlive => Outcome::Disconnect(R::KeepAliveTimeout),
             // Nobody is reading, or nobody is there: nothing can be told.
             PeerFault::StoppedReading(_) | PeerFault::Gone(_) => Outcome::Close,

@@ -6,17 +6,15 @@
 //! after CONNACK (pure), `error` is the one mapping from a refusal to what the client is told,
 //! and `env` is all a session reads from the rest of moat (built by the server).
 
-mod alias;
 mod broker_id;
 mod connect;
 mod driver;
 mod env;
 mod error;
-mod limits;
+mod machine;
 mod reader;
 mod registry;
 mod revoke;
-mod state;
 mod upstream;
 
 pub(crate) use env::{Env, EnvParts};
@@ -92,11 +90,11 @@ where
                 &reason,
                 &refusal.rule(),
             );
-            let _ = driver::say_goodbye(&mut wr, link.version, refusal.outcome()).await;
+            let _ = driver::say_goodbye(&mut wr, link.version(), refusal.outcome()).await;
         }
         Err(refusal) => {
             tracing::info!(side = %refusal.side(), reason = %refusal, "session closed");
-            let _ = driver::say_goodbye(&mut wr, link.version, refusal.outcome()).await;
+            let _ = driver::say_goodbye(&mut wr, link.version(), refusal.outcome()).await;
         }
     }
     let _ = wr.shutdown().await;

@@ -17,6 +17,9 @@ use crate::mqtt::{self, Connect, Packet, ProtocolVersion};
 /// Keep alive moat uses on its own broker connections, independent of the client's.
 pub(crate) const UPSTREAM_KEEPALIVE: u16 = 60;
 
+/// How often moat sends the broker a PINGREQ of its own: half its upstream keep alive.
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(UPSTREAM_KEEPALIVE as u64 / 2);
+
 /// The broker side of a session after its CONNACK said yes (or no).
 pub(crate) struct Upstream {
     /// Frames from the broker.

@@ -63,7 +63,7 @@ fn every_side_has_its_outcome_and_its_name_in_the_log() {
             Outcome::Disconnect(ReasonCode::UnspecifiedError),
         ),
         (
-            InternalFault::Poisoned("session state").into(),
+            InternalFault::Invariant("test").into(),
             Side::Moat,
             Outcome::Disconnect(ReasonCode::UnspecifiedError),
         ),

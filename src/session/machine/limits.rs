@@ -1,28 +1,26 @@
-//! Per-session limits, pure: token buckets fed `now`, inflight QoS 1/2 and subscription counts.
+//! Per-session limits, pure: token buckets fed `now`, subscription counts, topic sizes.
 //!
-//! The driver shows every client frame to [`SessionLimits::on_client_frame`] before the state
-//! machine sees it, and every frame it writes to the client to
-//! [`SessionLimits::on_frame_to_client`] (acknowledgements end inflight exchanges). The answer
-//! is [`Check::Pass`], [`Check::Wait`] (throttle: the driver stops reading for that long, so TCP
-//! backpressure slows the client) or [`Check::Refuse`] (the session ends with the reason code
-//! `error.rs` picks). PUBLISH frames, the hot path, are only peeked at (type, QoS, topic,
-//! packet id); SUBSCRIBE and UNSUBSCRIBE are decoded. No tokio, no clock: time comes in.
+//! The machine shows every decoded client packet to [`SessionLimits::check`] before it judges
+//! it. The answer is [`Check::Pass`], [`Check::Wait`] (throttle: the machine tells the driver
+//! not to read the client for that long, so TCP backpressure slows the client) or
+//! [`Check::Refuse`] (the session ends with the reason code `error.rs` picks). The inflight
+//! limit (Receive Maximum) is not here: the one table of open QoS 1/2 exchanges is
+//! `state/flow.rs`, which refuses with [`SessionLimits::refuse`]. No tokio, no clock: time
+//! comes in.
 
 use crate::hashing::LazySet;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use super::error::{Exceeded, PolicyRefusal, Refusal};
-use crate::mqtt::{self, Packet, ProtocolVersion};
+use crate::mqtt::Packet;
 use crate::policy::{Bucket, ClientLimits, OnExceed, RuleRef};
+use crate::session::error::{Exceeded, PolicyRefusal, Refusal};
 
-/// What the driver does with a frame.
+/// What the machine does with a packet.
 #[derive(Debug)]
 pub(crate) enum Check {
     /// Go on.
     Pass,
-    /// Go on after this long without reading from the client (throttle).
+    /// Go on, then read nothing from the client for this long (throttle).
     Wait(Duration),
     /// End the session.
     Refuse(Refusal),
@@ -94,11 +92,8 @@ impl TokenBucket {
 /// the rate buckets boxed, allocated only when the policy sets a rate.
 #[derive(Debug)]
 pub(crate) struct SessionLimits {
-    version: ProtocolVersion,
     limits: Caps,
     rates: Option<Box<Rates>>,
-    /// Packet ids of the client's QoS 1/2 PUBLISHes not yet completed toward the client.
-    inflight: LazySet<u16>,
     /// Topic filters the session holds (as far as moat can tell: refused ones count too).
     subscriptions: LazySet<String>,
 }
@@ -126,7 +121,7 @@ struct Rates {
 // === impl SessionLimits ===
 
 impl SessionLimits {
-    pub(crate) fn new(version: ProtocolVersion, limits: ClientLimits) -> Self {
+    pub(crate) fn new(limits: ClientLimits) -> Self {
         let any_rate = limits.publish.is_some()
             || limits.publish_bytes.is_some()
             || limits.subscribe.is_some();
@@ -138,9 +133,7 @@ impl SessionLimits {
             })
         });
         SessionLimits {
-            version,
             rates,
-            inflight: LazySet::default(),
             subscriptions: LazySet::default(),
             limits: Caps {
                 max_inflight: limits.max_inflight,
@@ -154,57 +147,45 @@ impl SessionLimits {
         }
     }
 
-    /// A frame from the client, before the state machine sees it.
-    pub(crate) fn on_client_frame(&mut self, now: Instant, frame: &Bytes) -> Check {
-        let kind = frame.first().map(|b| b >> 4);
-        match kind {
-            Some(3) => self.publish(now, frame),
-            Some(8) | Some(10) => self.subscribe(now, frame),
+    /// A packet from the client (`len`: its frame's size), before the machine judges it.
+    pub(crate) fn check(&mut self, now: Instant, packet: &Packet, len: usize) -> Check {
+        match packet {
+            Packet::Publish(p) => self.publish(now, p.topic.as_str().as_bytes(), len),
+            Packet::Subscribe(s) => {
+                for (filter, _) in &s.filters {
+                    if let Some(refusal) = self.check_topic(filter.as_str().as_bytes()) {
+                        return Check::Refuse(refusal);
+                    }
+                    self.subscriptions.insert(filter.as_str().to_owned());
+                }
+                if self.subscriptions.len()
+                    > usize::try_from(self.limits.max_subscriptions).unwrap_or(usize::MAX)
+                {
+                    return Check::Refuse(self.refuse(Exceeded::Subscriptions));
+                }
+                self.subscribe(now)
+            }
+            Packet::Unsubscribe(u) => {
+                for filter in &u.filters {
+                    self.subscriptions.remove(filter.as_str());
+                }
+                self.subscribe(now)
+            }
             _ => Check::Pass,
         }
     }
 
-    /// A frame moat writes to the client: acknowledgements of the client's PUBLISHes end
-    /// their inflight exchange.
-    pub(crate) fn on_frame_to_client(&mut self, frame: &[u8]) {
-        let (Some(&byte1), Some(start), Some(id)) =
-            (frame.first(), body_start(frame), ack_id(frame))
-        else {
-            return;
-        };
-        // A v5 acknowledgement may carry a reason code after the id; none means success.
-        let reason = frame.get(start + 2).copied().unwrap_or(0);
-        match byte1 >> 4 {
-            // PUBACK, PUBCOMP; PUBREC with a failure code ends a QoS 2 exchange [MQTT-4.3.3].
-            4 | 7 => {
-                self.inflight.remove(&id);
-            }
-            5 if reason >= 0x80 => {
-                self.inflight.remove(&id);
-            }
-            _ => {}
-        }
+    /// Most QoS 1/2 PUBLISHes of the client that may be open at once (the policy's
+    /// `max_inflight`; `state/flow.rs` enforces it with the Receive Maximum).
+    pub(crate) fn max_inflight(&self) -> u16 {
+        self.limits.max_inflight
     }
 
-    fn publish(&mut self, now: Instant, frame: &Bytes) -> Check {
-        let Some(p) = peek_publish(frame) else {
-            // Malformed: the state machine refuses it with the right code.
-            return Check::Pass;
-        };
-        if let Some(refusal) = self.check_topic(p.topic) {
+    fn publish(&mut self, now: Instant, topic: &[u8], len: usize) -> Check {
+        if let Some(refusal) = self.check_topic(topic) {
             return Check::Refuse(refusal);
         }
-        if let Some(id) = p.packet_id {
-            // [MQTT-3.3.4-7] The client must not send more unacknowledged QoS 1/2 PUBLISHes
-            // than the Receive Maximum moat advertised; a retransmission (same id) is not new.
-            if !self.inflight.contains(&id) {
-                if self.inflight.len() >= usize::from(self.limits.max_inflight) {
-                    return Check::Refuse(self.refuse(Exceeded::Inflight));
-                }
-                self.inflight.insert(id);
-            }
-        }
-        let bytes = u64::try_from(frame.len()).unwrap_or(u64::MAX);
+        let bytes = u64::try_from(len).unwrap_or(u64::MAX);
         let on_exceed = self.limits.publish_on_exceed;
         let mut wait = Duration::ZERO;
         let mut over = None;
@@ -235,31 +216,8 @@ impl SessionLimits {
         }
     }
 
-    fn subscribe(&mut self, now: Instant, frame: &Bytes) -> Check {
-        let Ok(packet) = mqtt::decode(frame.clone(), self.version) else {
-            return Check::Pass;
-        };
-        match packet {
-            Packet::Subscribe(s) => {
-                for (filter, _) in &s.filters {
-                    if let Some(refusal) = self.check_topic(filter.as_str().as_bytes()) {
-                        return Check::Refuse(refusal);
-                    }
-                    self.subscriptions.insert(filter.as_str().to_owned());
-                }
-                if self.subscriptions.len()
-                    > usize::try_from(self.limits.max_subscriptions).unwrap_or(usize::MAX)
-                {
-                    return Check::Refuse(self.refuse(Exceeded::Subscriptions));
-                }
-            }
-            Packet::Unsubscribe(u) => {
-                for filter in &u.filters {
-                    self.subscriptions.remove(filter.as_str());
-                }
-            }
-            _ => return Check::Pass,
-        }
+    /// The subscribe rate (SUBSCRIBE and UNSUBSCRIBE alike).
+    fn subscribe(&mut self, now: Instant) -> Check {
         let Some(bucket) = self.rates.as_deref_mut().and_then(|r| r.subscribe.as_mut()) else {
             return Check::Pass;
         };
@@ -284,8 +242,9 @@ impl SessionLimits {
         None
     }
 
-    fn refuse(&self, what: Exceeded) -> Refusal {
-        Refusal::Policy(PolicyRefusal::Limit(what, self.limits.rule.clone()))
+    /// The refusal for going above `what`, naming the rule behind these limits.
+    pub(crate) fn refuse(&self, what: Exceeded) -> Refusal {
+        PolicyRefusal::Limit(what, self.limits.rule.clone()).into()
     }
 
     /// The rule behind these limits (for tests and logs).
@@ -293,44 +252,6 @@ impl SessionLimits {
     pub(crate) fn rule(&self) -> &RuleRef {
         &self.limits.rule
     }
-}
-
-/// The parts of a PUBLISH the limits need, read without decoding the whole packet.
-struct PublishPeek<'a> {
-    topic: &'a [u8],
-    packet_id: Option<u16>,
-}
-
-fn peek_publish(frame: &[u8]) -> Option<PublishPeek<'_>> {
-    let qos = (frame.first()? >> 1) & 0x03;
-    let body = frame.get(body_start(frame)?..)?;
-    let len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
-    let topic = body.get(2..2 + len)?;
-    let packet_id = match qos {
-        0 => None,
-        _ => {
-            let id = body.get(2 + len..4 + len)?;
-            Some(u16::from_be_bytes([*id.first()?, *id.get(1)?]))
-        }
-    };
-    Some(PublishPeek { topic, packet_id })
-}
-
-/// Offset of the variable header: 1 byte of type and flags, 1 to 4 of remaining length.
-fn body_start(frame: &[u8]) -> Option<usize> {
-    (1..=4).find_map(|i| match frame.get(i) {
-        Some(b) if b & 0x80 == 0 => Some(i + 1),
-        _ => None,
-    })
-}
-
-/// The packet id of an acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP).
-fn ack_id(frame: &[u8]) -> Option<u16> {
-    let start = body_start(frame)?;
-    Some(u16::from_be_bytes([
-        *frame.get(start)?,
-        *frame.get(start + 1)?,
-    ]))
 }
 
 #[cfg(test)]

@@ -25,12 +25,18 @@ use super::deliveries::{Delivered, Deliveries, Released};
 use super::{State, Step};
 use crate::mqtt::{self, Packet, QoS};
 use crate::policy::Policy;
-use crate::session::error::{Denied, PeerFault, Refusal};
+use crate::policy::RuleRef;
+use crate::session::error::{Denied, Exceeded, PeerFault, PolicyRefusal, Refusal};
+
+/// The rule an inflight refusal names when the broker's Receive Maximum, not the policy's
+/// `max_inflight`, was the limit.
+const BROKER_RECEIVE_MAXIMUM: &str = "broker Receive Maximum [MQTT-3.3.4-7]";
 
 /// What the client's CONNECT and moat's CONNACK agreed for the whole session.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Terms {
-    /// The Receive Maximum moat advertised to an MQTT 5 client; `None` for 3.x (no limit).
+    /// The Receive Maximum moat advertised to an MQTT 5 client, before the policy's
+    /// `max_inflight` lowered it; `None` for 3.x (the policy's limit alone applies).
     pub(crate) receive_maximum: Option<u16>,
     /// The client's Maximum Packet Size (MQTT 5): larger deliveries are dropped.
     pub(crate) client_max_packet_size: Option<usize>,
@@ -127,13 +133,7 @@ impl State {
                     "packet identifier in use [MQTT-2.2.1-3]",
                 )))
             }
-            None => {
-                if let Some(max) = self.flows.terms.receive_maximum {
-                    if self.flows.outbound.len() >= usize::from(max) {
-                        return Err(Refusal::Peer(PeerFault::ReceiveMaximum)); // [MQTT-3.3.4-7]
-                    }
-                }
-            }
+            None => self.check_inflight()?,
         }
         let step = self.client_publish(frame, p, policy)?;
         if matches!(step, Step::Forward(_)) {
@@ -144,6 +144,26 @@ impl State {
             self.flows.outbound.entry(id).or_insert(first);
         }
         Ok(step)
+    }
+
+    /// The one inflight limit: a new QoS 1/2 PUBLISH while as many exchanges of the client are
+    /// open as moat allows is refused [MQTT-3.3.4-7]. The limit is the policy's `max_inflight`,
+    /// and for MQTT 5 also the Receive Maximum moat advertised (the smaller of its own and the
+    /// broker's); the exchanges are those forwarded and not complete, and the QoS 2 ones moat
+    /// answered itself and still owes a PUBCOMP.
+    fn check_inflight(&self) -> Result<(), Refusal> {
+        let policy_max = self.limits.max_inflight();
+        let advertised = self.flows.terms.receive_maximum.unwrap_or(u16::MAX);
+        let open = self.flows.outbound.len() + self.local_qos2.len();
+        if open < usize::from(policy_max.min(advertised)) {
+            return Ok(());
+        }
+        Err(if policy_max <= advertised {
+            self.limits.refuse(Exceeded::Inflight)
+        } else {
+            PolicyRefusal::Limit(Exceeded::Inflight, RuleRef::builtin(BROKER_RECEIVE_MAXIMUM))
+                .into()
+        })
     }
 
     /// A client PUBREL for one of its own QoS 2 PUBLISHes (moat's own exchanges are answered

@@ -1,22 +1,28 @@
-//! The pure per-session proxy state after CONNACK: what to do with each packet, both ways.
+//! What to do with each packet after CONNACK, both ways: the judgement inside the machine.
 //!
-//! No sockets, no tokio, no clock: the driver feeds frames in and carries out the returned
-//! [`Step`]. Original bytes are forwarded whenever the codec accepted the packet unchanged (the
-//! codec accepts only one reading of any byte string); a packet moat changes is re-encoded.
+//! No sockets, no tokio, no clock: the machine (`machine/mod.rs`) feeds frames in, with `now`,
+//! and queues what the returned [`Step`] says. Each client frame is decoded once; the decoded
+//! packet goes to the per-client limits (`limits.rs`) and then to the decisions here. Original
+//! bytes are forwarded whenever the codec accepted the packet unchanged (the codec accepts only
+//! one reading of any byte string); a packet moat changes is re-encoded.
 //!
-//! Every topic decision is made here against the policy snapshot the driver passes in for that
-//! packet, so a reload applies to live sessions from their next packet on: PUBLISH after alias
-//! resolution, each SUBSCRIBE filter, and each delivery from the broker (`receive`).
+//! Every topic decision is made here against the policy snapshot the machine passes in for
+//! that packet, so a reload applies to live sessions from their next packet on: PUBLISH after
+//! alias resolution, each SUBSCRIBE filter, and each delivery from the broker (`receive`).
 
 use crate::hashing::{LazyMap, LazySet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
 use super::alias::{AliasError, AliasTable};
-use super::error::{BrokerFault, Denied, InternalFault, PeerFault, PolicyRefusal, Refusal};
+use super::limits::{Check, SessionLimits};
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
-use crate::policy::{AclCache, AclDecision, Action, Policy, PublishFacts, Subject};
+use crate::policy::{AclCache, AclDecision, Action, ClientLimits, Policy, PublishFacts, Subject};
+use crate::session::error::{
+    BrokerFault, Denied, InternalFault, PeerFault, PolicyRefusal, Refusal,
+};
 
 // Packet-id bookkeeping, the broker's acknowledgement order and the MQTT 5 invalid-filter
 // answer live in their own files.
@@ -96,12 +102,15 @@ pub(crate) struct State {
     acl: AclCache,
     /// Open QoS 1/2 exchanges both ways and the session's limits (`state/flow.rs`).
     flows: flow::Flows,
+    /// Per-client rates, subscription count and topic sizes (`limits.rs`).
+    limits: SessionLimits,
 }
 
 // === impl State ===
 
 impl State {
-    /// State for a session whose CONNACK advertised `topic_alias_maximum` to the client.
+    /// State for a session whose CONNACK advertised `topic_alias_maximum` to the client, under
+    /// the policy's default client limits (see [`State::with_limits`]).
     pub(crate) fn new(
         version: ProtocolVersion,
         topic_alias_maximum: u16,
@@ -115,7 +124,19 @@ impl State {
             subject,
             acl: AclCache::default(),
             flows: flow::Flows::default(),
+            limits: SessionLimits::new(ClientLimits::default()),
         }
+    }
+
+    /// Sets the per-client limits of this identity.
+    pub(crate) fn with_limits(mut self, limits: ClientLimits) -> Self {
+        self.limits = SessionLimits::new(limits);
+        self
+    }
+
+    /// The client's protocol version.
+    pub(crate) fn version(&self) -> ProtocolVersion {
+        self.version
     }
 
     /// Who the client is.
@@ -123,16 +144,47 @@ impl State {
         &self.subject
     }
 
-    /// A packet from the client, judged against `policy` (the snapshot in force now).
+    /// A packet from the client, read at `now`, judged against `policy` (the snapshot in force
+    /// now): decoded once, shown to the limits, then decided. Also returns how long the client
+    /// must not be read from after it (the throttle), if at all.
+    pub(crate) fn on_client(
+        &mut self,
+        now: Instant,
+        frame: Bytes,
+        policy: &Arc<Policy>,
+    ) -> Result<(Step, Option<Duration>), Refusal> {
+        let packet = match mqtt::decode(frame.clone(), self.version) {
+            Ok(packet) => packet,
+            // Not shown to the limits: the only one that goes on is an MQTT 5 SUBSCRIBE with
+            // invalid filters, whose valid rest is judged through the normal path.
+            Err(e) => return Ok((self.subscribe_with_invalid_filters(frame, e, policy)?, None)),
+        };
+        let wait = match self.limits.check(now, &packet, frame.len()) {
+            Check::Pass => None,
+            Check::Wait(wait) => Some(wait),
+            Check::Refuse(refusal) => return Err(refusal),
+        };
+        Ok((self.judge_client(frame, packet, policy)?, wait))
+    }
+
+    /// [`State::on_client`] for tests of the decisions alone: no rates apply.
+    #[cfg(test)]
     pub(crate) fn on_client_packet(
         &mut self,
         frame: Bytes,
         policy: &Arc<Policy>,
     ) -> Result<Step, Refusal> {
-        let packet = match mqtt::decode(frame.clone(), self.version) {
-            Ok(packet) => packet,
-            Err(e) => return self.subscribe_with_invalid_filters(frame, e, policy),
-        };
+        let now = Instant::now();
+        self.on_client(now, frame, policy).map(|(step, _)| step)
+    }
+
+    /// What the decoded client `packet` (whose bytes are `frame`) leads to.
+    fn judge_client(
+        &mut self,
+        frame: Bytes,
+        packet: Packet,
+        policy: &Arc<Policy>,
+    ) -> Result<Step, Refusal> {
         match packet {
             Packet::Publish(p) => self.client_publish_flow(frame, p, policy),
             Packet::Subscribe(s) => self.client_subscribe(frame, s, policy),

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use super::super::{State, Step};
 use super::Terms;
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
-use crate::policy::{Policy, PolicySource, Subject};
-use crate::session::error::{PeerFault, Refusal};
+use crate::policy::{ClientLimits, Policy, PolicySource, Subject};
+use crate::session::error::{Exceeded, PeerFault, PolicyRefusal, Refusal};
 
 const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -187,6 +187,44 @@ fn refused_qos2_is_finished_by_moat_and_resends_are_not_delivered_mqtt_4_3_3_10(
 }
 
 #[test]
+fn one_inflight_limit_the_policys_max_inflight_in_3_1_1_too_mqtt_3_3_4_7() {
+    let limits = ClientLimits {
+        max_inflight: 2,
+        ..ClientLimits::default()
+    };
+    let rule = limits.rule.clone();
+    let mut s = state(V3, Terms::default()).with_limits(limits.clone());
+    let p = |id, v| enc(publish("a/b", QoS::AtLeastOnce, Some(id), b"x"), v);
+    assert!(forwarded(&s.on_client_packet(p(1, V3), &open_policy())));
+    assert!(forwarded(&s.on_client_packet(p(2, V3), &open_policy())));
+    match s.on_client_packet(p(3, V3), &open_policy()) {
+        Err(Refusal::Policy(PolicyRefusal::Limit(Exceeded::Inflight, r))) => assert_eq!(r, rule),
+        other => panic!("expected the inflight limit, got {other:?}"),
+    }
+    // The broker's PUBACK, on its way to the client, ends an exchange and frees a place.
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubAck(ack(1, 0)), V3),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(p(3, V3), &open_policy())));
+    // MQTT 5 with a broker that allows fewer: the advertised Receive Maximum is the limit, and
+    // the refusal names it rather than the policy's rule.
+    let terms = Terms {
+        receive_maximum: Some(1),
+        ..Terms::default()
+    };
+    let mut s = state(V5, terms).with_limits(limits);
+    assert!(forwarded(&s.on_client_packet(p(1, V5), &open_policy())));
+    match s.on_client_packet(p(2, V5), &open_policy()) {
+        Err(Refusal::Policy(PolicyRefusal::Limit(Exceeded::Inflight, r))) => {
+            assert_ne!(r, rule);
+            assert!(r.to_string().contains("Receive Maximum"), "{r}");
+        }
+        other => panic!("expected the inflight limit, got {other:?}"),
+    }
+}
+
+#[test]
 fn receive_maximum_exceeded_mqtt_3_3_4_7() {
     let terms = Terms {
         receive_maximum: Some(2),
@@ -205,7 +243,7 @@ fn receive_maximum_exceeded_mqtt_3_3_4_7() {
     )));
     assert!(matches!(
         s.on_client_packet(p(3), &open_policy()),
-        Err(Refusal::Peer(PeerFault::ReceiveMaximum))
+        Err(Refusal::Policy(PolicyRefusal::Limit(Exceeded::Inflight, _)))
     ));
     // The broker's PUBACK frees one.
     let mut s = state(V5, terms);
@@ -220,7 +258,7 @@ fn receive_maximum_exceeded_mqtt_3_3_4_7() {
     let q2 = enc(publish("a/b", QoS::ExactlyOnce, Some(4), b"x"), V5);
     assert!(matches!(
         s.on_client_packet(q2.clone(), &open_policy()),
-        Err(Refusal::Peer(PeerFault::ReceiveMaximum))
+        Err(Refusal::Policy(PolicyRefusal::Limit(Exceeded::Inflight, _)))
     ));
     assert!(forwarded(&s.on_broker_packet(
         enc(Packet::PubAck(ack(2, 0)), V5),
