@@ -486,3 +486,7 @@ fn client_connack(admitted: &Admitted, env: &Env) -> mqtt::ConnAck {
     }
     ack
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
+mod tests;
