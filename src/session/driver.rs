@@ -68,6 +68,7 @@ const BROKER_CLOSE_WAIT: Duration = Duration::from_secs(1);
 const UNARMED: Duration = Duration::from_secs(86_400 * 365);
 
 /// How a session ended without a refusal.
+#[derive(Debug)]
 enum End {
     /// The client closed (or reset) its connection without DISCONNECT.
     ClientLeft,

@@ -93,7 +93,11 @@ where
         broker: &mut w.broker,
         broker_wr: &mut w.broker_wr,
     };
-    let (end, ()) = tokio::join!(run(io, machine, &peer, env, &mut drain), script);
+    // The script is bounded (in virtual time): a session that ends early fails the test
+    // instead of leaving the script waiting forever.
+    let script = tokio::time::timeout(Duration::from_secs(600), script);
+    let (end, script) = tokio::join!(run(io, machine, &peer, env, &mut drain), script);
+    assert!(script.is_ok(), "the session ended before the script: {end:?}");
     end.map(|_| ())
 }
 
