@@ -1,8 +1,14 @@
-//! Unit tests of certificate generation.
+//! Unit tests of certificate generation and files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-use super::*;
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use x509_parser::extensions::GeneralName;
+
+use rcgen::KeyIdMethod;
+use time::{Duration, OffsetDateTime};
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+
+use super::generate::{cert_der, key_id_method, parse};
+use super::*;
 
 fn der(pem: &Pem) -> Vec<u8> {
     cert_der(&pem.cert, "test").unwrap()
@@ -76,55 +82,6 @@ fn chain_verifies_with_ekus_sans_and_aki() {
     assert!(matches!(sans[1], GeneralName::DNSName("*.example.com")));
     assert!(matches!(sans[2], GeneralName::IPAddress([127, 0, 0, 1])));
     assert_ne!(s.raw_serial(), parse(&c_der).unwrap().raw_serial());
-}
-
-#[test]
-fn common_name_is_extracted() {
-    let (ca, server, client) = pki();
-    assert_eq!(
-        cert_common_name(&der(&client)).unwrap().as_deref(),
-        Some("alice")
-    );
-    assert_eq!(
-        cert_common_name(&der(&server)).unwrap().as_deref(),
-        Some("localhost")
-    );
-    assert_eq!(
-        cert_common_name(&der(&ca)).unwrap().as_deref(),
-        Some("test CA")
-    );
-    assert!(cert_common_name(b"not a certificate").is_err());
-}
-
-#[test]
-fn two_common_names_are_refused() {
-    // Make a subject with CN and O of equal length, then retype O (2.5.4.10) as CN (2.5.4.3).
-    let key = new_key().unwrap();
-    let mut params = base_params(
-        "aaaa",
-        OffsetDateTime::now_utc(),
-        OffsetDateTime::now_utc() + Duration::days(1),
-    )
-    .unwrap();
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "bbbb");
-    let mut d = params.self_signed(&key).unwrap().der().to_vec();
-    let o_oid = [0x06, 0x03, 0x55, 0x04, 0x0a];
-    let hits: Vec<_> = d
-        .windows(5)
-        .enumerate()
-        .filter(|(_, w)| *w == o_oid)
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(hits.len(), 2, "issuer and subject");
-    for at in hits {
-        d[at + 4] = 0x03;
-    }
-    assert!(matches!(
-        cert_common_name(&d),
-        Err(CertError::MultipleCommonNames { count: 2 })
-    ));
 }
 
 #[test]

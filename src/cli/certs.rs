@@ -4,6 +4,7 @@
 //! [`crate::certs`], shared with the dev-cert bootstrap of `moat run`. Files are written into `--out`
 //! (default `certs/`): keys 0600, certificates 0644, never overwriting without `--force`.
 
+use super::out::say;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -119,7 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         other => other?,
     };
     for path in written {
-        println!("{}", path.display());
+        say(format_args!("{}\n", path.display()))?;
     }
     Ok(())
 }

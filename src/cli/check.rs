@@ -9,6 +9,7 @@
 //! naming the file) and lists each CRL, warning about expired ones. Opens no sockets and writes
 //! no files.
 
+use super::out::say;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -31,12 +32,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = load::load_config(&args.config)?;
     let policy = load::load_policy(&cfg)?;
     let missing = load::missing_tls_files(&cfg);
-    print!("{}", report(&args.config, &cfg, &policy, &missing));
+    say(report(&args.config, &cfg, &policy, &missing))?;
     for line in descriptors(&cfg, fds::limits().ok()) {
-        println!("{line}");
+        say(format_args!("{line}\n"))?;
     }
     let (cases, failed) = cases(&policy);
-    print!("{cases}");
+    say(cases)?;
     if failed > 0 {
         bail!("{failed} policy test(s) failed");
     }
@@ -50,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if missing.is_empty() {
         for line in tls_material(&cfg)? {
-            println!("{line}");
+            say(format_args!("{line}\n"))?;
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 //! the same question a session would (same code path: `Policy::explain`), printing the verdict
 //! and the rule (`file:line`) that reached it. Opens no sockets.
 
+use super::out::say;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -72,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.source,
     );
     let decision = policy.explain(&subject, action, &args.topic, args.qos, args.retain);
-    print!("{}", report(&subject, action, &args.topic, &decision));
+    say(report(&subject, action, &args.topic, &decision))?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 mod certs;
 mod check;
 mod explain;
+mod out;
 mod passwd;
 mod run;
 mod tunnel;
@@ -48,15 +49,19 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output left (`moat check | head`): what it read was complete.
+        Err(e) if e.is::<out::Closed>() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("moat: {e:#}");
+            eprintln!("moat: {}", out::error_text(&e));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Sets up logging once: `RUST_LOG` wins, else info for moat and warnings for rumqttd.
+/// Sets up logging once: `RUST_LOG` wins, else info for moat and warnings for rumqttd. Colours
+/// only when stderr is a terminal: a file or a log shipper gets plain text.
 pub(crate) fn init_logging(json: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
@@ -65,48 +70,74 @@ pub(crate) fn init_logging(json: bool) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().finish().with(MuteRouterDrop).try_init()
+        builder.json().finish().with(Mute).try_init()
     } else {
-        builder.finish().with(MuteRouterDrop).try_init()
+        builder.finish().with(Mute).try_init()
     };
 }
 
-/// Drops one rumqttd event: "router-drop", which rumqttd logs at ERROR for the normal end of a
-/// link its router closed. That is how every embedded-broker session ending in DISCONNECT ends,
-/// since moat lets the broker close first (`session/driver.rs`): an error line per clean
-/// disconnect otherwise. moat logs each session's end from its own side.
-struct MuteRouterDrop;
+/// Events of other crates that say nothing an operator can act on, by target and the start of
+/// their message:
+/// - rumqttd's "router-drop", logged at ERROR for the normal end of a link its router closed.
+///   That is how every embedded-broker session ending in DISCONNECT ends, since moat lets the
+///   broker close first (`session/driver.rs`); moat logs each session's end from its own side.
+/// - rustls' WARN for a ClientHello whose SNI is an IP address: every client that connects by
+///   address sends one (RFC 6066 forbids it, clients do it anyway; rustls ignores the name),
+///   and moat reads the ClientHello twice (SNI probe and handshake), so it was two lines per
+///   connection.
+const MUTED: &[(&str, &str)] = &[
+    ("rumqttd::server::broker", "router-drop"),
+    (
+        "rustls::msgs::handshake",
+        "Illegal SNI extension: ignoring IP address presented as hostname",
+    ),
+];
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for MuteRouterDrop {
+/// Drops the events in [`MUTED`].
+struct Mute;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Mute {
     fn event_enabled(
         &self,
         event: &tracing::Event<'_>,
         _: tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        if event.metadata().target() != "rumqttd::server::broker" {
-            return true;
-        }
-        let mut seen = MessageIs("router-drop", false);
+        let mut seen = Seen::default();
         event.record(&mut seen);
-        !seen.1
+        // Records of crates that log through the `log` crate (rustls) arrive with the target
+        // "log" and their own target in the field `log.target`.
+        let target = match event.metadata().target() {
+            "log" => seen.log_target.as_str(),
+            target => target,
+        };
+        !MUTED
+            .iter()
+            .any(|(muted, start)| *muted == target && seen.message.starts_with(start))
     }
 }
 
-/// Whether an event's message is this text.
-struct MessageIs(&'static str, bool);
+/// The message and `log.target` fields of an event.
+#[derive(Default)]
+struct Seen {
+    message: String,
+    log_target: String,
+}
 
-impl tracing::field::Visit for MessageIs {
+impl tracing::field::Visit for Seen {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" && format!("{value:?}") == self.0 {
-            self.1 = true;
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
         }
     }
 
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "message" && value == self.0 {
-            self.1 = true;
+        match field.name() {
+            "message" => value.clone_into(&mut self.message),
+            "log.target" => value.clone_into(&mut self.log_target),
+            _ => {}
         }
     }
 }

@@ -6,6 +6,7 @@
 //! system RNG; verification lives in `policy/authn.rs`. Echo is turned off with `stty` rather than a
 //! terminal crate, so no dependency is added and no unsafe code runs here.
 
+use super::out::say;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::process::{Command, Stdio};
 
@@ -46,10 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let phc = hash_password(&password)?;
     match &args.user {
-        Some(user) => println!("{}", yaml_entry(user, &phc)),
-        None => println!("{phc}"),
+        Some(user) => say(format_args!("{}\n", yaml_entry(user, &phc))),
+        None => say(format_args!("{phc}\n")),
     }
-    Ok(())
 }
 
 /// An argon2id PHC string for `password` with a fresh random salt.

@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::check::Check;
 use super::error::{quoted, ConfigError, ConfigErrorKind as Kind, Position};
-use super::raw::Check;
 use super::{ClientCerts, TlsSettings, TransportKind};
 
 /// WebSocket path when none is configured (what EMQX, mosquitto and HiveMQ use).

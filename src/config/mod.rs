@@ -6,8 +6,11 @@
 //! rest of the crate uses: addresses parsed, units converted, ranges checked, relative paths
 //! joined to the config file's folder, defaults filled in. Parsing is pure: text and a path in,
 //! `Config` or a `FILE:LINE:COLUMN` [`ConfigError`] out. Reading the file is `ops::load`'s job;
-//! this module never touches the filesystem, the network or the clock.
+//! this module never touches the filesystem, the network or the clock. `raw.rs` validates the
+//! whole file and `listener.rs` the per-listener transports, both through `check.rs` (one value
+//! and its place).
 
+mod check;
 mod error;
 mod listener;
 mod raw;

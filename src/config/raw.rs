@@ -7,22 +7,19 @@
 //! say what was expected. Nothing here reads files: paths are joined, not opened.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::check::Check;
 use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
 use super::listener::{RawQuic, RawTransport, RawWs};
-use super::units::{parse_duration, parse_size};
 use super::{
     BrokerSettings, ClientCerts, Config, CrlExpired, Limits, Listener, LogFormat, LogSettings,
     PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
 };
 
-/// Longest timeout accepted: anything longer is a typo, and a hostile peer would love it.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Smallest `max_packet_size`: a CONNECT with modest credentials must still fit.
 const MIN_PACKET_SIZE: u64 = 128;
 /// Largest `max_packet_size`: MQTT allows 256 MiB, a proxy in front of constrained brokers
@@ -141,33 +138,16 @@ struct RawLog {
 
 /// Deserializes and validates; see [`super::parse`].
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let check = Check {
-        file: path,
-        base: path.parent().unwrap_or_else(|| Path::new("")),
-    };
+    let check = Check::new(path);
     let raw: Option<RawConfig> =
         from_yaml(text).map_err(|(position, message)| check.err(position, Kind::Yaml(message)))?;
     let raw = raw.ok_or_else(|| check.err(Position::UNKNOWN, Kind::Empty))?;
     check.config(raw)
 }
 
-/// Validation context: the file to name in errors and the folder relative paths start from.
-pub(super) struct Check<'a> {
-    file: &'a Path,
-    base: &'a Path,
-}
-
-// === impl Check ===
+// === impl Check (the whole file) ===
 
 impl Check<'_> {
-    pub(super) fn err(&self, position: Position, kind: Kind) -> ConfigError {
-        ConfigError::new(self.file, position, kind)
-    }
-
-    pub(super) fn err_at<T>(&self, value: &Spanned<T>, kind: Kind) -> ConfigError {
-        self.err(Position::of_spanned(value), kind)
-    }
-
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let policies = match raw.policies {
             None => vec![self.base.join(DEFAULT_POLICIES)],
@@ -425,51 +405,6 @@ impl Check<'_> {
         })
     }
 
-    /// A timeout: positive (or zero when `allow_zero`) and at most [`MAX_TIMEOUT`].
-    pub(super) fn timeout(
-        &self,
-        raw: &Option<Spanned<String>>,
-        field: &'static str,
-        allow_zero: bool,
-    ) -> Result<Option<Duration>, ConfigError> {
-        let Some(raw) = raw else { return Ok(None) };
-        let duration = self.duration(raw, field)?;
-        if (duration.is_zero() && !allow_zero) || duration > MAX_TIMEOUT {
-            let expected = if allow_zero {
-                "at most 1h"
-            } else {
-                "more than 0s and at most 1h"
-            };
-            let found = quoted(&raw.value);
-            let kind = Kind::DurationOutOfRange {
-                field,
-                found,
-                expected,
-            };
-            return Err(self.err_at(raw, kind));
-        }
-        Ok(Some(duration))
-    }
-
-    fn duration(
-        &self,
-        raw: &Spanned<String>,
-        field: &'static str,
-    ) -> Result<Duration, ConfigError> {
-        parse_duration(&raw.value).map_err(|err| {
-            let found = quoted(&raw.value);
-            let reason = err.to_string();
-            self.err_at(
-                raw,
-                Kind::InvalidDuration {
-                    field,
-                    found,
-                    reason,
-                },
-            )
-        })
-    }
-
     fn keepalive(&self, raw: &Spanned<String>) -> Result<u16, ConfigError> {
         let field = "limits.max_keepalive";
         let duration = self.duration(raw, field)?;
@@ -494,42 +429,6 @@ impl Check<'_> {
     fn packet_size(&self, raw: &Spanned<String>) -> Result<usize, ConfigError> {
         let range = MIN_PACKET_SIZE..=MAX_PACKET_SIZE;
         self.size_in(raw, "limits.max_packet_size", range, "from 128B to 16MiB")
-    }
-
-    /// A size (`256KiB`) that must lie in `range`; errors name the field and the range.
-    pub(super) fn size_in(
-        &self,
-        raw: &Spanned<String>,
-        field: &'static str,
-        range: std::ops::RangeInclusive<u64>,
-        expected: &'static str,
-    ) -> Result<usize, ConfigError> {
-        let size = parse_size(&raw.value).map_err(|err| {
-            let found = quoted(&raw.value);
-            let reason = err.to_string();
-            self.err_at(
-                raw,
-                Kind::InvalidSize {
-                    field,
-                    found,
-                    reason,
-                },
-            )
-        })?;
-        match usize::try_from(size) {
-            Ok(bytes) if range.contains(&size) => Ok(bytes),
-            _ => {
-                let found = format!("{} ({size} bytes)", quoted(&raw.value));
-                Err(self.err_at(
-                    raw,
-                    Kind::OutOfRange {
-                        field,
-                        found,
-                        expected,
-                    },
-                ))
-            }
-        }
     }
 
     fn connections(&self, raw: &Spanned<u64>, field: &'static str) -> Result<usize, ConfigError> {
@@ -588,14 +487,6 @@ impl Check<'_> {
             return Err(self.err_at(raw, Kind::InvalidSocketAddr { field, found }));
         }
         Ok(addr)
-    }
-
-    /// A path from the file, joined to the config file's folder when relative.
-    fn path(&self, raw: &Spanned<String>, field: &'static str) -> Result<PathBuf, ConfigError> {
-        if raw.value.trim().is_empty() {
-            return Err(self.err_at(raw, Kind::EmptyPath { field }));
-        }
-        Ok(self.base.join(&raw.value))
     }
 }
 

@@ -7,10 +7,10 @@
 //! (`EncodeError`) are different types (house rule 3); the session maps them to the wire once.
 //! What it must not do: pick codes for policy refusals (ACL, authn) — those are the session's.
 
-use super::header::PacketType;
 use super::reason::ReasonCode;
 use super::string::StringError;
 use super::topic::TopicError;
+use super::PacketType;
 use super::ProtocolVersion;
 
 /// The fixed header cannot be accepted (see [`super::header::check`]).

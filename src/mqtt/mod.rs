@@ -11,6 +11,7 @@
 //!
 //! Files:
 //! - `header.rs`     fixed header, remaining length, [`header::check`] (size check before allocation)
+//! - here            what every file shares: [`PacketType`], [`ProtocolVersion`], [`QoS`]
 //! - `wire.rs`       primitive readers/writers (u8/u16/u32, variable byte integer, binary, string)
 //! - `string.rs`     [`MqttStr`], the validated MQTT UTF-8 string
 //! - `properties.rs` MQTT 5 property reader/writer: per-packet allow table, duplicates, value ranges
@@ -37,7 +38,7 @@ mod proptests;
 mod test_util;
 
 pub use error::{ConnectError, DecodeError, EncodeError, FrameError};
-pub use header::{check, FixedHeader, PacketType};
+pub use header::{check, FixedHeader};
 pub use packet::{
     decode, decode_subscribe_request, Ack, Auth, AuthProperties, ConnAck, ConnAckProperties,
     Connect, ConnectProperties, Disconnect, DisconnectProperties, Packet, PubAck, PubComp, PubRec,
@@ -84,6 +85,78 @@ impl ProtocolVersion {
     /// True for MQTT 5.0 (properties and reason codes present).
     pub fn is_v5(self) -> bool {
         self == Self::V5
+    }
+}
+
+/// The 15 MQTT control packet types (type 0 is reserved and has no variant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PacketType {
+    /// Client request to connect.
+    Connect = 1,
+    /// Connect acknowledgment.
+    ConnAck = 2,
+    /// Publish message.
+    Publish = 3,
+    /// Publish acknowledgment (QoS 1).
+    PubAck = 4,
+    /// Publish received (QoS 2, part 1).
+    PubRec = 5,
+    /// Publish release (QoS 2, part 2).
+    PubRel = 6,
+    /// Publish complete (QoS 2, part 3).
+    PubComp = 7,
+    /// Subscribe request.
+    Subscribe = 8,
+    /// Subscribe acknowledgment.
+    SubAck = 9,
+    /// Unsubscribe request.
+    Unsubscribe = 10,
+    /// Unsubscribe acknowledgment.
+    UnsubAck = 11,
+    /// Ping request.
+    PingReq = 12,
+    /// Ping response.
+    PingResp = 13,
+    /// Disconnect notification.
+    Disconnect = 14,
+    /// Authentication exchange (MQTT 5 only; reserved in 3.1.1).
+    Auth = 15,
+}
+
+// === impl PacketType ===
+
+impl PacketType {
+    /// The packet type in the high nibble of `byte1`; `None` for the reserved type 0.
+    pub fn from_byte1(byte1: u8) -> Option<PacketType> {
+        Some(match byte1 >> 4 {
+            1 => Self::Connect,
+            2 => Self::ConnAck,
+            3 => Self::Publish,
+            4 => Self::PubAck,
+            5 => Self::PubRec,
+            6 => Self::PubRel,
+            7 => Self::PubComp,
+            8 => Self::Subscribe,
+            9 => Self::SubAck,
+            10 => Self::Unsubscribe,
+            11 => Self::UnsubAck,
+            12 => Self::PingReq,
+            13 => Self::PingResp,
+            14 => Self::Disconnect,
+            15 => Self::Auth,
+            _ => return None,
+        })
+    }
+
+    /// The flags nibble every packet except PUBLISH must carry: 0b0010 for PUBREL, SUBSCRIBE and
+    /// UNSUBSCRIBE, 0 for the rest [MQTT-2.1.3-1]. `None` for PUBLISH (its flags carry data).
+    pub fn required_flags(self) -> Option<u8> {
+        match self {
+            Self::Publish => None,
+            Self::PubRel | Self::Subscribe | Self::Unsubscribe => Some(0b0010),
+            _ => Some(0),
+        }
     }
 }
 

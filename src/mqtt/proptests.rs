@@ -8,9 +8,10 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::Union;
 
-use super::header::{check, PacketType};
+use super::header::check;
 use super::packet::*;
 use super::properties::AckProperties;
+use super::PacketType;
 use super::{MqttStr, ProtocolVersion, QoS};
 
 const V31: ProtocolVersion = ProtocolVersion::V3_1;

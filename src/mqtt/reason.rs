@@ -6,7 +6,7 @@
 //! `outcome()`); this file only names them.
 //! What it must not do: decide *which* code a situation deserves.
 
-use super::header::PacketType;
+use super::PacketType;
 
 /// Every MQTT 5.0 reason code (§2.4). 0x00 is Success / Normal disconnection / Granted QoS 0,
 /// 0x01 and 0x02 are Granted QoS 1/2 (one variant per value).

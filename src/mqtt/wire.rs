@@ -9,8 +9,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::error::{DecodeError, EncodeError};
-use super::header::{PacketType, MAX_REMAINING_LENGTH};
+use super::header::MAX_REMAINING_LENGTH;
 use super::string::MqttStr;
+use super::PacketType;
 
 /// A cursor over one packet body (or one property block). Every read checks the length first.
 #[derive(Debug)]

@@ -23,11 +23,12 @@ use argon2::Params;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::authn::{check_identity_name, check_name, NameError};
+use super::authn::{check_identity_name, check_name};
 use super::client_id::{BindKind, ClientIdRule, TemplateError};
 use super::decision::RuleRef;
+use super::error::{PolicyError, PolicyErrorKind, PolicySource};
 use super::guard;
-use super::mosquitto::{self, PasswdError};
+use super::mosquitto;
 use super::{AnonymousSetting, Policy, Secret, User};
 use crate::config::{from_yaml, quoted, Position, SourceLocation};
 
@@ -41,121 +42,6 @@ const LARGE_M_COST: usize = 64 * 1024;
 const MAX_T_COST: u32 = 16;
 /// Largest argon2 parallelism accepted.
 const MAX_P_COST: u32 = 16;
-
-/// One policy file's text and the path it is named by in errors and rule references.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicySource {
-    /// Path as the operator named it (relative paths stay relative).
-    pub path: PathBuf,
-    /// The file's contents.
-    pub text: String,
-}
-
-/// An error in a policy file: where, and what.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{at}: {kind}")]
-pub struct PolicyError {
-    /// File, line and column of the offending value.
-    pub at: SourceLocation,
-    /// What was wrong.
-    pub kind: PolicyErrorKind,
-}
-
-/// What was wrong in a policy file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PolicyErrorKind {
-    /// The YAML itself: syntax, wrong type, unknown or duplicate key, missing field, budget.
-    #[error("{0}")]
-    Yaml(String),
-    /// A user name that cannot be an identity.
-    #[error("invalid user name {name}: {reason}")]
-    InvalidUserName {
-        /// The name, quoted.
-        name: String,
-        /// What is wrong with it.
-        reason: NameError,
-    },
-    /// A group name that cannot be used in rules.
-    #[error("invalid group name {group} for user {user}: {reason}")]
-    InvalidGroupName {
-        /// The user, quoted.
-        user: String,
-        /// The group, quoted.
-        group: String,
-        /// What is wrong with it.
-        reason: NameError,
-    },
-    /// The same user name twice (in one file or across files).
-    #[error("duplicate user {name}, first defined at {first}: each user may be defined once")]
-    DuplicateUser {
-        /// The name, quoted.
-        name: String,
-        /// Where it was first defined.
-        first: SourceLocation,
-    },
-    /// Not a usable argon2id PHC string.
-    #[error("the password of user {user} is not a valid argon2id hash ({reason}): expected a PHC string such as '$argon2id$v=19$m=19456,t=2,p=1$SALT$HASH', as printed by `moat passwd`")]
-    InvalidPasswordHash {
-        /// The user, quoted.
-        user: String,
-        /// What is wrong with the hash (never the hash itself).
-        reason: String,
-    },
-    /// Argon2 parameters so high that each login attempt becomes a denial-of-service lever.
-    #[error("the password hash of user {user} is too expensive to verify (m={m}, t={t}, p={p}): expected m at most 262144 (256 MiB), t at most 16, p at most 16")]
-    PasswordTooExpensive {
-        /// The user, quoted.
-        user: String,
-        /// Memory cost in KiB.
-        m: u32,
-        /// Time cost (iterations).
-        t: u32,
-        /// Parallelism.
-        p: u32,
-    },
-    // --- identity (issue 3) ---
-    /// A line of a mosquitto password file (the error's location is that file and line).
-    #[error("{0}")]
-    PasswordFile(PasswdError),
-    /// A `password_file:` whose text was not handed to the compiler (a bug in the caller, or a
-    /// file that disappeared between reading the policy and reading it).
-    #[error("password file {0} was not loaded")]
-    PasswordFileNotLoaded(String),
-    /// A password-file user also defined elsewhere with a password.
-    #[error("user {name} is also defined at {first} with a password: each user has one password (a user under users: without a password may take its password from a password file)")]
-    DuplicatePasswordUser {
-        /// The name, quoted.
-        name: String,
-        /// The other definition.
-        first: SourceLocation,
-    },
-    /// A bad `client_id:` template.
-    #[error("client_id: {0}")]
-    ClientIdTemplate(TemplateError),
-    /// Two files set `client_id:`.
-    #[error("client_id is also set at {first}: set it in one file only")]
-    ConflictingClientId {
-        /// Where it was set first.
-        first: SourceLocation,
-    },
-    /// An ACL rule or a policy test case (`acl:`, `tests:`).
-    #[error("{0}")]
-    Acl(super::acl::compile::AclError),
-    /// A `network:`, `bans:`, `auto_ban:` or `limits:` value (see guard.rs).
-    #[error(transparent)]
-    Guard(#[from] guard::GuardErrorKind),
-    /// Two files set `anonymous` differently.
-    #[error("anonymous is {value} here but {other} at {first}: set it in one file only")]
-    ConflictingAnonymous {
-        /// The value here.
-        value: bool,
-        /// The value set first.
-        other: bool,
-        /// Where it was set first.
-        first: SourceLocation,
-    },
-}
 
 /// One policy file as serde sees it.
 #[derive(Debug, Deserialize)]
@@ -177,7 +63,7 @@ struct RawPolicyFile {
     /// Expected decisions `moat check` runs (`tests:`).
     tests: Option<Vec<super::acl::compile::RawCase>>,
 
-    // --- network guard (guard.rs): addresses, bans, limits ---
+    // --- network guard (`guard/`): addresses, bans, limits ---
     /// `network: { allow, deny, listeners }`.
     network: Option<guard::RawNetwork>,
     /// Static bans.
@@ -265,7 +151,7 @@ struct Merged {
     warnings: Vec<String>,
     /// ACL rules and policy test cases, in file order (topic ACLs).
     acl: super::acl::compile::AclBuilder,
-    /// Network guard sections (guard.rs).
+    /// Network guard sections (`guard/`).
     guard: guard::GuardMerged,
 }
 

@@ -16,6 +16,7 @@ mod bans;
 pub mod client_id;
 mod compile;
 mod decision;
+mod error;
 mod guard;
 mod limits;
 pub mod mosquitto;
@@ -41,11 +42,9 @@ pub use authn::{
     NameError, PasswordCheck, ANONYMOUS,
 };
 pub use bans::{AutoBanRule, AutoBanSettings, BanTarget, StaticBan};
-pub use compile::{
-    compile, compile_with_files, password_files, PolicyError, PolicyErrorKind, PolicySource,
-};
+pub use compile::{compile, compile_with_files, password_files};
 pub use decision::{Decision, RuleRef, Verdict};
-pub use guard::GuardErrorKind;
+pub use error::{GuardErrorKind, PolicyError, PolicyErrorKind, PolicySource};
 pub use limits::{Bucket, ClientLimits, ConnectionLimits, OnExceed, Rate};
 pub use network::{source_key, NetworkSummary};
 pub use password::HashMemory;
@@ -69,7 +68,7 @@ pub struct Policy {
     acl: acl::Acl,
     /// Expected decisions that `moat check` runs (`tests:`).
     cases: Vec<PolicyCase>,
-    /// Network admission, bans and limits (guard.rs).
+    /// Network admission, bans and limits (`guard/`).
     guard: guard::Guard,
 }
 

@@ -4,6 +4,7 @@
 //! policy; they only terminate encryption, WebSocket framing (`ws`, over TCP or TLS) or a QUIC
 //! stream (`quic`), and report what they learned about the other end.
 
+mod cert_info;
 mod crl;
 pub mod forwarded;
 mod handshake_refusal;
@@ -17,6 +18,7 @@ pub mod ws;
 mod ws_stream;
 
 pub use crate::config::TransportKind;
+pub use cert_info::{cert_facts, CertFacts, CertInfoError};
 pub use crl::Revocations;
 pub use handshake_refusal::HandshakeRefusal;
 pub(crate) use material::Handshakes;

@@ -57,8 +57,8 @@ impl ClientCert {
     }
 
     /// Reads the issuer and serial of a DER certificate.
-    pub fn of(der: &[u8]) -> Result<Self, crate::certs::CertError> {
-        let facts = crate::certs::cert_facts(der)?;
+    pub fn of(der: &[u8]) -> Result<Self, super::CertInfoError> {
+        let facts = super::cert_facts(der)?;
         Ok(Self::new(&facts.issuer, &facts.serial))
     }
 

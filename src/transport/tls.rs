@@ -314,8 +314,7 @@ pub(crate) fn leaf_identity(
     let Some(leaf) = chain.and_then(|c| c.first()) else {
         return Ok((None, None));
     };
-    let facts =
-        crate::certs::cert_facts(leaf.as_ref()).map_err(|e| TlsError::Identity(e.to_string()))?;
+    let facts = super::cert_facts(leaf.as_ref()).map_err(|e| TlsError::Identity(e.to_string()))?;
     let cert = revocable.then(|| Box::new(ClientCert::new(&facts.issuer, &facts.serial)));
     Ok((facts.common_name, cert))
 }

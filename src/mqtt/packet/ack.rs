@@ -10,10 +10,10 @@
 use bytes::{BufMut, BytesMut};
 
 use super::super::error::{DecodeError, EncodeError};
-use super::super::header::PacketType;
 use super::super::properties::{AckProperties, Context};
 use super::super::reason::allowed_in;
 use super::super::wire::{put_packet, Reader};
+use super::super::PacketType;
 use super::super::ProtocolVersion;
 
 /// An acknowledgement in the QoS 1/2 flows.

@@ -10,11 +10,11 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::super::error::{DecodeError, EncodeError};
-use super::super::header::PacketType;
 use super::super::properties::{id, Context, PropReader, PropWriter, UserProperties, Value};
 use super::super::reason::allowed_in;
 use super::super::string::MqttStr;
 use super::super::wire::{put_packet, Reader};
+use super::super::PacketType;
 use super::super::ProtocolVersion;
 
 /// A CONNACK packet.

@@ -11,11 +11,12 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::super::error::{ConnectError, DecodeError, EncodeError};
-use super::super::header::{check, PacketType};
+use super::super::header::check;
 use super::super::properties::{id, Context, PropReader, PropWriter, UserProperties, Value};
 use super::super::string::MqttStr;
 use super::super::topic::validate_topic_name;
 use super::super::wire::{put_binary, put_packet, put_str, Reader};
+use super::super::PacketType;
 use super::super::{ProtocolVersion, QoS};
 
 /// A CONNECT packet.

@@ -13,8 +13,9 @@
 use bytes::{Bytes, BytesMut};
 
 use super::error::{DecodeError, EncodeError};
-use super::header::{check, FixedHeader, PacketType};
+use super::header::{check, FixedHeader};
 use super::wire::{put_packet, Reader};
+use super::PacketType;
 use super::ProtocolVersion;
 
 mod ack;

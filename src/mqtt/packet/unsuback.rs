@@ -8,10 +8,10 @@
 use bytes::{BufMut, BytesMut};
 
 use super::super::error::{DecodeError, EncodeError};
-use super::super::header::PacketType;
 use super::super::properties::{AckProperties, Context};
 use super::super::reason::allowed_in;
 use super::super::wire::{put_packet, Reader};
+use super::super::PacketType;
 use super::super::ProtocolVersion;
 
 /// An UNSUBACK packet.

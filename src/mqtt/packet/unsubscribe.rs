@@ -9,11 +9,11 @@
 use bytes::{BufMut, BytesMut};
 
 use super::super::error::{DecodeError, EncodeError};
-use super::super::header::PacketType;
 use super::super::properties::{id, Context, PropReader, PropWriter, UserProperties, Value};
 use super::super::string::MqttStr;
 use super::super::topic::validate_topic_filter;
 use super::super::wire::{put_packet, put_str, Reader};
+use super::super::PacketType;
 use super::super::ProtocolVersion;
 
 /// An UNSUBSCRIBE packet.

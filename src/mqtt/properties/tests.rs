@@ -12,7 +12,7 @@ fn read_all(block: &str, ctx: Context) -> Result<Vec<(u8, Value)>, DecodeError> 
         out.push(p);
     }
     pr.finish()?;
-    r.finish(crate::mqtt::header::PacketType::Publish)?;
+    r.finish(crate::mqtt::PacketType::Publish)?;
     Ok(out)
 }
 

@@ -34,75 +34,13 @@ use super::rule::{Pattern, Placeholder, Rule, Who};
 use super::{Acl, Action, Subject};
 use crate::config::{quoted, Position, SourceLocation};
 use crate::mqtt::topic;
-use crate::policy::authn::{check_name, NameError};
-use crate::policy::compile::{PolicyError, PolicyErrorKind, PolicySource};
+use crate::policy::authn::check_name;
 use crate::policy::decision::{RuleRef, Verdict};
+use crate::policy::error::{AclError, PolicyError, PolicyErrorKind, PolicySource};
 use crate::policy::IdentitySource;
 
 /// Longest rule label kept in a [`RuleRef`] (audit lines stay short).
 const MAX_LABEL: usize = 96;
-
-/// What is wrong with an ACL rule or a policy test case.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AclError {
-    /// Neither or both of `allow` and `deny`.
-    #[error("a rule needs exactly one of 'allow' or 'deny'")]
-    Verdict,
-    /// An action word that is not one.
-    #[error("unknown action {0}: expected publish, subscribe, receive or all")]
-    UnknownAction(String),
-    /// `allow: []`.
-    #[error("a rule needs at least one action")]
-    NoAction,
-    /// `topics: []`.
-    #[error("a rule needs at least one topic filter in 'topics'")]
-    NoTopics,
-    /// Not a valid MQTT topic filter.
-    #[error("invalid topic filter {filter}: {reason}")]
-    Filter {
-        /// The filter, quoted.
-        filter: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// `{…}` that is not a whole-level placeholder moat knows.
-    #[error("invalid placeholder in {filter}: a placeholder is a whole level, one of {{username}}, {{client_id}}, {{cert.cn}}")]
-    Placeholder {
-        /// The filter, quoted.
-        filter: String,
-    },
-    /// `$share/…` in a rule.
-    #[error("{0}: rules name the filter inside $share/{{group}}/…; restrict share names with 'share_groups'")]
-    SharedInRule(String),
-    /// Not an address or network.
-    #[error("invalid source {0}: expected an address or a network such as 10.0.0.0/8")]
-    Source(String),
-    /// `max_qos` above 2.
-    #[error("max_qos {0} is not a QoS: expected 0, 1 or 2")]
-    MaxQos(u8),
-    /// A condition on a deny rule.
-    #[error("'{0}' is a condition of allow rules: a deny rule refuses whatever it matches")]
-    ConditionOnDeny(&'static str),
-    /// `share_groups` on a rule that is not subscribe-only.
-    #[error(
-        "'share_groups' restricts subscriptions: use it on a rule whose only action is subscribe"
-    )]
-    ShareGroupsNotSubscribe,
-    /// A name in users/groups/certs/listeners/share_groups that cannot be one.
-    #[error("invalid name {name} in '{list}': {reason}")]
-    Name {
-        /// Which list.
-        list: &'static str,
-        /// The name, quoted.
-        name: String,
-        /// What is wrong.
-        reason: NameError,
-    },
-    /// A policy test case that cannot be run.
-    #[error("policy test: {0}")]
-    Case(String),
-}
 
 /// `allow:` / `deny:` value: one action word or a list of them.
 #[derive(Debug)]
