@@ -33,7 +33,7 @@
 //! - `session`: one MQTT proxy session per connection.
 //! - `server`: on top: starts everything, listeners, the one spawn site.
 //! - [`shutdown`]: the drain every task holds, and the revocation epoch.
-//! - [`stats`]: counters.
+//! - [`stats`]: counters every part bumps.
 //! - `broker`: the embedded rumqttd and external broker targets.
 //! - [`certs`]: CA / server / client certificate generation (rcgen).
 //! - `ops`: loading files, policy reload, audit log.

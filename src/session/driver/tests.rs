@@ -97,7 +97,10 @@ where
     // instead of leaving the script waiting forever.
     let script = tokio::time::timeout(Duration::from_secs(600), script);
     let (end, script) = tokio::join!(run(io, machine, &peer, env, &mut drain), script);
-    assert!(script.is_ok(), "the session ended before the script: {end:?}");
+    assert!(
+        script.is_ok(),
+        "the session ended before the script: {end:?}"
+    );
     end.map(|_| ())
 }
 

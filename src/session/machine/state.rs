@@ -229,9 +229,9 @@ impl State {
                     for slot in plan {
                         let code = match slot {
                             Some(code) => code,
-                            None => from_broker.next().ok_or_else(|| {
-                                BrokerFault::Misbehaved("SUBACK with too few return codes")
-                            })?,
+                            None => from_broker.next().ok_or(BrokerFault::Misbehaved(
+                                "SUBACK with too few return codes",
+                            ))?,
                         };
                         merged.push(code);
                     }
