@@ -167,17 +167,6 @@ impl State {
         Ok((self.judge_client(frame, packet, policy)?, wait))
     }
 
-    /// [`State::on_client`] for tests of the decisions alone: no rates apply.
-    #[cfg(test)]
-    pub(crate) fn on_client_packet(
-        &mut self,
-        frame: Bytes,
-        policy: &Arc<Policy>,
-    ) -> Result<Step, Refusal> {
-        let now = Instant::now();
-        self.on_client(now, frame, policy).map(|(step, _)| step)
-    }
-
     /// What the decoded client `packet` (whose bytes are `frame`) leads to.
     fn judge_client(
         &mut self,

@@ -17,6 +17,17 @@ use crate::session::error::{Exceeded, PeerFault, PolicyRefusal, Refusal};
 const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
+// === impl State (tests) ===
+
+impl State {
+    /// [`State::on_client`] for tests of the decisions alone (no rates are set here, so `now`
+    /// does not matter).
+    fn on_client_packet(&mut self, frame: Bytes, policy: &Arc<Policy>) -> Result<Step, Refusal> {
+        let now = std::time::Instant::now();
+        self.on_client(now, frame, policy).map(|(step, _)| step)
+    }
+}
+
 fn state(v: ProtocolVersion, terms: Terms) -> State {
     let subject = Subject::describe(Some("alice"), Some("c1"), None, None, [127, 0, 0, 1].into());
     State::new(v, 8, subject).with_terms(terms)
