@@ -49,7 +49,7 @@ pub(crate) struct Admitted {
     /// The broker client id (the client's, namespaced by identity), held until the session
     /// ends.
     pub(crate) claim: super::registry::Claim,
-    /// The per-session limits of this identity (session/limits.rs enforces them).
+    /// The per-session limits of this identity (the session machine enforces them).
     pub(crate) limits: ClientLimits,
 }
 

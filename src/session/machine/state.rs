@@ -32,7 +32,7 @@ mod flow;
 
 pub(crate) use flow::Terms;
 
-/// What the driver must do with one packet.
+/// What one packet leads to (the machine queues it for the driver).
 #[derive(Debug)]
 pub(crate) enum Step {
     /// Send these bytes on to the other side.
