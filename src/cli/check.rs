@@ -329,6 +329,20 @@ fn tls(cfg: &Config) -> String {
     text
 }
 
+/// Everything `moat check` prints for a configuration and policy already parsed, under fixed
+/// descriptor limits and with no TLS file missing: the check without files or the shell, for the
+/// fuzz targets (`fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn summary(path: &std::path::Path, cfg: &Config, policy: &Policy) -> String {
+    let mut text = report(path, cfg, policy, &[]);
+    for line in descriptors(cfg, Some((1024, 1 << 20))) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text.push_str(&cases(policy).0);
+    text
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
 mod tests {

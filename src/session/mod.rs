@@ -11,6 +11,8 @@ mod connect;
 mod driver;
 mod env;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod machine;
 mod reader;
 mod registry;
