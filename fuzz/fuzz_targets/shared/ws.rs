@@ -102,6 +102,7 @@ async fn exchange(flags: u8, sent: &[u8], request: usize) -> Option<usize> {
         sni: None,
         alpn: None,
         cert_cn: (flags & CERT != 0).then(|| "dev".to_owned()),
+        cert: None,
         via: None,
     };
     let (moat_io, peer_io) = tokio::io::duplex(16 * 1024);
