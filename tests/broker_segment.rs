@@ -8,7 +8,7 @@ mod common;
 
 use common::mosquitto::Mosquitto;
 use common::raw::{
-    ack, expect_ack, publish, publish_complete, read_decoded, send, session, subscribe, until_pong,
+    ack, expect_ack, publish, publish_complete, read_decoded, send, session, subscribed, until_pong,
 };
 use common::{Harness, Opts, Tls};
 use moat::mqtt::Packet;
@@ -63,14 +63,6 @@ async fn delivery(s: &mut Tls, v5: bool) -> (u16, String, Vec<u8>) {
             p.payload.to_vec(),
         ),
         other => panic!("expected a delivery, got {other:?}"),
-    }
-}
-
-async fn subscribed(s: &mut Tls, v5: bool, pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
-    send(s, &subscribe(v5, pkid, filters)).await;
-    match read_decoded(s, v5).await {
-        Packet::SubAck(a) if a.pkid == pkid => a.codes,
-        other => panic!("expected SUBACK {pkid}, got {other:?}"),
     }
 }
 

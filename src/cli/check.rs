@@ -138,6 +138,7 @@ fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[Path
         "  acl       {} rule(s), first match wins, no match = deny",
         policy.acl_rules()
     ));
+    lines.push(format!("  overlap   {}", policy.subscribe_overlap()));
     lines.extend(guard_lines(cfg, policy));
     let certs_admit = cfg.tls.cert_identity && cfg.tls.client_certs != ClientCerts::None;
     if summary.admits_nobody() {

@@ -101,7 +101,8 @@ impl Session {
                 client_max_packet_size: setup.client_max_packet_size,
                 session_expiry_zero: setup.session_expiry_zero,
                 resumed: setup.resumed,
-                embedded_broker: false,
+                // The default deployment: moat refuses the filters rumqttd cannot serve itself.
+                embedded_broker: true,
             },
             limits,
             keep_alive: 0,

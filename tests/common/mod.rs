@@ -345,7 +345,7 @@ pub async fn read_until_close(
 }
 
 /// Reads exactly `n` bytes or fails the test.
-pub async fn read_exact(stream: &mut TlsStream<TcpStream>, n: usize) -> Vec<u8> {
+pub async fn read_exact<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     tokio::time::timeout(WAIT, stream.read_exact(&mut buf))
         .await

@@ -1,9 +1,9 @@
-//! Raw MQTT sessions over TLS: packets built byte by byte, read back whole, decoded with moat's
-//! codec only to look inside them.
+//! Raw MQTT sessions over TLS (or plain TCP, straight to the embedded broker): packets built byte
+//! by byte, read back whole, decoded with moat's codec only to look inside them.
 
 use bytes::Bytes;
 use moat::mqtt::{self, Packet, ProtocolVersion};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::packets::{frame, push_str};
 use super::{Harness, Tls};
@@ -17,13 +17,13 @@ pub fn version(v5: bool) -> ProtocolVersion {
     }
 }
 
-pub async fn send(s: &mut Tls, bytes: &[u8]) {
+pub async fn send<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) {
     s.write_all(bytes).await.unwrap();
     s.flush().await.unwrap();
 }
 
 /// Reads one whole packet.
-pub async fn read_packet(s: &mut Tls) -> Vec<u8> {
+pub async fn read_packet<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
     let mut out = super::read_exact(s, 2).await;
     while out.last().is_some_and(|b| b & 0x80 != 0) {
         out.extend(super::read_exact(s, 1).await);
@@ -34,7 +34,7 @@ pub async fn read_packet(s: &mut Tls) -> Vec<u8> {
 }
 
 /// Reads one packet and decodes it.
-pub async fn read_decoded(s: &mut Tls, v5: bool) -> Packet {
+pub async fn read_decoded<S: AsyncRead + Unpin>(s: &mut S, v5: bool) -> Packet {
     let bytes = read_packet(s).await;
     mqtt::decode(Bytes::from(bytes.clone()), version(v5))
         .unwrap_or_else(|e| panic!("undecodable {bytes:02x?}: {e}"))
@@ -42,34 +42,59 @@ pub async fn read_decoded(s: &mut Tls, v5: bool) -> Packet {
 
 /// A CONNECT (clean start, keep alive 60) as `user`/`{user}-pw`, with v5 `props`.
 pub fn connect(id: &str, user: &str, v5: bool, props: &[u8]) -> Vec<u8> {
-    let mut body = vec![
-        0,
-        4,
-        b'M',
-        b'Q',
-        b'T',
-        b'T',
-        if v5 { 5 } else { 4 },
-        0xc2,
-        0,
-        60,
-    ];
+    let password = format!("{user}-pw");
+    connect_with(id, Some((user, &password)), true, 60, v5, props)
+}
+
+/// A CONNECT with every choice open: credentials, Clean Start (Clean Session in 3.1.1), keep
+/// alive and v5 `props` (a property block shorter than 128 bytes).
+pub fn connect_with(
+    id: &str,
+    login: Option<(&str, &str)>,
+    clean: bool,
+    keep_alive: u16,
+    v5: bool,
+    props: &[u8],
+) -> Vec<u8> {
+    let mut flags = if clean { 0x02 } else { 0x00 };
+    if login.is_some() {
+        flags |= 0xc0;
+    }
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', if v5 { 5 } else { 4 }, flags];
+    body.extend_from_slice(&keep_alive.to_be_bytes());
     if v5 {
         body.push(props.len() as u8);
         body.extend_from_slice(props);
     }
     push_str(&mut body, id);
-    push_str(&mut body, user);
-    push_str(&mut body, &format!("{user}-pw"));
+    if let Some((user, password)) = login {
+        push_str(&mut body, user);
+        push_str(&mut body, password);
+    }
     frame(0x10, &body)
 }
 
 /// A raw session whose CONNACK said yes.
 pub async fn session(h: &Harness, id: &str, user: &str, v5: bool, props: &[u8]) -> Tls {
+    resume(h, id, user, true, v5, props).await.0
+}
+
+/// A raw session as `user`, with Clean Start `clean`, whose CONNACK said yes; with the
+/// CONNACK's Session Present flag.
+pub async fn resume(
+    h: &Harness,
+    id: &str,
+    user: &str,
+    clean: bool,
+    v5: bool,
+    props: &[u8],
+) -> (Tls, bool) {
     let mut s = h.tls(None).await;
-    send(&mut s, &connect(id, user, v5, props)).await;
+    let password = format!("{user}-pw");
+    let connect = connect_with(id, Some((user, &password)), clean, 60, v5, props);
+    send(&mut s, &connect).await;
     match read_decoded(&mut s, v5).await {
-        Packet::ConnAck(ack) if ack.code == 0 => s,
+        Packet::ConnAck(ack) if ack.code == 0 => (s, ack.session_present),
         other => panic!("{id}: expected a successful CONNACK, got {other:?}"),
     }
 }
@@ -99,6 +124,32 @@ pub fn subscribe(v5: bool, pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
         body.push(*opts);
     }
     frame(0x82, &body)
+}
+
+/// Subscribes and returns the SUBACK's codes.
+pub async fn subscribed<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    v5: bool,
+    pkid: u16,
+    filters: &[(&str, u8)],
+) -> Vec<u8> {
+    send(s, &subscribe(v5, pkid, filters)).await;
+    match read_decoded(s, v5).await {
+        Packet::SubAck(a) if a.pkid == pkid => a.codes,
+        other => panic!("expected SUBACK {pkid}, got {other:?}"),
+    }
+}
+
+/// An UNSUBSCRIBE of `filters`.
+pub fn unsubscribe(v5: bool, pkid: u16, filters: &[&str]) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    if v5 {
+        body.push(0);
+    }
+    for f in filters {
+        push_str(&mut body, f);
+    }
+    frame(0xa2, &body)
 }
 
 /// PUBACK (0x40), PUBREC (0x50), PUBREL (0x62) or PUBCOMP (0x70) for `pkid`, success.

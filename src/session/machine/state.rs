@@ -392,7 +392,7 @@ impl State {
 
     /// A PUBLISH from the broker: delivered if this client may `receive` its topic now; else
     /// dropped, and acknowledged to the broker by moat so its QoS 1/2 state does not leak
-    /// (rumqttd delivers at the subscription's QoS even for QoS 0 messages).
+    /// (rumqttd stops delivering at its inflight limit).
     fn deliver(
         &mut self,
         frame: Bytes,
