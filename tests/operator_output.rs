@@ -49,32 +49,11 @@ fn a_client_connecting_by_address_leaves_no_rustls_warning_and_logs_have_no_colo
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
     // stderr is a pipe here, as under systemd or a log shipper; NO_COLOR is not set.
-    let (mut child, lines) = {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
-            .current_dir(dir.path())
-            .args(["run", "-c", "moat.yaml"])
-            .env("RUST_LOG", "info")
-            .env_remove("NO_COLOR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        (child, rx)
-    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
+    cmd.current_dir(dir.path())
+        .args(["run", "-c", "moat.yaml"])
+        .env_remove("NO_COLOR");
+    let (mut child, lines) = common::spawn_logged(cmd);
     let mut seen = Vec::new();
     let up = common::wait_for_line(&lines, &mut seen, &["listening", "listener=mqtts"]);
     let port = up.rsplit(':').next().unwrap().trim().to_owned();

@@ -719,6 +719,7 @@ pub async fn connack(s: &mut TlsStream<TcpStream>, connect: &[u8]) -> Option<Vec
 
 /// Starts `cmd` (`moat run`, or a shell that execs it) with info logging, and hands its log
 /// lines over a channel, read by a thread the test owns (it ends when the child closes stderr).
+/// stderr is a pipe, so moat writes no colour codes (tests/operator_output.rs checks it).
 pub fn spawn_logged(
     mut cmd: std::process::Command,
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
@@ -726,7 +727,6 @@ pub fn spawn_logged(
     use std::process::Stdio;
     let mut child = cmd
         .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
