@@ -45,6 +45,9 @@ pub(crate) mod broker;
 pub mod certs;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hashing;
 pub mod mqtt;
 pub mod ops;

@@ -643,6 +643,108 @@ async fn reload_revoking_a_subscription_stops_deliveries_at_once() {
     }
 }
 
+// === subscribe semantics: withhold ===
+
+/// The conformance policy under the mosquitto-style semantics: `#` is granted, and messages on
+/// `test/nosubscribe` are withheld at delivery.
+const WITHHOLD: &str = r##"subscribe_overlap: withhold
+acl:
+  - deny: subscribe
+    topics: ["test/nosubscribe"]
+  - allow: all
+    topics: ["#"]
+"##;
+
+#[tokio::test]
+async fn withhold_grants_hash_and_withholds_the_denied_topic_from_real_clients() {
+    use rumqttc::{Packet, QoS, SubscribeReasonCode};
+    use tokio::io::AsyncBufReadExt;
+    let h = common::start(Opts {
+        policy: acl_policy(WITHHOLD),
+        ..Opts::default()
+    })
+    .await;
+    // mosquitto_sub (MQTT 5) on `#`: under strict it would be refused and exit.
+    let mut sub = tokio::process::Command::new("mosquitto_sub")
+        .args(["-h", "localhost", "-p", &h.addr.port().to_string()])
+        .arg("--cafile")
+        .arg(h.ca_file())
+        .args(["-u", "alice", "-P", "alice-pw", "-i", "msub-withhold"])
+        .args(["-V", "5", "-q", "1", "-t", "#", "-v"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(sub.stdout.take().unwrap()).lines();
+    // rumqttc (3.1.1) on `#` too: SUBACK grants it.
+    let (c4, mut rx4) = rumqttc4(&h, "rc4-withhold", "alice").await;
+    c4.subscribe("#", QoS::AtLeastOnce).await.unwrap();
+    let Packet::SubAck(ack) = next(&mut rx4, |p| matches!(p, Packet::SubAck(_))).await else {
+        unreachable!()
+    };
+    assert_eq!(
+        ack.return_codes,
+        [SubscribeReasonCode::Success(QoS::AtLeastOnce)]
+    );
+    // Subscribing to the denied topic by name is still refused.
+    c4.subscribe("test/nosubscribe", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let Packet::SubAck(ack) = next(&mut rx4, |p| matches!(p, Packet::SubAck(_))).await else {
+        unreachable!()
+    };
+    assert_eq!(ack.return_codes, [SubscribeReasonCode::Failure]);
+    // Probes from bob until mosquitto_sub's subscription is live.
+    let (bob, _bob_rx) = rumqttc4(&h, "bob-withhold", "bob").await;
+    let mut live = false;
+    for _ in 0..50 {
+        bob.publish("test/probe", QoS::AtMostOnce, false, "p")
+            .await
+            .unwrap();
+        if let Ok(line) = tokio::time::timeout(Duration::from_millis(200), lines.next_line()).await
+        {
+            let line = line.unwrap().expect("mosquitto_sub ended: `#` refused?");
+            assert_eq!(line, "test/probe p");
+            live = true;
+            break;
+        }
+    }
+    assert!(live, "mosquitto_sub never received a probe");
+    // One publisher, one subscription: the broker delivers in order, so whatever arrives
+    // before test/ok is what moat let through of the denied message.
+    for (topic, payload) in [("test/nosubscribe", "secret"), ("test/ok", "ok")] {
+        bob.publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("test/ok never delivered")
+            .unwrap()
+            .expect("mosquitto_sub ended");
+        if line == "test/probe p" {
+            continue;
+        }
+        assert_eq!(line, "test/ok ok");
+        break;
+    }
+    let mut got = Vec::new();
+    while !got.contains(&"test/ok".to_string()) {
+        if let rumqttc::Packet::Publish(p) =
+            next(&mut rx4, |p| matches!(p, Packet::Publish(_))).await
+        {
+            got.push(p.topic);
+        }
+    }
+    assert!(
+        got.iter().all(|t| t == "test/probe" || t == "test/ok"),
+        "{got:?}"
+    );
+    sub.kill().await.unwrap();
+}
+
 // === placeholders and hostile identities ===
 
 /// A client certificate with any CN, signed by the test CA (`moat certs` refuses such names).

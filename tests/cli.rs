@@ -187,7 +187,17 @@ fn moat_explain_prints_the_decision_and_the_rule() {
     let out = ok(&moat(d, &["explain", "--user", "alice", "subscribe", "#"]));
     assert!(out.starts_with("deny subscribe \"#\""), "{out}");
     assert!(out.contains("rule     builtin default-deny"), "{out}");
-    assert!(out.contains("reason   no rule matched"), "{out}");
+    assert!(
+        out.contains(
+            "reason   the filter also matches topics denied here (subscribe_overlap: strict)"
+        ),
+        "{out}"
+    );
+    // Which subscribe semantics applies, and where it is set.
+    assert!(
+        out.contains("overlap  strict (builtin subscribe_overlap: strict): a filter that also matches topics the client may not subscribe to is refused"),
+        "{out}"
+    );
     // Certificate identity, placeholder, source network and a QoS condition.
     let gw = |source: &str, qos: &str| {
         ok(&moat(
@@ -221,6 +231,44 @@ fn moat_explain_prints_the_decision_and_the_rule() {
 }
 
 #[test]
+fn moat_explain_and_check_show_the_withhold_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    acl_setup(d, "");
+    std::fs::write(
+        d.join("policies/overlap.yaml"),
+        "subscribe_overlap: withhold\nacl:\n  - deny: subscribe\n    topics: [\"$SYS/#\"]\n    subscribe_overlap: strict\n  - allow: receive\n    topics: [other/#]\n",
+    )
+    .unwrap();
+    let out = ok(&moat(d, &["explain", "--user", "alice", "subscribe", "#"]));
+    assert!(out.starts_with("allow subscribe \"#\""), "{out}");
+    assert!(
+        out.contains("withheld at delivery (subscribe_overlap: withhold)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("overlap  withhold (policies/overlap.yaml:1 subscribe_overlap: withhold): a filter that also matches topics the client may not subscribe to is granted; those topics are withheld at delivery; 1 deny rule(s) set their own subscribe_overlap"),
+        "{out}"
+    );
+    // alice may receive other/x but not subscribe to it: withheld at delivery.
+    let out = ok(&moat(
+        d,
+        &["explain", "--user", "alice", "receive", "other/x"],
+    ));
+    assert!(out.starts_with("deny receive"), "{out}");
+    assert!(out.contains("rule     builtin default-deny"), "{out}");
+    assert!(
+        out.contains("reason   withheld at delivery: the client may not subscribe to this topic"),
+        "{out}"
+    );
+    let out = ok(&moat(d, &["check", "-c", "moat.yaml"]));
+    assert!(
+        out.contains("overlap   withhold (policies/overlap.yaml:1 subscribe_overlap: withhold)"),
+        "{out}"
+    );
+}
+
+#[test]
 fn moat_check_runs_the_policy_tests() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -230,6 +278,10 @@ fn moat_check_runs_the_policy_tests() {
     );
     let out = ok(&moat(d, &["check", "-c", "moat.yaml"]));
     assert!(out.contains("acl       3 rule(s)"), "{out}");
+    assert!(
+        out.contains("overlap   strict (builtin subscribe_overlap: strict)"),
+        "{out}"
+    );
     assert!(out.contains("tests     2 passed, 0 failed"), "{out}");
     // A case whose expectation the policy does not meet fails the check, naming the case.
     acl_setup(

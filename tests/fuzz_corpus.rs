@@ -1,15 +1,31 @@
-//! The fuzzer's seed corpus (`fuzz/corpus/decode/`): one valid packet of every type in every
-//! protocol version, plus a stream of several packets, built with the codec's own types.
+//! The fuzzers' committed corpora, kept honest and replayed in `cargo test`.
 //!
-//! This test keeps the committed corpus honest: every seed must decode in its version, and the
-//! files on disk must be exactly these seeds. `MOAT_WRITE_CORPUS=1 cargo test --test
-//! fuzz_corpus` rewrites them after a codec change.
+//! - `fuzz/corpus/decode/`: one valid packet of every type in every protocol version, plus a
+//!   stream of several packets, built with the codec's own types. Every seed must decode in its
+//!   version, and the files on disk must be exactly these seeds.
+//! - `fuzz/corpus/ws/`: WebSocket byte streams (frames of every kind, limits, refused upgrade
+//!   requests), built here; every file, seeds and regression inputs alike, is replayed through
+//!   the `ws` target's own code (`fuzz/fuzz_targets/shared/ws.rs`).
+//! - `fuzz/corpus/policy/`: moat.yaml and policy files (copies of the shipped ones and a few
+//!   written for the fuzzer); every file is replayed through the `policy` target's loader
+//!   (`fuzz/fuzz_targets/shared/policy.rs`), and the seeds must load.
+//!
+//! Beside the seeds, each folder holds inputs the fuzzers found that add coverage (named by their
+//! SHA-1) and `regression-…` inputs that once failed. The `session` corpus is `arbitrary` input
+//! for a target that needs the `fuzzing` feature; only the fuzzer replays it (`scripts/fuzz`).
+//! `MOAT_WRITE_CORPUS=1 cargo test --test fuzz_corpus` rewrites the generated seeds after a
+//! codec change.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failed test
 
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
 use moat::mqtt::{self, *};
+
+#[path = "../fuzz/fuzz_targets/shared/policy.rs"]
+mod policy_input;
+#[path = "../fuzz/fuzz_targets/shared/ws.rs"]
+mod ws_input;
 
 const VERSIONS: [(ProtocolVersion, &str); 3] = [
     (ProtocolVersion::V3_1, "v31"),
@@ -271,5 +287,218 @@ fn fuzz_seed_corpus_is_valid_and_committed() {
             &on_disk, bytes,
             "{name} is stale (run with MOAT_WRITE_CORPUS=1)"
         );
+    }
+}
+
+/// The files of one corpus folder, sorted by name.
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A client's WebSocket frame (masked, as a client must send it [RFC 6455 §5.3]).
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![u8::from(fin) << 7 | opcode];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    out
+}
+
+/// Every WebSocket seed: (file name, flags byte, what the peer sends after it, the MQTT bytes
+/// moat reads from it or `None` for a refused upgrade).
+fn ws_seeds() -> Vec<(&'static str, u8, Vec<u8>, Option<usize>)> {
+    use ws_input::{CERT, ECHO, GUARDED, RAW, SMALL};
+    let mut connect = BytesMut::new();
+    self::connect(ProtocolVersion::V3_1_1)
+        .encode(&mut connect)
+        .unwrap();
+    let connect = connect.to_vec();
+    let all = Some(connect.len());
+    let (head, tail) = connect.split_at(7);
+    let binary = |p: &[u8]| frame(true, 0x2, p);
+    // An upgrade request for `path` with the handshake's headers and `extra` ones.
+    let request = |path: &str, extra: &[&str]| {
+        let mut lines = vec![
+            format!("GET {path} HTTP/1.1"),
+            "Host: moat".to_owned(),
+            "Upgrade: websocket".to_owned(),
+            "Connection: Upgrade".to_owned(),
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==".to_owned(),
+            "Sec-WebSocket-Version: 13".to_owned(),
+        ];
+        lines.extend(extra.iter().map(|h| (*h).to_owned()));
+        format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
+    };
+    let big = [0x30; 60];
+    vec![
+        ("connect", 0, binary(&connect), all),
+        (
+            "fragments",
+            0,
+            [frame(false, 0x2, head), frame(true, 0x0, tail)].concat(),
+            all,
+        ),
+        (
+            "echo-two-messages",
+            ECHO,
+            [binary(head), binary(tail)].concat(),
+            all,
+        ),
+        (
+            "ping-pong-close",
+            0,
+            [
+                frame(true, 0x9, b"are you there"),
+                binary(&connect),
+                frame(true, 0xa, b"unsolicited"),
+                frame(true, 0x8, &[0x03, 0xe8]),
+            ]
+            .concat(),
+            all,
+        ),
+        ("text", 0, frame(true, 0x1, b"MQTT in text"), Some(0)),
+        ("too-big", SMALL, binary(&[0x30; 100]), Some(0)),
+        (
+            "too-big-message",
+            SMALL,
+            [
+                frame(false, 0x2, &big),
+                frame(false, 0x0, &big),
+                frame(false, 0x0, &big),
+                frame(true, 0x0, &big),
+            ]
+            .concat(),
+            Some(0),
+        ),
+        (
+            "empty-messages",
+            ECHO,
+            [
+                binary(b""),
+                frame(true, 0x9, b""),
+                binary(b""),
+                binary(b"\xc0\x00"),
+            ]
+            .concat(),
+            Some(2),
+        ),
+        ("guarded", GUARDED | CERT | ECHO, binary(&connect), all),
+        ("unmasked", 0, vec![0x82, 0x02, 0xc0, 0x00], Some(0)),
+        ("reserved-bits", 0, vec![0xc2, 0x80, 0, 0, 0, 0], Some(0)),
+        (
+            "huge-length",
+            0,
+            [
+                &[0x82, 0xff][..],
+                &[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4],
+            ]
+            .concat(),
+            Some(0),
+        ),
+        (
+            "request-wrong-path",
+            RAW,
+            request("/other", &["Sec-WebSocket-Protocol: mqtt"]),
+            None,
+        ),
+        ("request-no-subprotocol", RAW, request("/mqtt", &[]), None),
+        (
+            "request-origin-and-forwarded",
+            RAW | GUARDED | CERT,
+            request(
+                "/mqtt",
+                &[
+                    "Sec-WebSocket-Protocol: mqttv3.1, mqtt",
+                    "Origin: https://APP.example",
+                    "X-Forwarded-For: 203.0.113.9, 192.0.2.7",
+                ],
+            ),
+            Some(0),
+        ),
+        (
+            "not-http",
+            RAW,
+            b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00".to_vec(),
+            None,
+        ),
+    ]
+}
+
+#[test]
+fn ws_seed_corpus_is_committed_and_every_input_replays() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/ws");
+    let seeds = ws_seeds();
+    if std::env::var_os("MOAT_WRITE_CORPUS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, flags, bytes, _) in &seeds {
+            std::fs::write(dir.join(name), [&[*flags], bytes.as_slice()].concat()).unwrap();
+        }
+    }
+    let on_disk = corpus("ws");
+    for (name, flags, bytes, mqtt) in &seeds {
+        let found = on_disk.iter().find(|(n, _)| n == name);
+        let input = [&[*flags], bytes.as_slice()].concat();
+        assert_eq!(
+            found.map(|(_, b)| b),
+            Some(&input),
+            "{name} is missing or stale (run with MOAT_WRITE_CORPUS=1)"
+        );
+        assert_eq!(ws_input::run(&input), *mqtt, "MQTT bytes read from {name}");
+    }
+    for (_, bytes) in &on_disk {
+        let _ = ws_input::run(bytes);
+    }
+}
+
+#[test]
+fn policy_corpus_seeds_load_and_every_input_replays() {
+    let files = corpus("policy");
+    let load = |name: &str| {
+        let (_, bytes) = files
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("fuzz/corpus/policy/{name} is missing"));
+        policy_input::load(bytes)
+    };
+    for config in ["moat.yaml", "production-moat.yaml"] {
+        assert!(load(config).0.is_some(), "{config} loads as moat.yaml");
+    }
+    for policy in [
+        "example-policy.yaml",
+        "production-policy.yaml",
+        "password-file.yaml",
+        "two-files.yaml",
+    ] {
+        let (_, loaded) = load(policy);
+        let loaded = loaded.unwrap_or_else(|| panic!("{policy} compiles"));
+        policy_input::exercise(&loaded);
+    }
+    for (_, bytes) in &files {
+        if let (_, Some(policy)) = policy_input::load(bytes) {
+            policy_input::exercise(&policy);
+        }
     }
 }

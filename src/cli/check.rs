@@ -138,6 +138,7 @@ fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[Path
         "  acl       {} rule(s), first match wins, no match = deny",
         policy.acl_rules()
     ));
+    lines.push(format!("  overlap   {}", policy.subscribe_overlap()));
     lines.extend(guard_lines(cfg, policy));
     let certs_admit = cfg.tls.cert_identity && cfg.tls.client_certs != ClientCerts::None;
     if summary.admits_nobody() {
@@ -326,6 +327,20 @@ fn tls(cfg: &Config) -> String {
             ));
         }
     }
+    text
+}
+
+/// Everything `moat check` prints for a configuration and policy already parsed, under fixed
+/// descriptor limits and with no TLS file missing: the check without files or the shell, for the
+/// fuzz targets (`fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn summary(path: &std::path::Path, cfg: &Config, policy: &Policy) -> String {
+    let mut text = report(path, cfg, policy, &[]);
+    for line in descriptors(cfg, Some((1024, 1 << 20))) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text.push_str(&cases(policy).0);
     text
 }
 

@@ -73,7 +73,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.source,
     );
     let decision = policy.explain(&subject, action, &args.topic, args.qos, args.retain);
-    say(report(&subject, action, &args.topic, &decision))?;
+    let mut text = report(&subject, action, &args.topic, &decision);
+    if action != Action::Publish {
+        // Which subscribe semantics decides subscriptions (and, under withhold, deliveries).
+        text.push_str(&format!("  overlap  {}\n", policy.subscribe_overlap()));
+    }
+    say(text)?;
     Ok(())
 }
 

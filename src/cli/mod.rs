@@ -2,6 +2,8 @@
 
 mod certs;
 mod check;
+#[cfg(feature = "fuzzing")]
+pub(crate) use check::summary as check_summary;
 mod explain;
 mod out;
 mod passwd;

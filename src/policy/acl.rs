@@ -9,9 +9,11 @@
 //! The three questions, and how each avoids scanning every rule:
 //! - publish and receive (one topic name): a topic trie per action (`trie.rs`);
 //! - subscribe (a filter, which may hold wildcards): the subject's own rules, found through the
-//!   identity index, are walked in order; a filter is allowed only when an allow rule *covers*
-//!   it and no earlier deny rule *overlaps* it (`filter.rs`). That is sound: every topic the
-//!   filter can match is then allowed (proved in the tests), so `allow a/+` never grants `a/#`.
+//!   identity index, are walked in order (`subscribe.rs`); by default (`subscribe_overlap:
+//!   strict`) a filter is allowed only when an allow rule *covers* it and no earlier deny rule
+//!   *overlaps* it (`filter.rs`). That is sound: every topic the filter can match is then
+//!   allowed (proved in the tests), so `allow a/+` never grants `a/#`. Under `withhold` an
+//!   overlapping filter is granted and deliveries are checked against the subscribe rules too.
 //!
 //! `$share/{group}/{filter}` is judged on its inner filter, and rules with `share_groups` apply
 //! only to shared subscriptions with those names. `$`-topics are matched only by rules whose
@@ -23,8 +25,11 @@ mod cases;
 pub(crate) mod compile;
 mod filter;
 mod rule;
+mod subscribe;
 mod trie;
 
+#[cfg(test)]
+mod subscribe_tests;
 #[cfg(test)]
 mod tests;
 
@@ -34,13 +39,12 @@ use std::sync::Arc;
 
 pub use cache::AclCache;
 pub use cases::{CaseOutcome, PolicyCase};
-use filter::Level;
 use rule::{Rule, Values};
+pub use subscribe::{OverlapSetting, SubscribeOverlap};
 use trie::{Bucket, Trie, WhoKey};
 
 use super::decision::{Decision, RuleRef, Verdict};
 use super::{IdentitySource, Policy};
-use crate::mqtt::topic;
 
 /// What a client wants to do with a topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -125,6 +129,15 @@ pub enum AclReason {
     RetainNotAllowed,
     /// The filter is not a valid topic filter.
     InvalidFilter,
+    /// A subscription refused because the filter also matches topics this rule denies
+    /// (`subscribe_overlap: strict`).
+    Overlaps,
+    /// A subscription granted although the filter also matches topics the client may not
+    /// subscribe to; deliveries on those are withheld (`subscribe_overlap: withhold`).
+    PartlyDenied,
+    /// A delivery withheld: the client may not subscribe to its topic, and a filter granted
+    /// under `subscribe_overlap: withhold` let the broker route it here.
+    Withheld,
 }
 
 /// An ACL decision: the verdict, the rule that reached it, and what the enforcer needs.
@@ -153,7 +166,7 @@ impl AclDecision {
         &self.decision.rule
     }
 
-    fn no_rule() -> AclDecision {
+    pub(crate) fn no_rule() -> AclDecision {
         AclDecision {
             decision: Decision::deny(RuleRef::builtin("default-deny")),
             reason: AclReason::NoRule,
@@ -162,7 +175,7 @@ impl AclDecision {
         }
     }
 
-    fn by(rule: &Rule, verdict: Verdict, reason: AclReason) -> AclDecision {
+    pub(crate) fn by(rule: &Rule, verdict: Verdict, reason: AclReason) -> AclDecision {
         AclDecision {
             decision: Decision {
                 verdict,
@@ -183,6 +196,15 @@ impl fmt::Display for AclReason {
             AclReason::QosAbove { qos, max } => write!(f, "QoS {qos} above max_qos {max}"),
             AclReason::RetainNotAllowed => f.write_str("retain not allowed"),
             AclReason::InvalidFilter => f.write_str("invalid topic filter"),
+            AclReason::Overlaps => f.write_str(
+                "the filter also matches topics denied here (subscribe_overlap: strict)",
+            ),
+            AclReason::PartlyDenied => f.write_str(
+                "rule matched; the filter also matches topics the client may not subscribe to, withheld at delivery (subscribe_overlap: withhold)",
+            ),
+            AclReason::Withheld => f.write_str(
+                "withheld at delivery: the client may not subscribe to this topic (subscribe_overlap: withhold)",
+            ),
         }
     }
 }
@@ -216,21 +238,50 @@ pub(crate) struct Acl {
     tries: [Trie; 3],
     /// Subscribe rules by identity, for filter decisions.
     subscribe_index: Bucket,
+    /// What a filter overlapping denied topics gets (`subscribe_overlap:`).
+    overlap: OverlapSetting,
+    /// Whether any deny rule, or the default, withholds (deliveries are then checked against the
+    /// subscribe rules too).
+    withholds: bool,
+    /// Share group names subscribe rules restrict themselves to (`share_groups:`): the contexts
+    /// a delivery check tries besides a plain subscription.
+    share_names: Vec<Box<str>>,
 }
 
 // === impl Acl ===
 
 impl Acl {
-    /// Builds the indexes over `rules` (in first-match order).
-    pub(crate) fn new(rules: Vec<Rule>) -> Acl {
+    /// Builds the indexes over `rules` (in first-match order). The subscribe trie serves the
+    /// delivery check of `subscribe_overlap: withhold` (`subscribe.rs`).
+    pub(crate) fn new(rules: Vec<Rule>, mut overlap: OverlapSetting) -> Acl {
+        let default = overlap.default;
+        overlap.overrides = rules
+            .iter()
+            .filter(|r| r.overlap.is_some_and(|o| o != default))
+            .count();
+        let withholds = default == SubscribeOverlap::Withhold
+            || rules
+                .iter()
+                .any(|r| r.overlap == Some(SubscribeOverlap::Withhold));
+        let mut share_names: Vec<Box<str>> = rules
+            .iter()
+            .filter_map(|r| r.share_groups.as_ref())
+            .flatten()
+            .cloned()
+            .collect();
+        share_names.sort_unstable();
+        share_names.dedup();
         let mut acl = Acl {
             rules: Vec::new(),
             tries: Default::default(),
             subscribe_index: Bucket::default(),
+            overlap,
+            withholds,
+            share_names,
         };
         for (id, rule) in rules.iter().enumerate() {
             let id = u32::try_from(id).unwrap_or(u32::MAX);
-            for action in [Action::Publish, Action::Receive] {
+            for action in Action::ALL {
                 if rule.covers_action(action) {
                     if let Some(trie) = acl.tries.get_mut(action as usize) {
                         for pattern in &rule.patterns {
@@ -250,6 +301,12 @@ impl Acl {
     /// Number of rules.
     pub(crate) fn len(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Whether deliveries are also checked against the subscribe rules (some deny rule, or the
+    /// default, is `subscribe_overlap: withhold`).
+    pub(crate) fn withholds(&self) -> bool {
+        self.withholds
     }
 
     fn rule(&self, id: u32) -> Option<&Rule> {
@@ -303,68 +360,6 @@ impl Acl {
         }
         AclDecision::by(rule, Verdict::Allow, AclReason::Matched)
     }
-
-    /// Judges a SUBSCRIBE filter (possibly `$share/{group}/{filter}`): allowed only if every
-    /// topic it can match is allowed. See the module docs for the walk.
-    pub(crate) fn subscribe(
-        &self,
-        subject: &Subject,
-        groups: &[String],
-        filter: &str,
-    ) -> AclDecision {
-        let (share, inner) = match topic::split_shared(filter) {
-            Ok(Some((group, inner))) => (Some(group), inner),
-            Ok(None) => (None, filter),
-            Err(_) => return invalid_filter(),
-        };
-        if topic::validate_topic_filter(inner).is_err() {
-            return invalid_filter();
-        }
-        let wanted = Level::split(inner);
-        let key = WhoKey {
-            name: &subject.name,
-            groups,
-            cert_cn: subject.cert_cn.as_deref(),
-        };
-        let mut ids = Vec::new();
-        self.subscribe_index.collect(&key, &mut ids);
-        ids.sort_unstable();
-        ids.dedup();
-        let values = Values::of(subject);
-        let mut max_qos = 2;
-        for rule in ids.into_iter().filter_map(|id| self.rule(id)) {
-            if !rule.context_matches(subject, share) {
-                continue;
-            }
-            let filters = rule
-                .patterns
-                .iter()
-                .filter_map(|p| rule::substitute(p, &values));
-            for g in filters {
-                if !filter::intersects(&g, &wanted) {
-                    continue;
-                }
-                if rule.verdict == Verdict::Deny {
-                    return AclDecision::by(rule, Verdict::Deny, AclReason::Matched);
-                }
-                // Topics of this filter that this (earlier) allow rule decides get its QoS cap.
-                max_qos = max_qos.min(rule.max_qos);
-                if filter::covers(&g, &wanted) {
-                    let mut d = AclDecision::by(rule, Verdict::Allow, AclReason::Matched);
-                    d.max_qos = max_qos;
-                    return d;
-                }
-            }
-        }
-        AclDecision::no_rule()
-    }
-}
-
-fn invalid_filter() -> AclDecision {
-    AclDecision {
-        reason: AclReason::InvalidFilter,
-        ..AclDecision::no_rule()
-    }
 }
 
 // === impl Policy (authorization) ===
@@ -389,13 +384,18 @@ impl Policy {
         self.acl.conclude(id, Some(publish))
     }
 
-    /// May `subject` be delivered a message on `topic`?
+    /// May `subject` be delivered a message on `topic`? Under `subscribe_overlap: withhold`,
+    /// only if it could also have subscribed to the topic by name.
     pub fn authorize_receive(&self, subject: &Subject, topic: &str) -> AclDecision {
         let groups = self.groups_for(subject);
         let id = self
             .acl
             .first_match(Action::Receive, subject, groups, topic);
-        self.acl.conclude(id, None)
+        let d = self.acl.conclude(id, None);
+        if !d.is_allowed() || !self.acl.withholds() {
+            return d;
+        }
+        self.acl.withheld(subject, groups, topic).unwrap_or(d)
     }
 
     /// May `subject` subscribe with `filter`? When allowed, `max_qos` is the QoS to grant at most.
@@ -407,5 +407,10 @@ impl Policy {
     /// Number of ACL rules.
     pub fn acl_rules(&self) -> usize {
         self.acl.len()
+    }
+
+    /// The subscribe overlap semantics in force (`subscribe_overlap:`), for explain and check.
+    pub fn subscribe_overlap(&self) -> &OverlapSetting {
+        &self.acl.overlap
     }
 }

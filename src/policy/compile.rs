@@ -62,6 +62,8 @@ struct RawPolicyFile {
     acl: Option<Vec<super::acl::compile::RawRule>>,
     /// Expected decisions `moat check` runs (`tests:`).
     tests: Option<Vec<super::acl::compile::RawCase>>,
+    /// What a subscription overlapping denied topics gets (one value across files).
+    subscribe_overlap: Option<Spanned<super::acl::SubscribeOverlap>>,
 
     // --- network guard (`guard/`): addresses, bans, limits ---
     /// `network: { allow, deny, listeners }`.
@@ -195,7 +197,8 @@ impl Merged {
             self.set_client_id(source, &file, &rule)?;
         }
         // Topic ACLs: rules and test cases, in file order.
-        self.acl.add(source, &file, raw.acl, raw.tests)?;
+        self.acl
+            .add(source, &file, raw.acl, raw.tests, raw.subscribe_overlap)?;
         Ok(())
     }
 

@@ -235,4 +235,17 @@ pub enum AclError {
     /// A policy test case that cannot be run.
     #[error("policy test: {0}")]
     Case(String),
+    /// `subscribe_overlap` on a rule it means nothing for.
+    #[error("'subscribe_overlap' is a setting of deny rules that cover subscribe: it says whether a filter that also matches the topics they deny is refused (strict) or granted with those topics withheld at delivery (withhold)")]
+    OverlapNotDenySubscribe,
+    /// Two files set `subscribe_overlap` differently.
+    #[error("subscribe_overlap is {value} here but {other} at {first}: set it in one file only")]
+    ConflictingOverlap {
+        /// The value here.
+        value: super::acl::SubscribeOverlap,
+        /// The value set first.
+        other: super::acl::SubscribeOverlap,
+        /// Where it was set first.
+        first: SourceLocation,
+    },
 }

@@ -35,7 +35,8 @@ use std::path::{Path, PathBuf};
 use argon2::password_hash::PasswordHashString;
 
 pub use acl::{
-    AclCache, AclDecision, AclReason, Action, CaseOutcome, PolicyCase, PublishFacts, Subject,
+    AclCache, AclDecision, AclReason, Action, CaseOutcome, OverlapSetting, PolicyCase,
+    PublishFacts, Subject, SubscribeOverlap,
 };
 pub use authn::{
     AuthnDecision, AuthnFailure, AuthnOptions, AuthnStep, Credentials, Identity, IdentitySource,

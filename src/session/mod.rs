@@ -9,6 +9,8 @@ mod broker_id;
 mod connect;
 mod driver;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod limits;
 mod reader;
 mod registry;

@@ -8,6 +8,10 @@
 //! The cache holds an `Arc` to its snapshot, so a freed snapshot's address can never be reused
 //! by a new one while entries point at it. Bounded: at most [`MAX_ENTRIES`] topics of at most
 //! [`MAX_TOPIC_BYTES`] each; when full it starts over (no eviction bookkeeping on the hot path).
+//!
+//! It also remembers, for the session's whole life, that a filter was granted under
+//! `subscribe_overlap: withhold`: the broker keeps that subscription whatever the policy becomes,
+//! so deliveries stay checked against the subscribe rules even after a reload to `strict`.
 
 use crate::hashing::HashMap;
 use std::sync::Arc;
@@ -40,6 +44,10 @@ pub struct AclCache {
     groups: Vec<String>,
     /// Lookups answered from the cache (for tests and benchmarks).
     hits: u64,
+    /// Deliveries checked against the subscribe rules, by topic: `Some` = withheld, and why.
+    withheld: HashMap<Box<str>, Option<AclDecision>>,
+    /// A filter was granted to this session although it matches topics it may not subscribe to.
+    withholding: bool,
 }
 
 // === impl AclCache ===
@@ -56,10 +64,26 @@ impl AclCache {
         policy.acl.conclude(id, Some(publish))
     }
 
-    /// Judges a delivery to this session.
+    /// Judges a delivery to this session: the `receive` rules, and under
+    /// `subscribe_overlap: withhold` whether the client could have subscribed to the topic.
     pub fn receive(&mut self, policy: &Arc<Policy>, subject: &Subject, topic: &str) -> AclDecision {
         let id = self.matched(policy, subject, Action::Receive, topic);
-        policy.acl.conclude(id, None)
+        let d = policy.acl.conclude(id, None);
+        if !d.is_allowed() || !(self.withholding || policy.acl.withholds()) {
+            return d;
+        }
+        if let Some(known) = self.withheld.get(topic) {
+            self.hits += 1;
+            return known.clone().unwrap_or(d);
+        }
+        let withheld = policy.acl.withheld(subject, &self.groups, topic);
+        if topic.len() <= MAX_TOPIC_BYTES {
+            if self.withheld.len() >= MAX_ENTRIES {
+                self.withheld.clear();
+            }
+            self.withheld.insert(topic.into(), withheld.clone());
+        }
+        withheld.unwrap_or(d)
     }
 
     /// Judges a subscription filter.
@@ -77,7 +101,19 @@ impl AclCache {
         }
         let d = policy.authorize_subscribe(subject, filter);
         self.remember(Action::Subscribe, filter, Entry::Decision(d.clone()));
+        self.note_grant(&d);
         d
+    }
+
+    /// Whether this session was granted a filter under `subscribe_overlap: withhold`.
+    pub fn withholding(&self) -> bool {
+        self.withholding
+    }
+
+    fn note_grant(&mut self, d: &AclDecision) {
+        if d.reason == super::AclReason::PartlyDenied {
+            self.withholding = true;
+        }
     }
 
     /// Lookups answered without consulting the rules.
@@ -109,6 +145,7 @@ impl AclCache {
             for map in &mut self.entries {
                 map.clear();
             }
+            self.withheld.clear();
             self.groups = policy.groups_for(subject).to_vec();
             self.policy = Some(policy.clone());
         }

@@ -18,7 +18,13 @@
 //!     sources: [10.0.0.0/8]                   # and one of these networks
 //!     max_qos: 1                              # conditions (allow rules only)
 //!     retain: false
+//!   - deny: subscribe
+//!     topics: ["test/nosubscribe"]
+//!     subscribe_overlap: withhold             # deny rules: `#` granted, these topics withheld
 //! ```
+//!
+//! and at the top of one file, the default for every deny rule and for `default-deny`:
+//! `subscribe_overlap: strict | withhold` (`subscribe.rs`).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -31,7 +37,7 @@ use serde_saphyr::Spanned;
 
 use super::cases::PolicyCase;
 use super::rule::{Pattern, Placeholder, Rule, Who};
-use super::{Acl, Action, Subject};
+use super::{Acl, Action, OverlapSetting, Subject, SubscribeOverlap};
 use crate::config::{quoted, Position, SourceLocation};
 use crate::mqtt::topic;
 use crate::policy::authn::check_name;
@@ -85,6 +91,7 @@ pub(crate) struct RawRule {
     max_qos: Option<Spanned<u8>>,
     retain: Option<Spanned<bool>>,
     disconnect: Option<bool>,
+    subscribe_overlap: Option<Spanned<SubscribeOverlap>>,
 }
 
 /// `tests[]`: one expected decision.
@@ -108,19 +115,25 @@ pub(crate) struct RawCase {
 pub(crate) struct AclBuilder {
     rules: Vec<Rule>,
     cases: Vec<PolicyCase>,
+    /// `subscribe_overlap:` and where it was first set.
+    overlap: Option<(OverlapSetting, SourceLocation)>,
 }
 
 // === impl AclBuilder ===
 
 impl AclBuilder {
-    /// Compiles one file's `acl:` and `tests:` entries.
+    /// Compiles one file's `acl:`, `tests:` and `subscribe_overlap:` entries.
     pub(crate) fn add(
         &mut self,
         source: &PolicySource,
         file: &Arc<str>,
         rules: Option<Vec<RawRule>>,
         cases: Option<Vec<RawCase>>,
+        overlap: Option<Spanned<SubscribeOverlap>>,
     ) -> Result<(), PolicyError> {
+        if let Some(overlap) = overlap {
+            self.set_overlap(source, file, &overlap)?;
+        }
         for raw in rules.unwrap_or_default() {
             self.rules.push(compile_rule(source, file, raw)?);
         }
@@ -130,9 +143,41 @@ impl AclBuilder {
         Ok(())
     }
 
+    /// The policy-wide `subscribe_overlap`: one value, whichever files set it.
+    fn set_overlap(
+        &mut self,
+        source: &PolicySource,
+        file: &Arc<str>,
+        value: &Spanned<SubscribeOverlap>,
+    ) -> Result<(), PolicyError> {
+        let position = Position::of_spanned(value);
+        match &self.overlap {
+            Some((first, at)) if first.default != value.value => {
+                let kind = AclError::ConflictingOverlap {
+                    value: value.value,
+                    other: first.default,
+                    first: at.clone(),
+                };
+                Err(fail(source, position, kind))
+            }
+            Some(_) => Ok(()),
+            None => {
+                let label = format!("subscribe_overlap: {}", value.value);
+                let setting = OverlapSetting {
+                    default: value.value,
+                    rule: RuleRef::at(file.clone(), position.line, label),
+                    overrides: 0,
+                };
+                self.overlap = Some((setting, SourceLocation::new(&source.path, position)));
+                Ok(())
+            }
+        }
+    }
+
     /// The indexed ACL and the test cases.
     pub(crate) fn finish(self) -> (Acl, Vec<PolicyCase>) {
-        (Acl::new(self.rules), self.cases)
+        let overlap = self.overlap.map(|(o, _)| o).unwrap_or_default();
+        (Acl::new(self.rules, overlap), self.cases)
     }
 }
 
@@ -233,6 +278,23 @@ fn compile_rule(source: &PolicySource, file: &Arc<str>, raw: RawRule) -> Result<
         }
         Some(r) => r.value,
     };
+    // Only a deny rule that covers subscribe refuses filters, so only it can withhold instead.
+    let overlap = match &raw.subscribe_overlap {
+        None => None,
+        Some(o)
+            if verdict == Verdict::Deny
+                && actions.get(Action::Subscribe as usize) == Some(&true) =>
+        {
+            Some(o.value)
+        }
+        Some(o) => {
+            return Err(fail(
+                source,
+                Position::of_spanned(o),
+                AclError::OverlapNotDenySubscribe,
+            ));
+        }
+    };
     let label = label(verdict, &words.value.0, &raw.topics.value);
     Ok(Rule {
         verdict,
@@ -243,6 +305,7 @@ fn compile_rule(source: &PolicySource, file: &Arc<str>, raw: RawRule) -> Result<
         max_qos,
         retain,
         disconnect: raw.disconnect.unwrap_or(false),
+        overlap,
         rule: RuleRef::at(file.clone(), at.line, label),
     })
 }

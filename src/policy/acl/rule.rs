@@ -154,6 +154,8 @@ pub(crate) struct Rule {
     pub(crate) retain: bool,
     /// Whether a publish this rule refuses ends the session instead of being dropped.
     pub(crate) disconnect: bool,
+    /// For deny rules covering subscribe: their own `subscribe_overlap` (`None`: the policy's).
+    pub(crate) overlap: Option<super::SubscribeOverlap>,
     /// Where the rule is written.
     pub(crate) rule: RuleRef,
 }

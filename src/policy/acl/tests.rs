@@ -15,7 +15,7 @@ use super::*;
 use crate::mqtt::topic::matches;
 use crate::policy::{compile, PolicySource, Verdict};
 
-fn policy(text: &str) -> Policy {
+pub(super) fn policy(text: &str) -> Policy {
     let source = PolicySource {
         path: PathBuf::from("p.yaml"),
         text: text.to_owned(),
@@ -26,7 +26,7 @@ fn policy(text: &str) -> Policy {
     }
 }
 
-fn compile_err(text: &str) -> String {
+pub(super) fn compile_err(text: &str) -> String {
     let source = PolicySource {
         path: PathBuf::from("p.yaml"),
         text: text.to_owned(),
@@ -39,7 +39,7 @@ fn compile_err(text: &str) -> String {
 
 const USERS: &str = "users:\n  - { name: alice, groups: [sensors] }\n  - { name: bob }\n";
 
-fn user(name: &str) -> Subject {
+pub(super) fn user(name: &str) -> Subject {
     Subject::describe(
         Some(name),
         Some(&format!("{name}-1")),
@@ -49,7 +49,7 @@ fn user(name: &str) -> Subject {
     )
 }
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
@@ -57,7 +57,7 @@ fn publish(p: &Policy, s: &Subject, topic: &str) -> AclDecision {
     p.explain(s, Action::Publish, topic, 0, false)
 }
 
-fn allowed(d: &AclDecision) -> bool {
+pub(super) fn allowed(d: &AclDecision) -> bool {
     d.is_allowed()
 }
 
@@ -425,7 +425,7 @@ fn deep_topics_cost_the_depth_of_the_rules_catalogue_a16() {
 /// Levels drawn from a small alphabet, so random filters and topics meet often.
 const ALPHABET: [&str; 4] = ["a", "b", "", "$x"];
 
-fn universe() -> Vec<String> {
+pub(super) fn universe() -> Vec<String> {
     let mut all: Vec<String> = ALPHABET.iter().map(|s| s.to_string()).collect();
     let mut last = all.clone();
     for _ in 1..5 {
@@ -442,7 +442,7 @@ fn universe() -> Vec<String> {
     all
 }
 
-fn filter_strategy() -> impl Strategy<Value = String> {
+pub(super) fn filter_strategy() -> impl Strategy<Value = String> {
     let level = prop_oneof![
         Just("a".to_string()),
         Just("b".to_string()),
@@ -471,7 +471,7 @@ fn filter_strategy() -> impl Strategy<Value = String> {
 }
 
 /// The reference: first rule in file order that matches, by plain scanning.
-fn reference(p: &Policy, s: &Subject, action: Action, topic: &str) -> Option<u32> {
+pub(super) fn reference(p: &Policy, s: &Subject, action: Action, topic: &str) -> Option<u32> {
     let groups = p.groups_for(s);
     let values = rule::Values::of(s);
     p.acl
@@ -499,7 +499,7 @@ fn reference(p: &Policy, s: &Subject, action: Action, topic: &str) -> Option<u32
         .map(|i| i as u32)
 }
 
-fn rule_strategy() -> impl Strategy<Value = String> {
+pub(super) fn rule_strategy() -> impl Strategy<Value = String> {
     let verdict = prop_oneof![Just("allow"), Just("deny")];
     let actions = prop_oneof![
         Just("all"),
@@ -533,7 +533,7 @@ fn rules_policy(rules: &[String]) -> Policy {
     ))
 }
 
-fn subjects() -> Vec<Subject> {
+pub(super) fn subjects() -> Vec<Subject> {
     vec![
         Subject::describe(Some("u1"), Some("b"), None, None, ip("10.0.0.1")),
         Subject::describe(Some("u2"), Some("a"), Some("c1"), None, ip("192.168.0.1")),
