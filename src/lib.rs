@@ -10,13 +10,15 @@
 //!        ──UDP──►  server/      TLS, WS        CONNECT → authenticate         embedded rumqttd
 //!                  accept,      upgrade, QUIC  strict codec (mqtt/),          or an upstream
 //!                  admission/,  (transport/)   policy decisions (policy/),    address (broker/)
-//!                  spawn                       per-client limits
+//!                  spawn                       per-client limits, timers
+//!                                              (session/machine/, fed `now`)
 //! ```
 //!
-//! Design in one sentence: the codec (`mqtt`), the policy (`policy`) and the configuration
-//! (`config`) are pure code that never touch sockets, files, tokio or the clock; everything that
-//! does I/O (`server`, `transport`, `session`, `broker`, `ops`) feeds them bytes and acts on
-//! their decisions.
+//! Design in one sentence: the codec (`mqtt`), the policy (`policy`), the configuration
+//! (`config`) and the session machine (`session::machine`) are pure code that never touch
+//! sockets, files, tokio or the clock; everything that does I/O (`server`, `transport`, the
+//! session's driver, `broker`, `ops`) feeds them bytes and the time, and acts on their
+//! decisions. The server sits on top: nothing imports it.
 //!
 //! Non-features: moat is not a broker (it keeps no subscriptions or retained messages of its own)
 //! and it never forwards a packet it could not parse exactly one way.
@@ -30,8 +32,11 @@
 //!   [`transport::Peer`].
 //! - `authn`: password verification as a bounded service: verifier threads with memory
 //!   allocated once, a queue fair per source, and a cache of recent successes.
-//! - `session`: one MQTT proxy session per connection.
-//! - `server`: listeners, the one spawn site, graceful shutdown.
+//! - `session`: one MQTT proxy session per connection: the CONNECT phase, then a pure machine
+//!   (`session::machine`) fed by one `select!` loop (`session::driver`).
+//! - `server`: on top: starts everything, listeners, the one spawn site.
+//! - [`shutdown`]: the drain every task holds, and the revocation epoch.
+//! - [`stats`]: counters every part bumps.
 //! - `broker`: the embedded rumqttd and external broker targets.
 //! - [`certs`]: CA / server / client certificate generation (rcgen).
 //! - `ops`: loading files, policy reload, audit log.
@@ -54,5 +59,7 @@ pub mod ops;
 pub mod policy;
 pub mod server;
 pub(crate) mod session;
+pub mod shutdown;
+pub mod stats;
 pub mod transport;
 pub(crate) mod tunnel;

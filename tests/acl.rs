@@ -540,36 +540,24 @@ async fn delivery_is_checked_and_dropped_qos_state_is_acknowledged() {
     let (bob, _bob_rx) = rumqttc4(&h, "bob-pub", "bob").await;
     let mut got4 = Vec::new();
     let mut got5 = Vec::new();
-    let drain =
-        |rx4: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Packet>,
-         rx5: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Packet>,
-         got4: &mut Vec<String>,
-         got5: &mut Vec<String>| {
-            while let Ok(p) = rx4.try_recv() {
-                if let rumqttc::Packet::Publish(p) = p {
-                    got4.push(p.topic.clone());
-                }
-            }
-            while let Ok(p) = rx5.try_recv() {
-                if let rumqttc::v5::mqttbytes::v5::Packet::Publish(p) = p {
-                    got5.push(String::from_utf8_lossy(&p.topic).to_string());
-                }
-            }
-        };
-    for _ in 0..50 {
-        bob.publish("sensors/probe", QoS::AtMostOnce, false, "p")
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        drain(&mut rx4, &mut rx5, &mut got4, &mut got5);
-        if !got4.is_empty() && !got5.is_empty() {
-            break;
+    // Both subscriptions are live once their SUBACKs are in (awaited, not polled).
+    loop {
+        match tokio::time::timeout(WAIT, rx4.recv()).await {
+            Ok(Some(rumqttc::Packet::SubAck(_))) => break,
+            Ok(Some(_)) => {}
+            other => panic!("no SUBACK (3.1.1): {other:?}"),
         }
     }
-    assert!(
-        !got4.is_empty() && !got5.is_empty(),
-        "subscriptions never live"
-    );
+    loop {
+        match tokio::time::timeout(WAIT, rx5.recv()).await {
+            Ok(Some(rumqttc::v5::mqttbytes::v5::Packet::SubAck(_))) => break,
+            Ok(Some(_)) => {}
+            other => panic!("no SUBACK (5.0): {other:?}"),
+        }
+    }
+    bob.publish("sensors/probe", QoS::AtMostOnce, false, "p")
+        .await
+        .unwrap();
     // 150 denied deliveries: more than rumqttd's in-flight window (100), so had moat not
     // acknowledged the dropped QoS 1/2 deliveries to the broker, nothing would follow them.
     for i in 0..150 {
@@ -580,14 +568,23 @@ async fn delivery_is_checked_and_dropped_qos_state_is_acknowledged() {
     bob.publish("sensors/ok", QoS::AtLeastOnce, false, "ok")
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !(got4.contains(&"sensors/ok".to_string()) && got5.contains(&"sensors/ok".to_string())) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sensors/ok never delivered: {got4:?} {got5:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        drain(&mut rx4, &mut rx5, &mut got4, &mut got5);
+    // Awaited, not polled: each subscriber's deliveries until sensors/ok.
+    let ok = "sensors/ok".to_string();
+    while !got4.contains(&ok) {
+        match tokio::time::timeout(WAIT, rx4.recv()).await {
+            Ok(Some(rumqttc::Packet::Publish(p))) => got4.push(p.topic.clone()),
+            Ok(Some(_)) => {}
+            other => panic!("sensors/ok never delivered (3.1.1): {got4:?} {other:?}"),
+        }
+    }
+    while !got5.contains(&ok) {
+        match tokio::time::timeout(WAIT, rx5.recv()).await {
+            Ok(Some(rumqttc::v5::mqttbytes::v5::Packet::Publish(p))) => {
+                got5.push(String::from_utf8_lossy(&p.topic).to_string())
+            }
+            Ok(Some(_)) => {}
+            other => panic!("sensors/ok never delivered (5.0): {got5:?} {other:?}"),
+        }
     }
     for got in [&got4, &got5] {
         assert!(

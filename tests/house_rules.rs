@@ -8,7 +8,7 @@ const PURE: &[&str] = &[
     "src/mqtt",
     "src/policy",
     "src/config",
-    "src/session/state.rs",
+    "src/session/machine",
 ];
 const FORBIDDEN: &[&str] = &[
     "tokio",

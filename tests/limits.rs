@@ -55,7 +55,11 @@ fn has_property(connack: &[u8], id: u8, value: &[u8]) -> bool {
 }
 
 #[tokio::test]
-async fn throttle_holds_a_publisher_to_its_rate_within_ten_percent() {
+async fn throttle_slows_a_publisher_end_to_end_and_loses_nothing() {
+    // The rate itself is measured without real time in `session::machine::tests` (201
+    // messages at 100/s: the last is read 1.99 s after the first); here the throttle is wired
+    // end to end: 21 messages at 100/s with a burst of 1 take 0.19 s (the 21st is read 19
+    // intervals after the second), all arrive, in order.
     let h = common::start(with_client_limits(
         "{ publish: { rate: 100/s, burst: 1, on_exceed: throttle } }",
         "",
@@ -65,26 +69,21 @@ async fn throttle_holds_a_publisher_to_its_rate_within_ten_percent() {
     let mut s = h.tls(None).await;
     let connect = packets::connect_v4("fast", Some("alice"), Some("alice-pw"));
     assert_eq!(common::connack_code(&mut s, &connect).await, Some(0));
-    // 201 QoS 0 PUBLISHes in one burst, as fast as the client can write them.
     let mut burst = Vec::new();
-    for i in 0..201 {
+    for i in 0..21 {
         burst.extend(packets::publish_qos0("rate/t", format!("{i}").as_bytes()));
     }
+    let sent = Instant::now();
     s.write_all(&burst).await.unwrap();
     s.flush().await.unwrap();
-    let mut first = None;
-    for _ in 0..201 {
+    for i in 0..21 {
         let m = watch.next().await.expect("message missing at the broker");
-        assert_eq!(m.0, "rate/t");
-        first.get_or_insert_with(Instant::now);
+        assert_eq!((m.0.as_str(), m.1), ("rate/t", format!("{i}").into_bytes()));
     }
-    let took = first.unwrap().elapsed().as_secs_f64();
-    // 200 after the first at 100/s: 2 s.
-    let rate = 200.0 / took;
-    eprintln!("throttle: 200 msgs after the first in {took:.3}s = {rate:.1} msg/s (limit 100/s)");
+    let took = sent.elapsed();
     assert!(
-        (90.0..=110.0).contains(&rate),
-        "measured {rate:.1} msg/s over {took:.2}s"
+        took >= Duration::from_millis(185),
+        "21 messages in {took:?}"
     );
     assert!(h.running.stats().throttled > 0);
     assert_eq!(h.running.stats().limit_disconnects, 0);

@@ -61,7 +61,7 @@ async fn a_changed_file_reloads_live_sessions_and_a_broken_one_is_refused() {
         .await
         .expect("no change event")
         .unwrap();
-    reload::reload(&h.running, &config, "test").unwrap();
+    reload::reload(h.running.policy(), &config, "test").unwrap();
     s.write_all(&publish(2)).await.unwrap();
     assert_eq!(common::read_exact(&mut s, 5).await, [0x40, 3, 0, 2, 0x87]);
 
@@ -75,7 +75,7 @@ async fn a_changed_file_reloads_live_sessions_and_a_broken_one_is_refused() {
         .await
         .expect("no change event")
         .unwrap();
-    let err = reload::reload(&h.running, &config, "test").unwrap_err();
+    let err = reload::reload(h.running.policy(), &config, "test").unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with(&format!("{}:", file.display())), "{text}");
     assert!(
@@ -199,7 +199,7 @@ async fn a_new_crl_on_disk_ends_the_live_sessions_it_revokes_and_refuses_their_h
         .await
         .expect("no change event")
         .unwrap();
-    let summary = reload::reload_tls(&h.running, "file change").unwrap();
+    let summary = reload::reload_tls(h.running.tls(), "file change").unwrap();
     assert_eq!((summary.revoked, summary.revocations_changed), (2, true));
 
     // MQTT 5: DISCONNECT 0x87 (not authorized), then close; MQTT 3.1.1: close.
@@ -215,7 +215,7 @@ async fn a_new_crl_on_disk_ends_the_live_sessions_it_revokes_and_refuses_their_h
     cert_session(&h, &erin, "erin-again", false).await;
 
     // A reload that changes nothing revokes nothing more.
-    let summary = reload::reload_tls(&h.running, "test").unwrap();
+    let summary = reload::reload_tls(h.running.tls(), "test").unwrap();
     assert!(!summary.revocations_changed);
     erin_v5.write_all(&[0xc0, 0x00]).await.unwrap();
     assert_eq!(common::read_exact(&mut erin_v5, 2).await, [0xd0, 0x00]);
@@ -276,7 +276,7 @@ async fn a_server_certificate_swap_is_served_to_the_next_handshake_and_broken_fi
     );
     common::write_atomically(&key_file, new.key.as_bytes());
     common::write_atomically(&cert_file, new.cert.as_bytes());
-    reload::reload_tls(&h.running, "test").unwrap();
+    reload::reload_tls(h.running.tls(), "test").unwrap();
     assert_eq!(served().await, (leaf(&new), leaf(&new)));
     // The session that was up keeps going on its keys.
     live.write_all(&[0xc0, 0x00]).await.unwrap();
@@ -290,7 +290,7 @@ async fn a_server_certificate_swap_is_served_to_the_next_handshake_and_broken_fi
         (other.key.as_bytes(), "does not belong to the certificate"),
     ] {
         common::write_atomically(&key_file, key);
-        let err = reload::reload_tls(&h.running, "test")
+        let err = reload::reload_tls(h.running.tls(), "test")
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.key") && err.contains(reason), "{err}");
@@ -299,7 +299,7 @@ async fn a_server_certificate_swap_is_served_to_the_next_handshake_and_broken_fi
     // An empty client CA file is refused too.
     common::write_atomically(&key_file, new.key.as_bytes());
     common::write_atomically(&h.ca_file(), b"");
-    let err = reload::reload_tls(&h.running, "test")
+    let err = reload::reload_tls(h.running.tls(), "test")
         .unwrap_err()
         .to_string();
     assert!(err.contains("ca.crt: no certificate in file"), "{err}");

@@ -268,11 +268,7 @@ async fn revoked_client_certificate_fails_the_handshake_with_a_pem_or_a_der_crl(
 
 #[tokio::test]
 async fn bad_first_packets_are_closed_and_reach_nothing() {
-    let h = common::start(Opts {
-        extra: "timeouts: { connect: 1s }\n".into(),
-        ..Opts::default()
-    })
-    .await;
+    let h = common::start(Opts::default()).await;
     let mut watch = h.broker_watch().await;
     // PUBLISH first [MQTT-3.1.0-1], PUBACK first, a declared remaining length of 256 MiB.
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -290,12 +286,8 @@ async fn bad_first_packets_are_closed_and_reach_nothing() {
         assert!(got.is_empty(), "{name}: answered {got:02x?}");
         assert!(closed, "{name}: left open");
     }
-    // Silence after the handshake: closed by the connect timeout (1 s here), well before WAIT.
-    let mut s = h.tls(None).await;
-    let started = std::time::Instant::now();
-    let (got, closed) = common::exchange(&mut s, &[]).await;
-    assert!(got.is_empty() && closed);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Silence after the handshake is closed by the connect timeout: on tokio's paused clock in
+    // `session::connect::tests` (no real second spent here).
     assert_eq!(h.upstream_connects(), 0);
     assert_eq!(
         common::broker_saw_before_marker(&h, &mut watch).await,

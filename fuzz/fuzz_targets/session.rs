@@ -4,12 +4,13 @@
 //! policies, who the client is, the CONNECT's terms) and a sequence of operations: a packet from
 //! the client, a packet from the broker (typed, encoded with moat's codec so most get past the
 //! decoder), raw frames from either side, and the clock moving on. Each is fed through
-//! `moat::fuzzing::Session` — the per-client limits, then the pure state (`session/state*`),
-//! exactly the steps `session/driver.rs` takes — until the session ends.
+//! `moat::fuzzing::Session` — the session machine (`session/machine/`: per-client limits,
+//! then the packet's judgement), fed exactly as `session/driver.rs` feeds it — until the
+//! session ends.
 //!
 //! Beyond "never panics", every byte moat writes is checked against a model of what each side
 //! has opened, built from the packets alone (not from moat's tables), with the rules of the
-//! module docs (`state.rs`, `state/flow.rs`) and docs/ARCHITECTURE.md:
+//! module docs (`machine/state.rs`, `machine/state/flow.rs`) and docs/ARCHITECTURE.md:
 //! - everything written to either side is one packet that decodes in the session's version;
 //! - only clients' packets go to the broker, never a server-only one; no topic alias and no
 //!   empty topic reaches it (aliases are moat's);

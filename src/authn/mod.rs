@@ -71,7 +71,7 @@ pub(crate) struct Checked {
     pub(crate) cached: bool,
 }
 
-/// The service (see the module docs); one per server, in `server::Shared`.
+/// The service (see the module docs); one per server, in the sessions' `session::Env`.
 pub(crate) struct Passwords {
     /// Verifier threads and their queue.
     pool: Pool,

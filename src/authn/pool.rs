@@ -57,7 +57,7 @@ struct Inner {
     state: Mutex<State>,
     /// Signalled when a job is queued or the pool stops.
     ready: Condvar,
-    /// Verifications run (`server::Stats::password_verifications`).
+    /// Verifications run (`stats::Stats::password_verifications`).
     runs: Arc<AtomicU64>,
 }
 

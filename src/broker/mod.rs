@@ -5,6 +5,7 @@
 //! the embedded rumqttd ([`embedded`]) or an external broker is decided once at start-up.
 
 pub mod embedded;
+pub(crate) mod link;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

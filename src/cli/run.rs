@@ -77,12 +77,12 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
         };
         tokio::select! {
             _ = hup.recv() => {
-                let _ = reload::reload(&running, &config, "SIGHUP");
-                let _ = reload::reload_tls(&running, "SIGHUP");
+                let _ = reload::reload(running.policy(), &config, "SIGHUP");
+                let _ = reload::reload_tls(running.tls(), "SIGHUP");
             }
             change = changed => match change {
                 Some(()) => {
-                    let _ = reload::reload(&running, &config, "file change");
+                    let _ = reload::reload(running.policy(), &config, "file change");
                 }
                 None => {
                     tracing::warn!("policy file watcher stopped; reload with SIGHUP");
@@ -91,7 +91,7 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
             },
             change = tls_changed => match change {
                 Some(()) => {
-                    let _ = reload::reload_tls(&running, "file change");
+                    let _ = reload::reload_tls(running.tls(), "file change");
                 }
                 None => {
                     tracing::warn!("TLS file watcher stopped; reload with SIGHUP");

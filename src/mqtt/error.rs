@@ -2,12 +2,12 @@
 //!
 //! What it owns: one documented variant per refusal, the normative id it enforces, and the one
 //! mapping from a decode error to an MQTT 5 reason code ([`DecodeError::reason`]) and from a
-//! CONNECT error to the CONNACK to send ([`ConnectError::connack_code`]).
+//! CONNECT error to the CONNACK reason to send ([`ConnectError::connack_reason`]).
 //! Why it is separate: peer faults (`FrameError`, `DecodeError`, `ConnectError`) and our faults
 //! (`EncodeError`) are different types (house rule 3); the session maps them to the wire once.
 //! What it must not do: pick codes for policy refusals (ACL, authn) — those are the session's.
 
-use super::reason::{ConnectReturnCode, ReasonCode};
+use super::reason::ReasonCode;
 use super::string::StringError;
 use super::topic::TopicError;
 use super::PacketType;
@@ -296,8 +296,8 @@ impl DecodeError {
     }
 }
 
-/// Why a CONNECT was refused by the codec, shaped so that [`ConnectError::connack_code`] is the
-/// one mapping to the answer.
+/// Why a CONNECT was refused by the codec, shaped so that [`ConnectError::connack_reason`] is
+/// the one mapping to the answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
     /// The first packet is not a CONNECT [MQTT-3.1.0-1]: close, no CONNACK.
@@ -344,25 +344,18 @@ impl ConnectError {
         }
     }
 
-    /// The CONNACK return/reason code to send before closing, written in `version` (normally
-    /// [`ConnectError::version`]); `None` means close without a CONNACK.
-    pub fn connack_code(&self, version: ProtocolVersion) -> Option<u8> {
-        let reason = match self {
-            Self::NotConnect(_) => return None,
-            Self::UnsupportedProtocol { .. } => ReasonCode::UnsupportedProtocolVersion,
-            Self::ClientIdNotValid { .. } => ReasonCode::ClientIdentifierNotValid,
-            Self::Malformed { error, .. } => {
-                if !version.is_v5() {
-                    return None; // 3.x: malformed CONNECT → close [v3:MQTT-3.1.4-1]
-                }
-                error.reason()
-            }
-        };
-        Some(if version.is_v5() {
-            reason.code()
-        } else {
-            ConnectReturnCode::from_v5(reason).code()
-        })
+    /// The CONNACK reason to send before closing, as an MQTT 5 reason code for a CONNACK
+    /// written in `version` (normally [`ConnectError::version`]); `None` means close without a
+    /// CONNACK. The session translates it for 3.x clients (`ConnectReturnCode::from_v5`, in
+    /// its one mapping to the wire).
+    pub fn connack_reason(&self, version: ProtocolVersion) -> Option<ReasonCode> {
+        match self {
+            Self::NotConnect(_) => None,
+            Self::UnsupportedProtocol { .. } => Some(ReasonCode::UnsupportedProtocolVersion),
+            Self::ClientIdNotValid { .. } => Some(ReasonCode::ClientIdentifierNotValid),
+            // 3.x: malformed CONNECT → close [v3:MQTT-3.1.4-1].
+            Self::Malformed { error, .. } => version.is_v5().then(|| error.reason()),
+        }
     }
 }
 

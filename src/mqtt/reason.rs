@@ -203,7 +203,7 @@ impl ConnectReturnCode {
     /// | 0x88, 0x89, 0x9F and every other failure | 0x03 server unavailable |
     ///
     /// (For 0x81/0x82 a 3.1.1 server closes without CONNACK; that choice is the caller's — see
-    /// `ConnectError::connack_code`.)
+    /// `ConnectError::connack_reason`.)
     pub fn from_v5(reason: ReasonCode) -> ConnectReturnCode {
         match reason {
             ReasonCode::Success => Self::Accepted,

@@ -25,30 +25,33 @@ use std::time::Duration;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use arc_swap::ArcSwap;
+
 use crate::config::Config;
 use crate::ops::load::{self, LoadError};
-use crate::policy::PolicySummary;
-use crate::server::{MaterialError, Running, TlsSummary};
+use crate::policy::{Policy, PolicySummary};
+use crate::transport::{MaterialError, TlsState, TlsSummary};
 
 /// Quiet time after the last file event before the files are loaded.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Compiles the policy files `config` names and, if they compile, makes them the policy in
-/// force; live sessions use it from their next packet on. On error the running policy stays.
-/// Either way one log line says what happened and why (`trigger`).
+/// force in `policy` (the server's handle: `Running::policy`); live sessions use it from their
+/// next packet on. On error the running policy stays. Either way one log line says what
+/// happened and why (`trigger`).
 pub fn reload(
-    running: &Running,
+    policy: &ArcSwap<Policy>,
     config: &Config,
     trigger: &str,
 ) -> Result<PolicySummary, LoadError> {
     match load::load_policy(config) {
-        Ok(policy) => {
-            let summary = policy.summary();
-            let rules = policy.acl_rules();
-            for warning in policy.warnings() {
+        Ok(new) => {
+            let summary = new.summary();
+            let rules = new.acl_rules();
+            for warning in new.warnings() {
                 tracing::warn!(trigger, "{warning}");
             }
-            running.reload_policy(policy);
+            policy.store(std::sync::Arc::new(new));
             tracing::info!(trigger, %summary, rules, "policy reloaded");
             Ok(summary)
         }
@@ -61,11 +64,11 @@ pub fn reload(
 }
 
 /// Loads the `tls:` files again and, if every one loads, serves the next handshake on every
-/// listener with them; live sessions whose client certificate a new CRL revokes are ended. On
-/// error the running material stays. Either way one log line says what happened, and why
-/// (`trigger`); an error names the file.
-pub fn reload_tls(running: &Running, trigger: &str) -> Result<TlsSummary, MaterialError> {
-    match running.reload_tls() {
+/// listener with them (`tls`: the server's handle, `Running::tls`); live sessions whose client
+/// certificate a new CRL revokes are ended. On error the running material stays. Either way
+/// one log line says what happened, and why (`trigger`); an error names the file.
+pub fn reload_tls(tls: &TlsState, trigger: &str) -> Result<TlsSummary, MaterialError> {
+    match tls.reload() {
         Ok(summary) => {
             tracing::info!(
                 trigger,

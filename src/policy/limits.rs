@@ -7,7 +7,7 @@
 //! them field by field. [`Policy::client_limits`] resolves the numbers for one identity: the
 //! user's own entry, then its groups in the order the user lists them, then `client:`, then
 //! moat's defaults. Timers and token buckets live with their callers (`admission`,
-//! `session/limits.rs`); this file never reads the clock.
+//! `session/machine/limits.rs`); this file never reads the clock.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -22,9 +22,11 @@ use tracing::Instrument;
 
 use super::listener::Front;
 use super::quic::HandshakeSlot;
-use super::{Drain, Shared, Stats};
+use super::Shared;
 use crate::admission::Admitted;
 use crate::config::WsSettings;
+use crate::shutdown::Drain;
+use crate::stats::Stats;
 use crate::transport::{quic, tls, ws, Peer, ServerTls, TransportKind};
 
 /// Connection ids for log correlation.
@@ -95,7 +97,12 @@ pub(super) fn spawn_quic(
             drop(slot);
             let (session, conn): (Step, _) = match accepted {
                 Ok((stream, peer, conn)) => (
-                    Box::pin(crate::session::run(stream, peer, shared, drain)),
+                    Box::pin(crate::session::run(
+                        stream,
+                        peer,
+                        shared.session.clone(),
+                        drain,
+                    )),
                     conn,
                 ),
                 Err(e) => {
@@ -275,7 +282,12 @@ fn after_tls(rest: AfterTls, stream: ServerTls, peer: Peer) -> Step {
             shared,
             drain,
         )),
-        None => Box::pin(crate::session::run(stream, peer, shared, drain)),
+        None => Box::pin(crate::session::run(
+            stream,
+            peer,
+            shared.session.clone(),
+            drain,
+        )),
     }
 }
 
@@ -295,7 +307,12 @@ async fn websocket<S>(
             if let Some(proxy) = peer.via {
                 tracing::debug!(client = %peer.addr, %proxy, "client address from X-Forwarded-For");
             }
-            Box::pin(crate::session::run(stream, peer, shared, drain))
+            Box::pin(crate::session::run(
+                stream,
+                peer,
+                shared.session.clone(),
+                drain,
+            ))
         }
         Err(e) => {
             Stats::bump(&shared.stats.handshake_failures);

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::{conn, Drain, Handshakes, Shared, Stats};
+use super::{conn, Shared};
 use crate::config::WsSettings;
+use crate::shutdown::Drain;
+use crate::stats::Stats;
 use crate::transport::peer_addr;
+use crate::transport::Handshakes;
 
 /// Longest pause after repeated accept errors (EMFILE and friends).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);

@@ -1,19 +1,20 @@
-//! The server: binds listeners, owns the shared state every session reads, and drains on stop.
+//! The server, on top of everything else: binds listeners, builds what sessions read, and
+//! drains on stop.
 //!
 //! [`Server::start`] is what `moat run` and the integration tests call: it loads the TLS files
 //! (a broken one fails start before anything else, naming the file), starts (or connects to)
-//! the broker segment, binds every listener (port 0 works; read the address back with
-//! [`Running::local_addr`]) and returns a handle that reloads policy and TLS material
-//! (`material.rs`) and shuts down.
+//! the broker segment, builds the sessions' environment (`session::Env`), binds every listener
+//! (port 0 works; read the address back with [`Running::local_addr`]) and returns a handle
+//! that gives out the policy and TLS handles `ops/reload.rs` reloads, and shuts down.
+//!
+//! Nothing below imports this module: sessions get their `Env`, listeners their `Shared`,
+//! and the drain, the counters and the TLS material live in their own modules.
 
 mod conn;
 mod listener;
-mod material;
 mod quic;
-mod shutdown;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -21,15 +22,17 @@ use tokio::net::TcpListener;
 
 use crate::admission::Gate;
 use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
+use crate::broker::link::AckPacer;
 use crate::broker::BrokerTarget;
 use crate::config::Listener as ListenerConfig;
 use crate::config::{BrokerSettings, Config, TransportKind, WsSettings};
 use crate::ops::fds;
 use crate::policy::Policy;
+use crate::session;
+use crate::shutdown::DrainController;
+use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::tls::{self, Material, Profile};
-pub(crate) use material::{Handshakes, TlsState};
-pub use material::{MaterialError, TlsSummary};
-pub use shutdown::{Drain, DrainController, Wake};
+use crate::transport::{MaterialError, TlsState};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,125 +64,25 @@ pub enum StartError {
     Passwords(std::io::Error),
 }
 
-/// Counters every part of the server bumps; read by tests and (later) the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// TCP connections accepted by a listener.
-    pub accepted: AtomicU64,
-    /// Connections closed at accept because admission refused them (network, ban, rate, cap).
-    pub refused_at_accept: AtomicU64,
-    /// TLS handshakes that failed or timed out.
-    pub handshake_failures: AtomicU64,
-    /// CONNECTs refused (bad packet, credentials, policy).
-    pub connects_refused: AtomicU64,
-    /// Upstream connections opened to the broker (only after authentication).
-    pub upstream_connects: AtomicU64,
-    /// Sessions currently proxied.
-    pub active_sessions: AtomicU64,
-    /// Sessions closed for going above a per-client limit (rate, inflight, subscriptions, size).
-    pub limit_disconnects: AtomicU64,
-    /// Times a session was held back (not read from) to keep it within its rate.
-    pub throttled: AtomicU64,
-    /// CONNECTs refused because the client id, user name or source is banned.
-    pub connects_banned: AtomicU64,
-    /// Password hashes verified (argon2id or mosquitto, decoys included); shared with the
-    /// verifier threads that count them.
-    pub password_verifications: Arc<AtomicU64>,
-    /// Logins answered by the success cache instead of a verification.
-    pub password_cache_hits: AtomicU64,
-    /// CONNECTs refused with "server unavailable" for lack of verification capacity.
-    pub password_busy: AtomicU64,
-}
-
-/// A point-in-time copy of [`Stats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// See [`Stats::accepted`].
-    pub accepted: u64,
-    /// See [`Stats::refused_at_accept`].
-    pub refused_at_accept: u64,
-    /// See [`Stats::handshake_failures`].
-    pub handshake_failures: u64,
-    /// See [`Stats::connects_refused`].
-    pub connects_refused: u64,
-    /// See [`Stats::upstream_connects`].
-    pub upstream_connects: u64,
-    /// See [`Stats::active_sessions`].
-    pub active_sessions: u64,
-    /// See [`Stats::limit_disconnects`].
-    pub limit_disconnects: u64,
-    /// See [`Stats::throttled`].
-    pub throttled: u64,
-    /// See [`Stats::connects_banned`].
-    pub connects_banned: u64,
-    /// See [`Stats::password_verifications`].
-    pub password_verifications: u64,
-    /// See [`Stats::password_cache_hits`].
-    pub password_cache_hits: u64,
-    /// See [`Stats::password_busy`].
-    pub password_busy: u64,
-    /// Admission counters by reason.
-    pub admission: crate::admission::CountersSnapshot,
-}
-
-// === impl Stats ===
-
-impl Stats {
-    /// Adds one to a counter.
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Moves a gauge up or down.
-    pub(crate) fn bump_gauge(gauge: &AtomicU64, by: i64) {
-        if by >= 0 {
-            gauge.fetch_add(by.unsigned_abs(), Ordering::Relaxed);
-        } else {
-            gauge.fetch_sub(by.unsigned_abs(), Ordering::Relaxed);
-        }
-    }
-
-    fn snapshot(&self, admission: crate::admission::CountersSnapshot) -> StatsSnapshot {
-        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        StatsSnapshot {
-            accepted: r(&self.accepted),
-            refused_at_accept: r(&self.refused_at_accept),
-            handshake_failures: r(&self.handshake_failures),
-            connects_refused: r(&self.connects_refused),
-            upstream_connects: r(&self.upstream_connects),
-            active_sessions: r(&self.active_sessions),
-            limit_disconnects: r(&self.limit_disconnects),
-            throttled: r(&self.throttled),
-            connects_banned: r(&self.connects_banned),
-            password_verifications: r(&self.password_verifications),
-            password_cache_hits: r(&self.password_cache_hits),
-            password_busy: r(&self.password_busy),
-            admission,
-        }
-    }
-}
-
-/// State shared by every connection: read-mostly, swapped atomically on reload.
+/// What the listeners and the connection tasks share: read-mostly, swapped atomically on
+/// reload. Sessions get only `session`.
 pub(crate) struct Shared {
     /// The validated configuration this server started with.
     pub(crate) config: Arc<Config>,
-    /// The policy in force; a reload swaps the pointer, sessions load it per decision
-    /// (shared with the admission gate).
+    /// The policy in force; a reload swaps the pointer (shared with admission and sessions).
     pub(crate) policy: Arc<ArcSwap<Policy>>,
     /// Admission: network rules, bans, connection rates and caps (every listener asks it).
-    pub(crate) gate: Gate,
+    pub(crate) gate: Arc<Gate>,
     /// Where authorized sessions go.
     pub(crate) broker: BrokerTarget,
-    /// Password verification: bounded pool, fair queue, success cache.
-    pub(crate) passwords: crate::authn::Passwords,
     /// Counters.
-    pub(crate) stats: Stats,
-    /// Which identity owns each client id (one device cannot take over another's session).
-    pub(crate) client_ids: Arc<crate::session::ClientIds>,
-    /// Acknowledges what broker sockets received, once per tick for every session.
-    pub(crate) acks: Arc<crate::session::AckPacer>,
+    pub(crate) stats: Arc<Stats>,
     /// The TLS material in force: listeners' handshake configurations and revoked certificates.
-    pub(crate) tls: TlsState,
+    pub(crate) tls: Arc<TlsState>,
+    /// Acknowledges what broker sockets received, once per tick for every session.
+    pub(crate) acks: Arc<AckPacer>,
+    /// What every session reads.
+    pub(crate) session: Arc<session::Env>,
 }
 
 /// Entry point: see the module docs.
@@ -207,7 +110,8 @@ impl Server {
         // never discovered at EMFILE.
         let max_connections = descriptor_plan(&config)?.max_connections;
         // Before the broker starts: a broken TLS file fails start at once, naming the file.
-        let tls_state = TlsState::new(&config);
+        let drain = DrainController::new();
+        let tls_state = Arc::new(TlsState::new(&config, drain.epoch()));
         let material = match config.listeners.iter().any(|l| l.kind != TransportKind::Ws) {
             true => Some(tls_state.load()?),
             false => None,
@@ -229,7 +133,7 @@ impl Server {
             }
             BrokerSettings::Upstream { v3, v5 } => (BrokerTarget::external(*v3, *v5), None),
         };
-        let stats = Stats::default();
+        let stats = Arc::new(Stats::default());
         let passwords = crate::authn::Passwords::start(
             &config.passwords,
             policy.password_memory_blocks(),
@@ -237,19 +141,30 @@ impl Server {
         )
         .map_err(StartError::Passwords)?;
         let policy = Arc::new(ArcSwap::from_pointee(policy));
-        let gate = Gate::new(policy.clone(), max_connections);
+        let gate = Arc::new(Gate::new(policy.clone(), max_connections));
+        let acks = Arc::new(AckPacer::new());
+        let session = Arc::new(session::Env::new(
+            &config,
+            session::EnvParts {
+                policy: policy.clone(),
+                admission: gate.clone(),
+                broker: target.clone(),
+                acks: acks.clone(),
+                passwords,
+                stats: stats.clone(),
+                tls: tls_state.clone(),
+            },
+        ));
         let shared = Arc::new(Shared {
             config: config.clone(),
             policy,
             gate,
             broker: target,
-            passwords,
             stats,
-            client_ids: Arc::default(),
-            acks: Arc::new(crate::session::AckPacer::new()),
             tls: tls_state,
+            acks,
+            session,
         });
-        let drain = DrainController::new();
         let mut stop = drain.drain();
         let housekeeping = shared.clone();
         // The gate's housekeeping (ban expiry, table cleaning, memory sampling, aggregated
@@ -257,7 +172,7 @@ impl Server {
         tokio::spawn(async move { housekeeping.gate.housekeep(stop.signalled()).await });
         let acks = shared.acks.clone();
         let mut stop = drain.drain();
-        // The ACK pacer (`session/upstream.rs`); owned by the drain like the housekeeping.
+        // The ACK pacer (`broker/link.rs`); owned by the drain like the housekeeping.
         tokio::spawn(async move { acks.run(stop.signalled()).await });
         let mut bound = Vec::new();
         for l in &config.listeners {
@@ -477,21 +392,20 @@ impl Running {
         &self.shared.gate
     }
 
+    /// The policy in force: sessions load it for every decision, so a snapshot stored here
+    /// applies from their next packet on (`ops::reload::reload` stores one).
+    pub fn policy(&self) -> &ArcSwap<Policy> {
+        &self.shared.policy
+    }
+
     /// Swaps in a new policy; sessions use it from their next decision on.
     pub fn reload_policy(&self, policy: Policy) {
         self.shared.policy.store(Arc::new(policy));
     }
 
-    /// Reads the `tls:` files again (server certificate and key, client CA, CRLs) and puts them
-    /// in force for the next handshake on every listener. When what the CRLs revoke changed,
-    /// live sessions whose client certificate is now revoked are ended (each with an audit
-    /// line). On error the running material stays and the error names the file.
-    pub fn reload_tls(&self) -> Result<TlsSummary, MaterialError> {
-        let summary = self.shared.tls.reload()?;
-        if summary.revocations_changed {
-            self.drain.advance_epoch();
-        }
-        Ok(summary)
+    /// The TLS material in force (`TlsState::reload`, through `ops::reload::reload_tls`).
+    pub fn tls(&self) -> &TlsState {
+        &self.shared.tls
     }
 
     /// Stops accepting, tells every session to close, waits up to the grace period, then stops

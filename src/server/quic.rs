@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::{conn, Drain, Shared, Stats};
+use super::{conn, Shared};
 use crate::config::QuicSettings;
+use crate::shutdown::Drain;
+use crate::stats::Stats;
 use crate::transport::peer_addr;
 
 /// Handshakes in flight above which unvalidated source addresses must answer a Retry first.

@@ -1,29 +1,29 @@
-//! The CONNECT phase: read and judge the client's CONNECT, authenticate, open the upstream.
+//! The CONNECT phase: read and judge the client's CONNECT, authenticate, open the upstream,
+//! answer with the CONNACK and hand the session to the driver ([`establish`]).
 //!
 //! Nothing reaches the broker before this phase says yes: no upstream connection is opened for
 //! a client that is not authenticated, and packets pipelined behind the CONNECT stay in the
 //! reader's buffer until the CONNACK has gone out (catalogue §B.30).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::io::AsyncRead;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::error::Refusal;
+use super::driver::{say_goodbye, Link};
+use super::env::Env;
+use super::error::{PeerFault, PolicyRefusal, Refusal};
+use super::machine::{Machine, Setup, Terms};
 use super::reader::{FrameReader, ReadError};
-use super::state::Terms;
-use super::upstream::{self, Upstream};
-use crate::mqtt::{self, Connect, PacketType, ProtocolVersion};
+use super::upstream::{self, Upstream, PING_EVERY, UPSTREAM_KEEPALIVE};
+use crate::mqtt::{self, Connect, Packet, PacketType, ProtocolVersion};
+use crate::ops::audit;
 use crate::policy::{
-    source_key, AuthnDecision, AuthnFailure, AuthnOptions, AuthnStep, ClientLimits, Credentials,
-    Identity, PublishFacts, Subject,
+    source_key, AuthnDecision, AuthnFailure, AuthnStep, ClientLimits, Credentials, Identity,
+    PublishFacts, Subject,
 };
-use crate::server::Shared;
+use crate::stats::Stats;
 use crate::transport::Peer;
-
-/// Keep alive moat uses on its own broker connections, independent of the client's.
-pub(crate) const UPSTREAM_KEEPALIVE: u16 = 60;
 
 /// How many topic aliases moat accepts from an MQTT 5 client.
 pub(crate) const TOPIC_ALIAS_MAXIMUM: u16 = 64;
@@ -49,7 +49,7 @@ pub(crate) struct Admitted {
     /// The broker client id (the client's, namespaced by identity), held until the session
     /// ends.
     pub(crate) claim: super::registry::Claim,
-    /// The per-session limits of this identity (session/limits.rs enforces them).
+    /// The per-session limits of this identity (the session machine enforces them).
     pub(crate) limits: ClientLimits,
 }
 
@@ -63,22 +63,84 @@ pub(crate) struct Refused {
     pub(crate) identity: Option<String>,
 }
 
-/// Runs the CONNECT phase.
-pub(crate) async fn admit<R: AsyncRead + Unpin>(
+/// The CONNECT phase and the CONNACK; `None` when the session ends here (the client was told
+/// why, if its version has a way to say it).
+pub(super) async fn establish<R, W>(
+    reader: &mut FrameReader<R>,
+    wr: &mut W,
+    peer: &Peer,
+    env: &Env,
+) -> Option<Link>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let admitted = match admit(reader, peer, env).await {
+        Ok(a) => a,
+        Err(refused) => {
+            Stats::bump(&env.stats().connects_refused);
+            let (action, topic) = refused.refusal.audit_subject();
+            if matches!(refused.refusal, Refusal::Policy(PolicyRefusal::Banned(_))) {
+                Stats::bump(&env.stats().connects_banned);
+            }
+            audit::refused(
+                peer,
+                refused.identity.as_deref(),
+                action,
+                topic,
+                &refused.refusal.to_string(),
+                &refused.refusal.rule(),
+            );
+            if let Some(version) = refused.version {
+                let _ = say_goodbye(wr, version, refused.refusal.outcome()).await;
+            }
+            return None;
+        }
+    };
+    let version = admitted.connect.protocol;
+    let connack = client_connack(&admitted, env);
+    let accepted = connack.code == 0;
+    let mut out = BytesMut::new();
+    if Packet::ConnAck(connack).encode(version, &mut out).is_err()
+        || wr.write_all(&out).await.is_err()
+        || !accepted
+    {
+        return None;
+    }
+    tracing::info!(
+        identity = ?admitted.identity.name,
+        client_id = ?admitted.connect.client_id.as_str(),
+        broker_client_id = ?admitted.claim.broker_id(),
+        ?version,
+        "session up"
+    );
+    // The session's clocks start now, with the CONNACK on its way.
+    let now = tokio::time::Instant::now().into_std();
+    let machine = Machine::new(now, setup(&admitted, env), env.policy_handle().clone());
+    Some(Link {
+        machine,
+        upstream_rd: admitted.upstream.reader,
+        upstream_wr: admitted.upstream.writer,
+        claim: admitted.claim,
+    })
+}
+
+/// Runs the CONNECT phase up to the broker's CONNACK.
+async fn admit<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     peer: &Peer,
-    shared: &Arc<Shared>,
+    env: &Env,
 ) -> Result<Admitted, Refused> {
     let no_version = |refusal| Refused {
         refusal,
         version: None,
         identity: None,
     };
-    let deadline = shared.config.timeouts.connect;
+    let deadline = env.settings().connect_timeout;
     let frame = read_first(reader, deadline).await.map_err(no_version)?;
     let mut connect = Connect::decode(frame).map_err(|e| Refused {
         version: e.version(),
-        refusal: Refusal::Connect(e),
+        refusal: Refusal::Peer(PeerFault::Connect(e)),
         identity: None,
     })?;
     let version = connect.protocol;
@@ -90,7 +152,7 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
     // Enhanced authentication (AUTH exchanges) is not offered: CONNACK 0x8C, and rumqttd, which
     // has no AUTH packet, never sees the method [MQTT-4.12.0-1].
     if connect.properties.authentication_method.is_some() {
-        return Err(refuse(Refusal::BadAuthMethod, None));
+        return Err(refuse(Refusal::Peer(PeerFault::BadAuthMethod), None));
     }
     let assigned_client_id = check_client_id(&connect).map_err(|r| refuse(r, None))?;
     if let Some(id) = &assigned_client_id {
@@ -100,23 +162,25 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
     let claimed = connect.username.as_ref().map(|u| u.as_str().to_owned());
     let client_id = connect.client_id.as_str().to_owned();
     // Bans first: a banned client id, user name or source costs no password check.
-    check_bans(shared, peer, claimed.as_deref(), &client_id)
+    check_bans(env, peer, claimed.as_deref(), &client_id)
         .map_err(|r| refuse(r, claimed.clone()))?;
-    let identity = match authenticate(&connect, peer, shared).await {
+    let identity = match authenticate(&connect, peer, env).await {
         Ok(identity) => identity,
         Err(r) => {
             if r.is_failed_login() {
                 let ip = peer.addr.ip();
-                shared.gate.auth_failed(ip, claimed.as_deref(), &client_id);
+                env.auth_failed(ip, claimed.as_deref(), &client_id);
             }
             return Err(refuse(r, claimed));
         }
     };
     let who = || Some(identity.name.clone());
-    check_bans(shared, peer, Some(&identity.name), &client_id).map_err(|r| refuse(r, who()))?;
-    let limits = shared.policy.load().client_limits(&identity);
+    check_bans(env, peer, Some(&identity.name), &client_id).map_err(|r| refuse(r, who()))?;
+    let limits = env.policy().client_limits(&identity);
     if assigned_client_id.is_none() && client_id.len() > limits.max_client_id {
-        let r = Refusal::ClientId("client id longer than limits max_client_id");
+        let r = Refusal::Peer(PeerFault::ClientId(
+            "client id longer than limits max_client_id",
+        ));
         return Err(refuse(r, who()));
     }
 
@@ -137,34 +201,33 @@ pub(crate) async fn admit<R: AsyncRead + Unpin>(
             retain: will.retain,
             empty_payload: will.payload.is_empty(),
         };
-        let decision = shared.policy.load().authorize_publish(&subject, &facts);
+        let decision = env.policy().authorize_publish(&subject, &facts);
         if !decision.is_allowed() {
-            let refusal = Refusal::WillDenied {
+            let refusal = Refusal::Policy(PolicyRefusal::WillDenied {
                 topic: will.topic.as_str().to_owned(),
                 reason: decision.reason,
                 rule: decision.decision.rule,
-            };
+            });
             return Err(refuse(refusal, who()));
         }
     }
 
-    let claim = bind_client_id(&connect, &identity, assigned_client_id.is_some(), shared)
+    let claim = bind_client_id(&connect, &identity, assigned_client_id.is_some(), env)
         .map_err(|r| refuse(r, who()))?;
 
+    let settings = env.settings();
     let max_keepalive = limits
         .keepalive_max
-        .map_or(shared.config.limits.max_keepalive, |m| {
-            m.min(shared.config.limits.max_keepalive)
-        });
+        .map_or(settings.max_keepalive, |m| m.min(settings.max_keepalive));
     let keep_alive = effective_keep_alive(connect.keep_alive, max_keepalive, limits.keepalive_min);
-    let upstream_connect = upstream_connect(&connect, &identity, claim.broker_id(), shared);
-    crate::server::Stats::bump(&shared.stats.upstream_connects);
+    let upstream_connect = upstream_connect(&connect, &identity, claim.broker_id(), env);
+    Stats::bump(&env.stats().upstream_connects);
     let upstream = upstream::open(
-        &shared.broker,
+        env.broker(),
         &upstream_connect,
-        shared.config.timeouts.upstream_connect,
-        shared.config.limits.max_packet_size.saturating_mul(2),
-        &shared.acks,
+        settings.upstream_connect_timeout,
+        settings.max_packet_size.saturating_mul(2),
+        env.ack_pacer(),
     )
     .await
     .map_err(|r| refuse(r, who()))?;
@@ -188,32 +251,34 @@ fn bind_client_id(
     connect: &Connect,
     identity: &Identity,
     assigned: bool,
-    shared: &Shared,
+    env: &Env,
 ) -> Result<super::registry::Claim, Refusal> {
     let id = connect.client_id.as_str();
     if !assigned {
-        let decision = shared.policy.load().check_client_id(&identity.name, id);
+        let decision = env.policy().check_client_id(&identity.name, id);
         if !decision.is_allowed() {
-            return Err(Refusal::ClientIdNotBound(decision.rule));
+            return Err(Refusal::Policy(PolicyRefusal::ClientIdNotBound(
+                decision.rule,
+            )));
         }
     }
     let broker_id = super::broker_id::encode(&identity.name, id).map_err(|_| {
-        Refusal::ClientId("identity and client id together longer than an MQTT string")
+        Refusal::Peer(PeerFault::ClientId(
+            "identity and client id together longer than an MQTT string",
+        ))
     })?;
-    Ok(shared.client_ids.claim(broker_id))
+    Ok(env.claim(broker_id))
 }
 
 /// Refuses a banned client id, user name or source (MQTT 5 CONNACK 0x8A Banned).
 fn check_bans(
-    shared: &Shared,
+    env: &Env,
     peer: &Peer,
     username: Option<&str>,
     client_id: &str,
 ) -> Result<(), Refusal> {
-    shared
-        .gate
-        .check_identity(peer.addr.ip(), username, client_id)
-        .map_err(Refusal::Banned)
+    env.check_bans(peer.addr.ip(), username, client_id)
+        .map_err(|rule| PolicyRefusal::Banned(rule).into())
 }
 
 async fn read_first<R: AsyncRead + Unpin>(
@@ -223,9 +288,9 @@ async fn read_first<R: AsyncRead + Unpin>(
     // One deadline for the whole CONNECT, not per read: a slow drip cannot extend it.
     // [MQTT-3.1.0-1] The first packet from the client must be CONNECT.
     match tokio::time::timeout(deadline, reader.next_expecting(PacketType::Connect)).await {
-        Err(_) => Err(Refusal::ConnectTimeout),
-        Ok(Err(ReadError::Frame(e))) => Err(Refusal::ConnectFrame(e)),
-        Ok(Err(_)) | Ok(Ok(None)) => Err(Refusal::FirstNotConnect),
+        Err(_) => Err(Refusal::Peer(PeerFault::ConnectTimeout)),
+        Ok(Err(ReadError::Frame(e))) => Err(Refusal::Peer(PeerFault::ConnectFrame(e))),
+        Ok(Err(_)) | Ok(Ok(None)) => Err(Refusal::Peer(PeerFault::FirstNotConnect)),
         Ok(Ok(Some(frame))) => Ok(frame),
     }
 }
@@ -236,10 +301,12 @@ fn check_client_id(connect: &Connect) -> Result<Option<String>, Refusal> {
     if id.is_empty() {
         return match connect.protocol {
             // MQTT 3.1 requires 1 to 23 characters.
-            ProtocolVersion::V3_1 => Err(Refusal::ClientId("empty client id in MQTT 3.1")),
+            ProtocolVersion::V3_1 => Err(Refusal::Peer(PeerFault::ClientId(
+                "empty client id in MQTT 3.1",
+            ))),
             // [MQTT-3.1.3-8] An empty id with CleanSession=0 is refused with 0x02.
-            ProtocolVersion::V3_1_1 if !connect.clean_start => Err(Refusal::ClientId(
-                "empty client id without clean session [MQTT-3.1.3-8]",
+            ProtocolVersion::V3_1_1 if !connect.clean_start => Err(Refusal::Peer(
+                PeerFault::ClientId("empty client id without clean session [MQTT-3.1.3-8]"),
             )),
             // [MQTT-3.1.3-6] The server assigns a unique id (reported in CONNACK for 5.0).
             _ => Ok(Some(assign_client_id())),
@@ -248,10 +315,14 @@ fn check_client_id(connect: &Connect) -> Result<Option<String>, Refusal> {
     // rumqttd silently drops clients whose id contains these, leaving the CONNECT unanswered;
     // they are also the characters that turn `{client_id}` into a wildcard.
     if id.contains(['+', '#', '/', '$']) {
-        return Err(Refusal::ClientId("client id contains + # / or $"));
+        return Err(Refusal::Peer(PeerFault::ClientId(
+            "client id contains + # / or $",
+        )));
     }
     if connect.protocol == ProtocolVersion::V3_1 && id.len() > 23 {
-        return Err(Refusal::ClientId("MQTT 3.1 client id longer than 23 bytes"));
+        return Err(Refusal::Peer(PeerFault::ClientId(
+            "MQTT 3.1 client id longer than 23 bytes",
+        )));
     }
     Ok(None)
 }
@@ -269,16 +340,9 @@ fn assign_client_id() -> String {
     format!("moat-{hex}")
 }
 
-async fn authenticate(
-    connect: &Connect,
-    peer: &Peer,
-    shared: &Arc<Shared>,
-) -> Result<Identity, Refusal> {
-    let policy = shared.policy.load_full();
-    let opts = AuthnOptions {
-        cert_identity: shared.config.tls.cert_identity,
-        username_must_match_cert: shared.config.tls.username_must_match_cert,
-    };
+async fn authenticate(connect: &Connect, peer: &Peer, env: &Env) -> Result<Identity, Refusal> {
+    let policy = env.policy_snapshot();
+    let opts = env.settings().authn;
     let username = connect.username.as_ref().map(|u| u.as_str());
     let creds = Credentials {
         username,
@@ -291,16 +355,16 @@ async fn authenticate(
         AuthnStep::Verify(check) => {
             let source = source_key(peer.addr.ip(), policy.connection_limits().ipv6_prefix);
             let password = connect.password.clone().unwrap_or_default();
-            let checked = shared
-                .passwords
+            let checked = env
+                .passwords()
                 .check(&policy, source, username, password, check)
                 .await
                 .map_err(|busy| {
-                    crate::server::Stats::bump(&shared.stats.password_busy);
+                    Stats::bump(&env.stats().password_busy);
                     Refusal::PasswordBusy(busy)
                 })?;
             if checked.cached {
-                crate::server::Stats::bump(&shared.stats.password_cache_hits);
+                Stats::bump(&env.stats().password_cache_hits);
             }
             checked.decision
         }
@@ -311,8 +375,8 @@ async fn authenticate(
             Ok(identity)
         }
         AuthnDecision::Deny { reason, rule } => Err(match reason {
-            AuthnFailure::BadCredentials => Refusal::BadCredentials(rule),
-            AuthnFailure::NotAuthorized => Refusal::NotAuthorized(rule),
+            AuthnFailure::BadCredentials => Refusal::Policy(PolicyRefusal::BadCredentials(rule)),
+            AuthnFailure::NotAuthorized => Refusal::Policy(PolicyRefusal::NotAuthorized(rule)),
         }),
     }
 }
@@ -332,20 +396,15 @@ fn effective_keep_alive(requested: u16, max: u16, min: u16) -> u16 {
 /// the identity as user name, moat's broker password instead of the client's, moat's own keep
 /// alive, 3.1 spoken as 3.1.1, and no topic aliases from the broker (moat resolves aliases
 /// itself).
-fn upstream_connect(
-    connect: &Connect,
-    identity: &Identity,
-    broker_id: &str,
-    shared: &Shared,
-) -> Connect {
+fn upstream_connect(connect: &Connect, identity: &Identity, broker_id: &str, env: &Env) -> Connect {
     let mut up = connect.clone();
     up.client_id = broker_id.into();
     if up.protocol == ProtocolVersion::V3_1 {
         up.protocol = ProtocolVersion::V3_1_1;
     }
     up.username = Some(identity.name.as_str().into());
-    up.password = shared
-        .broker
+    up.password = env
+        .broker()
         .password
         .as_ref()
         .map(|p| Bytes::copy_from_slice(p.as_bytes()));
@@ -353,7 +412,7 @@ fn upstream_connect(
     if up.protocol == ProtocolVersion::V5 {
         up.properties.topic_alias_maximum = None;
         up.properties.maximum_packet_size =
-            u32::try_from(shared.config.limits.max_packet_size.saturating_mul(2)).ok();
+            u32::try_from(env.settings().max_packet_size.saturating_mul(2)).ok();
     }
     up
 }
@@ -367,8 +426,25 @@ pub(crate) fn receive_maximum(broker: &mqtt::ConnAck) -> u16 {
         .map_or(RECEIVE_MAXIMUM, |b| b.min(RECEIVE_MAXIMUM))
 }
 
+/// How the machine of a session that passed the CONNECT phase starts.
+fn setup(admitted: &Admitted, env: &Env) -> Setup {
+    let version = admitted.connect.protocol;
+    Setup {
+        version,
+        subject: admitted.subject.clone(),
+        topic_alias_maximum: match version {
+            ProtocolVersion::V5 => TOPIC_ALIAS_MAXIMUM,
+            _ => 0,
+        },
+        terms: session_terms(admitted, env),
+        limits: admitted.limits.clone(),
+        keep_alive: admitted.keep_alive,
+        ping_every: PING_EVERY,
+    }
+}
+
 /// The limits the session enforces after CONNACK (see `state::Terms`).
-pub(crate) fn session_terms(admitted: &Admitted, shared: &Shared) -> Terms {
+fn session_terms(admitted: &Admitted, env: &Env) -> Terms {
     let v5 = admitted.connect.protocol == ProtocolVersion::V5;
     let props = &admitted.connect.properties;
     Terms {
@@ -379,15 +455,12 @@ pub(crate) fn session_terms(admitted: &Admitted, shared: &Shared) -> Terms {
             .and_then(|m| usize::try_from(m).ok()),
         session_expiry_zero: v5 && props.session_expiry.unwrap_or(0) == 0,
         resumed: admitted.upstream.connack.session_present,
-        embedded_broker: matches!(
-            shared.config.broker,
-            crate::config::BrokerSettings::Embedded { .. }
-        ),
+        embedded_broker: env.settings().embedded_broker,
     }
 }
 
 /// Builds the CONNACK the client gets from the broker's.
-pub(crate) fn client_connack(admitted: &Admitted, shared: &Shared) -> mqtt::ConnAck {
+fn client_connack(admitted: &Admitted, env: &Env) -> mqtt::ConnAck {
     let mut ack = admitted.upstream.connack.clone();
     match admitted.connect.protocol {
         // MQTT 3.1 has no Session Present flag.
@@ -397,7 +470,7 @@ pub(crate) fn client_connack(admitted: &Admitted, shared: &Shared) -> mqtt::Conn
             let props = &mut ack.properties;
             props.topic_alias_maximum = Some(TOPIC_ALIAS_MAXIMUM);
             props.receive_maximum = Some(receive_maximum(&admitted.upstream.connack));
-            props.maximum_packet_size = u32::try_from(shared.config.limits.max_packet_size).ok();
+            props.maximum_packet_size = u32::try_from(env.settings().max_packet_size).ok();
             if admitted.keep_alive != admitted.connect.keep_alive {
                 props.server_keep_alive = Some(admitted.keep_alive);
             }
@@ -413,3 +486,7 @@ pub(crate) fn client_connack(admitted: &Admitted, shared: &Shared) -> mqtt::Conn
     }
     ack
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
+mod tests;

@@ -1,62 +1,55 @@
-//! The one loop of a session after CONNACK: client → broker and broker → client, concurrently.
+//! The one loop of a session after CONNACK: a `select!` over two reads, one timer and the
+//! writes, feeding the session machine (`machine/`) and carrying out what it asks.
 //!
-//! The two directions run as two futures inside the session's single task, so a slow writer on
-//! one side never stops the other side from being read (the classic proxy deadlock), and when
-//! either ends the other is dropped with it: no task or socket outlives the session.
+//! All decisions are the machine's, and so is all protocol time: the driver reads the clock,
+//! passes `now` in, and sleeps until the machine's next deadline (keep alive, the PINGREQ moat
+//! owes the broker, the end of a throttle). The only deadlines of its own are I/O ones: a write
+//! to the client must finish within [`CLIENT_WRITE_TIMEOUT`], and after a DISCONNECT the broker
+//! gets [`BROKER_CLOSE_WAIT`] to close.
 //!
-//! Hot path, per read: the frames of one read are judged one by one and the ones that go on are
-//! written together, as they are (no copy into a staging buffer): one vectored write, so one
-//! syscall upstream and one TLS record towards the client. The keep alive is one timer per
-//! session, moved only when it fires, rather than a timer armed and cancelled around every read.
-//! The queues between the two directions allocate nothing until used, so an idle session costs
-//! little more than its sockets and its TLS state (see BENCHMARKS.md).
+//! Both directions run in the session's one task, and neither waits on the other: a write in
+//! progress to one side is a branch of the same `select!` as the reads, so a slow writer on one
+//! side never stops the other side from being read (the classic proxy deadlock). Backpressure
+//! is by not reading: the broker is not read while frames wait for the client, the client is
+//! not read while frames wait for the broker, while moat's own answers to it pile up (more than
+//! [`REPLY_QUEUE`]), or while the machine throttles it. When either side ends, everything ends
+//! with it: no task or socket outlives the session.
 //!
-//! When either side says DISCONNECT, moat lets the broker close first (bounded by
-//! [`BROKER_CLOSE_WAIT`]): a broker that reuses connection ids can otherwise take moat's close
-//! as a second, late disconnect of whichever client got the id next (rumqttd 0.20 does: see
-//! `BENCHMARKS.md`, "Handshake failures"). It also leaves the TIME_WAIT on the broker's side, not
-//! on moat's ports towards it.
+//! Hot path, per read: every frame of a read goes through the machine, and what it passes is
+//! written as the `Bytes` that came in, in one vectored write: one syscall upstream, one TLS
+//! record towards the client, no staging copy. The timer is armed only when the next deadline
+//! comes earlier; a client packet only moves the machine's keep-alive clock, and a timer that
+//! fires early finds nothing due and is armed again (no timer-wheel insert per read).
 //!
-//! Each packet is judged against the policy snapshot in force when it is read
-//! (`shared.policy.load()`), so a reload applies from the next packet on. Acknowledgements moat
-//! owes the broker for deliveries it dropped go to the client → broker side through a queue
-//! that never blocks the broker → client side: its length is bounded by the broker's in-flight
-//! window, and a broker that overflows it ends the session. The state decides their order
-//! against the client's own acknowledgements (the broker may close the connection on one out
-//! of order); the driver only keeps it: the queue is emptied into the upstream write before
-//! any client packet judged after them.
+//! When either side says DISCONNECT, moat lets the broker close first: a broker that reuses
+//! connection ids can otherwise take moat's close as a second, late disconnect of whichever
+//! client got the id next (rumqttd 0.20 does: see `BENCHMARKS.md`, "Handshake failures"). It
+//! also leaves the TIME_WAIT on the broker's side, not on moat's ports towards it.
 
-use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{ready, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::connect::{TOPIC_ALIAS_MAXIMUM, UPSTREAM_KEEPALIVE};
-use super::error::Refusal;
-use super::limits::{Check, SessionLimits};
+use super::env::Env;
+use super::error::{BrokerFault, Outcome, PeerFault, Refusal, Side};
+use super::machine::{Dest, Event, Machine};
 use super::reader::{FrameReader, ReadError};
-use super::state::{Audit, State, Step};
+use super::registry::Claim;
+use crate::broker::link::{BrokerRead, BrokerWrite};
+use crate::mqtt::ProtocolVersion;
 use crate::ops::audit;
-use crate::server::{Drain, Shared, Stats};
+use crate::shutdown::Drain;
+use crate::stats::Stats;
 use crate::transport::Peer;
 
-/// Local answers (PINGRESP, refusals) queued for the client; bounded so a client that does not
-/// read cannot make moat buffer without limit: the client → broker side waits instead.
+/// moat's own answers (PINGRESP, refusals) waiting for the client before the client is read
+/// again: a client that does not read cannot make moat queue without limit.
 const REPLY_QUEUE: usize = 64;
-
-/// Acknowledgements moat owes the broker for dropped deliveries, waiting for the client →
-/// broker side. Far above any broker's in-flight window (rumqttd: 100); never awaited on.
-const BROKER_ACK_QUEUE: usize = 1024;
-
-/// PINGREQ, sent upstream by moat on its own schedule.
-const PINGREQ: &[u8] = &[0xc0, 0x00];
 
 /// Longest a write to the client may take: a client that stops reading (TCP zero window) is
 /// cut off instead of holding its session, its broker connection and its buffers forever.
@@ -67,127 +60,49 @@ const MAX_IOV: usize = 64;
 
 /// Longest moat waits, after a DISCONNECT went either way, for the broker to close the
 /// connection ([MQTT-3.14.4-2]: a server closes after a DISCONNECT, and sends nothing more).
-/// Brokers close at once; the bound only matters for one that never does.
+/// Brokers close at once; the bound only matters for one that never does. Also the bound for
+/// the last frames moat writes to the broker when a session ends.
 const BROKER_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
+/// A timer that is not armed: far beyond any deadline a session has.
+const UNARMED: Duration = Duration::from_secs(86_400 * 365);
+
 /// How a session ended without a refusal.
+#[derive(Debug)]
 enum End {
     /// The client closed (or reset) its connection without DISCONNECT.
     ClientLeft,
-    /// A DISCONNECT went from the client to the broker, or from the broker to the client.
+    /// A DISCONNECT went from the client to the broker (or from the broker to the client).
     Disconnected,
 }
 
-/// What the session keeps after the CONNECT phase: only what the two directions need (the
+/// What the session keeps after the CONNECT phase: the machine and the broker connection (the
 /// CONNECT itself, with its properties and credentials, is dropped), so that an idle session
 /// stays small.
 pub(super) struct Link {
-    /// The client's protocol version (the upstream speaks the same, 3.1 as 3.1.1).
-    pub(super) version: crate::mqtt::ProtocolVersion,
-    /// Keep alive enforced on the client, in seconds (0 = none).
-    pub(super) keep_alive: u16,
-    /// The per-session protocol state both directions consult.
-    pub(super) state: Mutex<State>,
-    /// Per-client rates and quotas (`session/limits.rs`).
-    pub(super) limits: Mutex<SessionLimits>,
+    /// The session's protocol state, limits and clocks.
+    pub(super) machine: Machine,
     /// Frames from the broker.
-    pub(super) upstream_rd: FrameReader<super::upstream::BrokerRead>,
+    pub(super) upstream_rd: FrameReader<BrokerRead>,
     /// Bytes to the broker.
-    pub(super) upstream_wr: super::upstream::BrokerWrite,
+    pub(super) upstream_wr: BrokerWrite,
     /// The broker client id, held until the session ends.
-    pub(super) claim: super::registry::Claim,
+    pub(super) claim: Claim,
 }
 
 // === impl Link ===
 
 impl Link {
     /// Who the client is and its client id (for audit lines and the end of the session; read
-    /// from the state rather than kept twice in every session).
+    /// from the machine rather than kept twice in every session).
     pub(super) fn who(&self) -> (String, String) {
-        match self.state.lock() {
-            Ok(state) => {
-                let subject = state.subject();
-                (subject.name.clone(), subject.client_id.clone())
-            }
-            Err(_) => Default::default(),
-        }
-    }
-}
-
-/// Builds the state of a session that passed the CONNECT phase.
-pub(super) fn initial_state(admitted: &super::connect::Admitted, shared: &Shared) -> State {
-    let version = admitted.connect.protocol;
-    let terms = super::connect::session_terms(admitted, shared);
-    State::new(version, alias_maximum(version), admitted.subject.clone()).with_terms(terms)
-}
-
-/// A bounded queue between the two directions of a session. Both run in the session's one
-/// task, so a mutex-guarded deque and two `Notify`s do what a channel would, without a
-/// channel's up-front block allocation in every session.
-struct Queue {
-    /// Frames not yet taken; allocated only once something is queued.
-    items: Mutex<VecDeque<Bytes>>,
-    /// Most frames held.
-    bound: usize,
-    /// Signalled when a frame is queued.
-    ready: Notify,
-    /// Signalled when frames were taken (room for a waiting sender).
-    room: Notify,
-}
-
-// === impl Queue ===
-
-impl Queue {
-    fn new(bound: usize) -> Self {
-        Queue {
-            items: Mutex::new(VecDeque::new()),
-            bound,
-            ready: Notify::new(),
-            room: Notify::new(),
-        }
+        let subject = self.machine.subject();
+        (subject.name.clone(), subject.client_id.clone())
     }
 
-    fn items(&self) -> Result<std::sync::MutexGuard<'_, VecDeque<Bytes>>, Refusal> {
-        self.items
-            .lock()
-            .map_err(|_| Refusal::Broker("session queue poisoned".into()))
-    }
-
-    /// Queues a frame if there is room; gives it back otherwise.
-    fn try_push(&self, bytes: Bytes) -> Result<Result<(), Bytes>, Refusal> {
-        let mut q = self.items()?;
-        if q.len() >= self.bound {
-            return Ok(Err(bytes));
-        }
-        q.push_back(bytes);
-        drop(q);
-        // `notify_one` keeps a permit if the taker is not waiting yet: no lost wake-up.
-        self.ready.notify_one();
-        Ok(Ok(()))
-    }
-
-    /// Queues a frame, waiting while the queue is full.
-    async fn push(&self, bytes: Bytes) -> Result<(), Refusal> {
-        let mut bytes = bytes;
-        loop {
-            match self.try_push(bytes)? {
-                Ok(()) => return Ok(()),
-                Err(back) => bytes = back,
-            }
-            self.room.notified().await;
-        }
-    }
-
-    /// Moves every queued frame to `out`; returns how many.
-    fn take_into(&self, out: &mut Vec<Bytes>) -> Result<usize, Refusal> {
-        let mut q = self.items()?;
-        let n = q.len();
-        out.extend(q.drain(..));
-        drop(q);
-        if n > 0 {
-            self.room.notify_one();
-        }
-        Ok(n)
+    /// The client's protocol version.
+    pub(super) fn version(&self) -> ProtocolVersion {
+        self.machine.version()
     }
 }
 
@@ -199,39 +114,270 @@ pub(super) async fn pump<R, W>(
     client_wr: &mut W,
     link: &mut Link,
     peer: &Peer,
-    shared: &Arc<Shared>,
+    env: &Env,
     mut drain: Drain,
 ) -> Result<(), Refusal>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let idle = match link.keep_alive {
-        0 => None,
-        // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
-        ka => Some(Duration::from_millis(u64::from(ka) * 1500)),
+    let io = Io {
+        client,
+        client_wr,
+        broker: &mut link.upstream_rd,
+        broker_wr: &mut link.upstream_wr,
     };
-    let replies = Queue::new(REPLY_QUEUE);
-    let acks = Queue::new(BROKER_ACK_QUEUE);
-    let state = &link.state;
-    let limits = &link.limits;
-    let ctx = Ctx {
-        state,
-        limits,
-        shared,
-        peer,
-    };
-
-    // Both directions are built inside the `select!`: held in variables first, each would keep
-    // a second slot in this future (moved-from values keep theirs), a kilobyte per session.
-    let end = tokio::select! {
-        r = client_to_broker(client, &mut link.upstream_wr, &ctx, &replies, &acks, idle) => r?,
-        r = broker_to_client(&mut link.upstream_rd, client_wr, &ctx, &replies, &acks, &mut drain) => r?,
-    };
+    let end = run(io, &mut link.machine, peer, env, &mut drain).await?;
     if let End::Disconnected = end {
         broker_closes(&mut link.upstream_rd).await;
     }
     Ok(())
+}
+
+/// Both sides' streams.
+struct Io<'a, R, W, BR, BW> {
+    /// Frames from the client.
+    client: &'a mut FrameReader<R>,
+    /// Bytes to the client.
+    client_wr: &'a mut W,
+    /// Frames from the broker.
+    broker: &'a mut FrameReader<BR>,
+    /// Bytes to the broker.
+    broker_wr: &'a mut BW,
+}
+
+/// Frames being written to one side (taken from the machine only once the last batch is out).
+#[derive(Default)]
+struct Outbox {
+    /// What is left of the batch; written frames are advanced to empty.
+    frames: Vec<Bytes>,
+    /// Bytes went out since the last flush.
+    unflushed: bool,
+}
+
+// === impl Outbox ===
+
+impl Outbox {
+    /// A write is in progress.
+    fn busy(&self) -> bool {
+        !self.frames.is_empty() || self.unflushed
+    }
+
+    /// Takes every frame the machine has for `to`, if the last batch is out. True when a new
+    /// batch starts.
+    fn refill(&mut self, machine: &mut Machine, to: Dest) -> bool {
+        if self.busy() {
+            return false;
+        }
+        while let Some(frame) = machine.poll_transmit(to) {
+            self.frames.push(frame);
+        }
+        !self.frames.is_empty()
+    }
+}
+
+/// The loop; on a refusal the frames judged before it still go to the broker (bounded).
+async fn run<R, W, BR, BW>(
+    mut io: Io<'_, R, W, BR, BW>,
+    machine: &mut Machine,
+    peer: &Peer,
+    env: &Env,
+    drain: &mut Drain,
+) -> Result<End, Refusal>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    BR: AsyncRead + Unpin,
+    BW: AsyncWrite + Unpin,
+{
+    let mut to_broker = Outbox::default();
+    let end = turns(&mut io, machine, &mut to_broker, peer, env, drain).await;
+    if let Err(refusal) = &end {
+        if refusal.side() != Side::Broker {
+            // What passed before the refusal still goes on ("what passed before the refused
+            // packet is still forwarded"); a broker that failed is not written to.
+            let _ = tokio::time::timeout(
+                BROKER_CLOSE_WAIT,
+                write_rest(io.broker_wr, &mut to_broker, machine, Dest::Broker),
+            )
+            .await;
+        }
+    }
+    end
+}
+
+/// Reads, timer and writes until the session ends.
+async fn turns<R, W, BR, BW>(
+    io: &mut Io<'_, R, W, BR, BW>,
+    machine: &mut Machine,
+    to_broker: &mut Outbox,
+    peer: &Peer,
+    env: &Env,
+    drain: &mut Drain,
+) -> Result<End, Refusal>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    BR: AsyncRead + Unpin,
+    BW: AsyncWrite + Unpin,
+{
+    let mut to_client = Outbox::default();
+    // Set while a batch is being written to the client.
+    let mut write_deadline: Option<Instant> = None;
+    let mut armed = Instant::from_std(machine.poll_timeout());
+    let timer = tokio::time::sleep_until(armed);
+    tokio::pin!(timer);
+    loop {
+        report(machine, peer, env);
+        to_broker.refill(machine, Dest::Broker);
+        if to_client.refill(machine, Dest::Client) {
+            write_deadline = Some(Instant::now() + CLIENT_WRITE_TIMEOUT);
+        }
+        if let Some(to) = machine.closing() {
+            return finish(io, machine, to, &mut to_client, to_broker).await;
+        }
+        let now = Instant::now();
+        let read_client = !to_broker.busy()
+            && machine.pending(Dest::Client) < REPLY_QUEUE
+            && machine.client_readable(now.into_std());
+        let read_broker = !to_client.busy();
+        let writing_client = to_client.busy();
+        let writing_broker = to_broker.busy();
+        let deadline = match write_deadline {
+            Some(w) => w.min(Instant::from_std(machine.poll_timeout())),
+            None => Instant::from_std(machine.poll_timeout()),
+        };
+        // Only ever armed earlier: a deadline that moved later is found by an early wake.
+        if deadline < armed {
+            armed = deadline;
+            timer.as_mut().reset(armed);
+        }
+        let cert = peer.cert.as_deref().map(|c| c.checked());
+        tokio::select! {
+            wake = drain.signalled_or_epoch(cert) => super::revoke::on_wake(peer, env, wake)?,
+            r = write(io.client_wr, &mut to_client), if writing_client => {
+                r.map_err(PeerFault::Gone)?;
+                write_deadline = None;
+            }
+            r = write(io.broker_wr, to_broker), if writing_broker => r.map_err(BrokerFault::Write)?,
+            frame = io.broker.next(), if read_broker => {
+                let frame = match frame {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => return Err(BrokerFault::Closed.into()),
+                    Err(e) => return Err(BrokerFault::Read(e).into()),
+                };
+                let now = Instant::now().into_std();
+                machine.handle_broker(now, frame)?;
+                while let Some(frame) = io.broker.buffered().map_err(BrokerFault::Read)? {
+                    machine.handle_broker(now, frame)?;
+                }
+            }
+            frame = io.client.next(), if read_client => {
+                let Some(frame) = client_frame(frame)? else {
+                    // The client left without DISCONNECT: the broker publishes its will.
+                    return Ok(End::ClientLeft);
+                };
+                let now = Instant::now().into_std();
+                machine.handle_client(now, frame)?;
+                // The rest of the read, for as long as the machine lets the client be read.
+                while machine.closing().is_none()
+                    && machine.client_readable(now)
+                    && machine.pending(Dest::Client) < REPLY_QUEUE
+                {
+                    let frame = match io.client.buffered() {
+                        Ok(Some(frame)) => frame,
+                        Err(ReadError::Frame(f)) => return Err(PeerFault::Frame(f).into()),
+                        // Nothing more buffered (the other errors need a read).
+                        Ok(None) | Err(_) => break,
+                    };
+                    machine.handle_client(now, frame)?;
+                }
+            }
+            () = &mut timer => {
+                armed = Instant::now() + UNARMED;
+                let now = Instant::now();
+                if write_deadline.is_some_and(|d| now >= d) {
+                    return Err(PeerFault::StoppedReading(CLIENT_WRITE_TIMEOUT).into());
+                }
+                machine.handle_timeout(now.into_std())?;
+            }
+        }
+    }
+}
+
+/// Logs and counts what the machine reported.
+fn report(machine: &mut Machine, peer: &Peer, env: &Env) {
+    while let Some(event) = machine.poll_event() {
+        match event {
+            Event::Refused(a) => audit::refused(
+                peer,
+                Some(&machine.subject().name),
+                a.action.as_str(),
+                &a.topic,
+                &a.reason,
+                &a.rule,
+            ),
+            Event::Throttled => Stats::bump(&env.stats().throttled),
+        }
+    }
+}
+
+/// After a DISCONNECT: writes what is queued for the side it went to (the DISCONNECT last),
+/// bounded in time, and ends.
+async fn finish<R, W, BR, BW>(
+    io: &mut Io<'_, R, W, BR, BW>,
+    machine: &mut Machine,
+    to: Dest,
+    to_client: &mut Outbox,
+    to_broker: &mut Outbox,
+) -> Result<End, Refusal>
+where
+    W: AsyncWrite + Unpin,
+    BW: AsyncWrite + Unpin,
+{
+    match to {
+        Dest::Broker => {
+            let rest = write_rest(io.broker_wr, to_broker, machine, Dest::Broker);
+            tokio::time::timeout(BROKER_CLOSE_WAIT, rest)
+                .await
+                .map_err(|_| BrokerFault::Misbehaved("broker did not take the DISCONNECT"))?
+                .map_err(BrokerFault::Write)?;
+        }
+        Dest::Client => {
+            let rest = write_rest(io.client_wr, to_client, machine, Dest::Client);
+            tokio::time::timeout(CLIENT_WRITE_TIMEOUT, rest)
+                .await
+                .map_err(|_| PeerFault::StoppedReading(CLIENT_WRITE_TIMEOUT))?
+                .map_err(PeerFault::Gone)?;
+        }
+    }
+    Ok(End::Disconnected)
+}
+
+/// Writes the batch in progress and then everything the machine still has for `to`.
+async fn write_rest<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    out: &mut Outbox,
+    machine: &mut Machine,
+    to: Dest,
+) -> std::io::Result<()> {
+    loop {
+        write(w, out).await?;
+        if !out.refill(machine, to) {
+            return Ok(());
+        }
+    }
+}
+
+/// What a client read means for the session: a frame, `None` when the client is gone (a close,
+/// a reset, or a close inside a packet: nobody is left to tell), or a refusal for a bad fixed
+/// header.
+fn client_frame(r: Result<Option<Bytes>, ReadError>) -> Result<Option<Bytes>, Refusal> {
+    match r {
+        Ok(frame) => Ok(frame),
+        Err(ReadError::Frame(f)) => Err(PeerFault::Frame(f).into()),
+        Err(ReadError::Truncated | ReadError::Io(_) | ReadError::Unexpected(_)) => Ok(None),
+    }
 }
 
 /// Waits (at most [`BROKER_CLOSE_WAIT`]) for the broker to close the connection after a
@@ -256,325 +402,73 @@ async fn broker_closes<R: AsyncRead + Unpin>(upstream: &mut FrameReader<R>) {
     }
 }
 
-/// Broker → client: judge every delivery, forward what passes together with the local answers
-/// queued by the other direction; acknowledgements owed to the broker go to the other side.
-async fn broker_to_client<W: AsyncWrite + Unpin>(
-    upstream_rd: &mut FrameReader<super::upstream::BrokerRead>,
-    client_wr: &mut W,
-    ctx: &Ctx<'_>,
-    replies: &Queue,
-    acks: &Queue,
-    drain: &mut Drain,
-) -> Result<End, Refusal> {
-    let (state, limits, shared) = (ctx.state, ctx.limits, ctx.shared);
-    let mut out = Vec::new();
-    loop {
-        tokio::select! {
-            biased;
-            wake = drain.signalled_or_epoch(ctx.peer.cert.as_deref().map(|c| c.checked())) => {
-                super::revoke::on_wake(ctx.peer, shared, wake)?;
-            }
-            _ = replies.ready.notified() => {
-                replies.take_into(&mut out)?;
-            }
-            frame = upstream_rd.next() => {
-                let frame = match frame {
-                    Ok(Some(f)) => f,
-                    Ok(None) => return Err(Refusal::Broker("broker closed the connection".into())),
-                    Err(e) => return Err(Refusal::Broker(e.to_string())),
-                };
-                let mut next = Some(frame);
-                while let Some(frame) = next {
-                    let step = {
-                        let policy = shared.policy.load();
-                        lock(state)?.on_broker_packet(frame, &policy)?
-                    };
-                    match step {
-                        Step::Forward(b) => out.push(b),
-                        Step::Reply(b) => ack_broker(acks, b)?,
-                        Step::Goodbye(b) => {
-                            out.push(b);
-                            write(client_wr, &mut out).await?;
-                            return Ok(End::Disconnected);
-                        }
-                        Step::Refuse { reply, forward, audits } => {
-                            ctx.audit(&audits);
-                            if let Some(b) = reply {
-                                ack_broker(acks, b)?;
-                            }
-                            if let Some(b) = forward {
-                                out.push(b);
-                            }
-                        }
-                        Step::Nothing => {}
-                    }
-                    next = upstream_rd
-                        .buffered()
-                        .map_err(|e| Refusal::Broker(e.to_string()))?;
-                }
-            }
-        }
-        // Whatever else is already queued goes out in the same write.
-        replies.take_into(&mut out)?;
-        {
-            let mut limits = lock(limits)?;
-            for frame in &out {
-                limits.on_frame_to_client(frame);
-            }
-        }
-        tokio::time::timeout(CLIENT_WRITE_TIMEOUT, write(client_wr, &mut out))
-            .await
-            .map_err(|_| Refusal::WriteTimeout(CLIENT_WRITE_TIMEOUT))??;
-    }
-}
-
-/// What both directions share.
-struct Ctx<'a> {
-    state: &'a Mutex<State>,
-    /// Per-client rates and quotas (`session/limits.rs`).
-    limits: &'a Mutex<SessionLimits>,
-    shared: &'a Arc<Shared>,
-    peer: &'a Peer,
-}
-
-// === impl Ctx ===
-
-impl Ctx<'_> {
-    /// One audit line per refused topic or filter.
-    fn audit(&self, audits: &[Audit]) {
-        let identity = self.identity();
-        for a in audits {
-            audit::refused(
-                self.peer,
-                Some(&identity),
-                a.action.as_str(),
-                &a.topic,
-                &a.reason,
-                &a.rule,
-            );
-        }
-    }
-
-    /// Who the client is, for an audit line (cloned: refusals are rare, sessions many).
-    fn identity(&self) -> String {
-        self.state
-            .lock()
-            .map(|s| s.subject().name.clone())
-            .unwrap_or_default()
-    }
-
-    fn on_client_packet(&self, frame: Bytes) -> Result<Step, Refusal> {
-        let policy = self.shared.policy.load();
-        lock(self.state)?.on_client_packet(frame, &policy)
-    }
-}
-
-/// Queues an acknowledgement for the broker without waiting: the queue is far longer than any
-/// broker's in-flight window, so a full queue means the broker is misbehaving.
-fn ack_broker(acks: &Queue, bytes: Bytes) -> Result<(), Refusal> {
-    acks.try_push(bytes)?
-        .map_err(|_| Refusal::Broker("broker exceeded its in-flight window".into()))
-}
-
-/// Client → broker: judge every packet, forward what passes, queue local answers; also writes
-/// the acknowledgements moat owes the broker for dropped deliveries.
-async fn client_to_broker<R: AsyncRead + Unpin>(
-    client: &mut FrameReader<R>,
-    upstream: &mut super::upstream::BrokerWrite,
-    ctx: &Ctx<'_>,
-    replies: &Queue,
-    acks: &Queue,
-    idle: Option<Duration>,
-) -> Result<End, Refusal> {
-    let mut out = Vec::new();
-    let every = Duration::from_secs(u64::from(UPSTREAM_KEEPALIVE) / 2);
-    // One timer for both clocks of this direction, armed at the nearer of the PINGREQ moat owes
-    // the broker and 1.5 × keep alive after the last client packet. A client packet only notes
-    // the time; the timer moves only when it fires (acknowledgements to the broker do not
-    // restart the keep-alive clock). One timer instead of two: an idle session is mostly this
-    // future, and a tokio timer is 112 bytes.
-    let mut last_packet = Instant::now();
-    let mut next_ping = last_packet + every;
-    let due = |last_packet: Instant, next_ping: Instant| match idle {
-        Some(limit) => next_ping.min(last_packet + limit),
-        None => next_ping,
-    };
-    let timer = tokio::time::sleep_until(due(last_packet, next_ping));
-    tokio::pin!(timer);
-    loop {
-        let frame = tokio::select! {
-            r = client.next() => {
-                last_packet = Instant::now();
-                read_result(r)?
-            }
-            _ = &mut timer => {
-                let now = Instant::now();
-                // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
-                if idle.is_some_and(|limit| now.duration_since(last_packet) >= limit) {
-                    return Err(Refusal::KeepAlive);
-                }
-                if now >= next_ping {
-                    upstream.write_all(PINGREQ).await.map_err(|e| Refusal::Broker(e.to_string()))?;
-                    next_ping = now + every;
-                }
-                timer.as_mut().reset(due(last_packet, next_ping));
-                continue;
-            }
-            _ = acks.ready.notified() => {
-                acks.take_into(&mut out)?;
-                write(upstream, &mut out)
-                    .await
-                    .map_err(|e| Refusal::Broker(e.to_string()))?;
-                continue;
-            }
-        };
-        let Some(frame) = frame else {
-            // The client left without DISCONNECT: the broker publishes its will, if any.
-            return Ok(End::ClientLeft);
-        };
-        let mut next = Some(frame);
-        while let Some(frame) = next {
-            let now = tokio::time::Instant::now().into_std();
-            let check = lock(ctx.limits)?.on_client_frame(now, &frame);
-            match check {
-                Check::Pass => {}
-                Check::Wait(wait) => {
-                    // Throttle: what is already judged goes on, then nothing is read from the
-                    // client for `wait`, so TCP backpressure slows it down to its rate.
-                    write(upstream, &mut out)
-                        .await
-                        .map_err(|e| Refusal::Broker(e.to_string()))?;
-                    Stats::bump(&ctx.shared.stats.throttled);
-                    tokio::time::sleep(wait).await;
-                }
-                Check::Refuse(refusal) => {
-                    // What passed before the refused packet still goes on.
-                    let _ = write(upstream, &mut out).await;
-                    Stats::bump(&ctx.shared.stats.limit_disconnects);
-                    let reason = refusal.to_string();
-                    audit::refused(
-                        ctx.peer,
-                        Some(&ctx.identity()),
-                        "limit",
-                        "",
-                        &reason,
-                        &refusal.rule(),
-                    );
-                    return Err(refusal);
-                }
-            }
-            let step = ctx.on_client_packet(frame)?;
-            // Acknowledgements the other side queued for the broker were released by the state
-            // before this packet was judged: they go first, so the broker sees the order the
-            // state chose (`state/deliveries.rs`).
-            acks.take_into(&mut out)?;
-            match step {
-                Step::Forward(b) => out.push(b),
-                Step::Reply(b) => replies.push(b).await?,
-                Step::Refuse {
-                    reply,
-                    forward,
-                    audits,
-                } => {
-                    ctx.audit(&audits);
-                    if let Some(b) = forward {
-                        out.push(b);
-                    }
-                    if let Some(b) = reply {
-                        replies.push(b).await?;
-                    }
-                }
-                Step::Nothing => {}
-                Step::Goodbye(b) => {
-                    out.push(b);
-                    write(upstream, &mut out)
-                        .await
-                        .map_err(|_| Refusal::Broker("write DISCONNECT".into()))?;
-                    return Ok(End::Disconnected);
-                }
-            }
-            next = client.buffered().map_err(|e| match e {
-                ReadError::Frame(f) => Refusal::Frame(f),
-                other => Refusal::Broker(other.to_string()),
-            })?;
-        }
-        write(upstream, &mut out)
-            .await
-            .map_err(|e| Refusal::Broker(e.to_string()))?;
-    }
-}
-
-/// What a client read means for the session.
-fn read_result(r: Result<Option<Bytes>, ReadError>) -> Result<Option<Bytes>, Refusal> {
-    r.or_else(|e| match e {
-        ReadError::Frame(f) => Err(Refusal::Frame(f)),
-        // A reset or a close inside a packet: nobody is left to tell.
-        ReadError::Truncated | ReadError::Io(_) | ReadError::Unexpected(_) => Ok(None),
-    })
-}
-
-/// Writes `frames` as they are, in as few vectored writes as the writer takes, then flushes.
-async fn write<W: AsyncWrite + Unpin>(w: &mut W, frames: &mut Vec<Bytes>) -> Result<(), Refusal> {
-    let io = |e: std::io::Error| Refusal::Broker(e.to_string());
-    match frames.as_mut_slice() {
-        [] => return Ok(()),
-        [one] => w.write_all(one).await.map_err(io)?,
-        _ => write_all_vectored(w, frames).await.map_err(io)?,
-    }
-    w.flush().await.map_err(io)?;
-    frames.clear();
-    Ok(())
-}
-
-/// `write_all` for a list of frames: a short write advances through them without copying.
+/// Writes the outbox's frames as they are, in as few vectored writes as the writer takes, then
+/// flushes. Cancel-safe: progress is kept in `out` as each write completes, so the `select!`
+/// may drop this future between polls and a later call goes on where it stopped.
 ///
 /// The slice array lives on the stack of each poll: held across an `.await` it would sit in the
 /// session future (1 KiB per direction) for the whole life of every idle session.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    frames: &mut [Bytes],
-) -> std::io::Result<()> {
-    let mut done = 0;
-    std::future::poll_fn(|cx| loop {
-        let rest = frames.get_mut(done..).unwrap_or_default();
-        let skip = rest.iter().take_while(|f| f.is_empty()).count();
-        done += skip;
-        let rest = rest.get_mut(skip..).unwrap_or_default();
-        if rest.is_empty() {
-            return Poll::Ready(Ok(()));
-        }
-        let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        let mut k = 0;
-        for (slot, frame) in slices.iter_mut().zip(rest.iter()) {
-            *slot = IoSlice::new(frame);
-            k += 1;
-        }
-        let mut n =
-            ready!(Pin::new(&mut *w).poll_write_vectored(cx, slices.get(..k).unwrap_or_default()))?;
-        if n == 0 {
-            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-        }
-        for frame in rest.iter_mut() {
-            let take = n.min(frame.len());
-            frame.advance(take);
-            n -= take;
-            if n == 0 {
+async fn write<W: AsyncWrite + Unpin>(w: &mut W, out: &mut Outbox) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| {
+        loop {
+            let skip = out.frames.iter().take_while(|f| f.is_empty()).count();
+            let rest = out.frames.get_mut(skip..).unwrap_or_default();
+            if rest.is_empty() {
                 break;
             }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut k = 0;
+            for (slot, frame) in slices.iter_mut().zip(rest.iter()) {
+                *slot = IoSlice::new(frame);
+                k += 1;
+            }
+            let batch = slices.get(..k).unwrap_or_default();
+            let mut n = ready!(Pin::new(&mut *w).poll_write_vectored(cx, batch))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            out.unflushed = true;
+            for frame in rest.iter_mut() {
+                let take = n.min(frame.len());
+                frame.advance(take);
+                n -= take;
+                if n == 0 {
+                    break;
+                }
+            }
         }
+        // A burst must not pin its peak size for the life of an idle session.
+        if out.frames.capacity() > MAX_IOV {
+            out.frames = Vec::new();
+        } else {
+            out.frames.clear();
+        }
+        if out.unflushed {
+            ready!(Pin::new(&mut *w).poll_flush(cx))?;
+            out.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
     })
     .await
 }
 
-fn lock<T>(state: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, Refusal> {
-    state
-        .lock()
-        .map_err(|_| Refusal::Broker("session state poisoned".into()))
+/// Writes the last word moat has for a client, if its version has one for this outcome.
+pub(super) async fn say_goodbye<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    version: ProtocolVersion,
+    outcome: Outcome,
+) -> std::io::Result<()> {
+    let Some(packet) = outcome.packet(version) else {
+        return Ok(());
+    };
+    let mut out = BytesMut::new();
+    if packet.encode(version, &mut out).is_ok() {
+        wr.write_all(&out).await?;
+        wr.flush().await?;
+    }
+    Ok(())
 }
 
-fn alias_maximum(version: crate::mqtt::ProtocolVersion) -> u16 {
-    match version {
-        crate::mqtt::ProtocolVersion::V5 => TOPIC_ALIAS_MAXIMUM,
-        _ => 0,
-    }
-}
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
+mod tests;

@@ -1,26 +1,28 @@
-//! The session's per-packet path without sockets, for the fuzz targets (`fuzz/`, `fuzzing`
-//! feature only).
+//! The session machine without sockets, for the fuzz targets (`fuzz/`, `fuzzing` feature only).
 //!
-//! What it owns: the same steps `driver.rs` takes for each frame — the per-client limits, then
-//! the pure state, both ways — with every byte the driver would write returned instead. Why it
-//! exists: `State` and `SessionLimits` are crate-internal; this is the one door the fuzzer
-//! uses, so they stay so. What it must not do: decide anything itself; a change to how the
-//! driver acts on a `Step` belongs here too.
+//! What it owns: a [`Session`] around the crate-internal `machine::Machine`, fed one frame at a
+//! time as the driver feeds it, with every frame the driver would write returned instead. Why
+//! it exists: the machine is crate-internal; this is the one door the fuzzer uses, so it stays
+//! so. What it must not do: decide anything itself: it only takes what the machine queued.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 
-use super::limits::{Check, SessionLimits};
-use super::state::{State, Step, Terms};
+use super::error::Refusal;
+use super::machine::{self, Dest, Event, Machine, Terms};
 use crate::mqtt::ProtocolVersion;
 use crate::policy::{Identity, Policy, Subject};
+
+/// How often the machine would ping the broker: never, within a fuzz run (no timeout is fed).
+const NO_PING: Duration = Duration::from_secs(86_400);
 
 /// What the CONNECT and CONNACK agreed for the whole session (`connect.rs` `session_terms`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Setup {
-    /// The Receive Maximum moat enforces on an MQTT 5 client; `None` for 3.x.
+    /// The Receive Maximum moat advertised to an MQTT 5 client; `None` for 3.x.
     pub receive_maximum: Option<u16>,
     /// The client's Maximum Packet Size (MQTT 5).
     pub client_max_packet_size: Option<usize>,
@@ -53,28 +55,25 @@ pub struct Effects {
     pub to_client: Vec<Bytes>,
     /// Audit lines written.
     pub audits: usize,
-    /// The limits asked the driver to stop reading from the client for this long first.
+    /// The machine asked the driver not to read the client for this long after the packet.
     pub throttled: Option<Duration>,
     /// The session ends after these writes.
     pub end: Option<End>,
 }
 
-/// One session after CONNACK: its state, its limits and the policy snapshot in force.
+/// One session after CONNACK: the machine, judged against one policy snapshot.
 #[derive(Debug)]
 pub struct Session {
-    /// The pure state machine.
-    state: State,
-    /// Per-client rates and quotas, shown every frame both ways as the driver does.
-    limits: SessionLimits,
-    /// The snapshot every decision is made against.
-    policy: Arc<Policy>,
+    /// The session machine.
+    machine: Machine,
 }
 
 // === impl Session ===
 
 impl Session {
     /// A session of `subject` speaking `version`, with the topic-alias maximum moat advertises
-    /// to that version and the limits `policy` gives the subject's identity.
+    /// to that version and the limits `policy` gives the subject's identity. No keep alive is
+    /// enforced: the fuzzer feeds packets, not timeouts.
     pub fn new(
         version: ProtocolVersion,
         subject: Subject,
@@ -89,98 +88,75 @@ impl Session {
                 .unwrap_or_default(),
             source: subject.source,
         };
-        let limits = SessionLimits::new(version, policy.client_limits(&identity));
-        let alias_maximum = match version {
-            ProtocolVersion::V5 => super::connect::TOPIC_ALIAS_MAXIMUM,
-            _ => 0,
-        };
-        let terms = Terms {
-            receive_maximum: setup.receive_maximum,
-            client_max_packet_size: setup.client_max_packet_size,
-            session_expiry_zero: setup.session_expiry_zero,
-            resumed: setup.resumed,
-            // The default deployment: moat refuses the filters rumqttd cannot serve itself.
-            embedded_broker: true,
-        };
-        Session {
-            state: State::new(version, alias_maximum, subject).with_terms(terms),
+        let limits = policy.client_limits(&identity);
+        let setup = machine::Setup {
+            version,
+            subject,
+            topic_alias_maximum: match version {
+                ProtocolVersion::V5 => super::connect::TOPIC_ALIAS_MAXIMUM,
+                _ => 0,
+            },
+            terms: Terms {
+                receive_maximum: setup.receive_maximum,
+                client_max_packet_size: setup.client_max_packet_size,
+                session_expiry_zero: setup.session_expiry_zero,
+                resumed: setup.resumed,
+                // The default deployment: moat refuses the filters rumqttd cannot serve itself.
+                embedded_broker: true,
+            },
             limits,
-            policy,
+            keep_alive: 0,
+            ping_every: NO_PING,
+        };
+        let policy = Arc::new(ArcSwap::new(policy));
+        Session {
+            machine: Machine::new(Instant::now(), setup, policy),
         }
     }
 
     /// One whole frame from the client, read at `now`.
     pub fn client(&mut self, now: Instant, frame: Bytes) -> Effects {
-        let mut fx = Effects::default();
-        match self.limits.on_client_frame(now, &frame) {
-            Check::Pass => {}
-            Check::Wait(wait) => fx.throttled = Some(wait),
-            Check::Refuse(refusal) => {
-                fx.audits += 1;
-                fx.end = Some(refused(&refusal));
-                return fx;
-            }
-        }
-        match self.state.on_client_packet(frame, &self.policy) {
-            Ok(Step::Forward(b)) => fx.to_broker.push(b),
-            Ok(Step::Reply(b)) => fx.to_client.push(b),
-            Ok(Step::Refuse {
-                reply,
-                forward,
-                audits,
-            }) => {
-                fx.audits += audits.len();
-                fx.to_broker.extend(forward);
-                fx.to_client.extend(reply);
-            }
-            Ok(Step::Nothing) => {}
-            Ok(Step::Goodbye(b)) => {
-                fx.to_broker.push(b);
-                fx.end = Some(End::Goodbye);
-            }
-            Err(refusal) => fx.end = Some(refused(&refusal)),
-        }
-        self.show_limits(&fx);
-        fx
+        let result = self.machine.handle_client(now, frame);
+        self.effects(now, result)
     }
 
     /// One whole frame from the broker.
     pub fn broker(&mut self, frame: Bytes) -> Effects {
+        let now = Instant::now();
+        let result = self.machine.handle_broker(now, frame);
+        self.effects(now, result)
+    }
+
+    /// What the machine queued, as the driver would take it.
+    fn effects(&mut self, now: Instant, result: Result<(), Refusal>) -> Effects {
         let mut fx = Effects::default();
-        match self.state.on_broker_packet(frame, &self.policy) {
-            Ok(Step::Forward(b)) => fx.to_client.push(b),
-            Ok(Step::Reply(b)) => fx.to_broker.push(b),
-            Ok(Step::Refuse {
-                reply,
-                forward,
-                audits,
-            }) => {
-                fx.audits += audits.len();
-                fx.to_broker.extend(reply);
-                fx.to_client.extend(forward);
+        while let Some(event) = self.machine.poll_event() {
+            match event {
+                Event::Refused(_) => fx.audits += 1,
+                // With no keep alive and no ping due, the next deadline is the throttle's end.
+                Event::Throttled => {
+                    fx.throttled = Some(self.machine.poll_timeout().saturating_duration_since(now))
+                }
             }
-            Ok(Step::Nothing) => {}
-            Ok(Step::Goodbye(b)) => {
-                fx.to_client.push(b);
-                fx.end = Some(End::Goodbye);
-            }
-            Err(refusal) => fx.end = Some(refused(&refusal)),
         }
-        self.show_limits(&fx);
+        fx.to_broker.extend(std::iter::from_fn(|| {
+            self.machine.poll_transmit(Dest::Broker)
+        }));
+        fx.to_client.extend(std::iter::from_fn(|| {
+            self.machine.poll_transmit(Dest::Client)
+        }));
+        fx.end = match result {
+            Err(refusal) => {
+                // A limit refusal is audited where the session ends.
+                fx.audits += usize::from(matches!(refusal, Refusal::Policy(_)));
+                Some(End::Refused {
+                    outcome: format!("{:?}", refusal.outcome()),
+                    reason: refusal.to_string(),
+                })
+            }
+            Ok(()) if self.machine.closing().is_some() => Some(End::Goodbye),
+            Ok(()) => None,
+        };
         fx
-    }
-
-    /// The driver shows the limits every frame it writes to the client.
-    fn show_limits(&mut self, fx: &Effects) {
-        for frame in &fx.to_client {
-            self.limits.on_frame_to_client(frame);
-        }
-    }
-}
-
-fn refused(refusal: &super::error::Refusal) -> End {
-    End::Refused {
-        outcome: format!("{:?}", refusal.outcome()),
-        reason: refusal.to_string(),
     }
 }

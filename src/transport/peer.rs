@@ -32,7 +32,7 @@ pub struct Peer {
 }
 
 /// What a CRL names a verified client certificate by, and the revocation epoch the session
-/// last checked it against (`server/material.rs` moves the epoch when CRLs change).
+/// last checked it against (`transport/material.rs` moves the epoch when CRLs change).
 #[derive(Debug)]
 pub struct ClientCert {
     /// The issuer's distinguished name, DER as in the certificate (a CRL's issuer must equal it).

@@ -6,7 +6,7 @@
 //! ships them, client certificates none/optional/required against `client_ca`, CRLs with
 //! `tls.crl_expired`, ALPN `mqtt`, no early data, no session resumption) and runs one handshake
 //! under a deadline. Loading and building are separate so that a reload builds every listener's
-//! new configuration before it swaps any (`server/material.rs`). A presented but invalid client certificate always fails the handshake, also in
+//! new configuration before it swaps any (`transport/material.rs`). A presented but invalid client certificate always fails the handshake, also in
 //! `optional` mode. The stream itself is [`ServerTls`] (`tls_stream.rs`, rustls' unbuffered
 //! API: no buffer held while idle); tokio-rustls is only used for clients.
 

@@ -4,7 +4,7 @@
 //! 3.1.1 return code (0..=5) or v5 reason code (CONNACK list), and every CONNACK property.
 //! Why it is separate: the proxy both decodes the broker's CONNACK (to rewrite Topic Alias Maximum,
 //! Maximum Packet Size …) and encodes its own refusals.
-//! What it must not do: choose codes (that is `ConnectError::connack_code` / the session).
+//! What it must not do: choose codes (that is `ConnectError::connack_reason` / the session).
 //! MQTT 3.1 has no Session Present bit: encoding for `V3_1` always writes flags 0 (catalogue §B.38).
 
 use bytes::{BufMut, Bytes, BytesMut};

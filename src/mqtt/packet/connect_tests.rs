@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use super::*;
 use crate::mqtt::error::{ConnectError, DecodeError};
 use crate::mqtt::test_util::{cat, frame, hex};
+use crate::mqtt::ReasonCode;
 
 const V311: &str =
     "10 19 00 04 4d 51 54 54 04 c2 00 3c 00 02 63 31 00 05 61 6c 69 63 65 00 02 70 77";
@@ -91,14 +92,20 @@ fn v31_empty_client_id_refused() {
             version: ProtocolVersion::V3_1
         }
     );
-    assert_eq!(e.connack_code(ProtocolVersion::V3_1), Some(0x02));
+    assert_eq!(
+        e.connack_reason(ProtocolVersion::V3_1),
+        Some(ReasonCode::ClientIdentifierNotValid)
+    );
 }
 
 #[test]
 fn empty_client_id_without_clean_session_mqtt_3_1_3_8() {
     let e = err(hex("10 0c 00 04 4d 51 54 54 04 00 00 3c 00 00"));
     assert_eq!(e.version(), Some(ProtocolVersion::V3_1_1));
-    assert_eq!(e.connack_code(ProtocolVersion::V3_1_1), Some(0x02));
+    assert_eq!(
+        e.connack_reason(ProtocolVersion::V3_1_1),
+        Some(ReasonCode::ClientIdentifierNotValid)
+    );
     // With clean session it is fine; in v5 it is the server's choice (assign one).
     assert!(Connect::decode(hex("10 0c 00 04 4d 51 54 54 04 02 00 3c 00 00")).is_ok());
     assert!(Connect::decode(hex("10 0d 00 04 4d 51 54 54 05 00 00 3c 00 00 00")).is_ok());
@@ -123,12 +130,18 @@ fn protocol_name_level_confusion_mqtt_3_1_2_1_mqtt_3_1_2_2() {
             "{h}"
         );
         assert_eq!(e.version(), Some(ProtocolVersion::V3_1_1));
-        assert_eq!(e.connack_code(ProtocolVersion::V3_1_1), Some(0x01));
+        assert_eq!(
+            e.connack_reason(ProtocolVersion::V3_1_1),
+            Some(ReasonCode::UnsupportedProtocolVersion)
+        );
     }
     // A bad name with level 5 is answered in v5.
     let e = err(hex("10 0f 00 04 4d 51 54 58 05 02 00 3c 00 00 02 63 31"));
     assert_eq!(e.version(), Some(ProtocolVersion::V5));
-    assert_eq!(e.connack_code(ProtocolVersion::V5), Some(0x84));
+    assert_eq!(
+        e.connack_reason(ProtocolVersion::V5),
+        Some(ReasonCode::UnsupportedProtocolVersion)
+    );
 }
 
 #[test]
@@ -136,7 +149,7 @@ fn first_packet_not_connect_mqtt_3_1_0_1() {
     let e = err(hex("30 0b 00 04 74 65 73 74 68 65 6c 6c 6f"));
     assert_eq!(e, ConnectError::NotConnect(Some(PacketType::Publish)));
     assert_eq!(e.version(), None);
-    assert_eq!(e.connack_code(ProtocolVersion::V5), None);
+    assert_eq!(e.connack_reason(ProtocolVersion::V5), None);
     assert_eq!(
         err(hex("40 02 00 01")),
         ConnectError::NotConnect(Some(PacketType::PubAck))
@@ -164,9 +177,16 @@ fn reserved_flag_mqtt_3_1_2_3() {
             ..
         }
     ));
-    assert_eq!(e.connack_code(ProtocolVersion::V3_1_1), None, "3.x closes");
+    assert_eq!(
+        e.connack_reason(ProtocolVersion::V3_1_1),
+        None,
+        "3.x closes"
+    );
     let e = err(hex("10 0f 00 04 4d 51 54 54 05 03 00 3c 00 00 02 63 31"));
-    assert_eq!(e.connack_code(ProtocolVersion::V5), Some(0x81));
+    assert_eq!(
+        e.connack_reason(ProtocolVersion::V5),
+        Some(ReasonCode::MalformedPacket)
+    );
 }
 
 #[test]
@@ -279,7 +299,10 @@ fn will_topic_with_wildcard_mqtt_4_7_1_1() {
     let e = err(hex(
         "10 17 00 04 4d 51 54 54 05 06 00 3c 00 00 02 63 31 00 00 03 61 2f 23 00 00",
     ));
-    assert_eq!(e.connack_code(ProtocolVersion::V5), Some(0x90));
+    assert_eq!(
+        e.connack_reason(ProtocolVersion::V5),
+        Some(ReasonCode::TopicNameInvalid)
+    );
 }
 
 #[test]
@@ -336,7 +359,10 @@ fn v5_duplicate_session_expiry_is_protocol_error() {
             ..
         }
     ));
-    assert_eq!(e.connack_code(ProtocolVersion::V5), Some(0x82));
+    assert_eq!(
+        e.connack_reason(ProtocolVersion::V5),
+        Some(ReasonCode::ProtocolError)
+    );
 }
 
 #[test]
@@ -349,7 +375,11 @@ fn v5_property_values_out_of_range() {
         b"\x16\x00\x01x",        // Authentication Data without Method
     ] {
         let e = err(v5_with_props(props));
-        assert_eq!(e.connack_code(ProtocolVersion::V5), Some(0x82), "{props:?}");
+        assert_eq!(
+            e.connack_reason(ProtocolVersion::V5),
+            Some(ReasonCode::ProtocolError),
+            "{props:?}"
+        );
     }
 }
 
@@ -364,7 +394,11 @@ fn v5_unknown_or_misplaced_property_is_malformed() {
         b"\x11\x00\x00",         // declared block too short for its value
     ] {
         let e = err(v5_with_props(props));
-        assert_eq!(e.connack_code(ProtocolVersion::V5), Some(0x81), "{props:?}");
+        assert_eq!(
+            e.connack_reason(ProtocolVersion::V5),
+            Some(ReasonCode::MalformedPacket),
+            "{props:?}"
+        );
     }
 }
 

@@ -1,22 +1,28 @@
-//! The pure per-session proxy state after CONNACK: what to do with each packet, both ways.
+//! What to do with each packet after CONNACK, both ways: the judgement inside the machine.
 //!
-//! No sockets, no tokio, no clock: the driver feeds frames in and carries out the returned
-//! [`Step`]. Original bytes are forwarded whenever the codec accepted the packet unchanged (the
-//! codec accepts only one reading of any byte string); a packet moat changes is re-encoded.
+//! No sockets, no tokio, no clock: the machine (`machine/mod.rs`) feeds frames in, with `now`,
+//! and queues what the returned [`Step`] says. Each client frame is decoded once; the decoded
+//! packet goes to the per-client limits (`limits.rs`) and then to the decisions here. Original
+//! bytes are forwarded whenever the codec accepted the packet unchanged (the codec accepts only
+//! one reading of any byte string); a packet moat changes is re-encoded.
 //!
-//! Every topic decision is made here against the policy snapshot the driver passes in for that
-//! packet, so a reload applies to live sessions from their next packet on: PUBLISH after alias
-//! resolution, each SUBSCRIBE filter, and each delivery from the broker (`receive`).
+//! Every topic decision is made here against the policy snapshot the machine passes in for
+//! that packet, so a reload applies to live sessions from their next packet on: PUBLISH after
+//! alias resolution, each SUBSCRIBE filter, and each delivery from the broker (`receive`).
 
 use crate::hashing::{LazyMap, LazySet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
 use super::alias::{AliasError, AliasTable};
-use super::error::{Denied, Refusal};
+use super::limits::{Check, SessionLimits};
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
-use crate::policy::{AclCache, AclDecision, Action, Policy, PublishFacts, Subject};
+use crate::policy::{AclCache, AclDecision, Action, ClientLimits, Policy, PublishFacts, Subject};
+use crate::session::error::{
+    BrokerFault, Denied, InternalFault, PeerFault, PolicyRefusal, Refusal,
+};
 
 // Packet-id bookkeeping, the broker's acknowledgement order and the MQTT 5 invalid-filter
 // answer live in their own files.
@@ -26,7 +32,7 @@ mod flow;
 
 pub(crate) use flow::Terms;
 
-/// What the driver must do with one packet.
+/// What one packet leads to (the machine queues it for the driver).
 #[derive(Debug)]
 pub(crate) enum Step {
     /// Send these bytes on to the other side.
@@ -96,12 +102,15 @@ pub(crate) struct State {
     acl: AclCache,
     /// Open QoS 1/2 exchanges both ways and the session's limits (`state/flow.rs`).
     flows: flow::Flows,
+    /// Per-client rates, subscription count and topic sizes (`limits.rs`).
+    limits: SessionLimits,
 }
 
 // === impl State ===
 
 impl State {
-    /// State for a session whose CONNACK advertised `topic_alias_maximum` to the client.
+    /// State for a session whose CONNACK advertised `topic_alias_maximum` to the client, under
+    /// the policy's default client limits (see [`State::with_limits`]).
     pub(crate) fn new(
         version: ProtocolVersion,
         topic_alias_maximum: u16,
@@ -115,7 +124,19 @@ impl State {
             subject,
             acl: AclCache::default(),
             flows: flow::Flows::default(),
+            limits: SessionLimits::new(ClientLimits::default()),
         }
+    }
+
+    /// Sets the per-client limits of this identity.
+    pub(crate) fn with_limits(mut self, limits: ClientLimits) -> Self {
+        self.limits = SessionLimits::new(limits);
+        self
+    }
+
+    /// The client's protocol version.
+    pub(crate) fn version(&self) -> ProtocolVersion {
+        self.version
     }
 
     /// Who the client is.
@@ -123,16 +144,36 @@ impl State {
         &self.subject
     }
 
-    /// A packet from the client, judged against `policy` (the snapshot in force now).
-    pub(crate) fn on_client_packet(
+    /// A packet from the client, read at `now`, judged against `policy` (the snapshot in force
+    /// now): decoded once, shown to the limits, then decided. Also returns how long the client
+    /// must not be read from after it (the throttle), if at all.
+    pub(crate) fn on_client(
         &mut self,
+        now: Instant,
         frame: Bytes,
         policy: &Arc<Policy>,
-    ) -> Result<Step, Refusal> {
+    ) -> Result<(Step, Option<Duration>), Refusal> {
         let packet = match mqtt::decode(frame.clone(), self.version) {
             Ok(packet) => packet,
-            Err(e) => return self.subscribe_with_invalid_filters(frame, e, policy),
+            // Not shown to the limits: the only one that goes on is an MQTT 5 SUBSCRIBE with
+            // invalid filters, whose valid rest is judged through the normal path.
+            Err(e) => return Ok((self.subscribe_with_invalid_filters(frame, e, policy)?, None)),
         };
+        let wait = match self.limits.check(now, &packet, frame.len()) {
+            Check::Pass => None,
+            Check::Wait(wait) => Some(wait),
+            Check::Refuse(refusal) => return Err(refusal),
+        };
+        Ok((self.judge_client(frame, packet, policy)?, wait))
+    }
+
+    /// What the decoded client `packet` (whose bytes are `frame`) leads to.
+    fn judge_client(
+        &mut self,
+        frame: Bytes,
+        packet: Packet,
+        policy: &Arc<Policy>,
+    ) -> Result<Step, Refusal> {
         match packet {
             Packet::Publish(p) => self.client_publish_flow(frame, p, policy),
             Packet::Subscribe(s) => self.client_subscribe(frame, s, policy),
@@ -148,13 +189,15 @@ impl State {
                 self.client_delivery_ack(frame, &packet)
             }
             // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
-            Packet::Connect(_) => Err(Refusal::Protocol("second CONNECT [MQTT-3.1.0-2]")),
-            Packet::Auth(_) => Err(Refusal::Protocol(
+            Packet::Connect(_) => Err(Refusal::Peer(PeerFault::Protocol(
+                "second CONNECT [MQTT-3.1.0-2]",
+            ))),
+            Packet::Auth(_) => Err(Refusal::Peer(PeerFault::Protocol(
                 "AUTH without an authentication method in CONNECT [MQTT-4.12.0-1]",
-            )),
-            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                Err(Refusal::Protocol("packet only a server may send"))
-            }
+            ))),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => Err(
+                Refusal::Peer(PeerFault::Protocol("packet only a server may send")),
+            ),
         }
     }
 
@@ -164,8 +207,7 @@ impl State {
         frame: Bytes,
         policy: &Arc<Policy>,
     ) -> Result<Step, Refusal> {
-        let packet = mqtt::decode(frame.clone(), self.version)
-            .map_err(|e| Refusal::Broker(format!("broker sent a bad packet: {e}")))?;
+        let packet = mqtt::decode(frame.clone(), self.version).map_err(BrokerFault::BadPacket)?;
         match packet {
             Packet::Publish(p) => self.deliver(frame, p, policy),
             Packet::SubAck(mut ack) => match self.pending_subacks.remove(&ack.pkid) {
@@ -176,9 +218,9 @@ impl State {
                     for slot in plan {
                         let code = match slot {
                             Some(code) => code,
-                            None => from_broker.next().ok_or_else(|| {
-                                Refusal::Broker("SUBACK with too few return codes".into())
-                            })?,
+                            None => from_broker.next().ok_or(BrokerFault::Misbehaved(
+                                "SUBACK with too few return codes",
+                            ))?,
                         };
                         merged.push(code);
                     }
@@ -199,7 +241,9 @@ impl State {
             | Packet::Subscribe(_)
             | Packet::Unsubscribe(_)
             | Packet::PingReq
-            | Packet::Auth(_) => Err(Refusal::Broker("unexpected packet from the broker".into())),
+            | Packet::Auth(_) => {
+                Err(BrokerFault::Misbehaved("unexpected packet from the broker").into())
+            }
         }
     }
 
@@ -210,19 +254,19 @@ impl State {
         policy: &Arc<Policy>,
     ) -> Result<Step, Refusal> {
         if !p.properties.subscription_identifiers.is_empty() {
-            return Err(Refusal::Protocol(
+            return Err(Refusal::Peer(PeerFault::Protocol(
                 "PUBLISH from a client with a Subscription Identifier [MQTT-3.3.4-6]",
-            ));
+            )));
         }
         let mut rewritten = false;
         if let Some(alias) = p.properties.topic_alias.take() {
             p.topic = self.aliases.resolve(&p.topic, alias).map_err(|e| match e {
-                AliasError::OutOfRange => {
-                    Refusal::TopicAlias("alias 0 or above the maximum [MQTT-3.3.2-8]")
-                }
-                AliasError::Unknown => {
-                    Refusal::Protocol("empty topic with an unknown topic alias [MQTT-3.3.2-12]")
-                }
+                AliasError::OutOfRange => Refusal::Peer(PeerFault::TopicAlias(
+                    "alias 0 or above the maximum [MQTT-3.3.2-8]",
+                )),
+                AliasError::Unknown => Refusal::Peer(PeerFault::Protocol(
+                    "empty topic with an unknown topic alias [MQTT-3.3.2-12]",
+                )),
             })?;
             rewritten = true;
         }
@@ -253,11 +297,11 @@ impl State {
         decision: &AclDecision,
     ) -> Result<Step, Refusal> {
         if decision.disconnect {
-            return Err(Refusal::PublishDenied {
+            return Err(Refusal::Policy(PolicyRefusal::PublishDenied {
                 topic: p.topic.as_str().to_owned(),
                 reason: decision.reason,
                 rule: decision.rule().clone(),
-            });
+            }));
         }
         let code = Denied::Publish.code(self.version);
         let reply = match (p.qos, p.pkid) {
@@ -356,9 +400,9 @@ impl State {
         policy: &Arc<Policy>,
     ) -> Result<Step, Refusal> {
         if p.properties.topic_alias.is_some() {
-            return Err(Refusal::Broker(
-                "broker used a topic alias moat never allowed".into(),
-            ));
+            return Err(
+                BrokerFault::Misbehaved("broker used a topic alias moat never allowed").into(),
+            );
         }
         let decision = self.acl.receive(policy, &self.subject, p.topic.as_str());
         if decision.is_allowed() {
@@ -381,7 +425,7 @@ impl State {
         let mut out = BytesMut::new();
         packet
             .encode(self.version, &mut out)
-            .map_err(|e| Refusal::Broker(format!("cannot encode {e}")))?;
+            .map_err(InternalFault::Encode)?;
         Ok(out.freeze())
     }
 }

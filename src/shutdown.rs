@@ -7,8 +7,12 @@
 //! The same signal is how moat reaches every live session at once without a registry or a
 //! channel per session: a TLS reload that changes what the CRLs revoke moves the *revocation
 //! epoch* and wakes the waiters; a session with a client certificate then checks it against the
-//! new CRLs (`session/driver.rs`), everyone else goes back to waiting. A session pays nothing
-//! for this beyond the future it already awaits.
+//! new CRLs (`session/revoke.rs`), everyone else goes back to waiting. A session pays nothing
+//! for this beyond the future it already awaits. The TLS material (`transport/material.rs`)
+//! holds an [`Epoch`] handle and moves it when a reload changes what is revoked.
+//!
+//! Why it sits at the top of the crate, below the server: listeners, sessions, the TLS material
+//! and background tasks all hold it; none of them may reach up into `server/` for it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -121,6 +125,30 @@ impl Signal {
     }
 }
 
+/// Moves the revocation epoch: held by whoever knows that what is revoked changed (the TLS
+/// material on reload), without the power to start or await the drain.
+#[derive(Clone, Debug)]
+pub struct Epoch {
+    /// The signal shared with every [`Drain`].
+    signal: Arc<Signal>,
+}
+
+// === impl Epoch ===
+
+impl Epoch {
+    /// Moves the revocation epoch and wakes every waiter: sessions with a client certificate
+    /// check it again. Returns the new epoch.
+    pub fn advance(&self) -> u64 {
+        let epoch = self
+            .signal
+            .epoch
+            .fetch_add(1, Ordering::AcqRel)
+            .wrapping_add(1);
+        self.signal.notify.notify_waiters();
+        epoch
+    }
+}
+
 // === impl DrainController ===
 
 impl DrainController {
@@ -147,16 +175,16 @@ impl DrainController {
         }
     }
 
-    /// Moves the revocation epoch and wakes every waiter: sessions with a client certificate
-    /// check it again. Returns the new epoch.
+    /// The handle that moves the revocation epoch (see [`Epoch`]).
+    pub fn epoch(&self) -> Epoch {
+        Epoch {
+            signal: self.signal.clone(),
+        }
+    }
+
+    /// Moves the revocation epoch and wakes every waiter (see [`Epoch::advance`]).
     pub fn advance_epoch(&self) -> u64 {
-        let epoch = self
-            .signal
-            .epoch
-            .fetch_add(1, Ordering::AcqRel)
-            .wrapping_add(1);
-        self.signal.notify.notify_waiters();
-        epoch
+        self.epoch().advance()
     }
 
     /// Signals every holder and waits up to `grace` for all of them to finish.

@@ -23,14 +23,20 @@ use bytes::Bytes;
 
 use super::deliveries::{Delivered, Deliveries, Released};
 use super::{State, Step};
-use crate::mqtt::{self, Packet, ProtocolVersion, QoS, ReasonCode};
+use crate::mqtt::{self, Packet, QoS};
 use crate::policy::Policy;
-use crate::session::error::Refusal;
+use crate::policy::RuleRef;
+use crate::session::error::{Denied, Exceeded, PeerFault, PolicyRefusal, Refusal};
+
+/// The rule an inflight refusal names when the broker's Receive Maximum, not the policy's
+/// `max_inflight`, was the limit.
+const BROKER_RECEIVE_MAXIMUM: &str = "broker Receive Maximum [MQTT-3.3.4-7]";
 
 /// What the client's CONNECT and moat's CONNACK agreed for the whole session.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Terms {
-    /// The Receive Maximum moat advertised to an MQTT 5 client; `None` for 3.x (no limit).
+    /// The Receive Maximum moat advertised to an MQTT 5 client, before the policy's
+    /// `max_inflight` lowered it; `None` for 3.x (the policy's limit alone applies).
     pub(crate) receive_maximum: Option<u16>,
     /// The client's Maximum Packet Size (MQTT 5): larger deliveries are dropped.
     pub(crate) client_max_packet_size: Option<usize>,
@@ -102,7 +108,9 @@ impl State {
                 QoS::ExactlyOnce => Ok(Step::Reply(
                     self.encode(&Packet::PubRec(mqtt::Ack::new(id)))?,
                 )),
-                _ => Err(Refusal::Protocol("packet identifier in use [MQTT-2.2.1-3]")),
+                _ => Err(Refusal::Peer(PeerFault::Protocol(
+                    "packet identifier in use [MQTT-2.2.1-3]",
+                ))),
             };
         }
         match self.flows.outbound.get(&id) {
@@ -120,14 +128,12 @@ impl State {
                     self.encode(&Packet::PubRec(mqtt::Ack::new(id)))?,
                 ));
             }
-            Some(_) => return Err(Refusal::Protocol("packet identifier in use [MQTT-2.2.1-3]")),
-            None => {
-                if let Some(max) = self.flows.terms.receive_maximum {
-                    if self.flows.outbound.len() >= usize::from(max) {
-                        return Err(Refusal::ReceiveMaximum); // [MQTT-3.3.4-7]
-                    }
-                }
+            Some(_) => {
+                return Err(Refusal::Peer(PeerFault::Protocol(
+                    "packet identifier in use [MQTT-2.2.1-3]",
+                )))
             }
+            None => self.check_inflight()?,
         }
         let step = self.client_publish(frame, p, policy)?;
         if matches!(step, Step::Forward(_)) {
@@ -138,6 +144,26 @@ impl State {
             self.flows.outbound.entry(id).or_insert(first);
         }
         Ok(step)
+    }
+
+    /// The one inflight limit: a new QoS 1/2 PUBLISH while as many exchanges of the client are
+    /// open as moat allows is refused [MQTT-3.3.4-7]. The limit is the policy's `max_inflight`,
+    /// and for MQTT 5 also the Receive Maximum moat advertised (the smaller of its own and the
+    /// broker's); the exchanges are those forwarded and not complete, and the QoS 2 ones moat
+    /// answered itself and still owes a PUBCOMP.
+    fn check_inflight(&self) -> Result<(), Refusal> {
+        let policy_max = self.limits.max_inflight();
+        let advertised = self.flows.terms.receive_maximum.unwrap_or(u16::MAX);
+        let open = self.flows.outbound.len() + self.local_qos2.len();
+        if open < usize::from(policy_max.min(advertised)) {
+            return Ok(());
+        }
+        Err(if policy_max <= advertised {
+            self.limits.refuse(Exceeded::Inflight)
+        } else {
+            PolicyRefusal::Limit(Exceeded::Inflight, RuleRef::builtin(BROKER_RECEIVE_MAXIMUM))
+                .into()
+        })
     }
 
     /// A client PUBREL for one of its own QoS 2 PUBLISHes (moat's own exchanges are answered
@@ -152,16 +178,15 @@ impl State {
             // forwarded: rumqttd releases its oldest recorded QoS 2 message at every PUBREL, so
             // a second one would publish the client's next QoS 2 message before its PUBREL.
             Some(Awaiting::Comp) => Ok(Step::Nothing),
-            Some(_) => Err(Refusal::Protocol("PUBREL before the PUBREC [MQTT-4.3.3-4]")),
+            Some(_) => Err(Refusal::Peer(PeerFault::Protocol(
+                "PUBREL before the PUBREC [MQTT-4.3.3-4]",
+            ))),
             // The broker kept this exchange from an earlier connection: it is the broker's.
             None if self.flows.terms.resumed => Ok(Step::Forward(frame)),
             None => {
                 // Nobody holds this exchange: answer it here so the client can free the id
                 // (v5: 0x92 Packet Identifier not found), and never let the broker see it.
-                let reason = match self.version {
-                    ProtocolVersion::V5 => ReasonCode::PacketIdentifierNotFound.code(),
-                    _ => 0,
-                };
+                let reason = Denied::UnknownPacketId.code(self.version);
                 let comp = mqtt::Ack {
                     reason,
                     ..mqtt::Ack::new(id)
@@ -198,9 +223,9 @@ impl State {
     ) -> Result<Step, Refusal> {
         let raises = d.properties.session_expiry.is_some_and(|s| s != 0);
         if raises && self.flows.terms.session_expiry_zero {
-            return Err(Refusal::Protocol(
+            return Err(Refusal::Peer(PeerFault::Protocol(
                 "DISCONNECT sets a Session Expiry Interval the CONNECT set to 0 [v5 §3.14.2.2.2]",
-            ));
+            )));
         }
         Ok(Step::Goodbye(frame))
     }

@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::hashing::LazyMap;
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
-use crate::session::error::Refusal;
+use crate::session::error::{BrokerFault, InternalFault, Refusal};
 
 /// An acknowledgement of a delivery, toward the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,11 +162,7 @@ impl Deliveries {
             ) => {
                 return Ok(Delivered::Dropped(None));
             }
-            Some(_) => {
-                return Err(Refusal::Broker(format!(
-                    "broker reused packet id {id} before its QoS 2 exchange was complete"
-                )))
-            }
+            Some(_) => return Err(BrokerFault::ReusedPacketId(id).into()),
         }
         let kind = match qos {
             QoS::ExactlyOnce => Kind::Rec,
@@ -213,9 +209,7 @@ impl Deliveries {
                 kind: Kind::Comp, ..
             }) => return Ok(Released::Answer(None)),
             Some(Delivery::Ack | Delivery::Rec | Delivery::Held { .. }) => {
-                return Err(Refusal::Broker(format!(
-                    "broker sent PUBREL {id} before it had the PUBREC"
-                )))
+                return Err(BrokerFault::PubRelBeforePubRec(id).into())
             }
         };
         self.open.insert(id, state);
@@ -298,7 +292,7 @@ impl Deliveries {
                     };
                     kind.packet(ack)
                         .encode(version, out)
-                        .map_err(|e| Refusal::Broker(format!("cannot encode {e}")))?;
+                        .map_err(InternalFault::Encode)?;
                     self.advance(id, kind, reason, mine);
                 }
                 // The client still owes this one: everything behind it waits.

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Audit, State, Step};
-use crate::mqtt::{self, DecodeError, Packet, ReasonCode};
+use crate::mqtt::{self, DecodeError, Packet};
 use crate::policy::{Action, Policy};
-use crate::session::error::Refusal;
+use crate::session::error::{Denied, InternalFault, PeerFault, Refusal};
 
 /// The rule named in the audit line for an invalid filter.
 const INVALID_FILTER_RULE: &str = "protocol: topic filter invalid [MQTT-4.7.1-1]";
@@ -49,13 +49,15 @@ impl State {
         policy: &Arc<Policy>,
     ) -> Result<Step, Refusal> {
         if !self.version.is_v5() || !matches!(error, DecodeError::InvalidTopicFilter { .. }) {
-            return Err(error.into());
+            return Err(PeerFault::Packet(error).into());
         }
-        let Some(request) = mqtt::decode_subscribe_request(frame, self.version)? else {
-            return Err(error.into());
+        let Some(request) =
+            mqtt::decode_subscribe_request(frame, self.version).map_err(PeerFault::Packet)?
+        else {
+            return Err(PeerFault::Packet(error).into());
         };
         let pkid = request.pkid;
-        let invalid_code = ReasonCode::TopicFilterInvalid.code();
+        let invalid_code = Denied::InvalidFilter.code(self.version);
         let mut invalid = Vec::with_capacity(request.entries.len());
         let mut audits = Vec::new();
         let mut kept = Vec::with_capacity(request.entries.len());
@@ -134,10 +136,11 @@ impl State {
                 forward: None,
                 audits: mut policy_audits,
             } => {
-                let Packet::SubAck(mut ack) = mqtt::decode(reply, self.version)? else {
-                    return Err(Refusal::Protocol(
+                let Ok(Packet::SubAck(mut ack)) = mqtt::decode(reply, self.version) else {
+                    return Err(InternalFault::Invariant(
                         "policy answered SUBSCRIBE without SUBACK",
-                    ));
+                    )
+                    .into());
                 };
                 let plan = ack.codes.drain(..).map(Some).collect();
                 ack.codes = merge(plan)

@@ -11,11 +11,22 @@ use bytes::Bytes;
 use super::super::{State, Step};
 use super::Terms;
 use crate::mqtt::{self, Packet, ProtocolVersion, QoS};
-use crate::policy::{Policy, PolicySource, Subject};
-use crate::session::error::Refusal;
+use crate::policy::{ClientLimits, Policy, PolicySource, Subject};
+use crate::session::error::{Exceeded, PeerFault, PolicyRefusal, Refusal};
 
 const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
+
+// === impl State (tests) ===
+
+impl State {
+    /// [`State::on_client`] for tests of the decisions alone (no rates are set here, so `now`
+    /// does not matter).
+    fn on_client_packet(&mut self, frame: Bytes, policy: &Arc<Policy>) -> Result<Step, Refusal> {
+        let now = std::time::Instant::now();
+        self.on_client(now, frame, policy).map(|(step, _)| step)
+    }
+}
 
 fn state(v: ProtocolVersion, terms: Terms) -> State {
     let subject = Subject::describe(Some("alice"), Some("c1"), None, None, [127, 0, 0, 1].into());
@@ -98,7 +109,10 @@ fn qos2_flow_through_the_broker_mqtt_4_3_3_4() {
     assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
     // PUBREL before the broker's PUBREC is a protocol error.
     let early = s.on_client_packet(enc(Packet::PubRel(ack(5, 0)), V5), &open_policy());
-    assert!(matches!(early, Err(Refusal::Protocol(_))), "{early:?}");
+    assert!(
+        matches!(early, Err(Refusal::Peer(PeerFault::Protocol(_)))),
+        "{early:?}"
+    );
 
     let mut s = state(V5, Terms::default());
     assert!(forwarded(&s.on_client_packet(p.clone(), &open_policy())));
@@ -118,7 +132,7 @@ fn qos2_flow_through_the_broker_mqtt_4_3_3_4() {
     // After PUBREL the id is not free until PUBCOMP [MQTT-4.3.3-6].
     assert!(matches!(
         s.on_client_packet(p.clone(), &open_policy()),
-        Err(Refusal::Protocol(_))
+        Err(Refusal::Peer(PeerFault::Protocol(_)))
     ));
     assert!(forwarded(&s.on_broker_packet(
         enc(Packet::PubComp(ack(5, 0)), V5),
@@ -143,7 +157,7 @@ fn packet_id_in_use_with_another_qos_mqtt_2_2_1_3() {
     );
     assert!(matches!(
         s.on_client_packet(q2, &open_policy()),
-        Err(Refusal::Protocol(_))
+        Err(Refusal::Peer(PeerFault::Protocol(_)))
     ));
 }
 
@@ -169,7 +183,7 @@ fn refused_qos2_is_finished_by_moat_and_resends_are_not_delivered_mqtt_4_3_3_10(
     let q1 = enc(publish("a/b", QoS::AtLeastOnce, Some(7), b"x"), V3);
     assert!(matches!(
         s.on_client_packet(q1, &open_policy()),
-        Err(Refusal::Protocol(_))
+        Err(Refusal::Peer(PeerFault::Protocol(_)))
     ));
     assert_eq!(
         reply(
@@ -181,6 +195,44 @@ fn refused_qos2_is_finished_by_moat_and_resends_are_not_delivered_mqtt_4_3_3_10(
     // After PUBCOMP the id is free: an allowed QoS 2 PUBLISH with it goes to the broker.
     let allowed = enc(publish("a/b", QoS::ExactlyOnce, Some(7), b"y"), V3);
     assert!(forwarded(&s.on_client_packet(allowed, &open_policy())));
+}
+
+#[test]
+fn one_inflight_limit_the_policys_max_inflight_in_3_1_1_too_mqtt_3_3_4_7() {
+    let limits = ClientLimits {
+        max_inflight: 2,
+        ..ClientLimits::default()
+    };
+    let rule = limits.rule.clone();
+    let mut s = state(V3, Terms::default()).with_limits(limits.clone());
+    let p = |id, v| enc(publish("a/b", QoS::AtLeastOnce, Some(id), b"x"), v);
+    assert!(forwarded(&s.on_client_packet(p(1, V3), &open_policy())));
+    assert!(forwarded(&s.on_client_packet(p(2, V3), &open_policy())));
+    match s.on_client_packet(p(3, V3), &open_policy()) {
+        Err(Refusal::Policy(PolicyRefusal::Limit(Exceeded::Inflight, r))) => assert_eq!(r, rule),
+        other => panic!("expected the inflight limit, got {other:?}"),
+    }
+    // The broker's PUBACK, on its way to the client, ends an exchange and frees a place.
+    assert!(forwarded(&s.on_broker_packet(
+        enc(Packet::PubAck(ack(1, 0)), V3),
+        &open_policy()
+    )));
+    assert!(forwarded(&s.on_client_packet(p(3, V3), &open_policy())));
+    // MQTT 5 with a broker that allows fewer: the advertised Receive Maximum is the limit, and
+    // the refusal names it rather than the policy's rule.
+    let terms = Terms {
+        receive_maximum: Some(1),
+        ..Terms::default()
+    };
+    let mut s = state(V5, terms).with_limits(limits);
+    assert!(forwarded(&s.on_client_packet(p(1, V5), &open_policy())));
+    match s.on_client_packet(p(2, V5), &open_policy()) {
+        Err(Refusal::Policy(PolicyRefusal::Limit(Exceeded::Inflight, r))) => {
+            assert_ne!(r, rule);
+            assert!(r.to_string().contains("Receive Maximum"), "{r}");
+        }
+        other => panic!("expected the inflight limit, got {other:?}"),
+    }
 }
 
 #[test]
@@ -202,7 +254,7 @@ fn receive_maximum_exceeded_mqtt_3_3_4_7() {
     )));
     assert!(matches!(
         s.on_client_packet(p(3), &open_policy()),
-        Err(Refusal::ReceiveMaximum)
+        Err(Refusal::Policy(PolicyRefusal::Limit(Exceeded::Inflight, _)))
     ));
     // The broker's PUBACK frees one.
     let mut s = state(V5, terms);
@@ -217,7 +269,7 @@ fn receive_maximum_exceeded_mqtt_3_3_4_7() {
     let q2 = enc(publish("a/b", QoS::ExactlyOnce, Some(4), b"x"), V5);
     assert!(matches!(
         s.on_client_packet(q2.clone(), &open_policy()),
-        Err(Refusal::ReceiveMaximum)
+        Err(Refusal::Policy(PolicyRefusal::Limit(Exceeded::Inflight, _)))
     ));
     assert!(forwarded(&s.on_broker_packet(
         enc(Packet::PubAck(ack(2, 0)), V5),
@@ -341,7 +393,7 @@ fn disconnect_may_not_raise_a_zero_session_expiry_v5_3_14_2_2_2() {
     let mut s = state(V5, zero);
     assert!(matches!(
         s.on_client_packet(raise.clone(), &open_policy()),
-        Err(Refusal::Protocol(_))
+        Err(Refusal::Peer(PeerFault::Protocol(_)))
     ));
     // Setting it to 0 again, or a CONNECT that had an expiry, is fine.
     let keep = Bytes::from_static(&[0xe0, 0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00, 0x00]);
@@ -443,9 +495,9 @@ fn invalid_filters_close_a_v311_session_v3_mqtt_4_7_1_1() {
     let mut s = state(V3, Terms::default());
     assert!(matches!(
         s.on_client_packet(Bytes::from(frame), &open_policy()),
-        Err(Refusal::Packet(
+        Err(Refusal::Peer(PeerFault::Packet(
             mqtt::DecodeError::InvalidTopicFilter { .. }
-        ))
+        )))
     ));
 }
 

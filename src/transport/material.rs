@@ -8,7 +8,12 @@
 //! TLS and WSS handshakes read their listener's [`Handshakes`] at accept; QUIC listeners get the
 //! new configuration through quinn's `Endpoint::set_server_config`. Sessions already up keep
 //! their keys; the ones whose certificate the new CRLs revoke are ended by the session itself
-//! (`session/driver.rs`) when `Running::reload_tls` moves the revocation epoch.
+//! (`session/revoke.rs`) once a reload that changed what is revoked moves the revocation epoch
+//! (`shutdown::Epoch`).
+//!
+//! Why it is in `transport/`: it is the TLS configuration the transports handshake with; the
+//! server builds it at start, `ops/reload.rs` reloads it, sessions ask it about revocations,
+//! and none of them needs the others for that.
 //!
 //! What it must not do: decide when to reload, or touch a session.
 
@@ -19,6 +24,7 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 
 use crate::config::{Config, CrlExpired, Listener as ListenerConfig, QuicSettings, TlsSettings};
+use crate::shutdown::Epoch;
 use crate::transport::quic::{self, QuicError};
 use crate::transport::tls::{Material, Profile, TlsError};
 use crate::transport::{ClientCert, Revocations};
@@ -113,7 +119,7 @@ enum Built {
 }
 
 /// See the module docs.
-pub(crate) struct TlsState {
+pub struct TlsState {
     /// The `tls:` section (files are read from its paths on every load).
     tls: TlsSettings,
     /// `limits.max_packet_size`, which sizes QUIC flow control.
@@ -123,18 +129,22 @@ pub(crate) struct TlsState {
     listeners: Mutex<Vec<ListenerTls>>,
     /// What the CRLs in force revoke.
     revocations: ArcSwap<Revocations>,
+    /// Moved when a reload changes what is revoked, so live sessions check their certificate.
+    epoch: Epoch,
 }
 
 // === impl TlsState ===
 
 impl TlsState {
-    /// The state for `config`, with no listener registered yet.
-    pub(crate) fn new(config: &Config) -> Self {
+    /// The state for `config`, with no listener registered yet; `epoch` is moved when a reload
+    /// changes what is revoked.
+    pub(crate) fn new(config: &Config, epoch: Epoch) -> Self {
         TlsState {
             tls: config.tls.clone(),
             max_packet_size: config.limits.max_packet_size,
             listeners: Mutex::new(Vec::new()),
             revocations: ArcSwap::from_pointee(Revocations::default()),
+            epoch,
         }
     }
 
@@ -204,9 +214,11 @@ impl TlsState {
     }
 
     /// Reads the `tls:` files again and, if all of them load and every listener's
-    /// configuration builds, puts them in force for the next handshake. On error nothing
-    /// changes.
-    pub(crate) fn reload(&self) -> Result<TlsSummary, MaterialError> {
+    /// configuration builds, puts them in force for the next handshake; when what the CRLs
+    /// revoke changed, live sessions are woken to check their certificate (each one the new
+    /// CRLs revoke ends with an audit line). On error nothing changes and the error names the
+    /// file.
+    pub fn reload(&self) -> Result<TlsSummary, MaterialError> {
         let listeners = self.lock();
         if listeners.is_empty() {
             return Ok(TlsSummary::default());
@@ -250,6 +262,10 @@ impl TlsState {
             revocations_changed,
         };
         self.revocations.store(Arc::new(revocations));
+        // After the store: a session woken by the move finds the new revocations.
+        if revocations_changed {
+            self.epoch.advance();
+        }
         Ok(summary)
     }
 
