@@ -321,6 +321,18 @@ impl Acl {
         groups: &[String],
         topic: &str,
     ) -> Option<u32> {
+        self.first_match_shared(action, subject, groups, topic, None)
+    }
+
+    /// [`Acl::first_match`] for a subscription in share group `share` (`None`: a plain one).
+    pub(crate) fn first_match_shared(
+        &self,
+        action: Action,
+        subject: &Subject,
+        groups: &[String],
+        topic: &str,
+        share: Option<&str>,
+    ) -> Option<u32> {
         let trie = self.tries.get(action as usize)?;
         let key = WhoKey {
             name: &subject.name,
@@ -329,7 +341,7 @@ impl Acl {
         };
         let ok = |id: u32| {
             self.rule(id)
-                .is_some_and(|r| r.context_matches(subject, None))
+                .is_some_and(|r| r.context_matches(subject, share))
         };
         trie.first_match(topic, &key, &Values::of(subject), &ok)
     }

@@ -258,17 +258,7 @@ impl Acl {
         topic: &str,
     ) -> Option<AclDecision> {
         let first = |share: Option<&str>| {
-            let trie = self.tries.get(Action::Subscribe as usize)?;
-            let key = WhoKey {
-                name: &subject.name,
-                groups,
-                cert_cn: subject.cert_cn.as_deref(),
-            };
-            let ok = |id: u32| {
-                self.rule(id)
-                    .is_some_and(|r| r.context_matches(subject, share))
-            };
-            trie.first_match(topic, &key, &Values::of(subject), &ok)
+            self.first_match_shared(Action::Subscribe, subject, groups, topic, share)
         };
         let allows = |id: Option<u32>| {
             id.and_then(|id| self.rule(id))
