@@ -35,7 +35,7 @@ mod wire;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 
 pub use error::{ConnectError, DecodeError, EncodeError, FrameError};
 pub use header::{check, FixedHeader};

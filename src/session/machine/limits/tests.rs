@@ -5,26 +5,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
+use crate::mqtt::test_util::frame;
 use crate::mqtt::{self, ProtocolVersion};
 use crate::policy::{Bucket, ClientLimits, OnExceed, Rate};
-
-fn frame(byte1: u8, body: &[u8]) -> Bytes {
-    let mut out = vec![byte1];
-    let mut len = body.len();
-    loop {
-        let mut b = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    Bytes::from(out)
-}
 
 fn publish(topic: &str, qos: u8, id: u16, payload: usize) -> Bytes {
     let mut body = (topic.len() as u16).to_be_bytes().to_vec();
