@@ -50,6 +50,7 @@ pub(crate) mod broker;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod control;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

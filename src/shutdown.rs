@@ -88,6 +88,21 @@ impl Drain {
         }
     }
 
+    /// Resolves when the listeners must stop accepting: a drain or shutdown has started. For
+    /// accept loops only: sessions and background tasks go on while moat drains.
+    pub async fn stop_accepting(&mut self) {
+        // Bounded by the wakes: each pass returns, or waits for the next notification.
+        loop {
+            let notified = self.signal.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.signal.draining() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// True once shutdown has started.
     pub fn is_signalled(&self) -> bool {
         self.signal.stop.load(Ordering::Acquire)
@@ -104,6 +119,9 @@ impl Drain {
 #[derive(Debug)]
 struct Signal {
     stop: AtomicBool,
+    /// Set when a drain starts (before `stop`): listeners stop accepting, `/readyz` says 503,
+    /// sessions are moved away over the drain period.
+    drain: AtomicBool,
     epoch: AtomicU64,
     notify: Notify,
 }
@@ -112,6 +130,7 @@ impl Default for Signal {
     fn default() -> Self {
         Signal {
             stop: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
             epoch: AtomicU64::new(1),
             notify: Notify::new(),
         }
@@ -119,6 +138,11 @@ impl Default for Signal {
 }
 
 impl Signal {
+    /// A drain or shutdown has started.
+    fn draining(&self) -> bool {
+        self.drain.load(Ordering::Acquire) || self.stop.load(Ordering::Acquire)
+    }
+
     fn raise(&self) {
         self.stop.store(true, Ordering::Release);
         self.notify.notify_waiters();
@@ -185,6 +209,20 @@ impl DrainController {
     /// Moves the revocation epoch and wakes every waiter (see [`Epoch::advance`]).
     pub fn advance_epoch(&self) -> u64 {
         self.epoch().advance()
+    }
+
+    /// Starts a drain: listeners stop accepting (they wait in [`Drain::stop_accepting`]) and
+    /// readiness turns false; sessions and background tasks go on until [`Self::shutdown`].
+    /// Returns false when a drain had already started.
+    pub fn start_draining(&self) -> bool {
+        let first = !self.signal.drain.swap(true, Ordering::AcqRel);
+        self.signal.notify.notify_waiters();
+        first
+    }
+
+    /// Whether a drain or shutdown has started.
+    pub fn is_draining(&self) -> bool {
+        self.signal.draining()
     }
 
     /// Signals every holder and waits up to `grace` for all of them to finish.

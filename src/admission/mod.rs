@@ -21,9 +21,13 @@ mod bans;
 mod caps;
 mod gate;
 mod log;
+mod manual;
 mod memory;
 mod rate;
 
 pub use bans::BanInfo;
 pub use caps::Admitted;
+pub(crate) use bans::BanKey;
 pub use gate::{CountersSnapshot, Gate};
+pub(crate) use manual::ManualBan;
+pub use manual::BanError;

@@ -17,7 +17,7 @@ use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Posi
 use super::listener::{RawQuic, RawTransport, RawWs};
 use super::{
     BrokerSettings, ClientCerts, Config, CrlExpired, Limits, Listener, LogFormat, LogSettings,
-    PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
+    DrainSettings, PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
 };
 
 /// Smallest `max_packet_size`: a CONNECT with modest credentials must still fit.
@@ -42,6 +42,15 @@ struct RawConfig {
     passwords: Option<RawPasswords>,
     dev_certs: Option<bool>,
     log: Option<RawLog>,
+    drain: Option<RawDrain>,
+}
+
+/// `drain:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrain {
+    period: Option<Spanned<String>>,
+    server_reference: Option<Spanned<String>>,
 }
 
 /// `listeners[]`.
@@ -184,6 +193,10 @@ impl Check<'_> {
             dev_certs: raw.dev_certs.unwrap_or(false),
             log: LogSettings {
                 format: raw.log.and_then(|log| log.format).unwrap_or_default(),
+            },
+            drain: match raw.drain {
+                None => DrainSettings::default(),
+                Some(drain) => self.drain(&drain)?,
             },
         })
     }
@@ -361,6 +374,30 @@ impl Check<'_> {
             shutdown_grace: self
                 .timeout(&raw.shutdown_grace, "timeouts.shutdown_grace", true)?
                 .unwrap_or(defaults.shutdown_grace),
+        })
+    }
+
+    fn drain(&self, raw: &RawDrain) -> Result<DrainSettings, ConfigError> {
+        let period = self
+            .timeout(&raw.period, "drain.period", true)?
+            .unwrap_or(DrainSettings::default().period);
+        let server_reference = match &raw.server_reference {
+            None => None,
+            Some(r) => {
+                let v = r.value.trim();
+                if v.is_empty()
+                    || v.len() > super::MAX_SERVER_REFERENCE
+                    || v.chars().any(char::is_control)
+                {
+                    let found = quoted(&r.value);
+                    return Err(self.err_at(r, Kind::InvalidServerReference { found }));
+                }
+                Some(v.to_owned())
+            }
+        };
+        Ok(DrainSettings {
+            period,
+            server_reference,
         })
     }
 

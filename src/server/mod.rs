@@ -26,6 +26,7 @@ use crate::broker::link::AckPacer;
 use crate::broker::BrokerTarget;
 use crate::config::Listener as ListenerConfig;
 use crate::config::{BrokerSettings, Config, TransportKind, WsSettings};
+use crate::control::{self, Control, Request};
 use crate::ops::fds;
 use crate::policy::Policy;
 use crate::session;
@@ -92,6 +93,12 @@ pub struct Server;
 pub struct Running {
     shared: Arc<Shared>,
     listeners: Vec<(String, SocketAddr)>,
+    /// The live sessions.
+    registry: Arc<session::Registry>,
+    /// Runtime control (the admin routes hold it).
+    control: Arc<Control>,
+    /// What the control asks of the serve loop (taken once by it).
+    requests: Option<tokio::sync::mpsc::Receiver<Request>>,
     drain: DrainController,
     /// Connections admitted at once: moat.yaml's cap, or fewer when the descriptor limit holds
     /// fewer (`ops::fds`).
@@ -143,6 +150,13 @@ impl Server {
         let policy = Arc::new(ArcSwap::from_pointee(policy));
         let gate = Arc::new(Gate::new(policy.clone(), max_connections));
         let acks = Arc::new(AckPacer::new());
+        let registry = Arc::new(session::Registry::new(drain.epoch()));
+        let (control, requests) = Control::new(
+            registry.clone(),
+            gate.clone(),
+            policy.clone(),
+            config.drain.period,
+        );
         let session = Arc::new(session::Env::new(
             &config,
             session::EnvParts {
@@ -153,6 +167,7 @@ impl Server {
                 passwords,
                 stats: stats.clone(),
                 tls: tls_state.clone(),
+                registry: registry.clone(),
             },
         ));
         let shared = Arc::new(Shared {
@@ -204,6 +219,9 @@ impl Server {
         Ok(Running {
             shared,
             listeners: bound,
+            registry,
+            control: Arc::new(control),
+            requests: Some(requests),
             drain,
             max_connections,
             _embedded: embedded,
@@ -406,6 +424,46 @@ impl Running {
     /// The TLS material in force (`TlsState::reload`, through `ops::reload::reload_tls`).
     pub fn tls(&self) -> &TlsState {
         &self.shared.tls
+    }
+
+    /// Runtime control: sessions, kicks, bans (what the admin routes call).
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    /// What `moat ctl reload` and `moat ctl drain` ask of the serve loop; `None` after the
+    /// first call.
+    pub fn take_requests(&mut self) -> Option<tokio::sync::mpsc::Receiver<Request>> {
+        self.requests.take()
+    }
+
+    /// Takes the live settings of a reloaded moat.yaml (`config::diff` says which; the caller
+    /// passes the configuration in force with those fields updated).
+    pub fn apply_settings(&self, config: &Config) {
+        self.shared.session.set_settings(config);
+        self.control.set_drain_period(config.drain.period);
+    }
+
+    /// Whether a drain or shutdown has started (`/readyz` answers 503).
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_draining()
+    }
+
+    /// Live sessions now.
+    pub fn live_sessions(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// The rolling-restart stop: listeners stop accepting (new connections are refused) and
+    /// readiness turns false at once; live sessions are told to leave in batches over
+    /// `drain.period` (MQTT 5: DISCONNECT 0x8B, or 0x9C with the Server Reference when
+    /// `drain.server_reference` is set; 3.x: close); whatever is left then gets the shutdown
+    /// ([`Self::shutdown`]). Returns false if some sessions had to be abandoned.
+    pub async fn drain(self, period: std::time::Duration, server_reference: Option<&str>) -> bool {
+        self.drain.start_draining();
+        self.registry.set_moved_to(server_reference.map(Arc::from));
+        control::drain::run(&self.registry, period).await;
+        self.shutdown().await
     }
 
     /// Stops accepting, tells every session to close, waits up to the grace period, then stops

@@ -20,6 +20,7 @@ mod revoke;
 mod upstream;
 
 pub(crate) use env::{Env, EnvParts};
+pub(crate) use registry::{LiveSession, Registry, StopRequest};
 
 use std::sync::Arc;
 
@@ -92,11 +93,13 @@ where
                 &reason,
                 &refusal.rule(),
             );
-            let _ = driver::say_goodbye(&mut wr, link.version(), refusal.outcome()).await;
+            let last = driver::encode(refusal.goodbye(link.version()), link.version());
+            let _ = driver::say(&mut wr, last).await;
         }
         Err(refusal) => {
             tracing::info!(side = %refusal.side(), reason = %refusal, "session closed");
-            let _ = driver::say_goodbye(&mut wr, link.version(), refusal.outcome()).await;
+            let last = driver::encode(refusal.goodbye(link.version()), link.version());
+            let _ = driver::say(&mut wr, last).await;
         }
     }
     let _ = wr.shutdown().await;
