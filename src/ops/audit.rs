@@ -27,3 +27,16 @@ pub fn refused(
         "refused"
     );
 }
+
+/// Logs one state-changing admin call (a kick, a ban, a reload, a drain): who asked, what they
+/// did to what, and how it ended. Every admin route that changes state calls this once.
+pub fn admin_action(caller: &str, action: &str, subject: &str, outcome: &str) {
+    tracing::info!(
+        target: "moat::audit",
+        caller = ?caller,
+        action,
+        subject = ?subject,
+        outcome,
+        "admin action"
+    );
+}
