@@ -114,6 +114,23 @@ impl Drain {
     }
 }
 
+/// Reads whether the drain has started, without holding the server open (a [`Drain`] would):
+/// for readiness probes and the admin listener, which must keep answering while moat drains.
+#[derive(Clone, Debug)]
+pub struct DrainState {
+    /// The signal shared with every [`Drain`].
+    signal: Arc<Signal>,
+}
+
+// === impl DrainState ===
+
+impl DrainState {
+    /// True once a drain or shutdown has started: `/readyz` answers 503 from then on.
+    pub fn is_draining(&self) -> bool {
+        self.signal.draining()
+    }
+}
+
 /// The flag every [`Drain`] reads, the revocation epoch, and the notification that wakes those
 /// waiting on either.
 #[derive(Debug)]
@@ -196,6 +213,13 @@ impl DrainController {
         Drain {
             signal: self.signal.clone(),
             _alive: alive,
+        }
+    }
+
+    /// A read-only view of the drain flag (see [`DrainState`]).
+    pub fn state(&self) -> DrainState {
+        DrainState {
+            signal: self.signal.clone(),
         }
     }
 

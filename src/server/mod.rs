@@ -60,6 +60,9 @@ pub enum StartError {
     /// The connection cap moat.yaml set does not fit the file descriptor limit.
     #[error(transparent)]
     Descriptors(#[from] fds::FdError),
+    /// The admin listener could not start (bind, TLS files, token file).
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     /// The password verifier threads could not start.
     #[error("password verification could not start: {0}")]
     Passwords(std::io::Error),
@@ -103,6 +106,11 @@ pub struct Running {
     /// Connections admitted at once: moat.yaml's cap, or fewer when the descriptor limit holds
     /// fewer (`ops::fds`).
     max_connections: usize,
+    /// The admin listener's bound address, and the sender whose drop stops it (after the
+    /// drain, so `/readyz` answers 503 while sessions leave).
+    admin: Option<(String, tokio::sync::oneshot::Sender<()>)>,
+    /// Listeners bound, broker reachable, not draining (`/readyz`).
+    ready: Arc<crate::admin::Readiness>,
     /// Kept alive for as long as the server runs; dropping it stops the broker's listeners.
     _embedded: Option<EmbeddedBroker>,
 }
@@ -157,6 +165,7 @@ impl Server {
             policy.clone(),
             config.drain.period,
         );
+        let control = Arc::new(control);
         let session = Arc::new(session::Env::new(
             &config,
             session::EnvParts {
@@ -216,17 +225,66 @@ impl Server {
             tracing::info!(listener = %l.name, kind = l.kind.as_str(), addr = %local, "listening");
             bound.push((l.name.clone(), local));
         }
+        let ready = Arc::new(readiness(&config, &shared.broker, &drain));
+        ready.listeners_bound();
+        let admin = match &config.admin {
+            None => None,
+            Some(settings) => {
+                Some(start_admin(settings, &shared, ready.clone(), control.clone()).await?)
+            }
+        };
         Ok(Running {
             shared,
             listeners: bound,
             registry,
-            control: Arc::new(control),
+            control,
             requests: Some(requests),
             drain,
             max_connections,
+            admin,
+            ready,
             _embedded: embedded,
         })
     }
+}
+
+/// What `/readyz` checks: the embedded broker's supervisor flag, or a cached probe of the
+/// upstream broker.
+fn readiness(
+    config: &Config,
+    broker: &BrokerTarget,
+    drain: &DrainController,
+) -> crate::admin::Readiness {
+    use crate::admin::ready::BrokerCheck;
+    let check = match &config.broker {
+        BrokerSettings::Embedded { .. } => BrokerCheck::Embedded(broker.health.clone()),
+        BrokerSettings::Upstream { v3, v5 } => BrokerCheck::upstream(*v3, *v5),
+    };
+    crate::admin::Readiness::new(drain.state(), check)
+}
+
+/// Binds the admin listener and spawns its accept loop; returns its address and the sender
+/// whose drop stops it.
+async fn start_admin(
+    settings: &crate::config::AdminSettings,
+    shared: &Arc<Shared>,
+    ready: Arc<crate::admin::Readiness>,
+    control: Arc<Control>,
+) -> Result<(String, tokio::sync::oneshot::Sender<()>), StartError> {
+    let state = crate::admin::AdminState {
+        stats: shared.stats.clone(),
+        gate: shared.gate.clone(),
+        policy: shared.policy.clone(),
+        ready,
+        metrics: Arc::new(crate::admin::metrics::Metrics::new(shared.stats.clone())),
+        control,
+    };
+    let listener = crate::admin::AdminListener::bind(settings, state).await?;
+    let addr = listener.local_addr().to_owned();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    // Owned by `Running` through `stop`: the accept loop ends when it is dropped.
+    tokio::spawn(listener.run(stopped));
+    Ok((addr, stop))
 }
 
 /// Raises the soft descriptor limit to the hard one and decides the connection cap that fits it
@@ -385,6 +443,16 @@ impl Running {
         &self.listeners
     }
 
+    /// The admin listener's bound address (`IP:PORT` or socket path), when `admin:` is set.
+    pub fn admin_addr(&self) -> Option<&str> {
+        self.admin.as_ref().map(|(addr, _)| addr.as_str())
+    }
+
+    /// Readiness as `/readyz` sees it.
+    pub fn readiness(&self) -> &crate::admin::Readiness {
+        &self.ready
+    }
+
     /// Connections admitted at once (the policy's `max_total` may lower it further).
     pub fn max_connections(&self) -> usize {
         self.max_connections
@@ -471,6 +539,7 @@ impl Running {
     pub async fn shutdown(self) -> bool {
         let grace = self.shared.config.timeouts.shutdown_grace;
         let clean = self.drain.shutdown(grace).await;
+        drop(self.admin);
         drop(self._embedded);
         clean
     }
