@@ -26,7 +26,9 @@ pub(super) fn on_wake(
     wake: Wake,
 ) -> Result<(), Refusal> {
     let epoch = match wake {
-        Wake::Shutdown => return Err(Refusal::ShuttingDown),
+        // After a drain with a peer instance configured, the last sessions are pointed there
+        // too (a drain of period 0 reaches them here first).
+        Wake::Shutdown => return Err(drained(env)),
         Wake::Epoch(epoch) => epoch,
     };
     // Marked before the lookups: the requests, bans and revocations in force are at least as
@@ -36,12 +38,7 @@ pub(super) fn on_wake(
         .store(epoch, std::sync::atomic::Ordering::Release);
     match session.stop_request() {
         Some(StopRequest::Kick) => return Err(Refusal::Kicked),
-        Some(StopRequest::Drain) => {
-            return Err(match env.server_reference() {
-                Some(to) => Refusal::Moved(to),
-                None => Refusal::ShuttingDown,
-            })
-        }
+        Some(StopRequest::Drain) => return Err(drained(env)),
         None => {}
     }
     if let Some(rule) = env.live_ban(&session.facts) {
@@ -57,5 +54,13 @@ pub(super) fn on_wake(
             serial: cert.serial_hex(),
         })),
         None => Ok(()),
+    }
+}
+
+/// What a drained session is told: use the configured peer instance, or "shutting down".
+fn drained(env: &Env) -> Refusal {
+    match env.server_reference() {
+        Some(to) => Refusal::Moved(to),
+        None => Refusal::ShuttingDown,
     }
 }
