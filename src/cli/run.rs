@@ -131,7 +131,17 @@ async fn serve(
     }
     let drain = config.drain.clone();
     tracing::info!(period = ?drain.period, sessions = running.live_sessions(), "draining, then shutting down");
-    if !running.drain(drain.period, drain.server_reference.as_deref()).await {
+    // A second SIGTERM or SIGINT cuts the drain short.
+    let cut = async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    if !running
+        .drain(drain.period, drain.server_reference.as_deref(), cut)
+        .await
+    {
         tracing::warn!("some sessions did not close within the grace period");
     }
     tracing::info!("moat stopped");

@@ -98,6 +98,51 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_tells_batches_at_their_offsets_and_ends_when_everyone_left() {
+        use crate::config::TransportKind;
+        use crate::mqtt::ProtocolVersion;
+        use crate::session::Facts;
+        use std::sync::Arc;
+        let controller = crate::shutdown::DrainController::new();
+        let registry = Arc::new(Registry::new(controller.epoch()));
+        let facts = Facts {
+            identity: "alice".into(),
+            client_id: "c".into(),
+            addr: ([127, 0, 0, 1], 1).into(),
+            listener: Arc::from("mqtts"),
+            kind: TransportKind::Tls,
+            version: ProtocolVersion::V5,
+        };
+        let claims: Vec<_> = (0..4)
+            .map(|i| registry.claim(format!("alice:c{i}"), facts.clone()))
+            .collect();
+        let told = |claims: &[crate::session::Claim]| {
+            claims
+                .iter()
+                .filter(|c| c.session().stop_request() == Some(StopRequest::Drain))
+                .count()
+        };
+        let period = Duration::from_secs(4);
+        let start = tokio::time::Instant::now();
+        let run = tokio::spawn({
+            let registry = registry.clone();
+            async move { run(&registry, period).await }
+        });
+        // Batches at 0, 1, 2 and 3 s: one more session told each second.
+        for second in 0..4 {
+            tokio::time::sleep_until(start + Duration::from_millis(second * 1000 + 500)).await;
+            assert_eq!(told(&claims), usize::try_from(second).unwrap() + 1, "at {second}.5 s");
+        }
+        // Everyone left: the drain ends before the period is over.
+        drop(claims);
+        tokio::time::timeout(Duration::from_millis(200), run)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(start.elapsed() < period);
+    }
+
     #[test]
     fn a_zero_period_tells_everyone_at_once() {
         let p = plan(10, Duration::ZERO);

@@ -528,10 +528,19 @@ impl Running {
     /// `drain.period` (MQTT 5: DISCONNECT 0x8B, or 0x9C with the Server Reference when
     /// `drain.server_reference` is set; 3.x: close); whatever is left then gets the shutdown
     /// ([`Self::shutdown`]). Returns false if some sessions had to be abandoned.
-    pub async fn drain(self, period: std::time::Duration, server_reference: Option<&str>) -> bool {
+    /// `cut` ends the drain period early (a second SIGTERM): the shutdown follows at once.
+    pub async fn drain(
+        self,
+        period: std::time::Duration,
+        server_reference: Option<&str>,
+        cut: impl std::future::Future<Output = ()>,
+    ) -> bool {
         self.drain.start_draining();
         self.registry.set_moved_to(server_reference.map(Arc::from));
-        control::drain::run(&self.registry, period).await;
+        tokio::select! {
+            () = control::drain::run(&self.registry, period) => {}
+            () = cut => tracing::warn!(left = self.registry.len(), "drain cut short; shutting down now"),
+        }
         self.shutdown().await
     }
 

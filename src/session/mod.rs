@@ -21,6 +21,8 @@ mod upstream;
 
 pub(crate) use env::{Env, EnvParts};
 pub(crate) use registry::{LiveSession, Registry, StopRequest};
+#[cfg(test)]
+pub(crate) use registry::{Claim, Facts};
 
 use std::sync::Arc;
 
