@@ -111,9 +111,14 @@ async fn ctl_lists_filters_kicks_bans_and_unbans() {
     })
     .await;
     let admin = admin_url(&h);
-    let alice_end = v5(h.addr, h.client_config(None), "dev-a", ("alice", "alice-pw"))
-        .await
-        .unwrap();
+    let alice_end = v5(
+        h.addr,
+        h.client_config(None),
+        "dev-a",
+        ("alice", "alice-pw"),
+    )
+    .await
+    .unwrap();
     let (_bob, mut bob_rx) = common::rumqttc_v4(&h, "dev-b", Some(("bob", "bob-pw")), None)
         .await
         .unwrap();
@@ -148,7 +153,10 @@ async fn ctl_lists_filters_kicks_bans_and_unbans() {
     assert_eq!(ids(&rest).len(), 1);
     assert_ne!(ids(&rest), ids(&page));
     let (ok, table, _) = ctl(&admin, &["sessions"]).await;
-    assert!(ok && table.contains("alice") && table.contains("dev-b"), "{table}");
+    assert!(
+        ok && table.contains("alice") && table.contains("dev-b"),
+        "{table}"
+    );
     let (ok, _, err) = ctl(&admin, &["sessions", "--source", "not-an-address"]).await;
     assert!(!ok && err.contains("neither an IP address"), "{err}");
 
@@ -163,18 +171,37 @@ async fn ctl_lists_filters_kicks_bans_and_unbans() {
     assert_eq!(ctl_json(&admin, &["sessions"]).await["live"], 1);
 
     // An identity ban ends alice's live session (0x98) and refuses her next CONNECT.
-    let alice_end = v5(h.addr, h.client_config(None), "dev-a", ("alice", "alice-pw"))
-        .await
-        .unwrap();
+    let alice_end = v5(
+        h.addr,
+        h.client_config(None),
+        "dev-a",
+        ("alice", "alice-pw"),
+    )
+    .await
+    .unwrap();
     let ban = ctl_json(
         &admin,
-        &["ban", "--identity", "alice", "--for", "10m", "--reason", "test"],
+        &[
+            "ban",
+            "--identity",
+            "alice",
+            "--for",
+            "10m",
+            "--reason",
+            "test",
+        ],
     )
     .await;
     assert_eq!(ban["kind"], "admin", "{ban}");
     let (code, bytes, _) = ended(alice_end).await;
     assert_eq!(code, Some(ADMINISTRATIVE_ACTION), "{bytes:02x?}");
-    let refused = v5(h.addr, h.client_config(None), "dev-a", ("alice", "alice-pw")).await;
+    let refused = v5(
+        h.addr,
+        h.client_config(None),
+        "dev-a",
+        ("alice", "alice-pw"),
+    )
+    .await;
     assert!(refused.is_err(), "a banned identity got in");
     // bob was not touched.
     assert_eq!(ids(&ctl_json(&admin, &["sessions"]).await), ids(&bob));
@@ -203,10 +230,18 @@ async fn ctl_lists_filters_kicks_bans_and_unbans() {
         .expect("bob is back");
     let (ok, out, _) = ctl(&admin, &["unban", "--identity", "alice"]).await;
     assert!(ok && out.contains("lifted admin ban"), "{out}");
-    v5(h.addr, h.client_config(None), "dev-a", ("alice", "alice-pw"))
-        .await
-        .expect("alice is back");
-    assert_eq!(ctl_json(&admin, &["bans"]).await["bans"], serde_json::json!([]));
+    v5(
+        h.addr,
+        h.client_config(None),
+        "dev-a",
+        ("alice", "alice-pw"),
+    )
+    .await
+    .expect("alice is back");
+    assert_eq!(
+        ctl_json(&admin, &["bans"]).await["bans"],
+        serde_json::json!([])
+    );
     let (ok, _, _) = ctl(&admin, &["ready"]).await;
     assert!(ok);
 }
@@ -214,9 +249,14 @@ async fn ctl_lists_filters_kicks_bans_and_unbans() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ban_added_to_a_policy_file_ends_the_live_session_it_covers() {
     let h = common::start(Opts::default()).await;
-    let alice_end = v5(h.addr, h.client_config(None), "dev-a", ("alice", "alice-pw"))
-        .await
-        .unwrap();
+    let alice_end = v5(
+        h.addr,
+        h.client_config(None),
+        "dev-a",
+        ("alice", "alice-pw"),
+    )
+    .await
+    .unwrap();
     let _bob = v5(h.addr, h.client_config(None), "dev-b", ("bob", "bob-pw"))
         .await
         .unwrap();
@@ -228,7 +268,7 @@ async fn a_ban_added_to_a_policy_file_ends_the_live_session_it_covers() {
     std::fs::write(&network, text).unwrap();
     let path = h.dir.path().join("moat.yaml");
     let mut config = moat::ops::load::load_config(&path).unwrap();
-    let report = moat::ops::reload::reload_all(&h.running, &mut config, &path, "test");
+    let report = h.running.reload_all(&mut config, &path, "test");
     assert!(report.ok, "{report:?}");
     let (code, bytes, _) = ended(alice_end).await;
     assert_eq!(code, Some(ADMINISTRATIVE_ACTION), "{bytes:02x?}");
@@ -276,8 +316,16 @@ impl Child {
                 .unwrap()
                 .to_owned()
         };
-        let mqtt = addr(common::wait_for_line(&lines, &mut seen, &["listening", "mqtts"]));
-        let admin = addr(common::wait_for_line(&lines, &mut seen, &["listening", "admin"]));
+        let mqtt = addr(common::wait_for_line(
+            &lines,
+            &mut seen,
+            &["listening", "mqtts"],
+        ));
+        let admin = addr(common::wait_for_line(
+            &lines,
+            &mut seen,
+            &["listening", "admin"],
+        ));
         common::wait_for_line(&lines, &mut seen, &["moat is up"]);
         Child {
             child,
@@ -307,7 +355,11 @@ impl Child {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "moat did not exit; saw {:#?}", self.seen);
+            assert!(
+                Instant::now() < deadline,
+                "moat did not exit; saw {:#?}",
+                self.seen
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -345,7 +397,10 @@ async fn sigterm_drains_clients_over_the_period_then_exits_0() {
     let (ready, _, err) = ctl(&moat.admin, &["ready"]).await;
     assert!(!ready && err.contains("503"), "{err}");
     let refused = tokio::net::TcpStream::connect(moat.mqtt).await;
-    assert!(refused.is_err(), "a new connection was accepted while draining");
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted while draining"
+    );
 
     let mut at = Vec::new();
     for end in ends {
@@ -357,7 +412,10 @@ async fn sigterm_drains_clients_over_the_period_then_exits_0() {
     let (first, last) = (at[0], at[3]);
     assert!(last < period + Duration::from_secs(1), "{at:?}");
     // Spread: batches at 0, ½, 1 and 1½ s of the 2 s period, not all at once.
-    assert!(last - first >= period / 2, "not spread over the period: {at:?}");
+    assert!(
+        last - first >= period / 2,
+        "not spread over the period: {at:?}"
+    );
     let status = moat.exit(WAIT);
     assert!(status.success(), "{status}");
 }
@@ -397,8 +455,16 @@ async fn moat_yaml_reload_applies_a_limit_and_reports_a_listener_address_as_need
     let yaml = run_yaml("127.0.0.1:1", "limits: { max_keepalive: 30s }\n");
     std::fs::write(d.join("moat.yaml"), yaml).unwrap();
     let report = ctl_json(&moat.admin, &["reload"]).await;
-    assert_eq!(report["applied"], serde_json::json!(["limits.max_keepalive"]), "{report}");
-    assert_eq!(report["restart_needed"], serde_json::json!(["listeners"]), "{report}");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["limits.max_keepalive"]),
+        "{report}"
+    );
+    assert_eq!(
+        report["restart_needed"],
+        serde_json::json!(["listeners"]),
+        "{report}"
+    );
     assert_eq!(report["ok"], true);
     let warn = moat.line(&["listeners changed but needs a restart"]);
     assert!(warn.contains("WARN"), "{warn}");

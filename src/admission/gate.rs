@@ -334,7 +334,9 @@ impl Gate {
         reason: &str,
         by: &str,
     ) -> Result<ManualBan, BanError> {
-        let ban = self.manual.add(target, ban_for, reason, by, Instant::now())?;
+        let ban = self
+            .manual
+            .add(target, ban_for, reason, by, Instant::now())?;
         bump(&self.counters.bans_set);
         tracing::warn!(target: "moat::audit", ban = %ban.target, id = ban.id, by, reason = ban.reason, seconds = ban_for.as_secs_f64(), rule = %ban.rule, "admin ban set");
         Ok(ban)

@@ -46,7 +46,10 @@ pub(crate) struct ManualBan {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BanError {
     /// Zero or longer than [`MAX_BAN_FOR`].
-    #[error("ban duration must be between 1s and {}", humantime::format_duration(MAX_BAN_FOR))]
+    #[error(
+        "ban duration must be between 1s and {}",
+        humantime::format_duration(MAX_BAN_FOR)
+    )]
     Duration,
     /// [`MAX_MANUAL_BANS`] are in force.
     #[error("{MAX_MANUAL_BANS} operator bans are in force; lift some first")]
@@ -197,7 +200,8 @@ mod tests {
         let now = Instant::now();
         let user = |u: &str| BanTarget::Username(u.into());
         assert_eq!(
-            bans.add(user("a"), Duration::ZERO, "", "", now).unwrap_err(),
+            bans.add(user("a"), Duration::ZERO, "", "", now)
+                .unwrap_err(),
             BanError::Duration
         );
         assert_eq!(

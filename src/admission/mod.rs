@@ -26,8 +26,8 @@ mod memory;
 mod rate;
 
 pub use bans::BanInfo;
-pub use caps::Admitted;
 pub(crate) use bans::BanKey;
+pub use caps::Admitted;
 pub use gate::{CountersSnapshot, Gate};
-pub(crate) use manual::ManualBan;
 pub use manual::BanError;
+pub(crate) use manual::ManualBan;

@@ -91,12 +91,12 @@ async fn serve(
         };
         tokio::select! {
             _ = hup.recv() => {
-                let _ = reload::reload_all(&running, &mut config, path, "SIGHUP");
+                let _ = running.reload_all(&mut config, path, "SIGHUP");
             }
             request = asked => match request {
                 Some(Request::Reload { by, answer }) => {
                     let trigger = format!("moat ctl reload from {by}");
-                    let report = reload::reload_all(&running, &mut config, path, &trigger);
+                    let report = running.reload_all(&mut config, path, &trigger);
                     let _ = answer.send(report);
                 }
                 Some(Request::Drain { by }) => {

@@ -66,11 +66,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         "timeouts.shutdown_grace",
         false,
     );
-    check(
-        old.drain.period != new.drain.period,
-        "drain.period",
-        true,
-    );
+    check(old.drain.period != new.drain.period, "drain.period", true);
     check(
         old.drain.server_reference != new.drain.server_reference,
         "drain.server_reference",

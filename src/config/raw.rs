@@ -17,8 +17,9 @@ use super::check::Check;
 use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
 use super::listener::{RawQuic, RawTransport, RawWs};
 use super::{
-    BrokerSettings, ClientCerts, Config, CrlExpired, Limits, Listener, LogFormat, LogSettings,
-    DrainSettings, PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
+    BrokerSettings, ClientCerts, Config, CrlExpired, DrainSettings, Limits, Listener, LogFormat,
+    LogSettings, PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind,
+    DEFAULT_POLICIES,
 };
 
 /// Smallest `max_packet_size`: a CONNECT with modest credentials must still fit.

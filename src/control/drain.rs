@@ -132,7 +132,11 @@ mod tests {
         // Batches at 0, 1, 2 and 3 s: one more session told each second.
         for second in 0..4 {
             tokio::time::sleep_until(start + Duration::from_millis(second * 1000 + 500)).await;
-            assert_eq!(told(&claims), usize::try_from(second).unwrap() + 1, "at {second}.5 s");
+            assert_eq!(
+                told(&claims),
+                usize::try_from(second).unwrap() + 1,
+                "at {second}.5 s"
+            );
         }
         // Everyone left: the drain ends before the period is over.
         drop(claims);

@@ -266,7 +266,12 @@ impl Control {
                 return Err(ControlError::Gone);
             }
         };
-        audit(by, "drain", "moat", if started { "started" } else { "already asked" });
+        audit(
+            by,
+            "drain",
+            "moat",
+            if started { "started" } else { "already asked" },
+        );
         Ok(DrainAnswer { started, ..answer })
     }
 

@@ -13,6 +13,7 @@
 mod conn;
 mod listener;
 mod quic;
+mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -398,10 +399,12 @@ async fn start_embedded(mut opts: EmbeddedOptions) -> Result<EmbeddedBroker, Sta
     loop {
         // Probed on port 0 every time: a retry must not probe the port that was just lost.
         if pick_v3 {
-            opts.bind_v3.set_port(free_port(SocketAddr::new(opts.bind_v3.ip(), 0))?);
+            opts.bind_v3
+                .set_port(free_port(SocketAddr::new(opts.bind_v3.ip(), 0))?);
         }
         if pick_v5 {
-            opts.bind_v5.set_port(free_port(SocketAddr::new(opts.bind_v5.ip(), 0))?);
+            opts.bind_v5
+                .set_port(free_port(SocketAddr::new(opts.bind_v5.ip(), 0))?);
         }
         match embedded::start(opts.clone()).await {
             Err(embedded::EmbeddedError::Bind { .. }) if (pick_v3 || pick_v5) && attempts < 5 => {

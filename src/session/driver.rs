@@ -127,7 +127,15 @@ where
         broker: &mut link.upstream_rd,
         broker_wr: &mut link.upstream_wr,
     };
-    let end = run(io, &mut link.machine, link.claim.session(), peer, env, &mut drain).await?;
+    let end = run(
+        io,
+        &mut link.machine,
+        link.claim.session(),
+        peer,
+        env,
+        &mut drain,
+    )
+    .await?;
     if let End::Disconnected = end {
         broker_closes(&mut link.upstream_rd).await;
     }
@@ -470,7 +478,10 @@ pub(super) async fn say_goodbye<W: AsyncWrite + Unpin>(
 
 /// The bytes of `packet` in `version` (encoded before any await, so that the packet does not
 /// sit in the session future).
-pub(super) fn encode(packet: Option<crate::mqtt::Packet>, version: ProtocolVersion) -> Option<BytesMut> {
+pub(super) fn encode(
+    packet: Option<crate::mqtt::Packet>,
+    version: ProtocolVersion,
+) -> Option<BytesMut> {
     let packet = packet?;
     let mut out = BytesMut::new();
     packet.encode(version, &mut out).ok()?;

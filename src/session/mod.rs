@@ -20,9 +20,9 @@ mod revoke;
 mod upstream;
 
 pub(crate) use env::{Env, EnvParts};
-pub(crate) use registry::{LiveSession, Registry, StopRequest};
 #[cfg(test)]
 pub(crate) use registry::{Claim, Facts};
+pub(crate) use registry::{LiveSession, Registry, StopRequest};
 
 use std::sync::Arc;
 

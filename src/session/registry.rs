@@ -360,7 +360,7 @@ impl Drop for Claim {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // tests may panic
 mod tests {
     use super::*;
     use crate::shutdown::DrainController;

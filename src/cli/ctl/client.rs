@@ -125,7 +125,12 @@ impl Client {
     ) -> anyhow::Result<Answer> {
         tokio::time::timeout(self.timeout, self.exchange(method, path, body))
             .await
-            .map_err(|_| anyhow!("no answer from the admin listener within {:?}", self.timeout))?
+            .map_err(|_| {
+                anyhow!(
+                    "no answer from the admin listener within {:?}",
+                    self.timeout
+                )
+            })?
     }
 
     async fn exchange(
@@ -218,7 +223,9 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
 /// A TLS client configuration trusting only the certificates in `ca` (PEM).
 fn tls_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("--ca {}", ca.display()))? {
+    for cert in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("--ca {}", ca.display()))?
+    {
         roots
             .add(cert.with_context(|| format!("--ca {}", ca.display()))?)
             .with_context(|| format!("--ca {}", ca.display()))?;

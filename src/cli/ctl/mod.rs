@@ -193,7 +193,9 @@ async fn ctl(client: &Client, command: Ctl, json: bool) -> anyhow::Result<()> {
                 client_id,
             };
             let body = serde_json::to_vec(&req)?;
-            let answer = client.call(Method::POST, "/v1/bans/lift", Some(body)).await?;
+            let answer = client
+                .call(Method::POST, "/v1/bans/lift", Some(body))
+                .await?;
             show::<Unbanned>(answer, json, print::unbanned)
         }
         Ctl::Reload => {
@@ -202,7 +204,9 @@ async fn ctl(client: &Client, command: Ctl, json: bool) -> anyhow::Result<()> {
             show::<ReloadReport>(answer, json, print::reloaded)?;
             match report.ok {
                 true => Ok(()),
-                false => bail!("reload refused in part; the running configuration stays where refused"),
+                false => {
+                    bail!("reload refused in part; the running configuration stays where refused")
+                }
             }
         }
         Ctl::Drain => {
@@ -252,7 +256,8 @@ fn parse<T: DeserializeOwned>(answer: &Answer) -> anyhow::Result<T> {
             .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).trim().to_owned());
         return Err(anyhow!("{} ({})", error, answer.status));
     }
-    serde_json::from_slice(&answer.body).context("the admin listener's answer is not what moat ctl expects")
+    serde_json::from_slice(&answer.body)
+        .context("the admin listener's answer is not what moat ctl expects")
 }
 
 /// A query string, its values percent-encoded.

@@ -56,8 +56,16 @@ pub(super) fn sessions(page: &SessionPage) -> String {
         })
         .collect();
     let head = [
-        "ID", "IDENTITY", "CLIENT ID", "SOURCE", "LISTENER", "TRANSPORT", "MQTT", "SINCE",
-        "PKTS IN/OUT", "BYTES IN/OUT",
+        "ID",
+        "IDENTITY",
+        "CLIENT ID",
+        "SOURCE",
+        "LISTENER",
+        "TRANSPORT",
+        "MQTT",
+        "SINCE",
+        "PKTS IN/OUT",
+        "BYTES IN/OUT",
     ];
     let mut out = table(&head, &rows);
     out.push_str(&format!(
@@ -91,7 +99,9 @@ pub(super) fn bans(bans: &[BanView]) -> String {
                 b.id.map(|i| i.to_string()).unwrap_or_default(),
                 clean(&b.target),
                 b.remaining_secs
-                    .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
+                    .map(|s| {
+                        humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+                    })
                     .unwrap_or_else(|| "no end".into()),
                 clean(&b.reason),
                 clean(&b.rule),
@@ -123,12 +133,16 @@ pub(super) fn unbanned(u: &Unbanned) -> String {
 pub(super) fn reloaded(r: &ReloadReport) -> String {
     let mut out = String::new();
     match &r.config_error {
-        Some(e) => out.push_str(&format!("moat.yaml refused, running configuration kept: {e}\n")),
+        Some(e) => out.push_str(&format!(
+            "moat.yaml refused, running configuration kept: {e}\n"
+        )),
         None if r.applied.is_empty() => out.push_str("moat.yaml: no live setting changed\n"),
         None => out.push_str(&format!("moat.yaml applied: {}\n", r.applied.join(", "))),
     }
     for f in &r.restart_needed {
-        out.push_str(&format!("moat.yaml: {f} changed, needs a restart (running value kept)\n"));
+        out.push_str(&format!(
+            "moat.yaml: {f} changed, needs a restart (running value kept)\n"
+        ));
     }
     out.push_str(&format!("policy: {}\n", r.policy));
     out.push_str(&format!("tls: {}\n", r.tls));
@@ -151,10 +165,7 @@ mod tests {
 
     #[test]
     fn tables_align_and_escape() {
-        let t = table(
-            &["A", "BB"],
-            &[vec!["xxx".into(), clean("y\u{1b}[31m")]],
-        );
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), clean("y\u{1b}[31m")]]);
         assert_eq!(t, "A    BB\nxxx  y\\u{1b}[31m\n");
     }
 }
