@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -80,6 +80,14 @@ where
     V: Sample,
 {
     let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    let mut samples = samples.into_iter();
+    if N == 0 {
+        // No labels: one sample, written as `name 1` (not `name{} 1`).
+        if let Some((_, value)) = samples.next() {
+            value.write(metric)?;
+        }
+        return Ok(());
+    }
     for (labels, value) in samples {
         value.write(metric.encode_family(&labels)?)?;
     }
@@ -376,9 +384,7 @@ impl MoatCollector {
             None,
             MetricType::Histogram,
         )?;
-        metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            sum, count, &buckets, None,
-        )?;
+        metric.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         // (what, outcome, index into Stats::reloads).
         let index = || {
             [

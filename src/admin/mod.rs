@@ -157,7 +157,7 @@ impl AdminListener {
                 (Socket::Unix(socket), path.display().to_string(), "unix")
             }
         };
-        tracing::info!(listener = "admin", kind, addr = %local, "listening");
+        tracing::info!(listener = %"admin", kind, addr = %local, "listening");
         Ok(AdminListener {
             socket,
             tls,

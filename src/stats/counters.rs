@@ -72,15 +72,15 @@ impl Histogram {
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// Sum (seconds), count, and cumulative `(upper bound, count)` buckets ending with `+Inf`,
-    /// as OpenMetrics wants them.
+    /// Sum (seconds), count, and cumulative `(upper bound, count)` buckets ending with
+    /// `f64::MAX` (which prometheus-client writes as `+Inf`), as OpenMetrics wants them.
     pub fn read(&self) -> (f64, u64, Vec<(f64, u64)>) {
         let mut cumulative = 0;
         let mut out = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
         for (i, bound) in LATENCY_BUCKETS
             .iter()
             .copied()
-            .chain(std::iter::once(f64::INFINITY))
+            .chain(std::iter::once(f64::MAX))
             .enumerate()
         {
             cumulative += self.buckets.get(i);
@@ -107,6 +107,6 @@ mod tests {
         assert!((sum - 9.0203).abs() < 1e-6, "{sum}");
         assert_eq!(buckets[0], (0.0005, 1));
         assert_eq!(buckets[5], (0.025, 2));
-        assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, 3));
+        assert_eq!(buckets.last().unwrap(), &(f64::MAX, 3));
     }
 }
