@@ -120,22 +120,7 @@ impl AdminListener {
     /// Loads the TLS files and token, binds, and logs the bound address (`listening`,
     /// `listener=admin`), as the front doors do.
     pub async fn bind(settings: &AdminSettings, state: AdminState) -> Result<Self, AdminError> {
-        let tls = match &settings.tls {
-            None => None,
-            Some(files) => {
-                let tls = TlsSettings {
-                    cert: files.cert.clone(),
-                    key: files.key.clone(),
-                    ..TlsSettings::default_for_dir(std::path::Path::new(""))
-                };
-                // Profile::WebSocket: ALPN http/1.1 (or none), h2 and mqtt refused.
-                Some(Material::load(&tls)?.server_config(&tls, Profile::WebSocket)?)
-            }
-        };
-        let token = match &settings.token_file {
-            None => None,
-            Some(path) => Some(Token::load(path)?),
-        };
+        let (tls, token) = load_files(settings)?;
         let (socket, local, kind) = match &settings.bind {
             AdminBind::Tcp(addr) => {
                 let bind_err = |source| AdminError::Bind {
@@ -247,6 +232,30 @@ impl AdminListener {
             }
         });
     }
+}
+
+/// Loads `admin.tls` and `admin.token_file` (what `moat check` checks, and start needs).
+#[allow(clippy::type_complexity)] // a pair of options, named by the function
+pub fn load_files(
+    settings: &AdminSettings,
+) -> Result<(Option<Arc<rustls::ServerConfig>>, Option<Token>), AdminError> {
+    let tls = match &settings.tls {
+        None => None,
+        Some(files) => {
+            let tls = TlsSettings {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                ..TlsSettings::default_for_dir(std::path::Path::new(""))
+            };
+            // Profile::WebSocket: ALPN http/1.1 (or none), h2 and mqtt refused.
+            Some(Material::load(&tls)?.server_config(&tls, Profile::WebSocket)?)
+        }
+    };
+    let token = match &settings.token_file {
+        None => None,
+        Some(path) => Some(Token::load(path)?),
+    };
+    Ok((tls, token))
 }
 
 enum Accepted {
