@@ -386,3 +386,58 @@ async fn metrics_move_as_clients_connect_publish_get_refused_and_get_banned() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Metric family names a scrape declares (`# TYPE name kind`).
+fn families(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_metric_is_documented_and_the_shipped_dashboard_and_alerts_use_only_served_ones() {
+    let h = common::start(Opts {
+        extra: ADMIN_LOOPBACK.into(),
+        ..Opts::default()
+    })
+    .await;
+    let text = get(admin_addr(&h), "/metrics").await.1;
+    let served = families(&text);
+    assert!(served.len() > 20, "{text}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/METRICS.md")).unwrap();
+    for family in &served {
+        assert!(
+            doc.contains(&format!("`{family}")),
+            "{family} is not in docs/METRICS.md"
+        );
+    }
+    for file in [
+        "examples/monitoring/grafana-dashboard.json",
+        "examples/monitoring/alerts.yml",
+    ] {
+        let shipped = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut used = 0;
+        for (at, _) in shipped.match_indices("moat_") {
+            let name: String = shipped[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| served.iter().any(|x| x == f))
+                })
+                .unwrap_or(&name);
+            assert!(
+                served.iter().any(|f| f == family),
+                "{file} uses {name}, which moat does not serve"
+            );
+            used += 1;
+        }
+        assert!(used > 5, "{file}");
+    }
+}
