@@ -441,3 +441,25 @@ async fn every_metric_is_documented_and_the_shipped_dashboard_and_alerts_use_onl
         assert!(used > 5, "{file}");
     }
 }
+
+#[tokio::test]
+async fn on_a_unix_socket_the_admin_listener_answers_and_only_its_owner_and_group_may_connect() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("admin.sock");
+    // A socket left by an earlier run is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let h = common::start(Opts {
+        extra: format!("admin: {{ unix: {} }}\n", path.display()),
+        ..Opts::default()
+    })
+    .await;
+    assert_eq!(h.running.admin_addr(), Some(path.to_str().unwrap()));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let unix = tokio::net::UnixStream::connect(&path).await.unwrap();
+    assert_eq!(
+        request(unix, "/readyz", None).await,
+        (200, "ready\n".to_string())
+    );
+}

@@ -139,6 +139,10 @@ impl AdminListener {
                 };
                 remove_stale_socket(path);
                 let socket = UnixListener::bind(path).map_err(bind_err)?;
+                // Owner and group only: on a Unix socket the file mode is the credential.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+                    .map_err(bind_err)?;
                 (Socket::Unix(socket), path.display().to_string(), "unix")
             }
         };
@@ -279,12 +283,14 @@ where
     }
 }
 
-/// Removes a socket file left by an earlier run (never a regular file: a typo in `admin.unix`
-/// must not delete data).
+/// Removes a socket file left by an earlier run: never a regular file (a typo in `admin.unix`
+/// must not delete data), and never a socket someone still answers on (another moat: the bind
+/// then fails, naming the path).
 fn remove_stale_socket(path: &std::path::Path) {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_socket() {
+        let live = std::os::unix::net::UnixStream::connect(path).is_ok();
+        if meta.file_type().is_socket() && !live {
             let _ = std::fs::remove_file(path);
         }
     }
