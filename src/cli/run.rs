@@ -13,6 +13,7 @@ use crate::control::Request;
 use crate::ops::load;
 use crate::ops::reload::{self, PolicyWatcher, TlsWatcher};
 use crate::server::Server;
+use crate::stats::ReloadKind;
 
 /// Arguments of `moat run`.
 #[derive(clap::Args, Debug)]
@@ -107,7 +108,9 @@ async fn serve(
             },
             change = changed => match change {
                 Some(()) => {
-                    if reload::reload(running.policy(), &config, "file change").is_ok() {
+                    let policy = reload::reload(running.policy(), &config, "file change");
+                    running.record_reload(ReloadKind::Policy, policy.is_ok());
+                    if policy.is_ok() {
                         running.control().recheck_sessions();
                     }
                 }
@@ -118,7 +121,8 @@ async fn serve(
             },
             change = tls_changed => match change {
                 Some(()) => {
-                    let _ = reload::reload_tls(running.tls(), "file change");
+                    let tls = reload::reload_tls(running.tls(), "file change");
+                    running.record_reload(ReloadKind::Tls, tls.is_ok());
                 }
                 None => {
                     tracing::warn!("TLS file watcher stopped; reload with SIGHUP");
