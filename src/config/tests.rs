@@ -510,3 +510,22 @@ fn admin_needs_exactly_one_address() {
     ));
     assert!(err.contains("admin.max_connections"), "{err}");
 }
+
+#[test]
+fn drain_settings_parse_and_refuse_a_bad_server_reference_with_its_line() {
+    assert_eq!(parse_ok(MINIMAL).drain, DrainSettings::default());
+    let cfg = parse_ok(&with(
+        "drain:\n  period: 5s\n  server_reference: \"moat-b:8883\"\n",
+    ));
+    assert_eq!(cfg.drain.period, Duration::from_secs(5));
+    assert_eq!(cfg.drain.server_reference.as_deref(), Some("moat-b:8883"));
+    assert_eq!(
+        parse_ok(&with("drain: { period: 0s }\n")).drain.period,
+        Duration::ZERO
+    );
+    let err = parse_err(&with("drain:\n  server_reference: \"\"\n"));
+    assert!(err.starts_with("moat.yaml:4:"), "{err}");
+    assert!(err.contains("drain.server_reference"), "{err}");
+    let err = parse_err(&with("drain: { period: 2h }\n"));
+    assert!(err.contains("drain.period"), "{err}");
+}
