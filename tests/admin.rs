@@ -545,3 +545,42 @@ async fn moat_run_logs_the_admin_port_it_bound_and_counts_reloads() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn admin_connections_over_the_cap_wait_for_a_free_slot() {
+    let h = common::start(Opts {
+        extra: "admin: { listen: \"127.0.0.1:0\", max_connections: 1 }\n".into(),
+        ..Opts::default()
+    })
+    .await;
+    let admin = admin_addr(&h);
+    // The one slot, held by a connection that says nothing.
+    let idle = tokio::net::TcpStream::connect(admin).await.unwrap();
+    // Let the server take that connection (and so its permit) first.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let mut second = tokio::net::TcpStream::connect(admin).await.unwrap();
+        second
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: moat\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            second.read_to_end(&mut buf),
+        )
+        .await;
+        if waited.is_err() {
+            // Not served while the slot is taken; served once it is free.
+            drop(idle);
+            tokio::time::timeout(WAIT, second.read_to_end(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+            return;
+        }
+        // The idle connection was not accepted yet when this one came: try again.
+        assert!(std::time::Instant::now() < deadline, "the cap never held");
+    }
+}
