@@ -102,8 +102,8 @@ impl Passwords {
             workers,
             memory_mib = workers * blocks / 1024,
             queue = capacity,
-            queue_wait = ?settings.queue_wait,
-            cache = ?settings.cache,
+            queue_wait = %humantime::format_duration(settings.queue_wait),
+            cache = %humantime::format_duration(settings.cache),
             "password verification"
         );
         Ok(Passwords {
