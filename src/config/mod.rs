@@ -39,6 +39,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     raw::parse(text, path)
 }
 
+/// The JSON Schema of moat.yaml (`moat schema config`), generated from the types [`parse`]
+/// deserializes into, so it cannot drift from what the loader accepts. It checks shapes and
+/// words; values only the loader can judge (addresses, durations, sizes) are strings in it.
+pub fn schema() -> schemars::Schema {
+    raw::schema()
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -161,7 +168,7 @@ impl Listener {
 /// A front door: the transport of a listener, and of one connection (a `tls` listener with ALPN
 /// routing serves `wss` connections too). More kinds may be added; match with a wildcard arm where that
 /// matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TransportKind {
@@ -234,7 +241,7 @@ impl TlsSettings {
 }
 
 /// Whether clients present certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientCerts {
     /// Never ask for a client certificate.
@@ -261,7 +268,7 @@ impl ClientCerts {
 
 /// What a CRL past its nextUpdate means (`tls.crl_expired`). Either way moat logs it at ERROR
 /// on every load, naming the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CrlExpired {
     /// Keep using it: what it revokes stays revoked, and certificates it does not list are
@@ -421,7 +428,7 @@ pub struct LogSettings {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines (the default).
