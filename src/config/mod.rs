@@ -324,8 +324,10 @@ pub enum BrokerSettings {
         bind: SocketAddr,
         /// MQTT 5 listener (loopback).
         bind_v5: SocketAddr,
-        /// Connections the embedded broker accepts.
-        max_connections: usize,
+        /// Connections the embedded broker is sized for; `None` (the default): moat's
+        /// connection cap in force. rumqttd reserves its connection tables for this many at
+        /// start, and drops connections above it without a CONNACK.
+        max_connections: Option<usize>,
     },
     /// An external broker moat forwards to.
     Upstream {
@@ -336,12 +338,28 @@ pub enum BrokerSettings {
     },
 }
 
+// === impl BrokerSettings ===
+
+impl BrokerSettings {
+    /// How many connections the embedded broker is sized for when moat admits `cap`: the cap
+    /// itself, or `broker.embedded.max_connections` when that is larger (never less: rumqttd
+    /// drops what is above its limit without a CONNACK). `None` for an external broker.
+    pub fn embedded_capacity(&self, cap: usize) -> Option<usize> {
+        match self {
+            Self::Embedded {
+                max_connections, ..
+            } => Some(max_connections.map_or(cap, |n| n.max(cap))),
+            Self::Upstream { .. } => None,
+        }
+    }
+}
+
 impl Default for BrokerSettings {
     fn default() -> Self {
         Self::Embedded {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883),
             bind_v5: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1884),
-            max_connections: 10_000,
+            max_connections: None,
         }
     }
 }

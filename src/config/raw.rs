@@ -373,8 +373,8 @@ impl Check<'_> {
             return Err(self.err(position, Kind::SameEmbeddedPorts { addr }));
         }
         let max_connections = match &raw.max_connections {
-            None => 10_000,
-            Some(max) => self.connections(max, "broker.embedded.max_connections")?,
+            None => None,
+            Some(max) => Some(self.connections(max, "broker.embedded.max_connections")?),
         };
         Ok(BrokerSettings::Embedded {
             bind,
