@@ -217,3 +217,61 @@ async fn x_forwarded_for_is_admitted_on_the_forwarded_address() {
     let direct = common::ws::wss_connect(addr, tls.clone(), "/mqtt", &["mqtt"], &[]).await;
     assert!(direct.is_ok());
 }
+
+/// The real binary: the header's address is what moat's log and audit lines name.
+#[tokio::test]
+async fn logs_and_audit_name_the_header_address() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = common::Pki::new(d);
+    std::fs::create_dir(d.join("policies")).unwrap();
+    std::fs::write(d.join("policies/test.yaml"), common::default_policy()).unwrap();
+    std::fs::write(d.join("policies/00-network.yaml"), network("[]", "")).unwrap();
+    std::fs::write(
+        d.join("moat.yaml"),
+        format!(
+            "listeners:\n{LB}\
+             tls:\n  cert: server.crt\n  key: server.key\n  client_certs: none\n\
+             broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
+             policies: [policies/]\ndev_certs: false\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
+    cmd.current_dir(d).args(["run", "-c", "moat.yaml"]);
+    let (mut child, lines) = common::spawn_logged(cmd);
+    let mut seen = Vec::new();
+    let listening = common::wait_for_line(&lines, &mut seen, &["listening", "listener=lb"]);
+    let lb: SocketAddr = listening
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let config = common::client_config(&pki.ca.cert, None);
+    let login = |header: Vec<u8>, password: &'static str| {
+        let config = config.clone();
+        async move {
+            let tcp = from_with(BALANCER, lb, &header).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut s = TlsConnector::from(config).connect(name, tcp).await.unwrap();
+            let connect = packets::connect_v4("dev", Some("alice"), Some(password));
+            common::connack_code(&mut s, &connect).await
+        }
+    };
+    assert_eq!(login(v1("127.0.0.61", 40000), "alice-pw").await, Some(0));
+    let up = common::wait_for_line(&lines, &mut seen, &["session up"]);
+    assert!(up.contains("127.0.0.61") && up.contains("via=127.0.0.2"), "{up}");
+    assert_ne!(login(v2(Some("127.0.0.62")), "wrong").await, Some(0));
+    let audit = common::wait_for_line(&lines, &mut seen, &["moat::audit", "refused", "alice"]);
+    assert!(audit.contains("peer=127.0.0.62:50000"), "{audit}");
+    // A header from a peer that is not trusted: refused before TLS, audited with the cause.
+    if let Ok(tcp) = from_with("127.0.0.1", lb, &v1("127.0.0.63", 1)).await {
+        refused_before_tls(tcp, WAIT).await;
+    }
+    let refused = common::wait_for_line(&lines, &mut seen, &["moat::audit", "action=\"proxy\""]);
+    assert!(refused.contains("peer=127.0.0.1:") && refused.contains("not a trusted proxy"), "{refused}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
