@@ -511,7 +511,13 @@ fn policy_corpus_seeds_load_and_every_input_replays() {
 #[test]
 fn proxy_corpus_seeds_parse_and_every_input_replays() {
     let files = corpus("proxy");
-    for seed in ["v1-tcp4", "v1-tcp6", "v1-unknown", "v2-local", "v2-tcp4-tlv"] {
+    for seed in [
+        "v1-tcp4",
+        "v1-tcp6",
+        "v1-unknown",
+        "v2-local",
+        "v2-tcp4-tlv",
+    ] {
         let (_, bytes) = files
             .iter()
             .find(|(n, _)| n == seed)

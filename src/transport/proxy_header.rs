@@ -130,9 +130,7 @@ pub fn next_read(buf: &[u8], accepted: ProxyProtocol) -> Result<Step, HeaderErro
         // The line ends at its first `\n`, which must be the last byte read and follow a `\r`;
         // one anywhere else (in the 12 or 15 bytes read at once) is a malformed header.
         match buf.iter().position(|&b| b == b'\n') {
-            Some(at) if at + 1 == buf.len() && buf.ends_with(b"\r\n") => {
-                return Ok(Step::Complete)
-            }
+            Some(at) if at + 1 == buf.len() && buf.ends_with(b"\r\n") => return Ok(Step::Complete),
             Some(_) => return Err(HeaderError::Malformed("v1 line")),
             None => {}
         }
@@ -177,8 +175,12 @@ fn parse_v1(header: &[u8]) -> Result<Origin, HeaderError> {
         return Err(HeaderError::Malformed("v1 line"));
     }
     Ok(match parsed.addresses {
-        Addresses::Tcp4(a) => Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port)),
-        Addresses::Tcp6(a) => Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port)),
+        Addresses::Tcp4(a) => {
+            Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
+        Addresses::Tcp6(a) => {
+            Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
         Addresses::Unknown => Origin::Peer,
     })
 }
