@@ -408,3 +408,39 @@ async fn behind_haproxy_a_device_denied_by_its_own_address_is_refused_and_others
     assert_eq!(s.admission.refused_network, 1);
     assert_eq!((s.proxy_untrusted, s.proxy_header_invalid), (0, 0));
 }
+
+#[tokio::test]
+async fn an_http_proxy_behind_the_balancer_is_believed_for_x_forwarded_for() {
+    // L4 balancer 127.0.0.2 (PROXY header) → HTTP proxy 127.0.0.3 (X-Forwarded-For) → device.
+    let h = common::start(Opts {
+        listeners: "  - { name: wss, kind: wss, bind: \"127.0.0.1:0\", proxy_protocol: v1, trusted_proxies: [127.0.0.2], ws: { trusted_proxies: [127.0.0.3] } }\n"
+            .to_string(),
+        network: network("[127.0.0.90, 127.0.0.3]", ""),
+        ..Opts::default()
+    })
+    .await;
+    let addr = h.addr_of("wss");
+    let tls = common::ws::wss_tls(&h.pki.ca.cert);
+    let device = |ip: &'static str| {
+        let tls = tls.clone();
+        async move {
+            let tcp = from_with(BALANCER, addr, &v1("127.0.0.3", 7))
+                .await
+                .unwrap();
+            let xff = [("x-forwarded-for", ip)];
+            common::ws::wss_over(tcp, addr, tls, "/mqtt", &["mqtt"], &xff).await
+        }
+    };
+    assert_eq!(common::ws::refused_status(device("127.0.0.90").await), 403);
+    let mut ws = device("127.0.0.91").await.unwrap();
+    common::ws::send(
+        &mut ws,
+        &packets::connect_v4("w", Some("alice"), Some("alice-pw")),
+    )
+    .await;
+    assert_eq!(
+        common::ws::read_bytes(&mut ws, 4).await,
+        vec![0x20, 0x02, 0x00, 0x00]
+    );
+    assert_eq!(h.running.stats().admission.refused_network, 1);
+}

@@ -231,11 +231,12 @@ async fn proxy_header(conn: Box<Accepted>, version: ProxyProtocol) -> Option<Box
         Ok(Origin::Client(client)) => {
             conn.via = Some(conn.addr);
             conn.addr = peer_addr(client);
-            tracing::Span::current().record("peer", tracing::field::display(conn.addr));
             if conn.front.forwarded_by(conn.addr.ip()) {
-                // An HTTP proxy behind the balancer: its X-Forwarded-For names the client.
+                // An HTTP proxy behind the balancer: its X-Forwarded-For names the client (and
+                // the span's `peer` is recorded then).
                 return Some(Box::new(conn));
             }
+            tracing::Span::current().record("peer", tracing::field::display(conn.addr));
             let Some(relay) = conn.permit.take() else {
                 return None;
             };
@@ -429,10 +430,11 @@ fn after_tls(rest: AfterTls, stream: ServerTls, mut peer: Peer) -> Step {
             // Raw MQTT from a trusted X-Forwarded-For proxy: no header will name anyone else,
             // so the proxy's own address is admitted. Rare enough to pay for the wrapper.
             Some(relay) => match shared.gate.readmit(relay, peer.addr, &peer.listener) {
-                Ok(permit) => Box::pin(holding(
-                    permit,
-                    crate::session::run(stream, peer, shared.session.clone(), drain),
-                )),
+                Ok(permit) => {
+                    tracing::Span::current().record("peer", tracing::field::display(peer.addr));
+                    let session = crate::session::run(stream, peer, shared.session.clone(), drain);
+                    Box::pin(holding(permit, session))
+                }
                 Err(_) => {
                     Stats::bump(&shared.stats.refused_at_accept);
                     Box::pin(std::future::ready(()))
