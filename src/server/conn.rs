@@ -237,9 +237,7 @@ async fn proxy_header(conn: Box<Accepted>, version: ProxyProtocol) -> Option<Box
                 return Some(Box::new(conn));
             }
             tracing::Span::current().record("peer", tracing::field::display(conn.addr));
-            let Some(relay) = conn.permit.take() else {
-                return None;
-            };
+            let relay = conn.permit.take()?;
             match conn.shared.gate.readmit(relay, conn.addr, &conn.listener) {
                 Ok(permit) => conn.permit = Some(permit),
                 Err(_) => {
