@@ -121,9 +121,9 @@ impl Listener {
             let permit = match admission {
                 Ok(permit) => permit,
                 Err(refused) => {
-                // Counted and logged (aggregated) by the gate. Closed with a reset, as a firewall
-                // rejects: no FIN handshake and no TIME_WAIT entry per refused connection, so a
-                // flood from a denied source costs the kernel as little as it costs moat.
+                    // Counted and logged (aggregated) by the gate. Closed with a reset, as a firewall
+                    // rejects: no FIN handshake and no TIME_WAIT entry per refused connection, so a
+                    // flood from a denied source costs the kernel as little as it costs moat.
                     let _ = stream.set_zero_linger();
                     Stats::bump(&self.shared.stats.refused_at_accept);
                     if let Some(refused) = refused {
