@@ -118,6 +118,7 @@ struct RawLimits {
     max_packet_size: Option<Spanned<String>>,
     max_connections: Option<Spanned<u64>>,
     max_keepalive: Option<Spanned<String>>,
+    kernel_filter: Option<bool>,
 }
 
 /// `passwords:`.
@@ -402,6 +403,7 @@ impl Check<'_> {
             max_connections,
             max_connections_explicit: raw.max_connections.is_some(),
             max_keepalive,
+            kernel_filter: raw.kernel_filter.unwrap_or(defaults.kernel_filter),
         })
     }
 

@@ -80,6 +80,9 @@ impl Listener {
                 Stats::bump(&self.shared.stats.refused_at_accept);
                 continue;
             };
+            if self.shared.config.limits.kernel_filter {
+                crate::admission::kernel::detach(&stream);
+            }
             // Small MQTT packets must not wait for Nagle.
             let _ = stream.set_nodelay(true);
             conn::spawn(

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
+use crate::admission::kernel::KernelFilter;
 use crate::admission::Gate;
 use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
 use crate::broker::link::AckPacer;
@@ -175,6 +176,7 @@ impl Server {
         // The ACK pacer (`broker/link.rs`); owned by the drain like the housekeeping.
         tokio::spawn(async move { acks.run(stop.signalled()).await });
         let mut bound = Vec::new();
+        let mut kernel = KernelFilter::default();
         for l in &config.listeners {
             let local = match (l.kind, &material) {
                 (TransportKind::Quic, Some(material)) => {
@@ -193,6 +195,12 @@ impl Server {
                         .socket
                         .local_addr()
                         .map_err(|source| bind_err(l, source))?;
+                    if config.limits.kernel_filter {
+                        let socket = socket2::SockRef::from(&listener.socket);
+                        if let Err(error) = kernel.add(listener.name.clone(), socket) {
+                            tracing::warn!(listener = %l.name, %error, "no kernel filter on this listener; the user-space gate refuses alone");
+                        }
+                    }
                     // Owned by the drain: the accept loop ends when shutdown is signalled.
                     tokio::spawn(listener.run(drain.drain()));
                     local
@@ -200,6 +208,14 @@ impl Server {
             };
             tracing::info!(listener = %l.name, kind = l.kind.as_str(), addr = %local, "listening");
             bound.push((l.name.clone(), local));
+        }
+        if config.limits.kernel_filter {
+            kernel.refresh(&shared.policy.load(), &shared.gate);
+            let (gate, policy) = (shared.gate.clone(), shared.policy.clone());
+            let mut stop = drain.drain();
+            // The kernel filters' keeper (`admission/kernel`); owned by the drain like the
+            // housekeeping: it detaches the filters and ends when shutdown is signalled.
+            tokio::spawn(async move { kernel.run(gate, policy, stop.signalled()).await });
         }
         Ok(Running {
             shared,
