@@ -5,6 +5,7 @@ mod check;
 #[cfg(feature = "fuzzing")]
 pub(crate) use check::summary as check_summary;
 mod explain;
+mod export;
 mod out;
 mod passwd;
 mod run;
@@ -36,6 +37,8 @@ enum Command {
     Explain(explain::Args),
     /// Carry local plain-TCP MQTT connections over QUIC to a moat QUIC listener.
     Tunnel(tunnel::Args),
+    /// Print what the policy refuses in another tool's language (`moat export nftables`).
+    Export(export::Args),
 }
 
 /// Parses argv, runs the subcommand, and turns the result into an exit code.
@@ -48,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Passwd(args) => passwd::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Tunnel(args) => tunnel::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
