@@ -48,7 +48,10 @@ async fn a_denied_source_never_reaches_accept_until_a_reload_lets_it_in() {
     })
     .await;
     for _ in 0..3 {
-        assert!(!completes("127.0.0.66", h.addr).await, "the SYN was answered");
+        assert!(
+            !completes("127.0.0.66", h.addr).await,
+            "the SYN was answered"
+        );
     }
     let stats = h.running.stats();
     assert_eq!(
@@ -129,7 +132,11 @@ async fn ipv6_and_dual_stack_listeners_drop_denied_sources() {
     while h.running.stats().accepted == 0 && t.elapsed() < WAIT {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(h.running.stats().accepted, 1, "only the admitted source was accepted");
+    assert_eq!(
+        h.running.stats().accepted,
+        1,
+        "only the admitted source was accepted"
+    );
 }
 
 /// The real binary: `moat run` with a deny list, then SIGHUP after the deny is removed.
@@ -184,10 +191,15 @@ fn moat_run_drops_denied_sources_and_takes_a_reload() {
     });
     let _ = child.kill();
     let _ = child.wait();
-    assert!(in_after_reload, "the reload never reached the kernel filter");
+    assert!(
+        in_after_reload,
+        "the reload never reached the kernel filter"
+    );
     // Nothing the test saw says the gate refused 127.0.0.77 in user space.
     assert!(
-        !seen.iter().any(|l| l.contains("127.0.0.77") && l.contains("refused")),
+        !seen
+            .iter()
+            .any(|l| l.contains("127.0.0.77") && l.contains("refused")),
         "{seen:#?}"
     );
 }

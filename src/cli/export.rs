@@ -57,8 +57,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         anyhow::bail!("table name '{table}': expected letters, digits and _");
     }
-    let cfg = load::load_config(&config)
-        .with_context(|| format!("loading {}", config.display()))?;
+    let cfg =
+        load::load_config(&config).with_context(|| format!("loading {}", config.display()))?;
     let policy = load::load_policy(&cfg).context("loading the policies")?;
     say(nftables(&cfg, &policy, &table, SystemTime::now()))
 }
@@ -91,7 +91,11 @@ pub(crate) fn nftables(config: &Config, policy: &Policy, table: &str, now: Syste
                 _ => "tcp",
             };
             if l.bind.port() == 0 {
-                let _ = writeln!(out, "\t# listener {}: port 0 (chosen at start), left out", l.name);
+                let _ = writeln!(
+                    out,
+                    "\t# listener {}: port 0 (chosen at start), left out",
+                    l.name
+                );
                 return None;
             }
             Some(listener_sets(policy, &l.name, proto, l.bind.port(), now))
@@ -100,11 +104,18 @@ pub(crate) fn nftables(config: &Config, policy: &Policy, table: &str, now: Syste
     let mut rules = String::new();
     for (i, l) in sets.iter().enumerate() {
         let _ = writeln!(out, "\t# listener {} ({} {})", l.name, l.proto, l.port);
-        for (fam, (ty, match_)) in [("ipv4_addr", "ip"), ("ipv6_addr", "ip6")].iter().enumerate() {
+        for (fam, (ty, match_)) in [("ipv4_addr", "ip"), ("ipv6_addr", "ip6")]
+            .iter()
+            .enumerate()
+        {
             let v = if fam == 0 { 4 } else { 6 };
             let deny = l.deny.get(fam).map(Vec::as_slice).unwrap_or_default();
             let timeouts = deny.iter().any(|(_, t)| t.is_some());
-            let flags = if timeouts { "interval, timeout" } else { "interval" };
+            let flags = if timeouts {
+                "interval, timeout"
+            } else {
+                "interval"
+            };
             let elements: Vec<String> = deny
                 .iter()
                 .map(|(net, t)| match t {
@@ -114,12 +125,26 @@ pub(crate) fn nftables(config: &Config, policy: &Policy, table: &str, now: Syste
                 .collect();
             set(&mut out, &format!("deny_v{v}_{i}"), ty, flags, &elements);
             if !deny.is_empty() {
-                let _ = writeln!(rules, "\t\t{} dport {} {match_} saddr @deny_v{v}_{i} drop", l.proto, l.port);
+                let _ = writeln!(
+                    rules,
+                    "\t\t{} dport {} {match_} saddr @deny_v{v}_{i} drop",
+                    l.proto, l.port
+                );
             }
             if let Some(Some(allow)) = l.allow.get(fam) {
                 let elements: Vec<String> = allow.iter().map(ToString::to_string).collect();
-                set(&mut out, &format!("allow_v{v}_{i}"), ty, "interval", &elements);
-                let _ = writeln!(rules, "\t\t{} dport {} {match_} saddr != @allow_v{v}_{i} drop", l.proto, l.port);
+                set(
+                    &mut out,
+                    &format!("allow_v{v}_{i}"),
+                    ty,
+                    "interval",
+                    &elements,
+                );
+                let _ = writeln!(
+                    rules,
+                    "\t\t{} dport {} {match_} saddr != @allow_v{v}_{i} drop",
+                    l.proto, l.port
+                );
             }
         }
     }
@@ -138,12 +163,20 @@ fn set(out: &mut String, name: &str, ty: &str, flags: &str, elements: &[String])
     let _ = writeln!(out, "\t}}");
 }
 
-fn listener_sets(policy: &Policy, name: &str, proto: &'static str, port: u16, now: SystemTime) -> ListenerSets {
+fn listener_sets(
+    policy: &Policy,
+    name: &str,
+    proto: &'static str,
+    port: u16,
+    now: SystemTime,
+) -> ListenerSets {
     let (deny, allow) = policy.network_lists(name);
     let mut forever: Vec<IpNet> = deny;
     let mut timed: Vec<(IpNet, Duration)> = Vec::new();
     for ban in policy.static_bans() {
-        let BanTarget::Network(net) = &ban.target else { continue };
+        let BanTarget::Network(net) = &ban.target else {
+            continue;
+        };
         match ban.until {
             None => forever.push(*net),
             Some(until) => {

@@ -63,11 +63,16 @@ pub(crate) fn rules_for(
         _ => None,
     }));
     let prefix = policy.connection_limits().ipv6_prefix;
-    let mut bans: Vec<&(IpAddr, Duration)> =
-        auto_bans.iter().filter(|(_, left)| *left > HORIZON).collect();
+    let mut bans: Vec<&(IpAddr, Duration)> = auto_bans
+        .iter()
+        .filter(|(_, left)| *left > HORIZON)
+        .collect();
     // The longest bans are worth the most instructions.
     bans.sort_by(|a, b| b.1.cmp(&a.1));
-    deny.extend(bans.into_iter().filter_map(|(key, _)| ban_net(*key, prefix)));
+    deny.extend(
+        bans.into_iter()
+            .filter_map(|(key, _)| ban_net(*key, prefix)),
+    );
     Rules {
         deny,
         allow: Some(allow),
@@ -112,7 +117,11 @@ pub(crate) struct KernelFilter {
 
 impl KernelFilter {
     /// Adds a listener (by a duplicate of its descriptor).
-    pub(crate) fn add(&mut self, name: Arc<str>, socket: socket2::SockRef<'_>) -> std::io::Result<()> {
+    pub(crate) fn add(
+        &mut self,
+        name: Arc<str>,
+        socket: socket2::SockRef<'_>,
+    ) -> std::io::Result<()> {
         self.listeners.push(Attached {
             name,
             socket: socket.try_clone()?,

@@ -162,7 +162,10 @@ fn merged_in_order(nets: &[IpNet]) -> Vec<IpNet> {
     let mut ranked: Vec<(usize, IpNet)> = all
         .into_iter()
         .map(|m| {
-            let rank = nets.iter().position(|n| m.contains(n)).unwrap_or(usize::MAX);
+            let rank = nets
+                .iter()
+                .position(|n| m.contains(n))
+                .unwrap_or(usize::MAX);
             (rank, m)
         })
         .collect();
@@ -171,8 +174,12 @@ fn merged_in_order(nets: &[IpNet]) -> Vec<IpNet> {
 }
 
 fn covers_all(nets: &[IpNet]) -> bool {
-    let v4 = nets.iter().any(|n| matches!(n, IpNet::V4(n) if n.prefix_len() == 0));
-    let v6 = nets.iter().any(|n| matches!(n, IpNet::V6(n) if n.prefix_len() == 0));
+    let v4 = nets
+        .iter()
+        .any(|n| matches!(n, IpNet::V4(n) if n.prefix_len() == 0));
+    let v6 = nets
+        .iter()
+        .any(|n| matches!(n, IpNet::V6(n) if n.prefix_len() == 0));
     v4 && v6
 }
 
@@ -452,24 +459,12 @@ fn assemble(deny: &[IpNet], allow: Option<&[IpNet]>) -> Option<Vec<Insn>> {
     a.op(LD_W_ABS, SKF_NET_OFF + 20);
     a.ja(v4_body);
     a.bind(v6_real);
-    body(
-        &mut a,
-        &deny6,
-        allow6.as_deref(),
-        member_v6,
-        (accept, drop),
-    );
+    body(&mut a, &deny6, allow6.as_deref(), member_v6, (accept, drop));
     a.bind(v4);
     a.op(LD_W_ABS, SKF_NET_OFF + 12);
     a.bind(v4_body);
     a.op(TAX, 0);
-    body(
-        &mut a,
-        &deny4,
-        allow4.as_deref(),
-        member_v4,
-        (accept, drop),
-    );
+    body(&mut a, &deny4, allow4.as_deref(), member_v4, (accept, drop));
     a.bind(accept);
     a.op(RET_K, KEEP);
     a.bind(drop);

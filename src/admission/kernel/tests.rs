@@ -21,10 +21,15 @@ const NET_OFF: u32 = 0xfff0_0000;
 /// Runs `insns` on a packet whose network header is `header`; the return value (0 drops).
 fn run(insns: &[Insn], header: &[u8]) -> u32 {
     assert!(!insns.is_empty() && insns.len() <= MAX_INSNS);
-    assert_eq!(insns.last().unwrap().code, RET_K, "a program ends in a return");
+    assert_eq!(
+        insns.last().unwrap().code,
+        RET_K,
+        "a program ends in a return"
+    );
     let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
     let load = |k: u32, n: usize| -> Option<u32> {
-        let off = usize::try_from(k.checked_sub(NET_OFF).expect("only network-header loads")).unwrap();
+        let off =
+            usize::try_from(k.checked_sub(NET_OFF).expect("only network-header loads")).unwrap();
         let bytes = header.get(off..off + n)?;
         Some(bytes.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b)))
     };
@@ -122,7 +127,9 @@ const NO_LIMITS: &str =
 fn empty_allow_list_drops_everyone_and_deny_wins() {
     let g = gate("anonymous: false\n");
     assert!(!filter_accepts(&g, "127.0.0.1".parse().unwrap()).0);
-    let g = gate("network: { allow: [\"0.0.0.0/0\", \"::/0\"], deny: [10.0.0.0/8, \"2001:db8::/32\"] }\n");
+    let g = gate(
+        "network: { allow: [\"0.0.0.0/0\", \"::/0\"], deny: [10.0.0.0/8, \"2001:db8::/32\"] }\n",
+    );
     for (ip, ok) in [
         ("10.1.2.3", false),
         ("11.1.2.3", true),
@@ -136,7 +143,14 @@ fn empty_allow_list_drops_everyone_and_deny_wins() {
 
 #[test]
 fn a_non_ip_header_is_accepted() {
-    let p = compile(&Rules { deny: vec!["0.0.0.0/0".parse().unwrap()], allow: Some(vec![]) }, MAX_INSNS).unwrap();
+    let p = compile(
+        &Rules {
+            deny: vec!["0.0.0.0/0".parse().unwrap()],
+            allow: Some(vec![]),
+        },
+        MAX_INSNS,
+    )
+    .unwrap();
     assert_eq!(run(&p.insns, &[0x00; 40]), u32::MAX);
     // A truncated header drops, as in the kernel.
     assert_eq!(run(&p.insns, &[0x45, 0, 0]), 0);
@@ -151,7 +165,12 @@ fn bans_about_to_end_are_left_to_user_space() {
     let policy = g.policy.load();
     let ip: IpAddr = "192.0.2.7".parse().unwrap();
     let v6: IpAddr = "2001:db8:1:2::".parse().unwrap();
-    let r = rules_for(&policy, "m", &[(ip, HORIZON / 2), (v6, HORIZON * 2)], SystemTime::now());
+    let r = rules_for(
+        &policy,
+        "m",
+        &[(ip, HORIZON / 2), (v6, HORIZON * 2)],
+        SystemTime::now(),
+    );
     assert_eq!(r.deny, vec!["2001:db8:1:2::/64".parse::<IpNet>().unwrap()]);
     // A key with bits past the prefix (the prefix changed on reload) matches nobody.
     assert_eq!(ban_net("2001:db8:1:2::1".parse().unwrap(), 64), None);
@@ -164,7 +183,11 @@ fn thousands_of_bans_fit_or_fall_back_and_stay_a_subset() {
         NO_LIMITS.replace("PREFIX", "64")
     ));
     for i in 0..6000u32 {
-        g.auth_failed(IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + 3 * i + 1)), None, "");
+        g.auth_failed(
+            IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + 3 * i + 1)),
+            None,
+            "",
+        );
     }
     let (_, p) = filter_accepts(&g, "127.0.0.1".parse().unwrap());
     assert!(p.insns.len() <= MAX_INSNS);
@@ -194,10 +217,14 @@ fn net() -> impl Strategy<Value = IpNet> {
 /// An address near the universe of [`net`], sometimes IPv4-mapped.
 fn addr() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
-        (any::<u8>(), any::<u8>()).prop_map(|(b, c)| IpAddr::V4(Ipv4Addr::new(10, b % 4, c % 8, c))),
-        (any::<u8>(), any::<u8>()).prop_map(|(b, c)| {
-            IpAddr::V6(Ipv4Addr::new(10, b % 4, c % 8, c).to_ipv6_mapped())
-        }),
+        (any::<u8>(), any::<u8>()).prop_map(|(b, c)| IpAddr::V4(Ipv4Addr::new(
+            10,
+            b % 4,
+            c % 8,
+            c
+        ))),
+        (any::<u8>(), any::<u8>())
+            .prop_map(|(b, c)| { IpAddr::V6(Ipv4Addr::new(10, b % 4, c % 8, c).to_ipv6_mapped()) }),
         (any::<u16>(), any::<u16>(), any::<u16>()).prop_map(|(w, x, h)| {
             IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, w % 4, x % 2, 0, 0, 0, h % 8))
         }),
@@ -259,6 +286,9 @@ proptest! {
 
 #[test]
 fn durations_are_what_the_kernel_task_expects() {
-    assert!(CHECK + MIN_GAP < HORIZON, "a ban leaves the filter before it ends");
+    assert!(
+        CHECK + MIN_GAP < HORIZON,
+        "a ban leaves the filter before it ends"
+    );
     let _ = Duration::ZERO;
 }
