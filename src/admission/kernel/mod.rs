@@ -68,7 +68,7 @@ pub(crate) fn rules_for(
         .filter(|(_, left)| *left > HORIZON)
         .collect();
     // The longest bans are worth the most instructions.
-    bans.sort_by(|a, b| b.1.cmp(&a.1));
+    bans.sort_by_key(|b| std::cmp::Reverse(b.1));
     deny.extend(
         bans.into_iter()
             .filter_map(|(key, _)| ban_net(*key, prefix)),

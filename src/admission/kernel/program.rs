@@ -113,7 +113,10 @@ pub(crate) fn compile(rules: &Rules, max: usize) -> Result<Program, ProgramError
         let Some(insns) = assemble(&[], allow.as_deref()).filter(|p| p.len() <= max) else {
             continue;
         };
-        let fits = |n: usize| assemble(&deny[..n], allow.as_deref()).filter(|p| p.len() <= max);
+        let fits = |n: usize| {
+            let deny = deny.get(..n).unwrap_or(&deny);
+            assemble(deny, allow.as_deref()).filter(|p| p.len() <= max)
+        };
         let (kept, insns) = match fits(deny.len()) {
             Some(p) => (deny.len(), p),
             None => {
