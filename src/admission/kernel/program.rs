@@ -107,7 +107,10 @@ pub(crate) fn compile(rules: &Rules, max: usize) -> Result<Program, ProgramError
         Some(a) if covers_all(&a) => None,
         other => other,
     };
-    let deny = merged_in_order(&rules.deny);
+    let mut deny = merged_in_order(&rules.deny);
+    let total = deny.len();
+    // Every network costs at least one instruction: more than `max` never fit.
+    deny.truncate(max);
     // Whole, or with the allow list left out, or with fewer deny rules: the first that fits.
     for allow in [allow.clone(), None] {
         let Some(insns) = assemble(&[], allow.as_deref()).filter(|p| p.len() <= max) else {
@@ -138,7 +141,7 @@ pub(crate) fn compile(rules: &Rules, max: usize) -> Result<Program, ProgramError
         return Ok(Program {
             insns,
             deny_compiled: kept,
-            deny_left_out: deny.len() - kept,
+            deny_left_out: total - kept,
             allow_compiled: allow.is_some(),
         });
     }
