@@ -203,3 +203,50 @@ fn moat_run_drops_denied_sources_and_takes_a_reload() {
         "{seen:#?}"
     );
 }
+
+/// `moat export nftables` on a real configuration: the listener's port, the deny set, and (when
+/// `nft` is installed) a ruleset the kernel's parser accepts.
+#[test]
+fn moat_export_nftables_prints_a_ruleset_for_the_listener_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("policies")).unwrap();
+    std::fs::write(
+        d.join("policies/00-network.yaml"),
+        network("[192.0.2.0/24, \"2001:db8::/32\"]"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("moat.yaml"),
+        "listeners:\n  - { name: mqtts, kind: tls, bind: \"0.0.0.0:8883\" }\n\
+         broker:\n  embedded: { bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }\n\
+         policies: [policies/]\ndev_certs: true\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .current_dir(d)
+        .args(["export", "nftables", "-c", "moat.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("tcp dport 8883 ip saddr @deny_v4_0 drop"),
+        "{text}"
+    );
+    assert!(text.contains("elements = { 192.0.2.0/24 }"), "{text}");
+    assert!(text.contains("ip saddr != @allow_v4_0 drop"), "{text}");
+    let file = d.join("moat.nft");
+    std::fs::write(&file, &text).unwrap();
+    if let Ok(check) = Command::new("nft").arg("-c").arg("-f").arg(&file).output() {
+        assert!(
+            check.status.success(),
+            "{}\n{text}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}
