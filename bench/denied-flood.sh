@@ -91,7 +91,7 @@ listeners:
 tls: { cert: $PKI/server.crt, key: $PKI/server.key, client_certs: none }
 broker: { embedded: { bind: "127.0.0.1:$(free_port)", bind_v5: "127.0.0.1:$(free_port)" } }
 policies: [$WORK/policies/]
-limits: { kernel_filter: $3 }
+limits: { kernel_filter: $3, max_connections: 5000 }
 dev_certs: false
 log: { format: text }
 EOF
@@ -107,7 +107,7 @@ done
 if ((HAVE_HAPROXY)); then
   cat >"$WORK/haproxy.cfg" <<EOF
 global
-  maxconn 20000
+  maxconn 5000
   stats socket $WORK/haproxy.sock level admin
 defaults
   mode tcp
