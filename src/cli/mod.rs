@@ -9,6 +9,7 @@ mod export;
 mod out;
 mod passwd;
 mod run;
+mod schema;
 mod tunnel;
 
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     Tunnel(tunnel::Args),
     /// Print what the policy refuses in another tool's language (`moat export nftables`).
     Export(export::Args),
+    /// Print the JSON Schema of moat.yaml or of a policy file (for editors and CI).
+    Schema(schema::Args),
 }
 
 /// Parses argv, runs the subcommand, and turns the result into an exit code.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Tunnel(args) => tunnel::run(args),
         Command::Export(args) => export::run(args),
+        Command::Schema(args) => schema::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,7 @@ use serde_saphyr::Spanned;
 
 use super::check::Check;
 use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
-use super::listener::{RawQuic, RawTransport, RawWs};
+use super::listener::{ProxyProtocol, RawQuic, RawTransport, RawWs};
 use super::{
     BrokerSettings, ClientCerts, Config, CrlExpired, Limits, Listener, LogFormat, LogSettings,
     PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
@@ -29,13 +29,16 @@ const MAX_PACKET_SIZE: u64 = 16 * 1024 * 1024;
 const MAX_CONNECTIONS: u64 = 1_000_000;
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     /// Required: a proxy with no front door is a mistake.
+    #[schemars(with = "Vec<RawListener>")]
     listeners: Spanned<Vec<RawListener>>,
     tls: Option<RawTls>,
+    #[schemars(with = "Option<RawBroker>")]
     broker: Option<Spanned<RawBroker>>,
+    #[schemars(with = "Option<Vec<String>>")]
     policies: Option<Vec<Spanned<String>>>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
@@ -45,39 +48,59 @@ struct RawConfig {
 }
 
 /// `listeners[]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawListener {
+    #[schemars(with = "String")]
     name: Spanned<String>,
+    #[schemars(with = "TransportKind")]
     kind: Spanned<TransportKind>,
+    #[schemars(with = "String")]
     bind: Spanned<String>,
     /// `tls`/`wss` only: `mqtt` ALPN → raw MQTT, `http/1.1` or none → WebSocket.
+    #[schemars(with = "Option<bool>")]
     alpn_routing: Option<Spanned<bool>>,
     /// `ws` only, and required there: plaintext must be asked for by name.
+    #[schemars(with = "Option<bool>")]
     insecure_plaintext: Option<Spanned<bool>>,
+    #[schemars(with = "Option<RawWs>")]
     ws: Option<Spanned<RawWs>>,
+    #[schemars(with = "Option<RawQuic>")]
     quic: Option<Spanned<RawQuic>>,
     /// Overrides `tls.client_certs` for this listener (e.g. `none` on a browser-facing WSS).
+    #[schemars(with = "Option<ClientCerts>")]
     client_certs: Option<Spanned<ClientCerts>>,
+    /// `tls`/`wss`/`ws` only: the PROXY protocol version every connection must open with.
+    #[schemars(with = "Option<ProxyProtocol>")]
+    proxy_protocol: Option<Spanned<ProxyProtocol>>,
+    /// Balancers whose PROXY header is believed; required with `proxy_protocol`.
+    #[schemars(with = "Option<Vec<String>>")]
+    trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `tls:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
+    #[schemars(with = "Option<String>")]
     cert: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     key: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     client_ca: Option<Spanned<String>>,
+    #[schemars(with = "Option<ClientCerts>")]
     client_certs: Option<Spanned<ClientCerts>>,
+    #[schemars(with = "Option<Vec<String>>")]
     crls: Option<Vec<Spanned<String>>>,
     crl_expired: Option<CrlExpired>,
+    #[schemars(with = "Option<String>")]
     min_version: Option<Spanned<String>>,
     cert_identity: Option<bool>,
     username_must_match_cert: Option<bool>,
 }
 
 /// `broker:`: exactly one of the two.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawBroker {
     embedded: Option<RawEmbedded>,
@@ -85,56 +108,77 @@ struct RawBroker {
 }
 
 /// `broker.embedded:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawEmbedded {
+    #[schemars(with = "Option<String>")]
     bind: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     bind_v5: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     max_connections: Option<Spanned<u64>>,
 }
 
 /// `broker.upstream:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
+    #[schemars(with = "String")]
     v3: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     v5: Option<Spanned<String>>,
 }
 
 /// `timeouts:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTimeouts {
+    #[schemars(with = "Option<String>")]
     tls_handshake: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     connect: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     upstream_connect: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     shutdown_grace: Option<Spanned<String>>,
 }
 
 /// `limits:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
+    #[schemars(with = "Option<String>")]
     max_packet_size: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     max_connections: Option<Spanned<u64>>,
+    #[schemars(with = "Option<String>")]
     max_keepalive: Option<Spanned<String>>,
+    /// Drop denied and banned sources' SYNs in the kernel (a BPF socket filter); default true.
     kernel_filter: Option<bool>,
 }
 
 /// `passwords:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawPasswords {
+    #[schemars(with = "Option<String>")]
     queue_wait: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     cache: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     cache_entries: Option<Spanned<u64>>,
 }
 
 /// `log:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<LogFormat>,
+}
+
+/// The JSON Schema of moat.yaml, from the types [`parse`] reads it into.
+pub(super) fn schema() -> schemars::Schema {
+    schemars::schema_for!(RawConfig)
 }
 
 /// Deserializes and validates; see [`super::parse`].
@@ -220,6 +264,8 @@ impl Check<'_> {
                 ws: entry.ws.as_ref(),
                 quic: entry.quic.as_ref(),
                 client_certs: entry.client_certs.as_ref(),
+                proxy_protocol: entry.proxy_protocol.as_ref(),
+                trusted_proxies: entry.trusted_proxies.as_ref(),
             };
             let transport = self.transport(&transport, limits.max_packet_size, tls)?;
             let listener = Listener {
@@ -230,6 +276,7 @@ impl Check<'_> {
                 ws: transport.ws,
                 quic: transport.quic,
                 client_certs: transport.client_certs,
+                proxy: transport.proxy,
             };
             listeners.push((listener, Position::of_spanned(&entry.name).line));
         }
@@ -337,8 +384,8 @@ impl Check<'_> {
             return Err(self.err(position, Kind::SameEmbeddedPorts { addr }));
         }
         let max_connections = match &raw.max_connections {
-            None => 10_000,
-            Some(max) => self.connections(max, "broker.embedded.max_connections")?,
+            None => None,
+            Some(max) => Some(self.connections(max, "broker.embedded.max_connections")?),
         };
         Ok(BrokerSettings::Embedded {
             bind,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::admission::kernel::KernelFilter;
+use crate::admission::kernel::{KernelFilter, Relays};
 use crate::admission::Gate;
 use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
 use crate::broker::link::AckPacer;
@@ -118,16 +118,17 @@ impl Server {
             false => None,
         };
         let (target, embedded) = match &config.broker {
-            BrokerSettings::Embedded {
-                bind,
-                bind_v5,
-                max_connections: broker_cap,
-            } => {
+            BrokerSettings::Embedded { bind, bind_v5, .. } => {
                 let broker = start_embedded(EmbeddedOptions {
                     bind_v3: *bind,
                     bind_v5: *bind_v5,
                     max_packet_size: config.limits.max_packet_size,
-                    max_connections: (*broker_cap).max(max_connections),
+                    // Sized to the cap in force (after the descriptor plan), not to a default:
+                    // rumqttd reserves its tables for this many at start.
+                    max_connections: config
+                        .broker
+                        .embedded_capacity(max_connections)
+                        .unwrap_or(max_connections),
                 })
                 .await?;
                 (broker.target.clone(), Some(broker))
@@ -197,7 +198,7 @@ impl Server {
                         .map_err(|source| bind_err(l, source))?;
                     if config.limits.kernel_filter {
                         let socket = socket2::SockRef::from(&listener.socket);
-                        if let Err(error) = kernel.add(listener.name.clone(), socket) {
+                        if let Err(error) = kernel.add(listener.name.clone(), relays(l), socket) {
                             tracing::warn!(listener = %l.name, %error, "no kernel filter on this listener; the user-space gate refuses alone");
                         }
                     }
@@ -254,6 +255,18 @@ fn descriptor_plan(config: &Config) -> Result<fds::Plan, StartError> {
     Ok(plan)
 }
 
+/// Whom a TCP listener admits as relays whatever the rules say (the server's accept loop:
+/// `Gate::admit_relay`), so its kernel filter lets them through too.
+fn relays(l: &ListenerConfig) -> Relays {
+    match (&l.proxy, &l.ws) {
+        (Some(proxy), _) => Relays::Only(proxy.trusted.clone()),
+        (None, Some(ws)) if !ws.trusted_proxies.is_empty() => {
+            Relays::Forwarding(ws.trusted_proxies.clone())
+        }
+        _ => Relays::None,
+    }
+}
+
 fn bind_err(l: &ListenerConfig, source: std::io::Error) -> StartError {
     StartError::Bind {
         name: l.name.clone(),
@@ -277,6 +290,7 @@ async fn tcp_listener(
         name: Arc::from(l.name.as_str()),
         socket,
         front: front(l, config, &shared.tls, material)?,
+        proxy: l.proxy.clone().map(Arc::new),
         shared: shared.clone(),
     })
 }

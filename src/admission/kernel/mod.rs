@@ -47,15 +47,43 @@ const POLICY_POLL: Duration = Duration::from_millis(100);
 /// Fewest time between two rebuilds: a burst of bans is one replacement.
 pub(crate) const MIN_GAP: Duration = Duration::from_millis(250);
 
-/// The rules of `listener`'s filter at `now`: the policy's deny lists, the static address bans
-/// and the automatic source bans (`(source key, time left)`) that last past [`HORIZON`], in that
-/// order of priority, and the allow list that applies there.
+/// Whom a listener lets through as relays (`Gate::admit_relay`: no network rule, no ban),
+/// whatever the policy says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Relays {
+    /// Nobody: every source is judged by the rules.
+    #[default]
+    None,
+    /// Reverse proxies whose `X-Forwarded-For` the WebSocket front believes
+    /// (`ws.trusted_proxies`): always accepted; everyone else is judged by the rules.
+    Forwarding(Vec<IpNet>),
+    /// PROXY protocol (`trusted_proxies`): only these balancers are accepted, every other peer
+    /// is refused; the rules apply to the clients they name, which the kernel cannot see.
+    Only(Vec<IpNet>),
+}
+
+/// The rules of `listener`'s filter at `now`: sources `relays` lets through are accepted; then
+/// the policy's deny lists, the static address bans and the automatic source bans
+/// (`(source key, time left)`) that last past [`HORIZON`], in that order of priority, and the
+/// allow list that applies there.
 pub(crate) fn rules_for(
     policy: &Policy,
     listener: &str,
+    relays: &Relays,
     auto_bans: &[(IpAddr, Duration)],
     now: SystemTime,
 ) -> Rules {
+    let exempt = match relays {
+        Relays::Only(balancers) => {
+            return Rules {
+                exempt: Vec::new(),
+                deny: Vec::new(),
+                allow: Some(balancers.clone()),
+            }
+        }
+        Relays::Forwarding(proxies) => proxies.clone(),
+        Relays::None => Vec::new(),
+    };
     let (mut deny, allow) = policy.network_lists(listener);
     let until = now + HORIZON;
     deny.extend(policy.static_bans().iter().filter_map(|b| match &b.target {
@@ -74,6 +102,7 @@ pub(crate) fn rules_for(
             .filter_map(|(key, _)| ban_net(*key, prefix)),
     );
     Rules {
+        exempt,
         deny,
         allow: Some(allow),
     }
@@ -96,6 +125,8 @@ fn ban_net(key: IpAddr, v6_prefix: u8) -> Option<IpNet> {
 struct Attached {
     /// Listener name (its rules are looked up by it).
     name: Arc<str>,
+    /// Whom the listener lets through as relays.
+    relays: Relays,
     /// A duplicate of the listening socket's descriptor (the accept loop owns the original).
     socket: socket2::Socket,
     /// The program in force, to skip identical replacements.
@@ -116,14 +147,16 @@ pub(crate) struct KernelFilter {
 // === impl KernelFilter ===
 
 impl KernelFilter {
-    /// Adds a listener (by a duplicate of its descriptor).
+    /// Adds a listener (by a duplicate of its descriptor) and whom it lets through as relays.
     pub(crate) fn add(
         &mut self,
         name: Arc<str>,
+        relays: Relays,
         socket: socket2::SockRef<'_>,
     ) -> std::io::Result<()> {
         self.listeners.push(Attached {
             name,
+            relays,
             socket: socket.try_clone()?,
             installed: None,
             budget: MAX_INSNS,
@@ -181,7 +214,7 @@ impl KernelFilter {
         let bans = gate.source_bans();
         let now = SystemTime::now();
         for l in &mut self.listeners {
-            let rules = rules_for(policy, &l.name, &bans, now);
+            let rules = rules_for(policy, &l.name, &l.relays, &bans, now);
             l.install(&rules);
         }
     }
@@ -198,15 +231,13 @@ impl KernelFilter {
 
 impl Attached {
     /// Compiles `rules` and swaps the program in if it changed; on a kernel refusal for size,
-    /// retries with half the instructions (down to a program without rules).
+    /// retries with half the instructions. If no program can be attached, the old one is
+    /// detached: a stale filter could drop what the new rules admit.
     fn install(&mut self, rules: &Rules) {
         loop {
             let program = match compile(rules, self.budget) {
                 Ok(p) => p,
-                Err(error) => {
-                    tracing::warn!(listener = %self.name, %error, "kernel filter not updated; the user-space gate refuses alone");
-                    return;
-                }
+                Err(error) => return self.give_up(&error),
             };
             if self.installed.as_ref() == Some(&program.insns) {
                 return;
@@ -225,13 +256,17 @@ impl Attached {
                 Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory && self.budget > 64 => {
                     self.budget /= 2;
                 }
-                Err(error) => {
-                    if !std::mem::replace(&mut self.warned, true) {
-                        tracing::warn!(listener = %self.name, %error, "cannot attach the kernel filter; the user-space gate refuses alone");
-                    }
-                    return;
-                }
+                Err(error) => return self.give_up(&error),
             }
+        }
+    }
+
+    /// No program for the current rules: none at all (the user-space gate refuses alone).
+    fn give_up(&mut self, error: &dyn std::fmt::Display) {
+        let detached = self.socket.detach_filter().is_ok();
+        self.installed = None;
+        if !std::mem::replace(&mut self.warned, true) {
+            tracing::warn!(listener = %self.name, %error, detached, "no kernel filter; the user-space gate refuses alone");
         }
     }
 }

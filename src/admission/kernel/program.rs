@@ -17,8 +17,9 @@
 //!
 //! Conditional jumps reach 255 instructions at most, so long rule lists are cut into chunks that
 //! each end in a long jump (`ja`) to the verdict. The kernel takes at most [`MAX_INSNS`]
-//! instructions: [`compile`] keeps the allow list whole or not at all (a partial allow list would
-//! drop admitted sources) and keeps as many deny rules as fit, in the order given; what is left
+//! instructions: [`compile`] keeps the exempt list whole (or builds nothing), the allow list whole
+//! or not at all (a partial allow list would drop admitted sources) and keeps as many deny rules
+//! as fit, in the order given; what is left
 //! out is refused by the user-space gate, as before.
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -69,6 +70,9 @@ pub(crate) struct Insn {
 /// What a listener's filter refuses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Rules {
+    /// Sources always accepted, checked first: the trusted balancers and reverse proxies, which
+    /// admission lets through as relays whatever the network rules and bans say.
+    pub(crate) exempt: Vec<IpNet>,
     /// Sources dropped, most important first (the tail is left out if the program is too long).
     pub(crate) deny: Vec<IpNet>,
     /// When set, sources outside these networks are dropped too (an empty list drops every
@@ -107,18 +111,20 @@ pub(crate) fn compile(rules: &Rules, max: usize) -> Result<Program, ProgramError
         Some(a) if covers_all(&a) => None,
         other => other,
     };
+    let exempt = merged(&rules.exempt);
     let mut deny = merged_in_order(&rules.deny);
     let total = deny.len();
     // Every network costs at least one instruction: more than `max` never fit.
     deny.truncate(max);
     // Whole, or with the allow list left out, or with fewer deny rules: the first that fits.
     for allow in [allow.clone(), None] {
-        let Some(insns) = assemble(&[], allow.as_deref()).filter(|p| p.len() <= max) else {
+        let Some(insns) = assemble(&exempt, &[], allow.as_deref()).filter(|p| p.len() <= max)
+        else {
             continue;
         };
         let fits = |n: usize| {
             let deny = deny.get(..n).unwrap_or(&deny);
-            assemble(deny, allow.as_deref()).filter(|p| p.len() <= max)
+            assemble(&exempt, deny, allow.as_deref()).filter(|p| p.len() <= max)
         };
         let (kept, insns) = match fits(deny.len()) {
             Some(p) => (deny.len(), p),
@@ -403,14 +409,16 @@ fn mask_of(bits: u32) -> u32 {
     u32::MAX.checked_shl(32 - bits.min(32)).unwrap_or(0)
 }
 
-/// The checks of one family: deny, then the allow list if compiled, then accept.
+/// The checks of one family: exempt, deny, then the allow list if compiled, then accept.
 fn body<N: Copy>(
     a: &mut Asm,
+    exempt: &[N],
     deny: &[N],
     allow: Option<&[N]>,
     member: fn(&mut Asm, &[N], Label),
     (accept, drop): (Label, Label),
 ) {
+    member(a, exempt, accept);
     member(a, deny, drop);
     match allow {
         Some(allow) => {
@@ -434,7 +442,8 @@ fn split(nets: &[IpNet]) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
 }
 
 /// The whole program, or `None` if it does not assemble (a near jump out of reach).
-fn assemble(deny: &[IpNet], allow: Option<&[IpNet]>) -> Option<Vec<Insn>> {
+fn assemble(exempt: &[IpNet], deny: &[IpNet], allow: Option<&[IpNet]>) -> Option<Vec<Insn>> {
+    let (exempt4, exempt6) = split(exempt);
     let (deny4, deny6) = split(deny);
     let (allow4, allow6) = match allow {
         Some(a) => {
@@ -465,12 +474,12 @@ fn assemble(deny: &[IpNet], allow: Option<&[IpNet]>) -> Option<Vec<Insn>> {
     a.op(LD_W_ABS, SKF_NET_OFF + 20);
     a.ja(v4_body);
     a.bind(v6_real);
-    body(&mut a, &deny6, allow6.as_deref(), member_v6, (accept, drop));
+    body(&mut a, &exempt6, &deny6, allow6.as_deref(), member_v6, (accept, drop));
     a.bind(v4);
     a.op(LD_W_ABS, SKF_NET_OFF + 12);
     a.bind(v4_body);
     a.op(TAX, 0);
-    body(&mut a, &deny4, allow4.as_deref(), member_v4, (accept, drop));
+    body(&mut a, &exempt4, &deny4, allow4.as_deref(), member_v4, (accept, drop));
     a.bind(accept);
     a.op(RET_K, KEEP);
     a.bind(drop);
@@ -495,8 +504,8 @@ mod tests {
     #[test]
     fn an_allow_list_of_everyone_is_not_compiled() {
         let rules = Rules {
-            deny: vec![],
             allow: Some(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]),
+            ..Rules::default()
         };
         assert!(!compile(&rules, MAX_INSNS).unwrap().allow_compiled);
     }
@@ -509,7 +518,7 @@ mod tests {
         let p = compile(
             &Rules {
                 deny: deny.clone(),
-                allow: None,
+                ..Rules::default()
             },
             MAX_INSNS,
         )

@@ -115,7 +115,13 @@ fn gate(yaml: &str) -> G {
 /// What the filter of listener `m` does with a packet from `ip`: true = accepted.
 fn filter_accepts(g: &G, ip: IpAddr) -> (bool, Program) {
     let policy = g.policy.load();
-    let rules = rules_for(&policy, "m", &g.source_bans(), SystemTime::now());
+    let rules = rules_for(
+        &policy,
+        "m",
+        &Relays::None,
+        &g.source_bans(),
+        SystemTime::now(),
+    );
     let p = compile(&rules, MAX_INSNS).unwrap();
     (run(&p.insns, &header(ip)) != 0, p)
 }
@@ -145,6 +151,7 @@ fn empty_allow_list_drops_everyone_and_deny_wins() {
 fn a_non_ip_header_is_accepted() {
     let p = compile(
         &Rules {
+            exempt: vec![],
             deny: vec!["0.0.0.0/0".parse().unwrap()],
             allow: Some(vec![]),
         },
@@ -168,6 +175,7 @@ fn bans_about_to_end_are_left_to_user_space() {
     let r = rules_for(
         &policy,
         "m",
+        &Relays::None,
         &[(ip, HORIZON / 2), (v6, HORIZON * 2)],
         SystemTime::now(),
     );
@@ -282,6 +290,40 @@ proptest! {
             prop_assert_eq!(accepted, admitted, "{} {}", ip, yaml);
         }
     }
+}
+
+/// Trusted balancers and reverse proxies are let through as relays by admission, whatever the
+/// rules and bans say (`Gate::admit_relay`); the filter must let them through too.
+#[test]
+fn relays_pass_whatever_the_rules_say() {
+    let g = gate(&format!(
+        "network: {{ allow: [\"192.0.2.0/24\"], deny: [10.0.0.0/8] }}\nbans:\n  - {{ address: 10.9.9.9 }}\n{}",
+        NO_LIMITS.replace("PREFIX", "64")
+    ));
+    let policy = g.policy.load();
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
+    let accepts = |relays: &Relays, ip: &str| {
+        let rules = rules_for(&policy, "m", relays, &[], SystemTime::now());
+        let p = compile(&rules, MAX_INSNS).unwrap();
+        run(&p.insns, &header(ip.parse().unwrap())) != 0
+    };
+    let forwarding = Relays::Forwarding(vec![net("10.9.9.0/24"), net("2001:db8::/32")]);
+    assert!(
+        accepts(&forwarding, "10.9.9.9"),
+        "a denied and banned proxy"
+    );
+    assert!(accepts(&forwarding, "::ffff:10.9.9.9"));
+    assert!(
+        accepts(&forwarding, "2001:db8::5"),
+        "outside the allow list"
+    );
+    assert!(!accepts(&forwarding, "10.1.1.1"));
+    assert!(accepts(&forwarding, "192.0.2.1"));
+    // PROXY protocol: the balancers only, whatever the rules; everyone else is refused.
+    let only = Relays::Only(vec![net("10.9.9.9/32")]);
+    assert!(accepts(&only, "10.9.9.9"));
+    assert!(!accepts(&only, "192.0.2.1"));
+    assert!(!accepts(&only, "2001:db8::5"));
 }
 
 #[test]
