@@ -139,6 +139,37 @@ async fn ipv6_and_dual_stack_listeners_drop_denied_sources() {
     );
 }
 
+#[tokio::test]
+async fn trusted_balancers_and_proxies_pass_the_filter_whatever_the_rules_say() {
+    // 127.0.0.50 is denied by the policy, but admission lets it through as a relay where it is
+    // a trusted balancer (PROXY protocol) or a trusted reverse proxy (X-Forwarded-For).
+    let h = common::start(Opts {
+        network: network("[127.0.0.50]"),
+        listeners: "  - { name: lb, kind: tls, bind: \"127.0.0.1:0\", proxy_protocol: any, trusted_proxies: [127.0.0.50] }\n  \
+                    - { name: ws, kind: wss, bind: \"127.0.0.1:0\", ws: { trusted_proxies: [127.0.0.50] } }\n"
+            .into(),
+        kernel_filter: true,
+        ..Opts::default()
+    })
+    .await;
+    let (lb, ws) = (h.addr_of("lb"), h.addr_of("ws"));
+    assert!(completes("127.0.0.50", lb).await, "the trusted balancer");
+    assert!(
+        completes("127.0.0.50", ws).await,
+        "the trusted reverse proxy"
+    );
+    assert!(
+        !completes("127.0.0.50", h.addr).await,
+        "denied on a plain listener"
+    );
+    // On a PROXY listener every peer but the balancers is refused: in the kernel too.
+    assert!(!completes("127.0.0.51", lb).await, "not a trusted balancer");
+    assert!(
+        completes("127.0.0.51", ws).await,
+        "judged by the rules: admitted"
+    );
+}
+
 /// The real binary: `moat run` with a deny list, then SIGHUP after the deny is removed.
 #[test]
 fn moat_run_drops_denied_sources_and_takes_a_reload() {

@@ -474,12 +474,26 @@ fn assemble(exempt: &[IpNet], deny: &[IpNet], allow: Option<&[IpNet]>) -> Option
     a.op(LD_W_ABS, SKF_NET_OFF + 20);
     a.ja(v4_body);
     a.bind(v6_real);
-    body(&mut a, &exempt6, &deny6, allow6.as_deref(), member_v6, (accept, drop));
+    body(
+        &mut a,
+        &exempt6,
+        &deny6,
+        allow6.as_deref(),
+        member_v6,
+        (accept, drop),
+    );
     a.bind(v4);
     a.op(LD_W_ABS, SKF_NET_OFF + 12);
     a.bind(v4_body);
     a.op(TAX, 0);
-    body(&mut a, &exempt4, &deny4, allow4.as_deref(), member_v4, (accept, drop));
+    body(
+        &mut a,
+        &exempt4,
+        &deny4,
+        allow4.as_deref(),
+        member_v4,
+        (accept, drop),
+    );
     a.bind(accept);
     a.op(RET_K, KEEP);
     a.bind(drop);
