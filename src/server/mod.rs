@@ -258,13 +258,15 @@ fn descriptor_plan(config: &Config) -> Result<fds::Plan, StartError> {
 /// Whom a TCP listener admits as relays whatever the rules say (the server's accept loop:
 /// `Gate::admit_relay`), so its kernel filter lets them through too.
 fn relays(l: &ListenerConfig) -> Relays {
-    match (&l.proxy, &l.ws) {
-        (Some(proxy), _) => Relays::Only(proxy.trusted.clone()),
-        (None, Some(ws)) if !ws.trusted_proxies.is_empty() => {
-            Relays::Forwarding(ws.trusted_proxies.clone())
-        }
-        _ => Relays::None,
+    let mut relays = l
+        .proxy
+        .as_ref()
+        .map(|p| p.trusted.clone())
+        .unwrap_or_default();
+    if let Some(ws) = &l.ws {
+        relays.extend(ws.trusted_proxies.iter().copied());
     }
+    relays
 }
 
 fn bind_err(l: &ListenerConfig, source: std::io::Error) -> StartError {

@@ -48,19 +48,11 @@ const POLICY_POLL: Duration = Duration::from_millis(100);
 pub(crate) const MIN_GAP: Duration = Duration::from_millis(250);
 
 /// Whom a listener lets through as relays (`Gate::admit_relay`: no network rule, no ban),
-/// whatever the policy says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) enum Relays {
-    /// Nobody: every source is judged by the rules.
-    #[default]
-    None,
-    /// Reverse proxies whose `X-Forwarded-For` the WebSocket front believes
-    /// (`ws.trusted_proxies`): always accepted; everyone else is judged by the rules.
-    Forwarding(Vec<IpNet>),
-    /// PROXY protocol (`trusted_proxies`): only these balancers are accepted, every other peer
-    /// is refused; the rules apply to the clients they name, which the kernel cannot see.
-    Only(Vec<IpNet>),
-}
+/// whatever the policy says: its PROXY-protocol `trusted_proxies`, or its WebSocket front's
+/// `ws.trusted_proxies`. The filter accepts them before any rule. (A PROXY listener refuses
+/// every other peer in user space; the filter leaves those to it, so a misconfigured balancer
+/// still gets its audit line, "not a trusted proxy".)
+pub(crate) type Relays = Vec<IpNet>;
 
 /// The rules of `listener`'s filter at `now`: sources `relays` lets through are accepted; then
 /// the policy's deny lists, the static address bans and the automatic source bans
@@ -69,21 +61,11 @@ pub(crate) enum Relays {
 pub(crate) fn rules_for(
     policy: &Policy,
     listener: &str,
-    relays: &Relays,
+    relays: &[IpNet],
     auto_bans: &[(IpAddr, Duration)],
     now: SystemTime,
 ) -> Rules {
-    let exempt = match relays {
-        Relays::Only(balancers) => {
-            return Rules {
-                exempt: Vec::new(),
-                deny: Vec::new(),
-                allow: Some(balancers.clone()),
-            }
-        }
-        Relays::Forwarding(proxies) => proxies.clone(),
-        Relays::None => Vec::new(),
-    };
+    let exempt = relays.to_vec();
     let (mut deny, allow) = policy.network_lists(listener);
     let until = now + HORIZON;
     deny.extend(policy.static_bans().iter().filter_map(|b| match &b.target {
