@@ -23,8 +23,9 @@ mod gate;
 pub(crate) mod kernel;
 mod log;
 mod memory;
+pub(crate) use memory::resident_bytes;
 mod rate;
 
 pub use bans::BanInfo;
 pub use caps::Admitted;
-pub use gate::{CountersSnapshot, Gate};
+pub use gate::{CountersSnapshot, Gate, RefusalReason};
