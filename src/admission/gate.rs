@@ -558,6 +558,16 @@ impl Gate {
         }
     }
 
+    /// Banned sources in force now, with what is left of each ban (the kernel filter's input).
+    pub(crate) fn source_bans(&self) -> Vec<(IpAddr, Duration)> {
+        self.bans.sources(Instant::now())
+    }
+
+    /// Resolves when a source has been banned since the last call.
+    pub(crate) async fn source_banned(&self) {
+        self.bans.sources_changed().await;
+    }
+
     /// Connections currently holding an [`Admitted`] slot.
     pub fn open_connections(&self) -> usize {
         self.caps.total()

@@ -20,6 +20,7 @@
 mod bans;
 mod caps;
 mod gate;
+pub(crate) mod kernel;
 mod log;
 mod manual;
 mod memory;

@@ -441,6 +441,10 @@ pub struct Limits {
     pub max_connections_explicit: bool,
     /// Largest keep-alive (seconds) a client may ask for; larger requests are lowered.
     pub max_keepalive: u16,
+    /// `limits.kernel_filter`: compile the denied networks and source bans into a socket filter
+    /// on every TCP listener, so the kernel drops a refused source's SYN (`admission::kernel`).
+    /// On by default; off, refused sources are accepted and reset by the user-space gate.
+    pub kernel_filter: bool,
 }
 
 impl Default for Limits {
@@ -450,6 +454,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_explicit: false,
             max_keepalive: 3600,
+            kernel_filter: true,
         }
     }
 }

@@ -172,6 +172,8 @@ struct RawLimits {
     max_connections: Option<Spanned<u64>>,
     #[schemars(with = "Option<String>")]
     max_keepalive: Option<Spanned<String>>,
+    /// Drop denied and banned sources' SYNs in the kernel (a BPF socket filter); default true.
+    kernel_filter: Option<bool>,
 }
 
 /// `passwords:`.
@@ -501,6 +503,7 @@ impl Check<'_> {
             max_connections,
             max_connections_explicit: raw.max_connections.is_some(),
             max_keepalive,
+            kernel_filter: raw.kernel_filter.unwrap_or(defaults.kernel_filter),
         })
     }
 

@@ -132,6 +132,9 @@ impl Listener {
                     continue;
                 }
             };
+            if self.shared.config.limits.kernel_filter {
+                crate::admission::kernel::detach(&stream);
+            }
             // Small MQTT packets must not wait for Nagle.
             let _ = stream.set_nodelay(true);
             conn::spawn(

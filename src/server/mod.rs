@@ -21,6 +21,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
+use crate::admission::kernel::{KernelFilter, Relays};
 use crate::admission::Gate;
 use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
 use crate::broker::link::AckPacer;
@@ -210,6 +211,7 @@ impl Server {
             }
         };
         let mut bound = Vec::new();
+        let mut kernel = KernelFilter::default();
         for l in &config.listeners {
             let local = match (l.kind, &material) {
                 (TransportKind::Quic, Some(material)) => {
@@ -228,6 +230,12 @@ impl Server {
                         .socket
                         .local_addr()
                         .map_err(|source| bind_err(l, source))?;
+                    if config.limits.kernel_filter {
+                        let socket = socket2::SockRef::from(&listener.socket);
+                        if let Err(error) = kernel.add(listener.name.clone(), relays(l), socket) {
+                            tracing::warn!(listener = %l.name, %error, "no kernel filter on this listener; the user-space gate refuses alone");
+                        }
+                    }
                     // Owned by the drain: the accept loop ends when shutdown is signalled.
                     tokio::spawn(listener.run(drain.drain()));
                     local
@@ -235,6 +243,14 @@ impl Server {
             };
             tracing::info!(listener = %l.name, kind = l.kind.as_str(), addr = %local, "listening");
             bound.push((l.name.clone(), local));
+        }
+        if config.limits.kernel_filter {
+            kernel.refresh(&shared.policy.load(), &shared.gate);
+            let (gate, policy) = (shared.gate.clone(), shared.policy.clone());
+            let mut stop = drain.drain();
+            // The kernel filters' keeper (`admission/kernel`); owned by the drain like the
+            // housekeeping: it detaches the filters and ends when shutdown is signalled.
+            tokio::spawn(async move { kernel.run(gate, policy, stop.signalled()).await });
         }
         ready.listeners_bound();
         Ok(Running {
@@ -320,6 +336,20 @@ fn descriptor_plan(config: &Config) -> Result<fds::Plan, StartError> {
         "connection cap"
     );
     Ok(plan)
+}
+
+/// Whom a TCP listener admits as relays whatever the rules say (the server's accept loop:
+/// `Gate::admit_relay`), so its kernel filter lets them through too.
+fn relays(l: &ListenerConfig) -> Relays {
+    let mut relays = l
+        .proxy
+        .as_ref()
+        .map(|p| p.trusted.clone())
+        .unwrap_or_default();
+    if let Some(ws) = &l.ws {
+        relays.extend(ws.trusted_proxies.iter().copied());
+    }
+    relays
 }
 
 fn bind_err(l: &ListenerConfig, source: std::io::Error) -> StartError {
