@@ -8,6 +8,7 @@
 )]
 
 pub mod mosquitto;
+pub mod process;
 pub mod quic;
 pub mod raw;
 pub mod ws;
