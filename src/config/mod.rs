@@ -29,7 +29,7 @@ pub(crate) use error::{from_yaml, quoted};
 pub use error::{ConfigError, ConfigErrorKind, Position, SourceLocation};
 pub(crate) use listener::normalise_origin;
 pub use listener::{
-    QuicSettings, Subprotocol, WsSettings, DEFAULT_QUIC_IDLE_TIMEOUT, DEFAULT_UPGRADE_TIMEOUT,
+    ProxyProtocol, ProxySettings, QuicSettings, Subprotocol, WsSettings, DEFAULT_QUIC_IDLE_TIMEOUT, DEFAULT_UPGRADE_TIMEOUT,
     DEFAULT_WS_PATH,
 };
 
@@ -128,6 +128,9 @@ pub struct Listener {
     /// listener (a browser asked for a certificate prompts its user, or fails headless) next to
     /// `required` for devices on 8883.
     pub client_certs: Option<ClientCerts>,
+    /// `proxy_protocol:` and `trusted_proxies:`: every connection must open with a PROXY
+    /// protocol header from one of these balancers, and the header's address is the client's.
+    pub proxy: Option<ProxySettings>,
 }
 
 // === impl Listener ===
@@ -143,6 +146,7 @@ impl Listener {
             ws: None,
             quic: None,
             client_certs: None,
+            proxy: None,
         }
     }
 

@@ -14,7 +14,7 @@ use serde_saphyr::Spanned;
 
 use super::check::Check;
 use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
-use super::listener::{RawQuic, RawTransport, RawWs};
+use super::listener::{ProxyProtocol, RawQuic, RawTransport, RawWs};
 use super::{
     BrokerSettings, ClientCerts, Config, CrlExpired, Limits, Listener, LogFormat, LogSettings,
     PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, UpstreamAddr,
@@ -64,6 +64,10 @@ struct RawListener {
     quic: Option<Spanned<RawQuic>>,
     /// Overrides `tls.client_certs` for this listener (e.g. `none` on a browser-facing WSS).
     client_certs: Option<Spanned<ClientCerts>>,
+    /// `tls`/`wss`/`ws` only: the PROXY protocol version every connection must open with.
+    proxy_protocol: Option<Spanned<ProxyProtocol>>,
+    /// Balancers whose PROXY header is believed; required with `proxy_protocol`.
+    trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `tls:`.
@@ -276,6 +280,8 @@ impl Check<'_> {
                 ws: entry.ws.as_ref(),
                 quic: entry.quic.as_ref(),
                 client_certs: entry.client_certs.as_ref(),
+                proxy_protocol: entry.proxy_protocol.as_ref(),
+                trusted_proxies: entry.trusted_proxies.as_ref(),
             };
             let transport = self.transport(&transport, limits.max_packet_size, tls)?;
             let listener = Listener {
@@ -286,6 +292,7 @@ impl Check<'_> {
                 ws: transport.ws,
                 quic: transport.quic,
                 client_certs: transport.client_certs,
+                proxy: transport.proxy,
             };
             listeners.push((listener, Position::of_spanned(&entry.name).line));
         }

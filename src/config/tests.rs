@@ -152,7 +152,7 @@ fn unknown_key_names_line_column_and_the_expected_keys() {
     let text = "listeners:\n  - name: mqtts\n    kind: tls\n    bnd: \"127.0.0.1:8883\"\n";
     assert_eq!(
         parse_err(text),
-        "moat.yaml:4:5: unknown field 'bnd', expected one of 'name', 'kind', 'bind', 'alpn_routing', 'insecure_plaintext', 'ws', 'quic', 'client_certs'"
+        "moat.yaml:4:5: unknown field 'bnd', expected one of 'name', 'kind', 'bind', 'alpn_routing', 'insecure_plaintext', 'ws', 'quic', 'client_certs', 'proxy_protocol', 'trusted_proxies'"
     );
     let err = parse_err(&with("tls: { cert: a, client_cert: required }\n"));
     assert!(

@@ -1,8 +1,15 @@
 //! The one spawn site for connections: span, admission slot and drain handle travel with the task.
 //!
-//! Each task runs its front's transport steps (TLS handshake, WebSocket upgrade, QUIC handshake
-//! and stream) under their deadlines, then the session. Transports report what they learned in
-//! a `Peer`; nothing here looks at MQTT.
+//! Each task runs its front's transport steps (PROXY protocol header, TLS handshake, WebSocket
+//! upgrade, QUIC handshake and stream) under their deadlines, then the session. Transports
+//! report what they learned in a `Peer`; nothing here looks at MQTT.
+//!
+//! A TCP task carries its admission slot through the steps to the session. A relay slot (a
+//! trusted balancer's connection, `listener.rs`) is replaced by admission on the client's
+//! address as soon as that address is known: after the PROXY header, or, when the address so
+//! far is a trusted `X-Forwarded-For` proxy, at the WebSocket upgrade (a refusal is an HTTP 403)
+//! or after TLS for raw MQTT. A balancer's own `LOCAL` connection (a health check) keeps its
+//! relay slot: the balancer is trusted, and the session judges it at CONNECT like anyone.
 //!
 //! A task's future is allocated once, at the size of its largest state, and this one can become
 //! any of several transport stacks. Every step below is therefore boxed where it starts: the
@@ -27,7 +34,9 @@ use crate::admission::Admitted;
 use crate::config::WsSettings;
 use crate::shutdown::Drain;
 use crate::stats::Stats;
-use crate::transport::{quic, tls, ws, Peer, ServerTls, TransportKind};
+use crate::config::ProxyProtocol;
+use crate::transport::proxy_header::{self, HeaderError, Origin};
+use crate::transport::{peer_addr, quic, tls, ws, Peer, ServerTls, TransportKind};
 
 /// Connection ids for log correlation.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -36,7 +45,9 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 /// (CONNACK refusal, DISCONNECT) are acknowledged before the connection is torn down.
 const QUIC_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Spawns the task that serves one accepted TCP socket from handshake to close.
+/// Spawns the task that serves one accepted TCP socket from handshake to close. `proxy`: the
+/// PROXY protocol versions the listener requires (the peer is already known to be trusted).
+#[allow(clippy::too_many_arguments)] // one spawn site; a struct would only be taken apart again
 pub(super) fn spawn(
     shared: Arc<Shared>,
     front: Front,
@@ -44,10 +55,23 @@ pub(super) fn spawn(
     addr: SocketAddr,
     listener: Arc<str>,
     permit: Admitted,
+    proxy: Option<ProxyProtocol>,
     drain: Drain,
 ) {
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
-    let span = tracing::info_span!("conn", id, peer = %addr, listener = %listener);
+    // Behind a balancer or reverse proxy the client is not known yet: `peer` is recorded
+    // when it is (`settle`), and `via` names the proxy.
+    let span = match permit.is_relay() {
+        false => tracing::info_span!("conn", id, peer = %addr, listener = %listener),
+        true => tracing::info_span!(
+            "conn",
+            id,
+            peer = tracing::field::Empty,
+            via = %addr,
+            listener = %listener
+        ),
+    };
+    let readmit = permit.is_relay();
     // The future of `serve_tcp` itself is the task: an `async` block around it would hold every
     // argument twice (its own captures and the call's) for the connection's whole life.
     let conn = Box::new(Accepted {
@@ -55,10 +79,13 @@ pub(super) fn spawn(
         front,
         stream,
         addr,
+        via: None,
         listener,
+        permit,
+        readmit,
         drain,
     });
-    tokio::spawn(serve_tcp(conn, permit).instrument(span));
+    tokio::spawn(serve_tcp(conn, proxy).instrument(span));
 }
 
 /// Spawns the task that serves one admitted QUIC connection attempt.
@@ -136,8 +163,15 @@ struct Accepted {
     shared: Arc<Shared>,
     front: Front,
     stream: TcpStream,
+    /// The client's address as far as known: the socket peer, or a PROXY header's source.
     addr: SocketAddr,
+    /// The balancer's address when `addr` came from its PROXY header.
+    via: Option<SocketAddr>,
     listener: Arc<str>,
+    /// The connection's admission slot, held until the session ends.
+    permit: Admitted,
+    /// `permit` is a relay slot to replace by admission on the client's address once known.
+    readmit: bool,
     drain: Drain,
 }
 
@@ -146,12 +180,19 @@ type Step = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The transport steps of a TCP listener's front, then the session.
 ///
-/// The task holds only the admission permit, the boxed step it is awaiting and the span: what
-/// the steps need travels in boxes that are taken apart by plain functions (`begin`,
-/// `after_tls`). Values moved out of an `async fn`'s own variables into a future it then awaits
-/// can keep their slots in its state across that await (a known limit of the compiler's
-/// layout), and this future lives as long as the connection.
-async fn serve_tcp(conn: Box<Accepted>, permit: Admitted) {
+/// The task holds only the boxed step it is awaiting and the span: what the steps need
+/// (admission slot included) travels in boxes that are taken apart by plain functions
+/// (`begin`, `after_tls`). Values moved out of an `async fn`'s own variables into a future it
+/// then awaits can keep their slots in its state across that await (a known limit of the
+/// compiler's layout), and this future lives as long as the connection.
+async fn serve_tcp(conn: Box<Accepted>, proxy: Option<ProxyProtocol>) {
+    let conn = match proxy {
+        Some(version) => match Box::pin(proxy_header(conn, version)).await {
+            Some(conn) => conn,
+            None => return,
+        },
+        None => conn,
+    };
     let next = match begin(*conn) {
         Begin::Step(step) => step,
         Begin::Tls(handshake, rest) => match handshake.await {
@@ -163,9 +204,62 @@ async fn serve_tcp(conn: Box<Accepted>, permit: Admitted) {
         },
     };
     next.await;
-    // Held until the task ends (not moved into a variable of its own, which would be a second
-    // slot): admission counts live connections, the drain counts tasks.
-    drop(permit);
+}
+
+/// Reads the PROXY protocol header under the handshake deadline and, when it names a client,
+/// admits that client (unless a WebSocket upgrade from a trusted `X-Forwarded-For` proxy is
+/// still to name the real one). `None`: refused, counted, audited; the socket is reset, so
+/// the balancer sees the refusal at once and no TLS alert is sent.
+async fn proxy_header(conn: Box<Accepted>, version: ProxyProtocol) -> Option<Box<Accepted>> {
+    let mut conn = *conn;
+    let deadline = conn.shared.config.timeouts.tls_handshake;
+    let stats = &conn.shared.stats;
+    match proxy_header::read(&mut conn.stream, version, deadline).await {
+        Ok(Origin::Client(client)) => {
+            conn.via = Some(conn.addr);
+            conn.addr = peer_addr(client);
+            tracing::Span::current().record("peer", tracing::field::display(conn.addr));
+            if conn.front.forwarded_by(conn.addr.ip()) {
+                // An HTTP proxy behind the balancer: its X-Forwarded-For names the client.
+                return Some(Box::new(conn));
+            }
+            let relay = conn.permit;
+            match conn.shared.gate.readmit(relay, conn.addr, &conn.listener) {
+                Ok(permit) => conn.permit = permit,
+                Err(_) => {
+                    // Counted and logged (aggregated) by the gate, with the client's address.
+                    Stats::bump(&stats.refused_at_accept);
+                    let _ = conn.stream.set_zero_linger();
+                    return None;
+                }
+            }
+            conn.readmit = false;
+            Some(Box::new(conn))
+        }
+        Ok(Origin::Peer) => {
+            // The balancer's own connection (LOCAL, UNKNOWN): trusted, keeps its relay slot.
+            tracing::Span::current().record("peer", tracing::field::display(conn.addr));
+            conn.readmit = false;
+            Some(Box::new(conn))
+        }
+        Err(e) => {
+            Stats::bump(match e {
+                HeaderError::Timeout(_) => &stats.proxy_header_timeout,
+                _ => &stats.proxy_header_invalid,
+            });
+            if let Some(cause) = e.cause() {
+                conn.shared.gate.proxy_refused(
+                    conn.addr,
+                    &conn.listener,
+                    cause,
+                    "moat.yaml listeners[].proxy_protocol",
+                );
+            }
+            tracing::info!(error = %e, "PROXY protocol header refused");
+            let _ = conn.stream.set_zero_linger();
+            None
+        }
+    }
 }
 
 /// The first step of a TCP front.
@@ -185,7 +279,10 @@ struct AfterTls {
     shared: Arc<Shared>,
     drain: Drain,
     addr: SocketAddr,
+    via: Option<SocketAddr>,
     listener: Arc<str>,
+    permit: Admitted,
+    readmit: bool,
 }
 
 /// Counts a failed TLS handshake; one moat refused (certificate, version, ALPN, timeout) is
@@ -206,7 +303,10 @@ fn begin(conn: Accepted) -> Begin {
         front,
         stream,
         addr,
+        via,
         listener,
+        permit,
+        readmit,
         drain,
     } = conn;
     match front {
@@ -219,14 +319,16 @@ fn begin(conn: Accepted) -> Begin {
                 alpn: None,
                 cert_cn: None,
                 cert: None,
-                via: None,
+                via,
             };
+            let slot = Slot { permit, readmit };
             Begin::Step(Box::pin(websocket(
                 stream,
                 peer,
                 settings,
                 TransportKind::Ws,
                 shared,
+                slot,
                 drain,
             )))
         }
@@ -250,22 +352,36 @@ fn begin(conn: Accepted) -> Begin {
                     shared,
                     drain,
                     addr,
+                    via,
                     listener,
+                    permit,
+                    readmit,
                 }),
             )
         }
     }
 }
 
+/// A connection's admission slot on its way to the session.
+struct Slot {
+    permit: Admitted,
+    /// `permit` is a relay slot: admission on the client's address must replace it.
+    readmit: bool,
+}
+
 /// What runs on a TLS stream: WebSocket for a WSS front (or a routed one without ALPN `mqtt`),
 /// the MQTT session otherwise.
-fn after_tls(rest: AfterTls, stream: ServerTls, peer: Peer) -> Step {
+fn after_tls(rest: AfterTls, stream: ServerTls, mut peer: Peer) -> Step {
     let AfterTls {
         front,
         shared,
         drain,
+        via,
+        permit,
+        readmit,
         ..
     } = rest;
+    peer.via = via;
     let mqtt_alpn = peer.alpn.as_deref() == Some(tls::ALPN_MQTT);
     let websocket_settings = match front {
         Front::Wss(_, settings) => Some(settings),
@@ -273,6 +389,7 @@ fn after_tls(rest: AfterTls, stream: ServerTls, peer: Peer) -> Step {
         Front::Routed(_, settings) if !mqtt_alpn => Some(settings),
         _ => None,
     };
+    let slot = Slot { permit, readmit };
     match websocket_settings {
         Some(settings) => Box::pin(websocket(
             stream,
@@ -280,39 +397,87 @@ fn after_tls(rest: AfterTls, stream: ServerTls, peer: Peer) -> Step {
             settings,
             TransportKind::Wss,
             shared,
+            slot,
             drain,
         )),
-        None => Box::pin(crate::session::run(
-            stream,
-            peer,
-            shared.session.clone(),
-            drain,
-        )),
+        None => {
+            // Raw MQTT from a trusted X-Forwarded-For proxy: no header will name anyone else.
+            let permit = match slot.readmit {
+                false => slot.permit,
+                true => match shared.gate.readmit(slot.permit, peer.addr, &peer.listener) {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        Stats::bump(&shared.stats.refused_at_accept);
+                        return Box::pin(std::future::ready(()));
+                    }
+                },
+            };
+            Box::pin(session(stream, peer, shared, permit, drain))
+        }
     }
 }
 
+/// The MQTT session, holding the connection's admission slot until it ends.
+async fn session<S>(stream: S, peer: Peer, shared: Arc<Shared>, permit: Admitted, drain: Drain)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    crate::session::run(stream, peer, shared.session.clone(), drain).await;
+    drop(permit);
+}
+
 /// Upgrades to WebSocket under the listener's deadline, then runs the session on the frames.
+/// A relay slot is replaced inside the upgrade, by admission on the address the request names
+/// (its trusted `X-Forwarded-For`, or the proxy itself without one): a refusal is a 403.
 async fn websocket<S>(
     stream: S,
     peer: Peer,
     settings: Arc<WsSettings>,
     kind: TransportKind,
     shared: Arc<Shared>,
+    slot: Slot,
     drain: Drain,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let session: Step = match Box::pin(ws::upgrade(stream, peer, &settings, kind)).await {
-        Ok((stream, peer)) => {
+    let Slot { permit, readmit } = slot;
+    let (mut relay, kept) = match readmit {
+        true => (Some(permit), None),
+        false => (None, Some(permit)),
+    };
+    let gate = shared.gate.clone();
+    let stats = shared.stats.clone();
+    let listener = peer.listener.clone();
+    let mut admit = |client: SocketAddr| -> Option<Admitted> {
+        let relay = relay.take()?;
+        match gate.readmit(relay, client, &listener) {
+            Ok(admitted) => {
+                tracing::Span::current().record("peer", tracing::field::display(client));
+                Some(admitted)
+            }
+            Err(_) => {
+                // Counted and logged (aggregated) by the gate, with the client's address.
+                Stats::bump(&stats.refused_at_accept);
+                None
+            }
+        }
+    };
+    let readmission: Option<&mut (dyn FnMut(SocketAddr) -> Option<Admitted> + Send)> =
+        match kept {
+            None => Some(&mut admit),
+            Some(_) => None,
+        };
+    let upgraded = Box::pin(ws::upgrade(stream, peer, &settings, kind, readmission)).await;
+    let session: Step = match upgraded {
+        Ok((stream, peer, readmitted)) => {
             if let Some(proxy) = peer.via {
                 tracing::debug!(client = %peer.addr, %proxy, "client address from X-Forwarded-For");
             }
-            Box::pin(crate::session::run(
-                stream,
-                peer,
-                shared.session.clone(),
-                drain,
-            ))
+            let Some(permit) = readmitted.or(kept) else {
+                // A relay slot the upgrade did not replace: never serve it unadmitted.
+                return;
+            };
+            Box::pin(session(stream, peer, shared, permit, drain))
         }
         Err(e) => {
             Stats::bump(&shared.stats.handshake_failures);

@@ -264,6 +264,7 @@ async fn tcp_listener(
         name: Arc::from(l.name.as_str()),
         socket,
         front: front(l, config, &shared.tls, material)?,
+        proxy: l.proxy.clone().map(Arc::new),
         shared: shared.clone(),
     })
 }
