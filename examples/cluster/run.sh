@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # moat in front of an existing broker cluster, on loopback, with one command:
 #
-#   HAProxy (L4, TCP mode) ──► moat-1 ─┐      ┌─► aedes-1 ─┐
-#                          └─► moat-2 ─┴─────►┴─► aedes-2 ─┴─► Redis (shared sessions, pub/sub)
+#   HAProxy (L4, send-proxy-v2) ─┬─► moat-1 ─┐   ┌─► aedes-1 ─┐
+#                                └─► moat-2 ─┴──►┴─► aedes-2 ─┴─► Redis (sessions, pub/sub)
 #
 #   examples/cluster/run.sh start   # picks free ports, starts everything, prints them
 #   examples/cluster/run.sh test    # one message through moat-1 to a subscriber on moat-2
@@ -78,10 +78,17 @@ cmd_stop() {
 }
 
 write_moat() {
-  local n=$1 port=$2 first=$3 second=$4 dir="$state/moat-$1"
+  local n=$1 port=$2 lb_port=$3 first=$4 second=$5 dir="$state/moat-$1"
   mkdir -p "$dir/policies"
   cat >"$dir/moat.yaml" <<EOF
 listeners:
+  # Behind HAProxy: every connection opens with a PROXY v2 header naming the device.
+  - name: lb
+    kind: tls
+    bind: "127.0.0.1:$lb_port"
+    proxy_protocol: v2
+    trusted_proxies: ["127.0.0.1/32"]
+  # Straight to this instance (tests pin clients to one instance with it).
   - { name: mqtts, kind: tls, bind: "127.0.0.1:$port" }
 tls:
   cert: ../pki/server.crt
@@ -99,6 +106,8 @@ EOF
   cat >"$dir/policies/00-network.yaml" <<EOF
 network:
   allow: ["127.0.0.0/8", "::1"]
+  # A device refused by its own address, which only the PROXY header tells moat.
+  deny: ["127.0.0.66/32"]
 limits:
   connections: { per_ip: off, global: off }
 EOF
@@ -106,15 +115,17 @@ EOF
 }
 
 cmd_start() {
-  [ ! -e "$state/ports.env" ] || cmd_stop
+  cmd_stop
+  rm -f "$state/ports.env"
+  trap 'echo "run.sh: start failed; stopping what it started" >&2; cmd_stop' ERR
   command -v haproxy >/dev/null && command -v redis-server >/dev/null \
     || { echo "run.sh: needs haproxy and redis-server" >&2; exit 1; }
   [ -d "$here/node_modules/aedes" ] \
     || (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-  local moat redis b1 b2 m1 m2 lb
+  local moat redis b1 b2 m1 m2 l1 l2 lb
   moat="$(moat_bin)"
   redis=$(free_port); b1=$(free_port); b2=$(free_port)
-  m1=$(free_port); m2=$(free_port); lb=$(free_port)
+  m1=$(free_port); m2=$(free_port); l1=$(free_port); l2=$(free_port); lb=$(free_port)
 
   launch redis redis-server --bind 127.0.0.1 --port "$redis" --save "" --appendonly no
   wait_port "$redis" redis
@@ -137,8 +148,8 @@ cmd_start() {
     echo '    topics: ["#"]'
     echo "    users: [alice, bob]"
   } >"$state/users.yaml"
-  write_moat 1 "$m1" "$b1" "$b2"
-  write_moat 2 "$m2" "$b2" "$b1"
+  write_moat 1 "$m1" "$l1" "$b1" "$b2"
+  write_moat 2 "$m2" "$l2" "$b2" "$b1"
   (cd "$state/moat-1" && launch moat-1 "$moat" run -c moat.yaml)
   (cd "$state/moat-2" && launch moat-2 "$moat" run -c moat.yaml)
   wait_port "$m1" moat-1
@@ -159,9 +170,11 @@ frontend mqtt
   default_backend moat
 backend moat
   balance first
-  default-server check inter 500ms fall 1 rise 1 ${HAPROXY_SERVER_OPTS:-}
-  server moat-1 127.0.0.1:$m1
-  server moat-2 127.0.0.1:$m2
+  # The PROXY v2 header on every connection, health checks included (they are connections
+  # to moat's PROXY listener too, and one without the header would be refused and audited).
+  default-server check inter 500ms fall 1 rise 1 send-proxy-v2 check-send-proxy
+  server moat-1 127.0.0.1:$l1
+  server moat-2 127.0.0.1:$l2
 EOF
   launch haproxy haproxy -db -f "$state/haproxy.cfg"
   wait_port "$lb" haproxy
@@ -172,10 +185,12 @@ AEDES_1=$b1
 AEDES_2=$b2
 MOAT_1=$m1
 MOAT_2=$m2
+MOAT_1_LB=$l1
+MOAT_2_LB=$l2
 BALANCER=$lb
 CA=$state/pki/ca.crt
 EOF
-  echo "cluster up: HAProxy 127.0.0.1:$lb → moat 127.0.0.1:$m1, 127.0.0.1:$m2 → aedes 127.0.0.1:$b1, 127.0.0.1:$b2 → Redis 127.0.0.1:$redis"
+  echo "cluster up: HAProxy 127.0.0.1:$lb → moat 127.0.0.1:$l1, 127.0.0.1:$l2 (PROXY v2; direct: $m1, $m2) → aedes 127.0.0.1:$b1, 127.0.0.1:$b2 → Redis 127.0.0.1:$redis"
   echo "CA for clients: $state/pki/ca.crt (users alice/alice-pw, bob/bob-pw); logs in $state"
 }
 
