@@ -161,7 +161,11 @@ async fn expect(c: &mut Client, wait: Duration, what: &str, want: impl Fn(&Seen)
 }
 
 async fn connected(c: &mut Client) -> bool {
-    match expect(c, common::WAIT, "CONNACK", |s| matches!(s, Seen::Connected(_))).await {
+    match expect(c, common::WAIT, "CONNACK", |s| {
+        matches!(s, Seen::Connected(_))
+    })
+    .await
+    {
         Seen::Connected(present) => present,
         _ => unreachable!(),
     }
@@ -190,7 +194,11 @@ async fn receive_all(c: &mut Client, want: &BTreeSet<String>, wait: Duration) ->
             Ok(Some(Seen::SubAck)) => {}
             _ => {
                 let missing: Vec<_> = want.difference(&got).collect();
-                panic!("{} of {} messages lost: {missing:?}", missing.len(), want.len());
+                panic!(
+                    "{} of {} messages lost: {missing:?}",
+                    missing.len(),
+                    want.len()
+                );
             }
         }
     }
@@ -254,7 +262,9 @@ async fn two_moat_instances_behind_haproxy_in_front_of_an_aedes_cluster() {
 
     // 2. The device's own address through the balancer: 127.0.0.66 is denied by the network
     //    policy, 127.0.0.1 is served; both reach moat from HAProxy's address.
-    let lb: std::net::SocketAddr = format!("127.0.0.1:{}", bed.port("BALANCER")).parse().unwrap();
+    let lb: std::net::SocketAddr = format!("127.0.0.1:{}", bed.port("BALANCER"))
+        .parse()
+        .unwrap();
     let tcp = common::tcp_from("127.0.0.66", lb).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let handshake = tokio::time::timeout(
@@ -263,7 +273,10 @@ async fn two_moat_instances_behind_haproxy_in_front_of_an_aedes_cluster() {
     )
     .await
     .expect("refused in time");
-    assert!(handshake.is_err(), "a denied device completed a TLS handshake");
+    assert!(
+        handshake.is_err(),
+        "a denied device completed a TLS handshake"
+    );
     let mut ok = client(&bed, bed.port("BALANCER"), "lb-ok", "alice", true);
     connected(&mut ok).await;
     drop(ok);
@@ -292,7 +305,10 @@ async fn two_moat_instances_behind_haproxy_in_front_of_an_aedes_cluster() {
     assert!(resumed >= 1, "the subscriber never reconnected");
     assert_eq!(resumptions(&mut publ), [true], "the publisher's reconnect");
     let moat2 = bed.log("moat-2");
-    assert!(moat2.contains("client_id=\"q-sub\""), "q-sub did not move to moat-2");
+    assert!(
+        moat2.contains("client_id=\"q-sub\""),
+        "q-sub did not move to moat-2"
+    );
 
     // 4. aedes-2 (moat-2's preferred node) killed: moat-2 fails over to aedes-1, the clients
     //    reconnect through HAProxy, resume, and carry on. (What the dead node had acknowledged
@@ -310,11 +326,13 @@ async fn two_moat_instances_behind_haproxy_in_front_of_an_aedes_cluster() {
     receive_all(&mut sub, &after, Duration::from_secs(15)).await;
     let moat2 = bed.log("moat-2");
     assert!(
-        moat2.contains("broker address failed") && moat2.contains(&format!(
-            "127.0.0.1:{}",
-            bed.port("AEDES_2")
-        )),
+        moat2.contains("broker address failed")
+            && moat2.contains(&format!("127.0.0.1:{}", bed.port("AEDES_2"))),
         "moat-2 did not log the dead node"
     );
-    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -53,16 +53,23 @@ async fn from_with(src: &str, addr: SocketAddr, header: &[u8]) -> std::io::Resul
 /// TLS over `tcp`, as the client behind the balancer does once the header is sent.
 async fn tls_over(h: &Harness, tcp: TcpStream) -> std::io::Result<common::Tls> {
     let name = ServerName::try_from("localhost").unwrap();
-    tokio::time::timeout(WAIT, TlsConnector::from(h.client_config(None)).connect(name, tcp))
-        .await
-        .map_err(|_| std::io::Error::other("handshake timeout"))?
+    tokio::time::timeout(
+        WAIT,
+        TlsConnector::from(h.client_config(None)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("handshake timeout"))?
 }
 
 /// CONNACK return code of alice (or of a wrong password) through the balancer for `client`.
 async fn login_via(h: &Harness, header: &[u8], id: &str, password: &str) -> Option<u8> {
     let tcp = from_with(BALANCER, h.addr_of("lb"), header).await.ok()?;
     let mut s = tls_over(h, tcp).await.ok()?;
-    common::connack_code(&mut s, &packets::connect_v4(id, Some("alice"), Some(password))).await
+    common::connack_code(
+        &mut s,
+        &packets::connect_v4(id, Some("alice"), Some(password)),
+    )
+    .await
 }
 
 /// What comes back on a connection moat refuses before TLS: nothing, then a close or reset.
@@ -70,7 +77,9 @@ async fn login_via(h: &Harness, header: &[u8], id: &str, password: &str) -> Opti
 async fn refused_before_tls(mut tcp: TcpStream, wait: Duration) -> Option<Vec<u8>> {
     // The start of a ClientHello, more than the 12 bytes the header framing reads first.
     let _ = tcp
-        .write_all(&[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03, 0, 0, 0])
+        .write_all(&[
+            0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03, 0, 0, 0,
+        ])
         .await;
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
@@ -105,10 +114,18 @@ async fn lb(network: String, extra: &str) -> Harness {
 #[tokio::test]
 async fn v1_and_v2_headers_from_a_trusted_balancer_then_tls_and_connect() {
     let h = lb(network("[]", ""), "").await;
-    assert_eq!(login_via(&h, &v1("127.0.0.61", 40000), "a", "alice-pw").await, Some(0));
-    assert_eq!(login_via(&h, &v2(Some("127.0.0.62")), "b", "alice-pw").await, Some(0));
+    assert_eq!(
+        login_via(&h, &v1("127.0.0.61", 40000), "a", "alice-pw").await,
+        Some(0)
+    );
+    assert_eq!(
+        login_via(&h, &v2(Some("127.0.0.62")), "b", "alice-pw").await,
+        Some(0)
+    );
     // A balancer's health check (LOCAL) is its own connection: TLS completes.
-    let tcp = from_with(BALANCER, h.addr_of("lb"), &v2(None)).await.unwrap();
+    let tcp = from_with(BALANCER, h.addr_of("lb"), &v2(None))
+        .await
+        .unwrap();
     assert!(tls_over(&h, tcp).await.is_ok());
     let s = h.running.stats();
     assert_eq!((s.proxy_untrusted, s.proxy_header_invalid), (0, 0));
@@ -121,15 +138,27 @@ async fn untrusted_peer_missing_malformed_and_slow_headers_are_refused_before_tl
     // A header from a peer that is not a trusted balancer: reset before a byte is read.
     let tcp = from_with("127.0.0.1", lb, &v1("127.0.0.61", 40000)).await;
     if let Ok(tcp) = tcp {
-        assert_eq!(refused_before_tls(tcp, WAIT).await, Some(vec![]), "no TLS alert");
+        assert_eq!(
+            refused_before_tls(tcp, WAIT).await,
+            Some(vec![]),
+            "no TLS alert"
+        );
     }
     assert_eq!(h.running.stats().proxy_untrusted, 1);
     // The trusted balancer without a header (TLS straight away), with a wrong signature, with
     // a v1 line past 107 bytes: closed without a TLS alert.
     let long = format!("PROXY TCP4 {}\r\n", "1".repeat(120));
-    for header in [&b""[..], b"\r\n\r\n\0\r\nQUIX\n\x21\x11\x00\x0c", long.as_bytes()] {
+    for header in [
+        &b""[..],
+        b"\r\n\r\n\0\r\nQUIX\n\x21\x11\x00\x0c",
+        long.as_bytes(),
+    ] {
         let tcp = from_with(BALANCER, lb, header).await.unwrap();
-        assert_eq!(refused_before_tls(tcp, WAIT).await, Some(vec![]), "no TLS alert");
+        assert_eq!(
+            refused_before_tls(tcp, WAIT).await,
+            Some(vec![]),
+            "no TLS alert"
+        );
     }
     assert_eq!(h.running.stats().proxy_header_invalid, 3);
     // A real TLS client without a header fails its handshake.
@@ -142,7 +171,10 @@ async fn untrusted_peer_missing_malformed_and_slow_headers_are_refused_before_tl
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
     assert_eq!(h.running.stats().proxy_header_timeout, 1);
     // None of it counted against the balancer: a header naming a client is still served.
-    assert_eq!(login_via(&h, &v2(Some("127.0.0.62")), "b", "alice-pw").await, Some(0));
+    assert_eq!(
+        login_via(&h, &v2(Some("127.0.0.62")), "b", "alice-pw").await,
+        Some(0)
+    );
 }
 
 #[tokio::test]
@@ -151,7 +183,9 @@ async fn the_header_address_is_admitted_not_the_balancer() {
     // to it, both apply to the clients it names.
     let h = lb(network("[127.0.0.66, 127.0.0.2]", ", max_per_ip: 1"), "").await;
     let lb = h.addr_of("lb");
-    let denied = from_with(BALANCER, lb, &v2(Some("127.0.0.66"))).await.unwrap();
+    let denied = from_with(BALANCER, lb, &v2(Some("127.0.0.66")))
+        .await
+        .unwrap();
     assert_eq!(refused_before_tls(denied, WAIT).await, Some(vec![]));
     assert_eq!(h.running.stats().admission.refused_network, 1);
     // Two clients through the same balancer at once, each at its own cap.
@@ -171,17 +205,28 @@ async fn the_header_address_is_admitted_not_the_balancer() {
 async fn failed_logins_ban_the_header_address_not_the_balancer() {
     let h = lb(network("[]", ""), "").await;
     for id in ["x1", "x2"] {
-        assert_ne!(login_via(&h, &v2(Some("127.0.0.70")), id, "wrong").await, Some(0));
+        assert_ne!(
+            login_via(&h, &v2(Some("127.0.0.70")), id, "wrong").await,
+            Some(0)
+        );
     }
     let bans = h.running.active_bans();
     assert_eq!(bans.len(), 1, "{bans:?}");
     assert!(format!("{bans:?}").contains("127.0.0.70"), "{bans:?}");
     // The banned device is refused before TLS; the balancer's other clients are served.
-    let banned = from_with(BALANCER, h.addr_of("lb"), &v2(Some("127.0.0.70"))).await.unwrap();
+    let banned = from_with(BALANCER, h.addr_of("lb"), &v2(Some("127.0.0.70")))
+        .await
+        .unwrap();
     assert_eq!(refused_before_tls(banned, WAIT).await, Some(vec![]));
     assert_eq!(h.running.stats().admission.refused_banned, 1);
-    assert_eq!(login_via(&h, &v2(Some("127.0.0.71")), "ok", "alice-pw").await, Some(0));
-    assert_eq!(login_via(&h, &v1("127.0.0.2", 5), "lb", "alice-pw").await, Some(0));
+    assert_eq!(
+        login_via(&h, &v2(Some("127.0.0.71")), "ok", "alice-pw").await,
+        Some(0)
+    );
+    assert_eq!(
+        login_via(&h, &v1("127.0.0.2", 5), "lb", "alice-pw").await,
+        Some(0)
+    );
 }
 
 #[tokio::test]
@@ -207,12 +252,22 @@ async fn x_forwarded_for_is_admitted_on_the_forwarded_address() {
             common::ws::wss_over(tcp, addr, tls, "/mqtt", &["mqtt"], &headers).await
         }
     };
-    assert_eq!(common::ws::refused_status(via_proxy("127.0.0.80").await), 403);
+    assert_eq!(
+        common::ws::refused_status(via_proxy("127.0.0.80").await),
+        403
+    );
     assert_eq!(common::ws::refused_status(via_proxy("").await), 403);
     assert_eq!(h.running.stats().admission.refused_network, 2);
     let mut ws = via_proxy("127.0.0.81").await.unwrap();
-    common::ws::send(&mut ws, &packets::connect_v4("w", Some("alice"), Some("alice-pw"))).await;
-    assert_eq!(common::ws::read_bytes(&mut ws, 4).await, vec![0x20, 0x02, 0x00, 0x00]);
+    common::ws::send(
+        &mut ws,
+        &packets::connect_v4("w", Some("alice"), Some("alice-pw")),
+    )
+    .await;
+    assert_eq!(
+        common::ws::read_bytes(&mut ws, 4).await,
+        vec![0x20, 0x02, 0x00, 0x00]
+    );
     // A client connecting directly is judged on its own address, as before.
     let direct = common::ws::wss_connect(addr, tls.clone(), "/mqtt", &["mqtt"], &[]).await;
     assert!(direct.is_ok());
@@ -262,7 +317,10 @@ async fn logs_and_audit_name_the_header_address() {
     };
     assert_eq!(login(v1("127.0.0.61", 40000), "alice-pw").await, Some(0));
     let up = common::wait_for_line(&lines, &mut seen, &["session up"]);
-    assert!(up.contains("127.0.0.61") && up.contains("via=127.0.0.2"), "{up}");
+    assert!(
+        up.contains("127.0.0.61") && up.contains("via=127.0.0.2"),
+        "{up}"
+    );
     assert_ne!(login(v2(Some("127.0.0.62")), "wrong").await, Some(0));
     let audit = common::wait_for_line(&lines, &mut seen, &["moat::audit", "refused", "alice"]);
     assert!(audit.contains("peer=127.0.0.62:50000"), "{audit}");
@@ -271,7 +329,10 @@ async fn logs_and_audit_name_the_header_address() {
         refused_before_tls(tcp, WAIT).await;
     }
     let refused = common::wait_for_line(&lines, &mut seen, &["moat::audit", "action=\"proxy\""]);
-    assert!(refused.contains("peer=127.0.0.1:") && refused.contains("not a trusted proxy"), "{refused}");
+    assert!(
+        refused.contains("peer=127.0.0.1:") && refused.contains("not a trusted proxy"),
+        "{refused}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

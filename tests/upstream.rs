@@ -33,7 +33,9 @@ async fn connack(moat: &MoatProcess, pki: &Pki, id: &str, v5: bool) -> u8 {
         true => connect_v5(id, Some("alice"), Some("alice-pw")),
         false => connect_v4(id, Some("alice"), Some("alice-pw")),
     };
-    common::connack_code(&mut s, &connect).await.expect("a CONNACK")
+    common::connack_code(&mut s, &connect)
+        .await
+        .expect("a CONNACK")
 }
 
 /// A loopback port nothing listens on (taken from the OS and released).
@@ -95,7 +97,10 @@ async fn round_robin_spreads_sessions_over_the_brokers() {
         assert_eq!(connack(&moat, &pki, &format!("rr{i}"), i % 2 == 1).await, 0);
     }
     let wait = Duration::from_millis(300);
-    assert_eq!((connections_seen(&a, wait), connections_seen(&b, wait)), (2, 2));
+    assert_eq!(
+        (connections_seen(&a, wait), connections_seen(&b, wait)),
+        (2, 2)
+    );
 }
 
 #[tokio::test]
@@ -108,7 +113,11 @@ async fn a_broker_down_is_server_unavailable_at_once() {
     let started = Instant::now();
     assert_eq!(connack(&moat, &pki, "down3", false).await, 0x03);
     assert_eq!(connack(&moat, &pki, "down5", true).await, 0x88);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     moat.wait_for(&["broker unavailable", "127.0.0.1:", "connect"]);
 }
 
@@ -146,7 +155,10 @@ async fn fixed_credentials_open_a_broker_with_a_password_file_and_wrong_ones_are
     assert!(line.contains("not authorized"), "{line}");
     moat_bad.wait_for(&["broker refused moat's CONNECT", "code=0x87", "localhost:"]);
     let log = moat_bad.log();
-    assert!(!log.contains("wrong-secret-2"), "the password reached the log: {log}");
+    assert!(
+        !log.contains("wrong-secret-2"),
+        "the password reached the log: {log}"
+    );
 }
 
 #[tokio::test]
@@ -172,7 +184,8 @@ async fn the_identity_as_user_name_with_a_password_from_a_file() {
     let mut s = common::tls_connect(moat.addr, common::client_config(&pki.ca.cert, None))
         .await
         .unwrap();
-    let code = common::connack_code(&mut s, &connect_v4("bob-1", Some("bob"), Some("bob-pw"))).await;
+    let code =
+        common::connack_code(&mut s, &connect_v4("bob-1", Some("bob"), Some("bob-pw"))).await;
     assert_eq!(code, Some(0x05));
 }
 
@@ -188,7 +201,11 @@ async fn tls_toward_the_broker_with_certificates_from_moat_certs() {
             .args(&args)
             .output()
             .unwrap();
-        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
     }
     let p = pki_dir.path();
     // mosquitto started as root reads its files as the `mosquitto` user.

@@ -338,8 +338,14 @@ impl Gate {
     ) {
         let ip = addr.ip().to_canonical();
         let source = source_key(ip, self.policy.load().connection_limits().ipv6_prefix);
-        self.log
-            .note(addr, source, listener, action, cause, &RuleRef::builtin(rule));
+        self.log.note(
+            addr,
+            source,
+            listener,
+            action,
+            cause,
+            &RuleRef::builtin(rule),
+        );
     }
 
     /// At CONNECT: refuses a client whose user name, client id or source is banned (MQTT 5

@@ -92,7 +92,11 @@ pub(crate) async fn connect(
                     .await
                     .map_err(|source| LinkError::Tls { addr, source })?;
                 let (rd, wr) = tokio::io::split(stream);
-                return Ok((BrokerRead(ReadInner::Tls(rd)), BrokerWrite(WriteInner::Tls(wr)), addr));
+                return Ok((
+                    BrokerRead(ReadInner::Tls(rd)),
+                    BrokerWrite(WriteInner::Tls(wr)),
+                    addr,
+                ));
             }
             Err(source) => last = Some(LinkError::Connect { addr, source }),
         }

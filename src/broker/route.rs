@@ -206,7 +206,14 @@ mod tests {
         let firsts: Vec<String> = (0..6).map(|_| hosts(&r.plan(t0))[0].clone()).collect();
         assert_eq!(
             firsts,
-            ["a.example", "b.example", "10.0.0.3", "a.example", "b.example", "10.0.0.3"]
+            [
+                "a.example",
+                "b.example",
+                "10.0.0.3",
+                "a.example",
+                "b.example",
+                "10.0.0.3"
+            ]
         );
         r.endpoints[1].failed(t0);
         let firsts: Vec<String> = (0..3).map(|_| hosts(&r.plan(t0))[0].clone()).collect();
@@ -219,7 +226,10 @@ mod tests {
         let t0 = Instant::now();
         let e = &r.endpoints[0];
         assert_eq!(e.literal(), None);
-        assert_eq!(r.endpoints[2].literal(), Some("10.0.0.3:1883".parse().unwrap()));
+        assert_eq!(
+            r.endpoints[2].literal(),
+            Some("10.0.0.3:1883".parse().unwrap())
+        );
         let addrs = vec!["10.1.1.1:1883".parse().unwrap()];
         e.remember(t0, addrs.clone());
         assert_eq!(e.cached(t0 + Duration::from_secs(1)), Some(addrs.clone()));

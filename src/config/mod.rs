@@ -29,8 +29,8 @@ pub(crate) use error::{from_yaml, quoted};
 pub use error::{ConfigError, ConfigErrorKind, Position, SourceLocation};
 pub(crate) use listener::normalise_origin;
 pub use listener::{
-    ProxyProtocol, ProxySettings, QuicSettings, Subprotocol, WsSettings, DEFAULT_QUIC_IDLE_TIMEOUT, DEFAULT_UPGRADE_TIMEOUT,
-    DEFAULT_WS_PATH,
+    ProxyProtocol, ProxySettings, QuicSettings, Subprotocol, WsSettings, DEFAULT_QUIC_IDLE_TIMEOUT,
+    DEFAULT_UPGRADE_TIMEOUT, DEFAULT_WS_PATH,
 };
 
 /// Parses and validates moat.yaml. `path` names the file in error messages, and its folder is

@@ -565,11 +565,13 @@ impl Check<'_> {
                 (v3, v5)
             }
             (Some(_), _, _) => {
-                let problem = "give either 'addresses' (every MQTT version) or 'v3' and 'v5', not both";
+                let problem =
+                    "give either 'addresses' (every MQTT version) or 'v3' and 'v5', not both";
                 return Err(self.err_at(broker, Kind::UpstreamConflict { field, problem }));
             }
             (None, None, _) => {
-                let problem = "no broker address: expected 'addresses: [HOST:PORT, ...]' (or 'v3:')";
+                let problem =
+                    "no broker address: expected 'addresses: [HOST:PORT, ...]' (or 'v3:')";
                 return Err(self.err_at(broker, Kind::UpstreamConflict { field, problem }));
             }
         };
@@ -647,7 +649,11 @@ impl Check<'_> {
             });
         }
         let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-        let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(bad)?;
         // A DNS name by the rules certificates use (letters, digits, hyphens, dots); an IP
         // literal that did not parse with its port (`::1:1883`) is refused here too.
         if host.parse::<IpAddr>().is_ok() || !valid_host_name(host) {
@@ -744,7 +750,9 @@ fn valid_host_name(host: &str) -> bool {
             (1..=63).contains(&label.len())
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 

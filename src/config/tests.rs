@@ -300,7 +300,9 @@ fn broker_is_embedded_or_upstream() {
             "broker: {{ upstream: {{ v3: \"{bad}\" }} }}\n"
         )));
         assert!(
-            err.contains(&format!("invalid broker address '{bad}' for broker.upstream.v3")),
+            err.contains(&format!(
+                "invalid broker address '{bad}' for broker.upstream.v3"
+            )),
             "{err}"
         );
     }

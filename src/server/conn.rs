@@ -31,10 +31,10 @@ use super::listener::Front;
 use super::quic::HandshakeSlot;
 use super::Shared;
 use crate::admission::Admitted;
+use crate::config::ProxyProtocol;
 use crate::config::WsSettings;
 use crate::shutdown::Drain;
 use crate::stats::Stats;
-use crate::config::ProxyProtocol;
 use crate::transport::proxy_header::{self, HeaderError, Origin};
 use crate::transport::{peer_addr, quic, tls, ws, Peer, ServerTls, TransportKind};
 
@@ -462,11 +462,10 @@ async fn websocket<S>(
             }
         }
     };
-    let readmission: Option<&mut (dyn FnMut(SocketAddr) -> Option<Admitted> + Send)> =
-        match kept {
-            None => Some(&mut admit),
-            Some(_) => None,
-        };
+    let readmission: Option<&mut (dyn FnMut(SocketAddr) -> Option<Admitted> + Send)> = match kept {
+        None => Some(&mut admit),
+        Some(_) => None,
+    };
     let upgraded = Box::pin(ws::upgrade(stream, peer, &settings, kind, readmission)).await;
     let session: Step = match upgraded {
         Ok((stream, peer, readmitted)) => {

@@ -433,9 +433,12 @@ impl BrokerFault {
     fn client_reason(&self) -> ReasonCode {
         use ReasonCode as R;
         match self.broker_reason() {
-            Some(R::BadUserNameOrPassword | R::NotAuthorized | R::Banned | R::BadAuthenticationMethod) => {
-                R::NotAuthorized
-            }
+            Some(
+                R::BadUserNameOrPassword
+                | R::NotAuthorized
+                | R::Banned
+                | R::BadAuthenticationMethod,
+            ) => R::NotAuthorized,
             Some(r @ (R::ServerBusy | R::QuotaExceeded | R::ConnectionRateExceeded)) => r,
             _ => R::ServerUnavailable,
         }

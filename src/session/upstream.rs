@@ -81,15 +81,15 @@ pub(crate) async fn open(
                 tracing::warn!(broker = %address, error = %why, "broker address failed");
                 unavailable(format!("{address}: {why}"))
             }
-            Err(Attempt::Refused(connack)) => {
+            Err(Attempt::Refused(code)) => {
                 let fault = BrokerFault::Refused {
                     addr: address.clone(),
-                    code: connack.code,
+                    code,
                     v5: connect.protocol.is_v5(),
                 };
                 tracing::warn!(
                     broker = %address,
-                    code = %format_args!("0x{:02x}", connack.code),
+                    code = %format_args!("0x{code:02x}"),
                     reason = fault.broker_answer(),
                     "broker refused moat's CONNECT"
                 );
@@ -106,17 +106,16 @@ pub(crate) async fn open(
         };
         last = Some(refusal);
     }
-    Err(last.unwrap_or_else(|| {
-        unavailable(format!("no broker address answered within {deadline:?}"))
-    }))
+    Err(last
+        .unwrap_or_else(|| unavailable(format!("no broker address answered within {deadline:?}"))))
 }
 
 /// How one address failed a session.
 enum Attempt {
     /// Unreachable, TLS refused, closed, silent or garbled: the next address may do better.
     Failed(String),
-    /// The broker answered with a refusing CONNACK.
-    Refused(mqtt::ConnAck),
+    /// The broker answered with a refusing CONNACK: its code.
+    Refused(u8),
 }
 
 /// One address: connect, CONNECT, CONNACK.
@@ -157,7 +156,7 @@ async fn attempt(
             writer: wr,
             connack,
         }),
-        Ok(Packet::ConnAck(connack)) => Err(Attempt::Refused(connack)),
+        Ok(Packet::ConnAck(connack)) => Err(Attempt::Refused(connack.code)),
         Ok(other) => Err(failed(format!(
             "broker answered CONNECT with {:?}",
             other.packet_type()

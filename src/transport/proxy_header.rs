@@ -171,8 +171,12 @@ fn parse_v1(header: &[u8]) -> Result<Origin, HeaderError> {
         return Err(HeaderError::Malformed("v1 line"));
     }
     Ok(match parsed.addresses {
-        Addresses::Tcp4(a) => Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port)),
-        Addresses::Tcp6(a) => Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port)),
+        Addresses::Tcp4(a) => {
+            Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
+        Addresses::Tcp6(a) => {
+            Origin::Client(SocketAddr::new(a.source_address.into(), a.source_port))
+        }
         Addresses::Unknown => Origin::Peer,
     })
 }

@@ -67,7 +67,10 @@ fn v1_tcp4_tcp6_and_unknown_from_the_spec() {
     assert_eq!(got, Ok(client("255.255.255.255:65535")));
     let got = framed_then_parsed(b"PROXY TCP6 2001:db8::7 2001:db8::1 4242 8883\r\n", ANY);
     assert_eq!(got, Ok(client("[2001:db8::7]:4242")));
-    assert_eq!(framed_then_parsed(b"PROXY UNKNOWN\r\n", ANY), Ok(Origin::Peer));
+    assert_eq!(
+        framed_then_parsed(b"PROXY UNKNOWN\r\n", ANY),
+        Ok(Origin::Peer)
+    );
     // The spec's worst case: 107 bytes exactly.
     let worst = format!(
         "PROXY UNKNOWN {f} {f} 65535 65535\r\n",
@@ -80,7 +83,10 @@ fn v1_tcp4_tcp6_and_unknown_from_the_spec() {
 #[test]
 fn v1_refusals() {
     let long = format!("PROXY TCP4 {}\r\n", "1".repeat(100));
-    assert!(matches!(frame(long.as_bytes(), ANY), Err(HeaderError::TooLong(107))));
+    assert!(matches!(
+        frame(long.as_bytes(), ANY),
+        Err(HeaderError::TooLong(107))
+    ));
     for bad in [
         &b"PROXY TCP4 192.0.2.7 10.0.0.1 50000\r\n"[..],
         b"PROXY TCP4 192.0.2.777 10.0.0.1 50000 8883\r\n",
@@ -111,19 +117,41 @@ fn v2_proxy_local_and_families() {
         Ok(client("192.0.2.7:50000"))
     );
     let mut six = Vec::new();
-    six.extend_from_slice(&"2001:db8::7".parse::<std::net::Ipv6Addr>().unwrap().octets());
-    six.extend_from_slice(&"2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    six.extend_from_slice(
+        &"2001:db8::7"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    six.extend_from_slice(
+        &"2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
     six.extend_from_slice(&[0x10, 0x92, 0x22, 0xb3]);
     assert_eq!(
         framed_then_parsed(&v2(0x21, 0x21, &six), ProxyProtocol::V2),
         Ok(client("[2001:db8::7]:4242"))
     );
     // LOCAL (a health check): the block is discarded, whatever it holds.
-    assert_eq!(framed_then_parsed(&v2(0x20, 0x00, &[]), ANY), Ok(Origin::Peer));
-    assert_eq!(framed_then_parsed(&v2(0x20, 0x11, &[1, 2, 3]), ANY), Ok(Origin::Peer));
+    assert_eq!(
+        framed_then_parsed(&v2(0x20, 0x00, &[]), ANY),
+        Ok(Origin::Peer)
+    );
+    assert_eq!(
+        framed_then_parsed(&v2(0x20, 0x11, &[1, 2, 3]), ANY),
+        Ok(Origin::Peer)
+    );
     // PROXY over UNSPEC or UNIX: no address to use.
-    assert_eq!(framed_then_parsed(&v2(0x21, 0x00, &[]), ANY), Ok(Origin::Peer));
-    assert_eq!(framed_then_parsed(&v2(0x21, 0x31, &[0; 216]), ANY), Ok(Origin::Peer));
+    assert_eq!(
+        framed_then_parsed(&v2(0x21, 0x00, &[]), ANY),
+        Ok(Origin::Peer)
+    );
+    assert_eq!(
+        framed_then_parsed(&v2(0x21, 0x31, &[0; 216]), ANY),
+        Ok(Origin::Peer)
+    );
 }
 
 #[test]
@@ -151,13 +179,31 @@ fn v2_tlvs() {
 fn v2_refusals() {
     let bad = |h: &[u8]| framed_then_parsed(h, ANY);
     // Version 1 in the binary header, command 2, family 4, transport 3.
-    assert!(matches!(bad(&v2(0x11, 0x11, &[0; 12])), Err(HeaderError::Malformed(_))));
-    assert!(matches!(bad(&v2(0x22, 0x11, &[0; 12])), Err(HeaderError::Malformed(_))));
-    assert!(matches!(bad(&v2(0x21, 0x41, &[0; 12])), Err(HeaderError::Malformed(_))));
-    assert!(matches!(bad(&v2(0x21, 0x13, &[0; 12])), Err(HeaderError::Malformed(_))));
+    assert!(matches!(
+        bad(&v2(0x11, 0x11, &[0; 12])),
+        Err(HeaderError::Malformed(_))
+    ));
+    assert!(matches!(
+        bad(&v2(0x22, 0x11, &[0; 12])),
+        Err(HeaderError::Malformed(_))
+    ));
+    assert!(matches!(
+        bad(&v2(0x21, 0x41, &[0; 12])),
+        Err(HeaderError::Malformed(_))
+    ));
+    assert!(matches!(
+        bad(&v2(0x21, 0x13, &[0; 12])),
+        Err(HeaderError::Malformed(_))
+    ));
     // Shorter than its addresses; UDP on a TCP listener.
-    assert!(matches!(bad(&v2(0x21, 0x11, &[0; 11])), Err(HeaderError::Malformed(_))));
-    assert!(matches!(bad(&v2(0x21, 0x12, &[0; 12])), Err(HeaderError::Malformed(_))));
+    assert!(matches!(
+        bad(&v2(0x21, 0x11, &[0; 11])),
+        Err(HeaderError::Malformed(_))
+    ));
+    assert!(matches!(
+        bad(&v2(0x21, 0x12, &[0; 12])),
+        Err(HeaderError::Malformed(_))
+    ));
     // A declared length over the bound is refused from the fixed part alone.
     let mut long = V2_SIGNATURE.to_vec();
     long.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
@@ -176,7 +222,9 @@ fn v2_refusals() {
 
 #[test]
 fn missing_header_and_wrong_version() {
-    let hello = [0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03, 0x00, 0x00];
+    let hello = [
+        0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03, 0x00, 0x00,
+    ];
     assert_eq!(frame(&hello, ANY), Err(HeaderError::Missing));
     // Only the first 12 bytes are read before the refusal.
     assert_eq!(next_read(&[], ANY), Ok(Step::Read(12)));

@@ -87,8 +87,17 @@ pub fn password_file(path: &std::path::Path, users: &[(&str, &str)]) {
         if n == 0 {
             cmd.arg("-c");
         }
-        let out = cmd.arg("-b").arg(path).args([user, password]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = cmd
+            .arg("-b")
+            .arg(path)
+            .args([user, password])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

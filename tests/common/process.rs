@@ -24,7 +24,11 @@ pub struct MoatProcess {
 pub fn write_config(dir: &Path, bind: &str, broker: &str) {
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(dir.join("policies/test.yaml"), super::default_policy()).unwrap();
-    std::fs::write(dir.join("policies/00-network.yaml"), super::LOOPBACK_NETWORK).unwrap();
+    std::fs::write(
+        dir.join("policies/00-network.yaml"),
+        super::LOOPBACK_NETWORK,
+    )
+    .unwrap();
     std::fs::write(
         dir.join("moat.yaml"),
         format!(

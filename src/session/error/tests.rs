@@ -195,22 +195,49 @@ fn a_broker_refusal_reaches_the_client_as_its_own_versions_code_and_names_the_br
     };
     // moat's credentials refused (3.1.1 0x04, 5.0 0x86), or the identity not authorized:
     // the client is not authorized (3.1.1 0x05, 5.0 0x87).
-    for (code, v5) in [(0x04, false), (0x05, false), (0x86, true), (0x87, true), (0x8a, true)] {
+    for (code, v5) in [
+        (0x04, false),
+        (0x05, false),
+        (0x86, true),
+        (0x87, true),
+        (0x8a, true),
+    ] {
         let outcome = refused(code, v5).outcome();
-        assert_eq!(outcome, Outcome::ConnAck(ReasonCode::NotAuthorized), "{code:#x}");
+        assert_eq!(
+            outcome,
+            Outcome::ConnAck(ReasonCode::NotAuthorized),
+            "{code:#x}"
+        );
         assert_eq!(wire(outcome, V3), [0x20, 0x02, 0x00, 0x05]);
         assert_eq!(wire(outcome, V5), [0x20, 0x03, 0x00, 0x87, 0x00]);
     }
     // Unavailable, an id or protocol the broker refuses (moat wrote them), a redirect: 0x03 / 0x88.
-    for (code, v5) in [(0x03, false), (0x02, false), (0x88, true), (0x85, true), (0x9c, true), (0xfe, true)] {
+    for (code, v5) in [
+        (0x03, false),
+        (0x02, false),
+        (0x88, true),
+        (0x85, true),
+        (0x9c, true),
+        (0xfe, true),
+    ] {
         let outcome = refused(code, v5).outcome();
-        assert_eq!(outcome, Outcome::ConnAck(ReasonCode::ServerUnavailable), "{code:#x}");
+        assert_eq!(
+            outcome,
+            Outcome::ConnAck(ReasonCode::ServerUnavailable),
+            "{code:#x}"
+        );
         assert_eq!(wire(outcome, V3), [0x20, 0x02, 0x00, 0x03]);
     }
-    assert_eq!(refused(0x89, true).outcome(), Outcome::ConnAck(ReasonCode::ServerBusy));
+    assert_eq!(
+        refused(0x89, true).outcome(),
+        Outcome::ConnAck(ReasonCode::ServerBusy)
+    );
     let r = refused(0x04, false);
     assert_eq!(r.side(), Side::Broker);
-    assert!(!r.is_failed_login(), "the broker refused moat, not the client's password");
+    assert!(
+        !r.is_failed_login(),
+        "the broker refused moat, not the client's password"
+    );
     assert_eq!(
         r.to_string(),
         "broker broker-1.example:1883 refused moat's CONNECT: bad user name or password (0x04)"
