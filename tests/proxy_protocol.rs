@@ -336,3 +336,111 @@ async fn logs_and_audit_name_the_header_address() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// HAProxy in TCP mode as the balancer (`send-proxy-v2`, connecting from 127.0.0.2), killed when
+/// dropped. Its frontend socket is bound here on port 0 and handed over as its stdin
+/// (`bind fd@0`): no port guessing, and connections queue until it accepts them.
+struct Haproxy {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    fn start(moat: SocketAddr) -> Haproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n    maxconn 64\n\
+                 defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+                 frontend fe\n    bind fd@0\n    default_backend moat\n\
+                 backend moat\n    server m1 {moat} send-proxy-v2 source {BALANCER}\n"
+            ),
+        )
+        .unwrap();
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let child = std::process::Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&cfg)
+            .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                socket,
+            )))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("haproxy is installed (scripts/test installs it)");
+        Haproxy {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn behind_haproxy_a_device_denied_by_its_own_address_is_refused_and_others_served() {
+    let h = lb(network("[127.0.0.66, 127.0.0.2]", ""), "").await;
+    let haproxy = Haproxy::start(h.addr_of("lb"));
+    let through = |src: &'static str| {
+        let h = &h;
+        let addr = haproxy.addr;
+        async move {
+            let tcp = common::tcp_from(src, addr).await.ok()?;
+            let mut s = tls_over(h, tcp).await.ok()?;
+            let connect = packets::connect_v4(src, Some("alice"), Some("alice-pw"));
+            common::connack_code(&mut s, &connect).await
+        }
+    };
+    assert_eq!(through("127.0.0.67").await, Some(0));
+    assert_eq!(through("127.0.0.66").await, None);
+    assert_eq!(through("127.0.0.68").await, Some(0));
+    let s = h.running.stats();
+    assert_eq!(s.admission.refused_network, 1);
+    assert_eq!((s.proxy_untrusted, s.proxy_header_invalid), (0, 0));
+}
+
+#[tokio::test]
+async fn an_http_proxy_behind_the_balancer_is_believed_for_x_forwarded_for() {
+    // L4 balancer 127.0.0.2 (PROXY header) → HTTP proxy 127.0.0.3 (X-Forwarded-For) → device.
+    let h = common::start(Opts {
+        listeners: "  - { name: wss, kind: wss, bind: \"127.0.0.1:0\", proxy_protocol: v1, trusted_proxies: [127.0.0.2], ws: { trusted_proxies: [127.0.0.3] } }\n"
+            .to_string(),
+        network: network("[127.0.0.90, 127.0.0.3]", ""),
+        ..Opts::default()
+    })
+    .await;
+    let addr = h.addr_of("wss");
+    let tls = common::ws::wss_tls(&h.pki.ca.cert);
+    let device = |ip: &'static str| {
+        let tls = tls.clone();
+        async move {
+            let tcp = from_with(BALANCER, addr, &v1("127.0.0.3", 7))
+                .await
+                .unwrap();
+            let xff = [("x-forwarded-for", ip)];
+            common::ws::wss_over(tcp, addr, tls, "/mqtt", &["mqtt"], &xff).await
+        }
+    };
+    assert_eq!(common::ws::refused_status(device("127.0.0.90").await), 403);
+    let mut ws = device("127.0.0.91").await.unwrap();
+    common::ws::send(
+        &mut ws,
+        &packets::connect_v4("w", Some("alice"), Some("alice-pw")),
+    )
+    .await;
+    assert_eq!(
+        common::ws::read_bytes(&mut ws, 4).await,
+        vec![0x20, 0x02, 0x00, 0x00]
+    );
+    assert_eq!(h.running.stats().admission.refused_network, 1);
+}

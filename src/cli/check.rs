@@ -113,8 +113,17 @@ fn crl_lines(crls: &[CrlLine], policy: CrlExpired) -> Vec<String> {
 fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[PathBuf]) -> String {
     let mut lines = vec![format!("{}: ok", path.display())];
     for listener in &cfg.listeners {
+        // Behind a balancer the operator must see at a glance whose header is believed.
+        let proxy = listener.proxy.as_ref().map_or(String::new(), |p| {
+            let trusted: Vec<String> = p.trusted.iter().map(ToString::to_string).collect();
+            format!(
+                ", PROXY protocol {} from {}",
+                p.version.as_str(),
+                trusted.join(", ")
+            )
+        });
         lines.push(format!(
-            "  listener  {} ({}) on {}",
+            "  listener  {} ({}) on {}{proxy}",
             listener.name,
             listener.kind.as_str(),
             listener.bind
@@ -385,6 +394,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("embedded on 127.0.0.1:1883"), "{text}");
+        let mut cfg = cfg;
+        cfg.listeners[0].proxy = Some(crate::config::ProxySettings {
+            version: crate::config::ProxyProtocol::V2,
+            trusted: vec!["10.0.0.0/24".parse().unwrap()],
+        });
+        let text = report(std::path::Path::new("moat.yaml"), &cfg, &policy, &[]);
+        assert!(
+            text.contains("mqtts (tls) on 127.0.0.1:8883, PROXY protocol v2 from 10.0.0.0/24"),
+            "{text}"
+        );
         assert!(text.contains("client certificates optional"), "{text}");
         assert!(
             text.contains("only clients with a verified certificate"),

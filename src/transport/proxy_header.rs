@@ -127,8 +127,12 @@ pub fn next_read(buf: &[u8], accepted: ProxyProtocol) -> Result<Step, HeaderErro
         if !accepted.accepts_v1() {
             return Err(version("v1", accepted));
         }
-        if buf.ends_with(b"\r\n") {
-            return Ok(Step::Complete);
+        // The line ends at its first `\n`, which must be the last byte read and follow a `\r`;
+        // one anywhere else (in the 12 or 15 bytes read at once) is a malformed header.
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(at) if at + 1 == buf.len() && buf.ends_with(b"\r\n") => return Ok(Step::Complete),
+            Some(_) => return Err(HeaderError::Malformed("v1 line")),
+            None => {}
         }
         if buf.len() >= V1_MAX {
             return Err(HeaderError::TooLong(buf.len()));

@@ -104,6 +104,11 @@ fn v1_refusals() {
             String::from_utf8_lossy(bad)
         );
     }
+    // A line end within the first 15 bytes: refused, never read past.
+    assert_eq!(
+        frame(b"PROXY \r\n\x16\x03\x01\x00\xc8\x01\x00", ANY),
+        Err(HeaderError::Malformed("v1 line"))
+    );
     // Missing `\n` after `\r`: the line never ends, and the framing stops at 107 bytes.
     let mut no_lf = b"PROXY TCP4 192.0.2.7 10.0.0.1 50000 8883\r".to_vec();
     no_lf.extend_from_slice(&[b'x'; 80]);
