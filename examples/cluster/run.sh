@@ -169,7 +169,7 @@ frontend mqtt
   bind 127.0.0.1:$lb
   default_backend moat
 backend moat
-  balance first
+  balance ${HAPROXY_BALANCE:-first}
   # The PROXY v2 header on every connection, health checks included (they are connections
   # to moat's PROXY listener too, and one without the header would be refused and audited).
   default-server check inter 500ms fall 1 rise 1 send-proxy-v2 check-send-proxy
