@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 
 use crate::config::{BrokerSettings, ClientCerts, Config, CrlExpired, TransportKind};
-use crate::ops::{fds, load};
+use crate::ops::{fds, load, sizing};
 use crate::policy::Policy;
 use crate::transport::tls::{CrlLine, Material, Profile};
 
@@ -33,9 +33,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let policy = load::load_policy(&cfg)?;
     let missing = load::missing_tls_files(&cfg);
     say(report(&args.config, &cfg, &policy, &missing))?;
-    for line in descriptors(&cfg, fds::limits().ok()) {
+    let limits = fds::limits().ok();
+    for line in descriptors(&cfg, limits) {
         say(format_args!("{line}\n"))?;
     }
+    say(format_args!("{}\n", memory(&cfg, &policy, limits)))?;
     let (cases, failed) = cases(&policy);
     say(cases)?;
     if failed > 0 {
@@ -199,6 +201,18 @@ fn descriptors(cfg: &Config, limits: Option<(u64, u64)>) -> Vec<String> {
     lines
 }
 
+/// The memory `moat run` will need idle and at its connection cap (`ops::sizing`), with the cap
+/// it would admit under these descriptor limits.
+fn memory(cfg: &Config, policy: &Policy, limits: Option<(u64, u64)>) -> String {
+    let demand = fds::Demand::of(cfg);
+    let cap = limits
+        .and_then(|(_, hard)| fds::plan(demand, hard).ok())
+        .map_or(demand.max_connections, |plan| plan.max_connections);
+    let blocks = policy.password_memory_blocks() as u64;
+    let estimate = sizing::Estimate::of(cfg, cap, crate::authn::verifiers(), blocks);
+    format!("  memory    {estimate}")
+}
+
 /// Runs the policy test cases: the report, and how many failed.
 fn cases(policy: &Policy) -> (String, usize) {
     let outcomes = policy.run_cases();
@@ -305,9 +319,13 @@ fn broker(broker: &BrokerSettings) -> String {
             bind,
             bind_v5,
             max_connections,
-        } => format!(
-            "embedded on {bind} (MQTT 3.1.1) and {bind_v5} (MQTT 5), up to {max_connections} connections"
-        ),
+        } => {
+            let sized = match max_connections {
+                None => "sized to the connection cap".to_owned(),
+                Some(n) => format!("sized for at least {n} connections"),
+            };
+            format!("embedded on {bind} (MQTT 3.1.1) and {bind_v5} (MQTT 5), {sized}")
+        }
         BrokerSettings::Upstream(up) => {
             let list = |addrs: &[crate::config::UpstreamAddr]| {
                 addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")

@@ -8,6 +8,7 @@ mod explain;
 mod out;
 mod passwd;
 mod run;
+mod schema;
 mod tunnel;
 
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Explain(explain::Args),
     /// Carry local plain-TCP MQTT connections over QUIC to a moat QUIC listener.
     Tunnel(tunnel::Args),
+    /// Print the JSON Schema of moat.yaml or of a policy file (for editors and CI).
+    Schema(schema::Args),
 }
 
 /// Parses argv, runs the subcommand, and turns the result into an exit code.
@@ -48,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Passwd(args) => passwd::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Tunnel(args) => tunnel::run(args),
+        Command::Schema(args) => schema::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -178,23 +178,32 @@ impl ProxySettings {
 }
 
 /// `listeners[].ws:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWs {
+    #[schemars(with = "Option<String>")]
     path: Option<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
     subprotocols: Option<Spanned<Vec<Spanned<String>>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     allowed_origins: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     trusted_proxies: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<String>")]
     max_frame_size: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     max_message_size: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     upgrade_timeout: Option<Spanned<String>>,
 }
 
 /// `listeners[].quic:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawQuic {
+    #[schemars(with = "Option<String>")]
     idle_timeout: Option<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
     deny_sources: Option<Vec<Spanned<String>>>,
 }
 

@@ -39,6 +39,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     raw::parse(text, path)
 }
 
+/// The JSON Schema of moat.yaml (`moat schema config`), generated from the types [`parse`]
+/// deserializes into, so it cannot drift from what the loader accepts. It checks shapes and
+/// words; values only the loader can judge (addresses, durations, sizes) are strings in it.
+pub fn schema() -> schemars::Schema {
+    raw::schema()
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -165,7 +172,7 @@ impl Listener {
 /// A front door: the transport of a listener, and of one connection (a `tls` listener with ALPN
 /// routing serves `wss` connections too). More kinds may be added; match with a wildcard arm where that
 /// matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TransportKind {
@@ -238,7 +245,7 @@ impl TlsSettings {
 }
 
 /// Whether clients present certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientCerts {
     /// Never ask for a client certificate.
@@ -265,7 +272,7 @@ impl ClientCerts {
 
 /// What a CRL past its nextUpdate means (`tls.crl_expired`). Either way moat logs it at ERROR
 /// on every load, naming the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CrlExpired {
     /// Keep using it: what it revokes stays revoked, and certificates it does not list are
@@ -321,8 +328,10 @@ pub enum BrokerSettings {
         bind: SocketAddr,
         /// MQTT 5 listener (loopback).
         bind_v5: SocketAddr,
-        /// Connections the embedded broker accepts.
-        max_connections: usize,
+        /// Connections the embedded broker is sized for; `None` (the default): moat's
+        /// connection cap in force. rumqttd reserves its connection tables for this many at
+        /// start, and drops connections above it without a CONNACK.
+        max_connections: Option<usize>,
     },
     /// An external broker (or cluster) moat forwards to.
     Upstream(UpstreamSettings),
@@ -365,7 +374,7 @@ impl std::fmt::Display for UpstreamAddr {
 }
 
 /// How sessions are spread over several broker addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamStrategy {
     /// Always the first address that works, in the listed order (the default).
@@ -406,12 +415,28 @@ pub enum UpstreamCredentials {
     },
 }
 
+// === impl BrokerSettings ===
+
+impl BrokerSettings {
+    /// How many connections the embedded broker is sized for when moat admits `cap`: the cap
+    /// itself, or `broker.embedded.max_connections` when that is larger (never less: rumqttd
+    /// drops what is above its limit without a CONNACK). `None` for an external broker.
+    pub fn embedded_capacity(&self, cap: usize) -> Option<usize> {
+        match self {
+            Self::Embedded {
+                max_connections, ..
+            } => Some(max_connections.map_or(cap, |n| n.max(cap))),
+            Self::Upstream(_) => None,
+        }
+    }
+}
+
 impl Default for BrokerSettings {
     fn default() -> Self {
         Self::Embedded {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883),
             bind_v5: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1884),
-            max_connections: 10_000,
+            max_connections: None,
         }
     }
 }
@@ -498,7 +523,7 @@ pub struct LogSettings {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines (the default).

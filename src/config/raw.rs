@@ -34,13 +34,16 @@ const MAX_UPSTREAM_ADDRESSES: usize = 64;
 const MAX_CONNECTIONS: u64 = 1_000_000;
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     /// Required: a proxy with no front door is a mistake.
+    #[schemars(with = "Vec<RawListener>")]
     listeners: Spanned<Vec<RawListener>>,
     tls: Option<RawTls>,
+    #[schemars(with = "Option<RawBroker>")]
     broker: Option<Spanned<RawBroker>>,
+    #[schemars(with = "Option<Vec<String>>")]
     policies: Option<Vec<Spanned<String>>>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
@@ -50,19 +53,27 @@ struct RawConfig {
 }
 
 /// `listeners[]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawListener {
+    #[schemars(with = "String")]
     name: Spanned<String>,
+    #[schemars(with = "TransportKind")]
     kind: Spanned<TransportKind>,
+    #[schemars(with = "String")]
     bind: Spanned<String>,
     /// `tls`/`wss` only: `mqtt` ALPN → raw MQTT, `http/1.1` or none → WebSocket.
+    #[schemars(with = "Option<bool>")]
     alpn_routing: Option<Spanned<bool>>,
     /// `ws` only, and required there: plaintext must be asked for by name.
+    #[schemars(with = "Option<bool>")]
     insecure_plaintext: Option<Spanned<bool>>,
+    #[schemars(with = "Option<RawWs>")]
     ws: Option<Spanned<RawWs>>,
+    #[schemars(with = "Option<RawQuic>")]
     quic: Option<Spanned<RawQuic>>,
     /// Overrides `tls.client_certs` for this listener (e.g. `none` on a browser-facing WSS).
+    #[schemars(with = "Option<ClientCerts>")]
     client_certs: Option<Spanned<ClientCerts>>,
     /// `tls`/`wss`/`ws` only: the PROXY protocol version every connection must open with.
     proxy_protocol: Option<Spanned<ProxyProtocol>>,
@@ -71,22 +82,28 @@ struct RawListener {
 }
 
 /// `tls:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
+    #[schemars(with = "Option<String>")]
     cert: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     key: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     client_ca: Option<Spanned<String>>,
+    #[schemars(with = "Option<ClientCerts>")]
     client_certs: Option<Spanned<ClientCerts>>,
+    #[schemars(with = "Option<Vec<String>>")]
     crls: Option<Vec<Spanned<String>>>,
     crl_expired: Option<CrlExpired>,
+    #[schemars(with = "Option<String>")]
     min_version: Option<Spanned<String>>,
     cert_identity: Option<bool>,
     username_must_match_cert: Option<bool>,
 }
 
 /// `broker:`: exactly one of the two.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawBroker {
     embedded: Option<RawEmbedded>,
@@ -94,16 +111,19 @@ struct RawBroker {
 }
 
 /// `broker.embedded:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawEmbedded {
+    #[schemars(with = "Option<String>")]
     bind: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     bind_v5: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     max_connections: Option<Spanned<u64>>,
 }
 
 /// `broker.upstream:`: one address, a list of them, or the full mapping.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(
     untagged,
     expecting = "broker.upstream: expected HOST:PORT, a list of them, or a mapping with only \
@@ -117,18 +137,18 @@ enum RawUpstream {
 }
 
 /// One broker address or a list of them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(
     untagged,
     expecting = "expected HOST:PORT or a list of HOST:PORT addresses"
 )]
 enum RawAddresses {
-    One(Spanned<String>),
-    List(Spanned<Vec<Spanned<String>>>),
+    One(#[schemars(with = "String")] Spanned<String>),
+    List(#[schemars(with = "Vec<String>")] Spanned<Vec<Spanned<String>>>),
 }
 
 /// `broker.upstream:` as a mapping.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawUpstreamMap {
     /// The same addresses for every MQTT version.
@@ -138,63 +158,88 @@ struct RawUpstreamMap {
     /// Addresses for MQTT 5 clients (defaults to `v3`).
     v5: Option<RawAddresses>,
     strategy: Option<UpstreamStrategy>,
+    #[schemars(with = "Option<String>")]
     backoff: Option<Spanned<String>>,
+    #[schemars(with = "Option<RawUpstreamTls>")]
     tls: Option<Spanned<RawUpstreamTls>>,
+    #[schemars(with = "Option<RawCredentials>")]
     credentials: Option<Spanned<RawCredentials>>,
 }
 
 /// `broker.upstream.tls:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawUpstreamTls {
+    #[schemars(with = "String")]
     ca: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     server_name: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     cert: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     key: Option<Spanned<String>>,
 }
 
 /// `broker.upstream.credentials:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawCredentials {
+    #[schemars(with = "Option<String>")]
     username: Option<Spanned<String>>,
+    #[schemars(with = "Option<bool>")]
     identity_as_username: Option<Spanned<bool>>,
+    #[schemars(with = "Option<String>")]
     password_file: Option<Spanned<String>>,
 }
 
 /// `timeouts:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTimeouts {
+    #[schemars(with = "Option<String>")]
     tls_handshake: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     connect: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     upstream_connect: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     shutdown_grace: Option<Spanned<String>>,
 }
 
 /// `limits:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
+    #[schemars(with = "Option<String>")]
     max_packet_size: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     max_connections: Option<Spanned<u64>>,
+    #[schemars(with = "Option<String>")]
     max_keepalive: Option<Spanned<String>>,
 }
 
 /// `passwords:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawPasswords {
+    #[schemars(with = "Option<String>")]
     queue_wait: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     cache: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     cache_entries: Option<Spanned<u64>>,
 }
 
 /// `log:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<LogFormat>,
+}
+
+/// The JSON Schema of moat.yaml, from the types [`parse`] reads it into.
+pub(super) fn schema() -> schemars::Schema {
+    schemars::schema_for!(RawConfig)
 }
 
 /// Deserializes and validates; see [`super::parse`].
@@ -393,8 +438,8 @@ impl Check<'_> {
             return Err(self.err(position, Kind::SameEmbeddedPorts { addr }));
         }
         let max_connections = match &raw.max_connections {
-            None => 10_000,
-            Some(max) => self.connections(max, "broker.embedded.max_connections")?,
+            None => None,
+            Some(max) => Some(self.connections(max, "broker.embedded.max_connections")?),
         };
         Ok(BrokerSettings::Embedded {
             bind,

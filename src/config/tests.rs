@@ -524,3 +524,19 @@ fn password_settings_have_documented_defaults_and_bounds() {
     let err = parse_err(&with("passwords: { cache_ttl: 5s }\n"));
     assert!(err.contains("cache_ttl"), "{err}");
 }
+
+#[test]
+fn the_embedded_broker_is_sized_to_the_connection_cap_unless_set_larger() {
+    // Before: sized for 10,000 whatever the cap, reserving tables for connections moat would
+    // never admit (`limits.max_connections: 100`).
+    let cfg = parse_ok(&with("limits: { max_connections: 100 }\n"));
+    assert_eq!(cfg.broker.embedded_capacity(100), Some(100));
+    let cfg = parse_ok(&with(
+        "broker: { embedded: { bind: \"127.0.0.1:1883\", max_connections: 500 } }\n",
+    ));
+    assert_eq!(cfg.broker.embedded_capacity(100), Some(500));
+    // Never below the cap.
+    assert_eq!(cfg.broker.embedded_capacity(1000), Some(1000));
+    let cfg = parse_ok(&with("broker: { upstream: { v3: \"10.0.0.5:1883\" } }\n"));
+    assert_eq!(cfg.broker.embedded_capacity(100), None);
+}

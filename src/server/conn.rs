@@ -251,9 +251,12 @@ async fn proxy_header(conn: Box<Accepted>, version: ProxyProtocol) -> Option<Box
             Some(Box::new(conn))
         }
         Ok(Origin::Peer) => {
-            // The balancer's own connection (LOCAL, UNKNOWN): trusted, keeps its relay slot.
-            tracing::Span::current().record("peer", tracing::field::display(conn.addr));
-            conn.readmit = false;
+            // The balancer's own connection (LOCAL, UNKNOWN): trusted, keeps its relay slot,
+            // unless it is also an X-Forwarded-For proxy here: then its header names someone.
+            conn.readmit = conn.front.forwarded_by(conn.addr.ip());
+            if !conn.readmit {
+                tracing::Span::current().record("peer", tracing::field::display(conn.addr));
+            }
             Some(Box::new(conn))
         }
         Err(e) => {

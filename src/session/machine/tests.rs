@@ -255,3 +255,26 @@ fn a_disconnect_closes_toward_the_broker() {
     assert_eq!(m.closing(), Some(Dest::Broker));
     assert_eq!(transmits(&mut m, Dest::Broker), [&[0xe0u8, 0x00][..]]);
 }
+
+#[test]
+fn the_tally_counts_messages_and_bytes_each_way() {
+    let t0 = Instant::now();
+    let mut m = machine(t0, 0, ClientLimits::default());
+    let p = publish("a/b", 10);
+    m.handle_client(t0, p.clone()).unwrap();
+    m.handle_client(t0, Bytes::from_static(PINGREQ_FRAME))
+        .unwrap();
+    m.handle_broker(t0, p.clone()).unwrap();
+    m.handle_broker(t0, Bytes::from_static(PINGRESP_FRAME))
+        .unwrap();
+    let len = p.len() as u64;
+    assert_eq!(
+        m.tally(),
+        Tally {
+            messages_in: 1,
+            messages_out: 1,
+            bytes_in: len + 2,
+            bytes_out: len + 2,
+        }
+    );
+}
