@@ -121,7 +121,7 @@ impl Default for QuicSettings {
 }
 
 /// `listeners[].proxy_protocol:`: which PROXY protocol versions a balancer may open with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyProtocol {
     /// The text header (`PROXY TCP4 ...\r\n`), at most 107 bytes.

@@ -76,8 +76,10 @@ struct RawListener {
     #[schemars(with = "Option<ClientCerts>")]
     client_certs: Option<Spanned<ClientCerts>>,
     /// `tls`/`wss`/`ws` only: the PROXY protocol version every connection must open with.
+    #[schemars(with = "Option<ProxyProtocol>")]
     proxy_protocol: Option<Spanned<ProxyProtocol>>,
     /// Balancers whose PROXY header is believed; required with `proxy_protocol`.
+    #[schemars(with = "Option<Vec<String>>")]
     trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
