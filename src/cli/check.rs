@@ -328,12 +328,20 @@ fn broker(broker: &BrokerSettings) -> String {
         }
         BrokerSettings::Upstream(up) => {
             let list = |addrs: &[crate::config::UpstreamAddr]| {
-                addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             let mut text = if up.v3 == up.v5 {
                 format!("upstream {}", list(&up.v3))
             } else {
-                format!("upstream {} (MQTT 3.1.1) and {} (MQTT 5)", list(&up.v3), list(&up.v5))
+                format!(
+                    "upstream {} (MQTT 3.1.1) and {} (MQTT 5)",
+                    list(&up.v3),
+                    list(&up.v5)
+                )
             };
             if up.v3.len() > 1 || up.v5.len() > 1 {
                 let strategy = match up.strategy {
