@@ -39,11 +39,13 @@
 //! - [`stats`]: counters every part bumps.
 //! - `broker`: the embedded rumqttd and external broker targets.
 //! - [`certs`]: CA / server / client certificate generation (rcgen).
+//! - `admin`: the admin HTTP listener: `/metrics`, `/healthz`, `/readyz`, runtime control.
 //! - `ops`: loading files, policy reload, audit log.
 //! - `tunnel`: `moat tunnel`, local TCP MQTT carried over QUIC to a moat QUIC listener.
 //! - [`cli`]: the `moat` command line.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub(crate) mod admission;
 mod authn;
 pub(crate) mod broker;

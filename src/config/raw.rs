@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::admin::RawAdmin;
 use super::check::Check;
 use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
 use super::listener::{ProxyProtocol, RawQuic, RawTransport, RawWs};
@@ -50,6 +51,9 @@ struct RawConfig {
     passwords: Option<RawPasswords>,
     dev_certs: Option<bool>,
     log: Option<RawLog>,
+    /// The admin listener (metrics, health, control); off when absent.
+    #[schemars(with = "Option<RawAdmin>")]
+    admin: Option<Spanned<RawAdmin>>,
 }
 
 /// `listeners[]`.
@@ -272,8 +276,14 @@ impl Check<'_> {
             None => TlsSettings::default_for_dir(self.base),
             Some(tls) => self.tls(tls)?,
         };
+        let listeners = self.listeners(&raw.listeners, &limits, &tls)?;
+        let admin = match &raw.admin {
+            None => None,
+            Some(admin) => Some(self.admin(admin, &listeners)?),
+        };
         Ok(Config {
-            listeners: self.listeners(&raw.listeners, &limits, &tls)?,
+            listeners,
+            admin,
             tls,
             broker: match raw.broker {
                 None => BrokerSettings::default(),
@@ -553,7 +563,7 @@ impl Check<'_> {
         }
     }
 
-    fn socket_addr(
+    pub(super) fn socket_addr(
         &self,
         raw: &Spanned<String>,
         field: &'static str,

@@ -17,9 +17,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use super::{conn, Shared};
+use crate::admission::RefusalReason;
 use crate::config::{ProxySettings, WsSettings};
 use crate::shutdown::Drain;
-use crate::stats::Stats;
+use crate::stats::{ListenerStats, Stats};
 use crate::transport::peer_addr;
 use crate::transport::Handshakes;
 
@@ -68,6 +69,8 @@ pub(super) struct Listener {
     pub(super) proxy: Option<Arc<ProxySettings>>,
     /// Server-wide state.
     pub(super) shared: Arc<Shared>,
+    /// This listener's counters.
+    pub(super) stats: Arc<ListenerStats>,
 }
 
 // === impl Listener ===
@@ -95,6 +98,7 @@ impl Listener {
                 }
             };
             Stats::bump(&self.shared.stats.accepted);
+            Stats::bump(&self.stats.accepted);
             let addr = peer_addr(addr);
             let gate = &self.shared.gate;
             let admission = match &self.proxy {
@@ -106,21 +110,26 @@ impl Listener {
                         "peer is not a trusted proxy",
                         "moat.yaml listeners[].trusted_proxies",
                     );
-                    Err(())
+                    Err(RefusalReason::Network)
                 }
-                Some(_) => gate.admit_relay(addr, &self.name).map_err(drop),
+                Some(_) => gate.admit_relay(addr, &self.name).map_err(|r| r.reason),
                 None if self.front.forwarded_by(addr.ip()) => {
-                    gate.admit_relay(addr, &self.name).map_err(drop)
+                    gate.admit_relay(addr, &self.name).map_err(|r| r.reason)
                 }
-                None => gate.admit(addr, &self.name).map_err(drop),
+                None => gate.admit(addr, &self.name).map_err(|r| r.reason),
             };
-            let Ok(permit) = admission else {
-                // Counted and logged (aggregated) by the gate. Closed with a reset, as a firewall
-                // rejects: no FIN handshake and no TIME_WAIT entry per refused connection, so a
-                // flood from a denied source costs the kernel as little as it costs moat.
-                let _ = stream.set_zero_linger();
-                Stats::bump(&self.shared.stats.refused_at_accept);
-                continue;
+            let permit = match admission {
+                Ok(permit) => permit,
+                Err(reason) => {
+                    // Counted and logged (aggregated) by the gate. Closed with a reset, as a
+                    // firewall rejects: no FIN handshake and no TIME_WAIT entry per refused
+                    // connection, so a flood from a denied source costs the kernel as little as
+                    // it costs moat.
+                    let _ = stream.set_zero_linger();
+                    Stats::bump(&self.shared.stats.refused_at_accept);
+                    self.stats.refused(reason);
+                    continue;
+                }
             };
             // Small MQTT packets must not wait for Nagle.
             let _ = stream.set_nodelay(true);
