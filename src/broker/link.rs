@@ -109,7 +109,7 @@ pub(crate) async fn connect(
 
 /// The socket addresses of `endpoint`: its IP literal, what its name resolved to recently, or
 /// a fresh answer of the system resolver (tokio's `lookup_host`), bounded in time and count.
-async fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>, LinkError> {
+pub(crate) async fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>, LinkError> {
     if let Some(addr) = endpoint.literal() {
         return Ok(vec![addr]);
     }

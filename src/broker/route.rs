@@ -82,6 +82,11 @@ impl Route {
         Some(SocketAddr::new(first.literal?, first.addr.port))
     }
 
+    /// Every address, in the operator's order.
+    pub(crate) fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
     /// The addresses a new session tries, in order: by strategy among the healthy ones, then
     /// those still in back-off (the longest failed first), so a session is refused only when
     /// every address failed it.

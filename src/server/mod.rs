@@ -243,7 +243,7 @@ fn readiness(
     use crate::admin::ready::BrokerCheck;
     let check = match &config.broker {
         BrokerSettings::Embedded { .. } => BrokerCheck::Embedded(broker.health.clone()),
-        BrokerSettings::Upstream { v3, v5 } => BrokerCheck::upstream(*v3, *v5),
+        BrokerSettings::Upstream(_) => BrokerCheck::upstream(broker.v3.clone(), broker.v5.clone()),
     };
     crate::admin::Readiness::new(drain.state(), check)
 }
