@@ -130,6 +130,18 @@ impl BanTable {
         });
     }
 
+    /// Lifts the bans whose key `select` picks (an operator's `moat ctl unban`); logs each.
+    pub(crate) fn lift(&self, select: impl Fn(&BanKey) -> bool) -> Vec<BanKey> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<BanKey> = map.keys().filter(|k| select(k)).cloned().collect();
+        for key in &keys {
+            if let Some(a) = map.remove(key) {
+                tracing::info!(target: "moat::audit", ban = %key, reason = a.reason, "ban lifted by an operator");
+            }
+        }
+        keys
+    }
+
     /// The bans in force at `now`.
     pub(crate) fn list(&self, now: Instant) -> Vec<BanInfo> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());

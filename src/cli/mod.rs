@@ -2,6 +2,7 @@
 
 mod certs;
 mod check;
+mod ctl;
 #[cfg(feature = "fuzzing")]
 pub(crate) use check::summary as check_summary;
 mod explain;
@@ -37,6 +38,8 @@ enum Command {
     Explain(explain::Args),
     /// Carry local plain-TCP MQTT connections over QUIC to a moat QUIC listener.
     Tunnel(tunnel::Args),
+    /// Runtime control through the admin listener: sessions, kick, bans, reload, drain, ready.
+    Ctl(ctl::Args),
     /// Print the JSON Schema of moat.yaml or of a policy file (for editors and CI).
     Schema(schema::Args),
 }
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Passwd(args) => passwd::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Tunnel(args) => tunnel::run(args),
+        Command::Ctl(args) => ctl::run(args),
         Command::Schema(args) => schema::run(args),
     };
     match result {

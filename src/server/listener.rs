@@ -81,7 +81,8 @@ impl Listener {
         let mut backoff = Duration::from_millis(5);
         loop {
             let accepted = tokio::select! {
-                _ = drain.signalled() => return,
+                // Dropping the socket refuses new connections while sessions drain.
+                _ = drain.stop_accepting() => return,
                 a = self.socket.accept() => a,
             };
             let (stream, addr) = match accepted {
