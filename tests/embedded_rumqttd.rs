@@ -524,8 +524,10 @@ async fn one_unsuback_per_unsubscribe_mqtt_3_10_4_4() {
 /// per-boot password, with this keep alive; the CONNACK's return code.
 async fn broker_session(h: &Harness, id: &str, keep_alive: u16) -> (TcpStream, u8) {
     let target = h.running.broker();
-    let mut s = TcpStream::connect(target.v3).await.unwrap();
-    let password = target.password.as_deref().unwrap_or("").to_string();
+    let mut s = TcpStream::connect(target.v3.first_socket_addr().unwrap())
+        .await
+        .unwrap();
+    let password = target.credentials.password().unwrap_or("").to_string();
     let connect = connect_with(id, Some(("moat", &password)), true, keep_alive, false, &[]);
     send(&mut s, &connect).await;
     match read_decoded(&mut s, false).await {
@@ -559,14 +561,16 @@ async fn broker_drops_no_client_after_another_disconnects() {
         .map(|l| {
             let target = h.running.broker().clone();
             tokio::spawn(async move {
-                let password = target.password.as_deref().unwrap_or("").to_string();
+                let password = target.credentials.password().unwrap_or("").to_string();
                 let login = Some(("moat", password.as_str()));
                 let subscribe = common::raw::subscribe(false, 1, &[("reuse/x", 0)]);
                 let mut failed = Vec::new();
                 let mut prev: Option<TcpStream> = None;
                 for i in 0..CYCLES {
                     let id = format!("reuse-{l}-{i}");
-                    let mut s = TcpStream::connect(target.v3).await.unwrap();
+                    let mut s = TcpStream::connect(target.v3.first_socket_addr().unwrap())
+                        .await
+                        .unwrap();
                     if let Some(p) = prev.as_mut() {
                         send(p, &[0xe0, 0x00]).await;
                     }

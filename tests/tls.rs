@@ -334,7 +334,10 @@ async fn huge_declared_lengths_do_not_grow_memory() {
 async fn embedded_broker_listens_on_loopback_only() {
     let h = common::start(Opts::default()).await;
     let target = h.running.broker().clone();
-    assert!(target.v3.ip().is_loopback() && target.v5.ip().is_loopback());
+    assert!(
+        target.v3.first_socket_addr().unwrap().ip().is_loopback()
+            && target.v5.first_socket_addr().unwrap().ip().is_loopback()
+    );
     // Every local non-loopback address of this machine must refuse the broker's ports.
     let trie = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
     let lines: Vec<&str> = trie.lines().collect();
@@ -353,7 +356,10 @@ async fn embedded_broker_listens_on_loopback_only() {
         }
     }
     for ip in local {
-        for port in [target.v3.port(), target.v5.port()] {
+        for port in [
+            target.v3.first_socket_addr().unwrap().port(),
+            target.v5.first_socket_addr().unwrap().port(),
+        ] {
             let r = tokio::time::timeout(
                 Duration::from_secs(2),
                 tokio::net::TcpStream::connect((ip, port)),
@@ -363,7 +369,9 @@ async fn embedded_broker_listens_on_loopback_only() {
         }
     }
     // And the broker refuses a client that does not know moat's per-boot password.
-    let mut s = tokio::net::TcpStream::connect(target.v3).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(target.v3.first_socket_addr().unwrap())
+        .await
+        .unwrap();
     s.write_all(&packets::connect_v4(
         "intruder",
         Some("alice"),

@@ -3,7 +3,8 @@
 //! Ready means every listener is bound, the broker is reachable and moat is not draining.
 //! Why it is separate: a load balancer polls it, so each check must be cheap and must not
 //! become a way to hammer the broker: the embedded broker's own supervisor flag is read as it
-//! is; an upstream broker is probed with one bounded TCP connect whose answer is kept for
+//! is; an upstream broker is probed with bounded TCP connects (up when any address of each MQTT
+//! version's route answers, as a session would fail over to it), whose answer is kept for
 //! [`PROBE_TTL`], and concurrent probes share one attempt.
 
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use crate::broker::Health;
+use crate::broker::{Health, Route};
 use crate::shutdown::DrainState;
 
 /// How long one probe's answer is reused.
@@ -39,8 +40,9 @@ pub enum BrokerCheck {
     Embedded(Arc<Health>),
     /// An upstream broker: probed by TCP connect, answer cached.
     Upstream {
-        /// Every distinct upstream address (v3, v5).
-        addrs: Vec<SocketAddr>,
+        /// The addresses per MQTT version (one route when both versions share them); a route
+        /// is up when any of its addresses answers, as a session would fail over to it.
+        routes: Vec<Arc<Route>>,
         /// The last probe: when, and whether every address answered.
         last: Mutex<Option<(Instant, bool)>>,
     },
@@ -73,14 +75,14 @@ impl NotReady {
 // === impl BrokerCheck ===
 
 impl BrokerCheck {
-    /// A check for an upstream broker at these addresses.
-    pub fn upstream(v3: SocketAddr, v5: SocketAddr) -> Self {
-        let mut addrs = vec![v3];
-        if v5 != v3 {
-            addrs.push(v5);
+    /// A check for an upstream broker reached by these routes (`broker.upstream`).
+    pub fn upstream(v3: Arc<Route>, v5: Arc<Route>) -> Self {
+        let mut routes = vec![v3];
+        if routes.first().is_some_and(|v3| !Arc::ptr_eq(v3, &v5)) {
+            routes.push(v5);
         }
         BrokerCheck::Upstream {
-            addrs,
+            routes,
             last: Mutex::new(None),
         }
     }
@@ -89,7 +91,7 @@ impl BrokerCheck {
     pub async fn is_up(&self) -> bool {
         match self {
             BrokerCheck::Embedded(health) => health.is_up(),
-            BrokerCheck::Upstream { addrs, last } => {
+            BrokerCheck::Upstream { routes, last } => {
                 // Held across the probe: callers arriving meanwhile wait for its answer
                 // (bounded by PROBE_TIMEOUT per address) instead of probing again.
                 let mut last = last.lock().await;
@@ -99,18 +101,37 @@ impl BrokerCheck {
                     }
                 }
                 let mut up = true;
-                for addr in addrs {
-                    let connect = tokio::net::TcpStream::connect(addr);
-                    up &= matches!(
-                        tokio::time::timeout(PROBE_TIMEOUT, connect).await,
-                        Ok(Ok(_))
-                    );
+                for route in routes {
+                    up &= route_answers(route).await;
                 }
                 *last = Some((Instant::now(), up));
                 up
             }
         }
     }
+}
+
+/// Whether any address of `route` accepts a TCP connection (a host name resolved as a session
+/// would resolve it), each step within [`PROBE_TIMEOUT`].
+async fn route_answers(route: &Route) -> bool {
+    for endpoint in route.endpoints() {
+        let addrs: Vec<SocketAddr> =
+            match tokio::time::timeout(PROBE_TIMEOUT, crate::broker::link::resolve(endpoint)).await
+            {
+                Ok(Ok(addrs)) => addrs,
+                _ => continue,
+            };
+        for addr in addrs {
+            let connect = tokio::net::TcpStream::connect(addr);
+            if matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, connect).await,
+                Ok(Ok(_))
+            ) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 // === impl Readiness ===

@@ -21,7 +21,7 @@ use std::time::Duration;
 use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
 use tokio::task::JoinHandle;
 
-use super::{BrokerTarget, Health};
+use super::{BrokerTarget, Credentials, Health, Route};
 
 /// How often the supervisor looks at the broker's threads and tasks.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
@@ -132,9 +132,10 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedBroker, EmbeddedErro
     );
     Ok(EmbeddedBroker {
         target: BrokerTarget {
-            v3: opts.bind_v3,
-            v5: opts.bind_v5,
-            password: Some(password),
+            v3: Arc::new(Route::fixed(opts.bind_v3)),
+            v5: Arc::new(Route::fixed(opts.bind_v5)),
+            tls: None,
+            credentials: Credentials::Identity(Some(password)),
             health,
         },
         tasks,

@@ -1,9 +1,11 @@
 //! The socket of one session's broker connection, and the pacer that acknowledges what all of
 //! them receive.
 //!
-//! What it owns: [`connect`] (a TCP connection to the broker, `TCP_NODELAY` on, put in
-//! delayed-ACK mode), its two halves [`BrokerRead`] and [`BrokerWrite`], and [`AckPacer`], the
-//! one task that acknowledges every broker socket once per tick. Why it is here: it is the
+//! What it owns: [`connect`] (resolving a broker's host name with tokio's resolver, under a
+//! timeout; a TCP connection, `TCP_NODELAY` on, put in delayed-ACK mode; TLS toward the broker
+//! with tokio-rustls when `broker.upstream.tls` asks for it), its two halves [`BrokerRead`] and
+//! [`BrokerWrite`], and [`AckPacer`], the one task that acknowledges every plain broker socket
+//! once per tick. Why it is here: it is the
 //! broker segment's transport, the same for every session and every broker; the session only
 //! speaks MQTT over it (`session/upstream.rs`). What it must not do: read or write MQTT, or know
 //! about sessions and refusals.
@@ -14,21 +16,131 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::SockRef;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
-/// Opens a connection to the broker at `addr` and splits it (see [`BrokerRead`]): from now on
-/// `pacer` decides when what it receives is acknowledged.
+use super::route::Endpoint;
+use super::UpstreamTlsClient;
+
+/// Longest a host name may take to resolve (the session's own connect deadline may cut it
+/// shorter).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most socket addresses of one host name tried for one session.
+const MAX_RESOLVED: usize = 8;
+
+/// Why one broker address could not be reached; says which address and which step.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    /// The host name did not resolve (or to nothing) in time.
+    #[error("resolve {host}: {reason}")]
+    Resolve {
+        /// As written in moat.yaml.
+        host: String,
+        /// The resolver's answer, or the timeout.
+        reason: String,
+    },
+    /// TCP connect failed.
+    #[error("connect {addr}: {source}")]
+    Connect {
+        /// The socket address tried.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS handshake with the broker failed (its certificate, name, protocol).
+    #[error("TLS with {addr}: {source}")]
+    Tls {
+        /// The socket address.
+        addr: SocketAddr,
+        /// rustls' reason.
+        source: std::io::Error,
+    },
+}
+
+/// Opens a connection to the broker at `endpoint` (resolving its host name if it has one, and
+/// trying each address it resolved to), over TLS when `tls` says so, and splits it (see
+/// [`BrokerRead`]): from now on `pacer` decides when what a plain socket receives is
+/// acknowledged. Returns the socket address reached.
 pub(crate) async fn connect(
-    addr: SocketAddr,
+    endpoint: &Endpoint,
+    tls: Option<&UpstreamTlsClient>,
     pacer: &Arc<AckPacer>,
-) -> std::io::Result<(BrokerRead, BrokerWrite)> {
-    let stream = TcpStream::connect(addr).await?;
-    Ok(split(stream, pacer.clone()))
+) -> Result<(BrokerRead, BrokerWrite, SocketAddr), LinkError> {
+    let addrs = resolve(endpoint).await?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                let Some(tls) = tls else {
+                    let (rd, wr) = split(stream, pacer.clone());
+                    return Ok((rd, wr, addr));
+                };
+                let _ = stream.set_nodelay(true);
+                let name = match &tls.server_name {
+                    Some(name) => name.clone(),
+                    None => server_name(endpoint, addr),
+                };
+                let connector = TlsConnector::from(tls.config.clone());
+                let stream = connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|source| LinkError::Tls { addr, source })?;
+                let (rd, wr) = tokio::io::split(stream);
+                return Ok((
+                    BrokerRead(ReadInner::Tls(rd)),
+                    BrokerWrite(WriteInner::Tls(wr)),
+                    addr,
+                ));
+            }
+            Err(source) => last = Some(LinkError::Connect { addr, source }),
+        }
+    }
+    Err(last.unwrap_or_else(|| LinkError::Resolve {
+        host: endpoint.addr.host.clone(),
+        reason: "no address".into(),
+    }))
+}
+
+/// The socket addresses of `endpoint`: its IP literal, what its name resolved to recently, or
+/// a fresh answer of the system resolver (tokio's `lookup_host`), bounded in time and count.
+pub(crate) async fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>, LinkError> {
+    if let Some(addr) = endpoint.literal() {
+        return Ok(vec![addr]);
+    }
+    let now = Instant::now();
+    if let Some(addrs) = endpoint.cached(now) {
+        return Ok(addrs);
+    }
+    let host = &endpoint.addr.host;
+    let failed = |reason: String| LinkError::Resolve {
+        host: host.clone(),
+        reason,
+    };
+    let lookup = tokio::net::lookup_host((host.as_str(), endpoint.addr.port));
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(RESOLVE_TIMEOUT, lookup)
+        .await
+        .map_err(|_| failed(format!("no answer within {RESOLVE_TIMEOUT:?}")))?
+        .map_err(|e| failed(e.to_string()))?
+        .take(MAX_RESOLVED)
+        .collect();
+    if addrs.is_empty() {
+        return Err(failed("no address".into()));
+    }
+    endpoint.remember(now, addrs.clone());
+    Ok(addrs)
+}
+
+/// The name the broker's certificate must carry when `server_name` is not set: the host as
+/// written, or the IP address reached.
+fn server_name(endpoint: &Endpoint, addr: SocketAddr) -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::try_from(endpoint.addr.host.clone())
+        .unwrap_or_else(|_| rustls::pki_types::ServerName::IpAddress(addr.ip().into()))
 }
 
 /// The broker socket of one session, shared by its two halves and (weakly) by the ACK pacer.
@@ -38,15 +150,28 @@ pub(crate) struct BrokerSocket {
     ack_due: AtomicBool,
 }
 
-/// The read half of a broker connection; every read that returns data asks the pacer to
-/// acknowledge it within one tick (see [`AckPacer`]).
-pub(crate) struct BrokerRead {
-    socket: Arc<BrokerSocket>,
-    pacer: Arc<AckPacer>,
+/// The read half of a broker connection; on a plain socket every read that returns data asks
+/// the pacer to acknowledge it within one tick (see [`AckPacer`]).
+pub(crate) struct BrokerRead(ReadInner);
+
+enum ReadInner {
+    /// Plain TCP, paced.
+    Plain {
+        socket: Arc<BrokerSocket>,
+        pacer: Arc<AckPacer>,
+    },
+    /// TLS toward the broker. Not paced: a broker that needs TLS is not on loopback, where
+    /// the delayed-ACK stall the pacer removes is what the round trip costs anyway.
+    Tls(ReadHalf<TlsStream<TcpStream>>),
 }
 
 /// The write half of a broker connection.
-pub(crate) struct BrokerWrite(Arc<BrokerSocket>);
+pub(crate) struct BrokerWrite(WriteInner);
+
+enum WriteInner {
+    Plain(Arc<BrokerSocket>),
+    Tls(WriteHalf<TlsStream<TcpStream>>),
+}
 
 /// Most bytes one read from the broker takes (and initialises first): a loopback socket rarely
 /// holds more at once.
@@ -62,11 +187,11 @@ fn split(stream: TcpStream, pacer: Arc<AckPacer>) -> (BrokerRead, BrokerWrite) {
         ack_due: AtomicBool::new(false),
     });
     (
-        BrokerRead {
+        BrokerRead(ReadInner::Plain {
             socket: socket.clone(),
             pacer,
-        },
-        BrokerWrite(socket),
+        }),
+        BrokerWrite(WriteInner::Plain(socket)),
     )
 }
 
@@ -76,7 +201,11 @@ impl AsyncRead for BrokerRead {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let stream = &self.socket.stream;
+        let (socket, pacer) = match &mut self.get_mut().0 {
+            ReadInner::Tls(rd) => return Pin::new(rd).poll_read(cx, buf),
+            ReadInner::Plain { socket, pacer } => (socket, pacer),
+        };
+        let stream = &socket.stream;
         loop {
             ready!(stream.poll_read_ready(cx))?;
             // `try_read` clears the readiness it consumed on WouldBlock, so the loop polls again.
@@ -87,8 +216,8 @@ impl AsyncRead for BrokerRead {
                 Ok(0) => return Poll::Ready(Ok(())),
                 Ok(n) => {
                     buf.advance(n);
-                    if !self.socket.ack_due.swap(true, Ordering::AcqRel) {
-                        self.pacer.due(Arc::downgrade(&self.socket));
+                    if !socket.ack_due.swap(true, Ordering::AcqRel) {
+                        pacer.due(Arc::downgrade(socket));
                     }
                     return Poll::Ready(Ok(()));
                 }
@@ -105,7 +234,11 @@ impl AsyncWrite for BrokerWrite {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let stream = &self.0.stream;
+        let socket = match &mut self.get_mut().0 {
+            WriteInner::Tls(wr) => return Pin::new(wr).poll_write(cx, buf),
+            WriteInner::Plain(socket) => socket,
+        };
+        let stream = &socket.stream;
         loop {
             ready!(stream.poll_write_ready(cx))?;
             match stream.try_write(buf) {
@@ -120,7 +253,11 @@ impl AsyncWrite for BrokerWrite {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let stream = &self.0.stream;
+        let socket = match &mut self.get_mut().0 {
+            WriteInner::Tls(wr) => return Pin::new(wr).poll_write_vectored(cx, bufs),
+            WriteInner::Plain(socket) => socket,
+        };
+        let stream = &socket.stream;
         loop {
             ready!(stream.poll_write_ready(cx))?;
             match stream.try_write_vectored(bufs) {
@@ -131,15 +268,26 @@ impl AsyncWrite for BrokerWrite {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        match &self.0 {
+            WriteInner::Plain(_) => true,
+            WriteInner::Tls(wr) => wr.is_write_vectored(),
+        }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().0 {
+            WriteInner::Plain(_) => Poll::Ready(Ok(())),
+            WriteInner::Tls(wr) => Pin::new(wr).poll_flush(cx),
+        }
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(SockRef::from(&self.0.stream).shutdown(std::net::Shutdown::Write))
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().0 {
+            WriteInner::Plain(socket) => {
+                Poll::Ready(SockRef::from(&socket.stream).shutdown(std::net::Shutdown::Write))
+            }
+            WriteInner::Tls(wr) => Pin::new(wr).poll_shutdown(cx),
+        }
     }
 }
 

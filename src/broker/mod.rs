@@ -1,50 +1,200 @@
 //! The broker segment: where authorized traffic goes.
 //!
-//! A session only needs a [`BrokerTarget`]: one loopback (or internal) address per MQTT
-//! version, the credentials moat presents upstream, and a health flag. Whether that target is
-//! the embedded rumqttd ([`embedded`]) or an external broker is decided once at start-up.
+//! A session only needs a [`BrokerTarget`]: the addresses per MQTT version ([`route`]: one
+//! loopback listener for the embedded broker; for an external one, IP literals or host names
+//! tried by failover or round robin), TLS toward the broker, the credentials moat presents
+//! upstream, and a health flag. Whether that target is the embedded rumqttd ([`embedded`]) or
+//! an external broker is decided once at start-up; the sockets are `link.rs`'s.
 
 pub mod embedded;
 pub(crate) mod link;
+pub mod route;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use rustls::pki_types::ServerName;
+
+use crate::config::{UpstreamCredentials, UpstreamSettings};
 use crate::mqtt::ProtocolVersion;
+use crate::transport::tls::TlsError;
+pub use route::Route;
 
 /// Where a session opens its upstream connection, and how it proves it is moat.
 #[derive(Clone, Debug)]
 pub struct BrokerTarget {
-    /// Upstream for MQTT 3.1 and 3.1.1 clients (3.1 is translated to 3.1.1).
-    pub v3: SocketAddr,
-    /// Upstream for MQTT 5.0 clients (rumqttd serves 5.0 on its own listener).
-    pub v5: SocketAddr,
-    /// Password moat puts in every upstream CONNECT; the username is the client's identity.
-    /// `None` for external brokers that trust the network segment.
-    pub password: Option<Arc<str>>,
+    /// Addresses for MQTT 3.1 and 3.1.1 clients (3.1 is translated to 3.1.1).
+    pub v3: Arc<Route>,
+    /// Addresses for MQTT 5.0 clients (rumqttd serves 5.0 on its own listener).
+    pub v5: Arc<Route>,
+    /// TLS toward the broker (`broker.upstream.tls`); `None` is plain TCP.
+    pub tls: Option<UpstreamTlsClient>,
+    /// The user name and password of moat's upstream CONNECT.
+    pub credentials: Credentials,
     /// Cleared when the embedded broker dies, so new clients get "server unavailable".
     pub health: Arc<Health>,
 }
 
-impl BrokerTarget {
-    /// An external broker reached over the isolated segment.
-    pub fn external(v3: SocketAddr, v5: SocketAddr) -> Self {
-        BrokerTarget {
-            v3,
-            v5,
-            password: None,
-            health: Arc::new(Health::default()),
+/// moat as a TLS client of the broker.
+#[derive(Clone, Debug)]
+pub struct UpstreamTlsClient {
+    /// Trust anchors, client certificate, ring as the provider.
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    /// The name the broker's certificate must carry; `None`: each address's own host.
+    pub(crate) server_name: Option<ServerName<'static>>,
+}
+
+/// What moat puts in the user name and password fields of its upstream CONNECT.
+#[derive(Clone)]
+pub enum Credentials {
+    /// The client's identity as user name, with this password (the embedded broker's
+    /// secret, or `broker.upstream.credentials.password_file`) or none.
+    Identity(Option<Arc<str>>),
+    /// One account for the moat→broker leg.
+    Fixed {
+        /// The user name.
+        username: Arc<str>,
+        /// Its password.
+        password: Arc<str>,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    // Never the password: this value reaches logs through `Debug` of its holders.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Identity(password) => f
+                .debug_struct("Identity")
+                .field("password", &password.as_ref().map(|_| "<redacted>"))
+                .finish(),
+            Credentials::Fixed { username, .. } => f
+                .debug_struct("Fixed")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+// === impl Credentials ===
+
+impl Credentials {
+    /// The user name for a session of `identity`.
+    pub(crate) fn username<'a>(&'a self, identity: &'a str) -> &'a str {
+        match self {
+            Credentials::Identity(_) => identity,
+            Credentials::Fixed { username, .. } => username,
         }
     }
 
-    /// The address that speaks this client's protocol version.
-    pub fn addr_for(&self, version: ProtocolVersion) -> SocketAddr {
-        match version {
-            ProtocolVersion::V5 => self.v5,
-            ProtocolVersion::V3_1 | ProtocolVersion::V3_1_1 => self.v3,
+    /// The password, if any.
+    pub fn password(&self) -> Option<&str> {
+        match self {
+            Credentials::Identity(password) => password.as_deref(),
+            Credentials::Fixed { password, .. } => Some(password),
         }
     }
+}
+
+/// Why the external broker's settings could not be turned into a target at start.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// A TLS file of `broker.upstream.tls` is unusable.
+    #[error("broker.upstream.tls: {0}")]
+    Tls(#[from] TlsError),
+    /// `broker.upstream.tls.server_name` is not a name rustls accepts.
+    #[error("broker.upstream.tls.server_name {0:?} is not a DNS name or IP address")]
+    ServerName(String),
+    /// The password file could not be read or holds no password.
+    #[error("broker.upstream.credentials.password_file {path}: {reason}")]
+    PasswordFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Largest password file read: a password, not a database.
+const MAX_PASSWORD_FILE: u64 = 4096;
+
+// === impl BrokerTarget ===
+
+impl BrokerTarget {
+    /// An external broker as `broker.upstream` describes it; reads its TLS and password files
+    /// (each error names its file).
+    pub fn external(settings: &UpstreamSettings) -> Result<Self, UpstreamError> {
+        let tls = match &settings.tls {
+            None => None,
+            Some(tls) => {
+                let identity = tls
+                    .client_cert
+                    .as_ref()
+                    .map(|(cert, key)| (cert.as_path(), key.as_path()));
+                let config = crate::transport::tls::upstream_client_config(&tls.ca, identity)?;
+                let server_name = match &tls.server_name {
+                    None => None,
+                    Some(name) => Some(
+                        ServerName::try_from(name.clone())
+                            .map_err(|_| UpstreamError::ServerName(name.clone()))?,
+                    ),
+                };
+                Some(UpstreamTlsClient {
+                    config,
+                    server_name,
+                })
+            }
+        };
+        let credentials = match &settings.credentials {
+            UpstreamCredentials::Identity => Credentials::Identity(None),
+            UpstreamCredentials::IdentityWithPassword { password_file } => {
+                Credentials::Identity(Some(read_password(password_file)?))
+            }
+            UpstreamCredentials::Fixed {
+                username,
+                password_file,
+            } => Credentials::Fixed {
+                username: username.as_str().into(),
+                password: read_password(password_file)?,
+            },
+        };
+        let route = |addrs| Arc::new(Route::new(addrs, settings.strategy, settings.backoff));
+        Ok(BrokerTarget {
+            v3: route(&settings.v3),
+            v5: route(&settings.v5),
+            tls,
+            credentials,
+            health: Arc::new(Health::default()),
+        })
+    }
+
+    /// The route that speaks this client's protocol version.
+    pub fn route_for(&self, version: ProtocolVersion) -> &Route {
+        match version {
+            ProtocolVersion::V5 => &self.v5,
+            ProtocolVersion::V3_1 | ProtocolVersion::V3_1_1 => &self.v3,
+        }
+    }
+}
+
+/// The first line of a password file, without its line ending. The file is read once at start;
+/// the password never reaches a log line.
+fn read_password(path: &std::path::Path) -> Result<Arc<str>, UpstreamError> {
+    use std::io::Read;
+    let err = |reason: String| UpstreamError::PasswordFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut text = String::new();
+    file.take(MAX_PASSWORD_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| err(e.to_string()))?;
+    let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if password.is_empty() {
+        return Err(err("no password on its first line".into()));
+    }
+    Ok(password.into())
 }
 
 /// Whether the broker behind moat is believed to be alive.

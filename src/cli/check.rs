@@ -347,8 +347,42 @@ fn broker(broker: &BrokerSettings) -> String {
             };
             format!("embedded on {bind} (MQTT 3.1.1) and {bind_v5} (MQTT 5), {sized}")
         }
-        BrokerSettings::Upstream { v3, v5 } => {
-            format!("upstream {v3} (MQTT 3.1.1) and {v5} (MQTT 5)")
+        BrokerSettings::Upstream(up) => {
+            let list = |addrs: &[crate::config::UpstreamAddr]| {
+                addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut text = if up.v3 == up.v5 {
+                format!("upstream {}", list(&up.v3))
+            } else {
+                format!(
+                    "upstream {} (MQTT 3.1.1) and {} (MQTT 5)",
+                    list(&up.v3),
+                    list(&up.v5)
+                )
+            };
+            if up.v3.len() > 1 || up.v5.len() > 1 {
+                let strategy = match up.strategy {
+                    crate::config::UpstreamStrategy::Failover => "failover",
+                    crate::config::UpstreamStrategy::RoundRobin => "round robin",
+                };
+                text.push_str(&format!(", {strategy}"));
+            }
+            text.push_str(match &up.tls {
+                Some(_) => ", TLS",
+                None => ", plain TCP",
+            });
+            text.push_str(match &up.credentials {
+                crate::config::UpstreamCredentials::Identity => ", identity as user name",
+                crate::config::UpstreamCredentials::IdentityWithPassword { .. } => {
+                    ", identity as user name with a password file"
+                }
+                crate::config::UpstreamCredentials::Fixed { .. } => ", fixed credentials",
+            });
+            text
         }
     }
 }

@@ -157,6 +157,30 @@ pub enum ConfigErrorKind {
         /// The shared address.
         addr: String,
     },
+    /// A broker address that is neither `IP:PORT` nor `NAME:PORT`.
+    #[error("invalid broker address {found} for {field}: expected HOST:PORT, HOST an IP address or a DNS name (broker.example:8883, 10.0.0.5:1883, [fd00::5]:1883), PORT from 1 to 65535")]
+    InvalidUpstreamAddr {
+        /// Which setting.
+        field: &'static str,
+        /// The value, quoted.
+        found: String,
+    },
+    /// `broker.upstream` lists no address (or the same one twice).
+    #[error("{field}: {problem}")]
+    UpstreamAddresses {
+        /// Which setting.
+        field: &'static str,
+        /// What is wrong with the list.
+        problem: &'static str,
+    },
+    /// Settings of `broker.upstream` that do not go together.
+    #[error("{field}: {problem}")]
+    UpstreamConflict {
+        /// Which setting.
+        field: &'static str,
+        /// What does not fit, and what to write instead.
+        problem: &'static str,
+    },
     /// `broker:` with neither or both of `embedded` / `upstream`.
     #[error("broker needs exactly one of 'embedded' or 'upstream', found {found} (write 'embedded: {{}}' for the defaults)")]
     BrokerChoice {

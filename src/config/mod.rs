@@ -369,12 +369,85 @@ pub enum BrokerSettings {
         /// start, and drops connections above it without a CONNACK.
         max_connections: Option<usize>,
     },
-    /// An external broker moat forwards to.
-    Upstream {
-        /// Address for MQTT 3.1.1 clients.
-        v3: SocketAddr,
-        /// Address for MQTT 5 clients (defaults to `v3`).
-        v5: SocketAddr,
+    /// An external broker (or cluster) moat forwards to.
+    Upstream(UpstreamSettings),
+}
+
+/// `broker.upstream`: where an external broker is, how moat reaches it and what it presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// Addresses for MQTT 3.1.1 clients, in the operator's order (never empty).
+    pub v3: Vec<UpstreamAddr>,
+    /// Addresses for MQTT 5 clients (the same as `v3` unless `v5:` is given; never empty).
+    pub v5: Vec<UpstreamAddr>,
+    /// Which address a new session tries first.
+    pub strategy: UpstreamStrategy,
+    /// How long an address that failed is tried only after every other one.
+    pub backoff: Duration,
+    /// TLS toward the broker; `None` is plain TCP (an isolated segment).
+    pub tls: Option<UpstreamTls>,
+    /// What moat puts in the user name and password of its CONNECT.
+    pub credentials: UpstreamCredentials,
+}
+
+/// One broker address: a host (IP literal or DNS name, resolved at connect) and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamAddr {
+    /// An IP literal or a DNS name; kept as written, for logs.
+    pub host: String,
+    /// Never 0.
+    pub port: u16,
+}
+
+impl std::fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How sessions are spread over several broker addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamStrategy {
+    /// Always the first address that works, in the listed order (the default).
+    #[default]
+    Failover,
+    /// Each new session starts at the next address.
+    RoundRobin,
+}
+
+/// `broker.upstream.tls`: moat as a TLS client of the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// CA certificates (PEM) the broker's certificate must chain to.
+    pub ca: PathBuf,
+    /// Name the broker's certificate must carry (and SNI); defaults to each address's host.
+    pub server_name: Option<String>,
+    /// moat's client certificate chain (PEM) and its key, when the broker asks for one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// `broker.upstream.credentials`: the user name and password of moat's upstream CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UpstreamCredentials {
+    /// The client's identity as user name, no password (a broker that trusts the segment).
+    #[default]
+    Identity,
+    /// The client's identity as user name, the password read from a file.
+    IdentityWithPassword {
+        /// File whose first line is the password.
+        password_file: PathBuf,
+    },
+    /// One user name and password for every session (the moat→broker leg's own account).
+    Fixed {
+        /// The user name.
+        username: String,
+        /// File whose first line is the password.
+        password_file: PathBuf,
     },
 }
 
@@ -389,7 +462,7 @@ impl BrokerSettings {
             Self::Embedded {
                 max_connections, ..
             } => Some(max_connections.map_or(cap, |n| n.max(cap))),
-            Self::Upstream { .. } => None,
+            Self::Upstream(_) => None,
         }
     }
 }

@@ -18,8 +18,8 @@ use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Posi
 use super::listener::{ProxyProtocol, RawQuic, RawTransport, RawWs};
 use super::{
     BrokerSettings, ClientCerts, Config, CrlExpired, DrainSettings, Limits, Listener, LogFormat,
-    LogSettings, PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind,
-    DEFAULT_POLICIES,
+    LogSettings, PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, UpstreamAddr,
+    UpstreamCredentials, UpstreamSettings, UpstreamStrategy, UpstreamTls, DEFAULT_POLICIES,
 };
 
 /// Smallest `max_packet_size`: a CONNECT with modest credentials must still fit.
@@ -27,6 +27,10 @@ const MIN_PACKET_SIZE: u64 = 128;
 /// Largest `max_packet_size`: MQTT allows 256 MiB, a proxy in front of constrained brokers
 /// should not buffer anywhere near that per client.
 const MAX_PACKET_SIZE: u64 = 16 * 1024 * 1024;
+/// How long a broker address that failed is put last, unless moat.yaml says otherwise.
+const DEFAULT_UPSTREAM_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most broker addresses one list may hold (every one may be tried for a session).
+const MAX_UPSTREAM_ADDRESSES: usize = 64;
 /// Largest connection cap accepted (file descriptors run out long before).
 const MAX_CONNECTIONS: u64 = 1_000_000;
 
@@ -138,14 +142,74 @@ struct RawEmbedded {
     max_connections: Option<Spanned<u64>>,
 }
 
-/// `broker.upstream:`.
+/// `broker.upstream:`: one address, a list of them, or the full mapping.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "broker.upstream: expected HOST:PORT, a list of them, or a mapping with only \
+                 these keys: addresses (or v3 and v5), strategy (failover or round_robin), \
+                 backoff, tls { ca, server_name, cert, key }, credentials { username or \
+                 identity_as_username, password_file }"
+)]
+enum RawUpstream {
+    Addresses(RawAddresses),
+    Full(Box<RawUpstreamMap>),
+}
+
+/// One broker address or a list of them.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "expected HOST:PORT or a list of HOST:PORT addresses"
+)]
+enum RawAddresses {
+    One(#[schemars(with = "String")] Spanned<String>),
+    List(#[schemars(with = "Vec<String>")] Spanned<Vec<Spanned<String>>>),
+}
+
+/// `broker.upstream:` as a mapping.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawUpstream {
-    #[schemars(with = "String")]
-    v3: Spanned<String>,
+struct RawUpstreamMap {
+    /// The same addresses for every MQTT version.
+    addresses: Option<RawAddresses>,
+    /// Addresses for MQTT 3.1.1 clients (the older per-version form).
+    v3: Option<RawAddresses>,
+    /// Addresses for MQTT 5 clients (defaults to `v3`).
+    v5: Option<RawAddresses>,
+    strategy: Option<UpstreamStrategy>,
     #[schemars(with = "Option<String>")]
-    v5: Option<Spanned<String>>,
+    backoff: Option<Spanned<String>>,
+    #[schemars(with = "Option<RawUpstreamTls>")]
+    tls: Option<Spanned<RawUpstreamTls>>,
+    #[schemars(with = "Option<RawCredentials>")]
+    credentials: Option<Spanned<RawCredentials>>,
+}
+
+/// `broker.upstream.tls:`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamTls {
+    #[schemars(with = "String")]
+    ca: Spanned<String>,
+    #[schemars(with = "Option<String>")]
+    server_name: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    cert: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    key: Option<Spanned<String>>,
+}
+
+/// `broker.upstream.credentials:`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    #[schemars(with = "Option<String>")]
+    username: Option<Spanned<String>>,
+    #[schemars(with = "Option<bool>")]
+    identity_as_username: Option<Spanned<bool>>,
+    #[schemars(with = "Option<String>")]
+    password_file: Option<Spanned<String>>,
 }
 
 /// `timeouts:`.
@@ -383,14 +447,7 @@ impl Check<'_> {
     fn broker(&self, raw: &Spanned<RawBroker>) -> Result<BrokerSettings, ConfigError> {
         match (&raw.value.embedded, &raw.value.upstream) {
             (Some(embedded), None) => self.embedded(embedded),
-            (None, Some(upstream)) => {
-                let v3 = self.upstream_addr(&upstream.v3, "broker.upstream.v3")?;
-                let v5 = match &upstream.v5 {
-                    None => v3,
-                    Some(v5) => self.upstream_addr(v5, "broker.upstream.v5")?,
-                };
-                Ok(BrokerSettings::Upstream { v3, v5 })
-            }
+            (None, Some(upstream)) => self.upstream(raw, upstream),
             (None, None) => Err(self.err_at(raw, Kind::BrokerChoice { found: "neither" })),
             (Some(_), Some(_)) => Err(self.err_at(raw, Kind::BrokerChoice { found: "both" })),
         }
@@ -576,20 +633,229 @@ impl Check<'_> {
         Ok(addr)
     }
 
-    /// An external broker address: `IP:PORT`, a real port, not the unspecified address. (A DNS
-    /// name would need resolving, which is I/O; add it as its own type when needed.)
+    fn upstream(
+        &self,
+        broker: &Spanned<RawBroker>,
+        raw: &RawUpstream,
+    ) -> Result<BrokerSettings, ConfigError> {
+        let field = "broker.upstream";
+        let map = match raw {
+            RawUpstream::Addresses(addresses) => {
+                let v3 = self.upstream_addrs(addresses, field)?;
+                return Ok(BrokerSettings::Upstream(UpstreamSettings {
+                    v5: v3.clone(),
+                    v3,
+                    strategy: UpstreamStrategy::default(),
+                    backoff: DEFAULT_UPSTREAM_BACKOFF,
+                    tls: None,
+                    credentials: UpstreamCredentials::default(),
+                }));
+            }
+            RawUpstream::Full(map) => map,
+        };
+        let (v3, v5) = match (&map.addresses, &map.v3, &map.v5) {
+            (Some(all), None, None) => {
+                let all = self.upstream_addrs(all, "broker.upstream.addresses")?;
+                (all.clone(), all)
+            }
+            (None, Some(v3), v5) => {
+                let v3 = self.upstream_addrs(v3, "broker.upstream.v3")?;
+                let v5 = match v5 {
+                    None => v3.clone(),
+                    Some(v5) => self.upstream_addrs(v5, "broker.upstream.v5")?,
+                };
+                (v3, v5)
+            }
+            (Some(_), _, _) => {
+                let problem =
+                    "give either 'addresses' (every MQTT version) or 'v3' and 'v5', not both";
+                return Err(self.err_at(broker, Kind::UpstreamConflict { field, problem }));
+            }
+            (None, None, _) => {
+                let problem =
+                    "no broker address: expected 'addresses: [HOST:PORT, ...]' (or 'v3:')";
+                return Err(self.err_at(broker, Kind::UpstreamConflict { field, problem }));
+            }
+        };
+        let backoff = self
+            .timeout(&map.backoff, "broker.upstream.backoff", true)?
+            .unwrap_or(DEFAULT_UPSTREAM_BACKOFF);
+        let tls = match &map.tls {
+            None => None,
+            Some(tls) => Some(self.upstream_tls(tls)?),
+        };
+        let credentials = match &map.credentials {
+            None => UpstreamCredentials::default(),
+            Some(credentials) => self.credentials(credentials)?,
+        };
+        Ok(BrokerSettings::Upstream(UpstreamSettings {
+            v3,
+            v5,
+            strategy: map.strategy.unwrap_or_default(),
+            backoff,
+            tls,
+            credentials,
+        }))
+    }
+
+    fn upstream_addrs(
+        &self,
+        raw: &RawAddresses,
+        field: &'static str,
+    ) -> Result<Vec<UpstreamAddr>, ConfigError> {
+        let entries = match raw {
+            RawAddresses::One(one) => std::slice::from_ref(one),
+            RawAddresses::List(list) => {
+                if list.value.is_empty() {
+                    let problem = "the address list is empty: expected at least one HOST:PORT";
+                    return Err(self.err_at(list, Kind::UpstreamAddresses { field, problem }));
+                }
+                if list.value.len() > MAX_UPSTREAM_ADDRESSES {
+                    let problem = "more than 64 addresses: put a balancer or a DNS name in front";
+                    return Err(self.err_at(list, Kind::UpstreamAddresses { field, problem }));
+                }
+                list.value.as_slice()
+            }
+        };
+        let mut addrs: Vec<UpstreamAddr> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let addr = self.upstream_addr(entry, field)?;
+            if addrs.contains(&addr) {
+                let problem = "the same address is listed twice";
+                return Err(self.err_at(entry, Kind::UpstreamAddresses { field, problem }));
+            }
+            addrs.push(addr);
+        }
+        Ok(addrs)
+    }
+
+    /// An external broker address: `HOST:PORT`, HOST an IP literal (not the unspecified
+    /// address) or a DNS name, which is resolved at connect time (I/O is not this file's).
     fn upstream_addr(
         &self,
         raw: &Spanned<String>,
         field: &'static str,
-    ) -> Result<SocketAddr, ConfigError> {
-        let addr = self.socket_addr(raw, field)?;
-        if addr.port() == 0 || addr.ip().is_unspecified() {
+    ) -> Result<UpstreamAddr, ConfigError> {
+        let bad = || {
             let found = quoted(&raw.value);
-            return Err(self.err_at(raw, Kind::InvalidSocketAddr { field, found }));
+            self.err_at(raw, Kind::InvalidUpstreamAddr { field, found })
+        };
+        let text = raw.value.trim();
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            if addr.port() == 0 || addr.ip().is_unspecified() {
+                return Err(bad());
+            }
+            return Ok(UpstreamAddr {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
         }
-        Ok(addr)
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(bad)?;
+        // A DNS name by the rules certificates use (letters, digits, hyphens, dots); an IP
+        // literal that did not parse with its port (`::1:1883`) is refused here too.
+        if host.parse::<IpAddr>().is_ok() || !valid_host_name(host) {
+            return Err(bad());
+        }
+        Ok(UpstreamAddr {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
     }
+
+    fn upstream_tls(&self, raw: &Spanned<RawUpstreamTls>) -> Result<UpstreamTls, ConfigError> {
+        let field = "broker.upstream.tls";
+        let tls = &raw.value;
+        let server_name = match &tls.server_name {
+            None => None,
+            Some(name) => {
+                let value = name.value.trim();
+                let valid = value.parse::<IpAddr>().is_ok() || valid_host_name(value);
+                if !valid {
+                    let problem = "server_name is neither a DNS name nor an IP address";
+                    return Err(self.err_at(name, Kind::UpstreamConflict { field, problem }));
+                }
+                Some(value.to_owned())
+            }
+        };
+        let client_cert = match (&tls.cert, &tls.key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((
+                self.path(cert, "broker.upstream.tls.cert")?,
+                self.path(key, "broker.upstream.tls.key")?,
+            )),
+            _ => {
+                let problem = "a client certificate needs both 'cert' and 'key'";
+                return Err(self.err_at(raw, Kind::UpstreamConflict { field, problem }));
+            }
+        };
+        Ok(UpstreamTls {
+            ca: self.path(&tls.ca, "broker.upstream.tls.ca")?,
+            server_name,
+            client_cert,
+        })
+    }
+
+    fn credentials(
+        &self,
+        raw: &Spanned<RawCredentials>,
+    ) -> Result<UpstreamCredentials, ConfigError> {
+        let field = "broker.upstream.credentials";
+        let creds = &raw.value;
+        let password_file = match &creds.password_file {
+            None => None,
+            Some(file) => Some(self.path(file, "broker.upstream.credentials.password_file")?),
+        };
+        let identity = creds.identity_as_username.as_ref().is_some_and(|b| b.value);
+        match (&creds.username, identity, password_file) {
+            (Some(_), true, _) => {
+                let problem = "give either 'username' or 'identity_as_username: true', not both";
+                Err(self.err_at(raw, Kind::UpstreamConflict { field, problem }))
+            }
+            (Some(user), false, Some(password_file)) => {
+                if user.value.is_empty() || user.value.len() > 256 || user.value.contains('\0') {
+                    let problem = "username must be 1 to 256 characters, without NUL";
+                    return Err(self.err_at(user, Kind::UpstreamConflict { field, problem }));
+                }
+                Ok(UpstreamCredentials::Fixed {
+                    username: user.value.clone(),
+                    password_file,
+                })
+            }
+            (Some(_), false, None) => {
+                let problem = "a fixed 'username' needs a 'password_file' (passwords are never written inline)";
+                Err(self.err_at(raw, Kind::UpstreamConflict { field, problem }))
+            }
+            (None, true, Some(password_file)) => {
+                Ok(UpstreamCredentials::IdentityWithPassword { password_file })
+            }
+            (None, true, None) => Ok(UpstreamCredentials::Identity),
+            (None, false, _) => {
+                let problem = "expected 'username' (one account for every session) or 'identity_as_username: true', with 'password_file'";
+                Err(self.err_at(raw, Kind::UpstreamConflict { field, problem }))
+            }
+        }
+    }
+}
+
+/// A DNS host name by RFC 1123: dot-separated labels of letters, digits and inner hyphens,
+/// 1 to 63 characters each, 253 in all (no underscores: resolvers and certificates differ on
+/// them, and a typo should fail here, not at the first connect).
+fn valid_host_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    (1..=253).contains(&host.len())
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Listener names appear in logs and metric labels: keep them plain.

@@ -250,16 +250,34 @@ fn embedded_broker_must_stay_on_loopback() {
     assert!(err.contains("one port per MQTT version"), "{err}");
 }
 
+fn upstream(cfg: &Config) -> &UpstreamSettings {
+    match &cfg.broker {
+        BrokerSettings::Upstream(up) => up,
+        other => panic!("expected an upstream, got {other:?}"),
+    }
+}
+
+fn host(host: &str, port: u16) -> UpstreamAddr {
+    UpstreamAddr {
+        host: host.into(),
+        port,
+    }
+}
+
 #[test]
 fn broker_is_embedded_or_upstream() {
+    // The per-version form of earlier releases still reads the same.
     let cfg = parse_ok(&with("broker: { upstream: { v3: \"10.0.0.5:1883\" } }\n"));
-    let v3 = addr("10.0.0.5:1883");
-    assert_eq!(cfg.broker, BrokerSettings::Upstream { v3, v5: v3 });
+    let v3 = vec![host("10.0.0.5", 1883)];
+    assert_eq!(upstream(&cfg).v3, v3);
+    assert_eq!(upstream(&cfg).v5, v3);
+    assert_eq!(upstream(&cfg).credentials, UpstreamCredentials::Identity);
+    assert_eq!(upstream(&cfg).tls, None);
     let cfg = parse_ok(&with(
         "broker: { upstream: { v3: \"10.0.0.5:1883\", v5: \"[fd00::5]:1884\" } }\n",
     ));
-    let v5 = addr("[fd00::5]:1884");
-    assert_eq!(cfg.broker, BrokerSettings::Upstream { v3, v5 });
+    assert_eq!(upstream(&cfg).v3, v3);
+    assert_eq!(upstream(&cfg).v5, vec![host("fd00::5", 1884)]);
     let err = parse_err(&with("broker: {}\n"));
     assert!(
         err.contains("exactly one of 'embedded' or 'upstream', found neither"),
@@ -270,18 +288,80 @@ fn broker_is_embedded_or_upstream() {
     ));
     assert!(err.contains("found both"), "{err}");
     for bad in [
-        "broker.internal:1883",
+        "broker_internal:1883",
         "10.0.0.5:0",
         "0.0.0.0:1883",
         "10.0.0.5",
+        "broker.internal",
+        "::1:1883",
+        "broker.internal:99999",
     ] {
         let err = parse_err(&with(&format!(
             "broker: {{ upstream: {{ v3: \"{bad}\" }} }}\n"
         )));
         assert!(
-            err.contains(&format!("invalid address '{bad}' for broker.upstream.v3")),
+            err.contains(&format!(
+                "invalid broker address '{bad}' for broker.upstream.v3"
+            )),
             "{err}"
         );
+    }
+}
+
+#[test]
+fn upstream_takes_names_lists_tls_and_credentials() {
+    let cfg = parse_ok(&with("broker: { upstream: \"Broker.Internal:8883\" }\n"));
+    assert_eq!(upstream(&cfg).v3, vec![host("broker.internal", 8883)]);
+    let cfg = parse_ok(&with(
+        "broker: { upstream: [\"localhost:1883\", \"10.0.0.6:1883\"] }\n",
+    ));
+    let both = vec![host("localhost", 1883), host("10.0.0.6", 1883)];
+    assert_eq!(upstream(&cfg).v3, both);
+    assert_eq!(upstream(&cfg).v5, both);
+    assert_eq!(upstream(&cfg).strategy, UpstreamStrategy::Failover);
+    let cfg = parse_ok(&with(
+        "broker:\n  upstream:\n    addresses: [\"a.example:8883\", \"b.example:8883\"]\n    strategy: round_robin\n    backoff: 2s\n    tls: { ca: broker-ca.crt, server_name: mqtt.example, cert: moat.crt, key: moat.key }\n    credentials: { username: edge, password_file: secrets/broker.pw }\n",
+    ));
+    let up = upstream(&cfg);
+    assert_eq!(up.strategy, UpstreamStrategy::RoundRobin);
+    assert_eq!(up.backoff, Duration::from_secs(2));
+    let tls = up.tls.as_ref().unwrap();
+    assert_eq!(tls.ca, PathBuf::from("broker-ca.crt"));
+    assert_eq!(tls.server_name.as_deref(), Some("mqtt.example"));
+    assert_eq!(
+        tls.client_cert,
+        Some((PathBuf::from("moat.crt"), PathBuf::from("moat.key")))
+    );
+    assert_eq!(
+        up.credentials,
+        UpstreamCredentials::Fixed {
+            username: "edge".into(),
+            password_file: PathBuf::from("secrets/broker.pw"),
+        }
+    );
+    let cfg = parse_ok(&with(
+        "broker: { upstream: { addresses: [\"a.example:1883\"], credentials: { identity_as_username: true, password_file: pw } } }\n",
+    ));
+    assert_eq!(
+        upstream(&cfg).credentials,
+        UpstreamCredentials::IdentityWithPassword {
+            password_file: PathBuf::from("pw")
+        }
+    );
+    for (bad, message) in [
+        ("[]", "the address list is empty"),
+        ("[\"a.example:1\", \"a.example:1\"]", "the same address is listed twice"),
+        ("{ addresses: [\"a.example:1\"], v3: \"b.example:1\" }", "not both"),
+        ("{ strategy: failover }", "no broker address"),
+        ("{ addresses: \"a.example:1\", strategy: random }", "failover or round_robin"),
+        ("{ addresses: \"a.example:1\", tls: { ca: ca.crt, cert: c.crt } }", "both 'cert' and 'key'"),
+        ("{ addresses: \"a.example:1\", credentials: { username: u } }", "needs a 'password_file'"),
+        ("{ addresses: \"a.example:1\", credentials: { username: u, password: p } }", "only these keys"),
+        ("{ addresses: \"a.example:1\", credentials: { username: u, identity_as_username: true, password_file: p } }", "not both"),
+        ("{ addresses: \"a.example:1\", credentials: {} }", "identity_as_username"),
+    ] {
+        let err = parse_err(&with(&format!("broker: {{ upstream: {bad} }}\n")));
+        assert!(err.contains(message), "{bad}: {err}");
     }
 }
 

@@ -99,7 +99,7 @@ impl Demand {
         let per_connection = match config.broker {
             // rumqttd holds the other end of every upstream connection, in this process.
             BrokerSettings::Embedded { .. } => 3,
-            BrokerSettings::Upstream { .. } => 2,
+            BrokerSettings::Upstream(_) => 2,
         };
         Self {
             max_connections: config.limits.max_connections,

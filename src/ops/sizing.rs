@@ -45,7 +45,7 @@ impl Estimate {
     pub fn of(config: &Config, cap: usize, verifiers: usize, verifier_kib: u64) -> Estimate {
         let per_session_kib = match config.broker {
             BrokerSettings::Embedded { .. } => SESSION_EMBEDDED_KIB,
-            BrokerSettings::Upstream { .. } => SESSION_KIB,
+            BrokerSettings::Upstream(_) => SESSION_KIB,
         };
         Estimate {
             idle_kib: BASE_KIB + verifiers as u64 * verifier_kib,

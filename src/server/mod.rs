@@ -59,6 +59,9 @@ pub enum StartError {
     /// The embedded broker did not start.
     #[error(transparent)]
     Broker(#[from] embedded::EmbeddedError),
+    /// The external broker's TLS or password files are unusable.
+    #[error(transparent)]
+    Upstream(#[from] crate::broker::UpstreamError),
     /// The connection cap moat.yaml set does not fit the file descriptor limit.
     #[error(transparent)]
     Descriptors(#[from] fds::FdError),
@@ -149,7 +152,7 @@ impl Server {
                 .await?;
                 (broker.target.clone(), Some(broker))
             }
-            BrokerSettings::Upstream { v3, v5 } => (BrokerTarget::external(*v3, *v5), None),
+            BrokerSettings::Upstream(upstream) => (BrokerTarget::external(upstream)?, None),
         };
         let stats = Arc::new(Stats::default());
         let passwords = crate::authn::Passwords::start(
@@ -278,7 +281,7 @@ fn readiness(
     use crate::admin::ready::BrokerCheck;
     let check = match &config.broker {
         BrokerSettings::Embedded { .. } => BrokerCheck::Embedded(broker.health.clone()),
-        BrokerSettings::Upstream { v3, v5 } => BrokerCheck::upstream(*v3, *v5),
+        BrokerSettings::Upstream(_) => BrokerCheck::upstream(broker.v3.clone(), broker.v5.clone()),
     };
     crate::admin::Readiness::new(drain.state(), check)
 }

@@ -425,11 +425,10 @@ fn upstream_connect(connect: &Connect, identity: &Identity, broker_id: &str, env
     if up.protocol == ProtocolVersion::V3_1 {
         up.protocol = ProtocolVersion::V3_1_1;
     }
-    up.username = Some(identity.name.as_str().into());
-    up.password = env
-        .broker()
-        .password
-        .as_ref()
+    let credentials = &env.broker().credentials;
+    up.username = Some(credentials.username(&identity.name).into());
+    up.password = credentials
+        .password()
         .map(|p| Bytes::copy_from_slice(p.as_bytes()));
     up.keep_alive = UPSTREAM_KEEPALIVE;
     if up.protocol == ProtocolVersion::V5 {

@@ -143,7 +143,13 @@ impl Env {
         let parts = EnvParts {
             admission: Arc::new(Gate::new(policy.clone(), 16)),
             policy,
-            broker: BrokerTarget::external(([127, 0, 0, 1], 1).into(), ([127, 0, 0, 1], 1).into()),
+            broker: BrokerTarget {
+                v3: Arc::new(crate::broker::Route::fixed(([127, 0, 0, 1], 1).into())),
+                v5: Arc::new(crate::broker::Route::fixed(([127, 0, 0, 1], 1).into())),
+                tls: None,
+                credentials: crate::broker::Credentials::Identity(None),
+                health: Arc::default(),
+            },
             acks: Arc::new(AckPacer::new()),
             passwords: Passwords::start(&config.passwords, 8, Arc::default())
                 .expect("verifier threads"),

@@ -162,6 +162,16 @@ pub(crate) enum BrokerFault {
     /// The broker is down, refused moat's CONNECT or did not answer it (CONNECT phase).
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// The broker answered moat's CONNECT with a refusing CONNACK (CONNECT phase).
+    #[error("broker {addr} refused moat's CONNECT: {answer} (0x{code:02x})", answer = self.broker_answer())]
+    Refused {
+        /// Which broker address answered.
+        addr: String,
+        /// Its CONNACK code, as sent (a 3.1.1 return code or an MQTT 5 reason code).
+        code: u8,
+        /// Whether the upstream CONNECT was MQTT 5 (which table `code` is from).
+        v5: bool,
+    },
     /// The broker closed the connection.
     #[error("broker closed the connection")]
     Closed,
@@ -399,6 +409,9 @@ impl Refusal {
             Refusal::Broker(BrokerFault::Unavailable(_)) | Refusal::PasswordBusy(_) => {
                 Outcome::ConnAck(ReasonCode::ServerUnavailable)
             }
+            Refusal::Broker(refused @ BrokerFault::Refused { .. }) => {
+                Outcome::ConnAck(refused.client_reason())
+            }
             Refusal::Broker(_) | Refusal::Internal(_) => {
                 Outcome::Disconnect(ReasonCode::UnspecifiedError)
             }
@@ -406,6 +419,75 @@ impl Refusal {
             Refusal::Moved(_) => Outcome::Disconnect(ReasonCode::UseAnotherServer),
             Refusal::Kicked => Outcome::Disconnect(ReasonCode::AdministrativeAction),
             Refusal::TakenOver => Outcome::Disconnect(ReasonCode::SessionTakenOver),
+        }
+    }
+}
+
+// === impl BrokerFault ===
+
+impl BrokerFault {
+    /// What a refusing broker said, in MQTT 5 terms (a 3.1.1 return code translated); `None`
+    /// for a code neither table has.
+    fn broker_reason(&self) -> Option<ReasonCode> {
+        let BrokerFault::Refused { code, v5, .. } = self else {
+            return None;
+        };
+        if *v5 {
+            ReasonCode::try_from(*code).ok()
+        } else {
+            ConnectReturnCode::try_from(*code).ok().map(|c| c.to_v5())
+        }
+    }
+
+    /// The broker's answer in words, for the log line.
+    pub(crate) fn broker_answer(&self) -> &'static str {
+        use ReasonCode as R;
+        match self.broker_reason() {
+            Some(R::UnsupportedProtocolVersion) => "unsupported protocol version",
+            Some(R::ClientIdentifierNotValid) => "client identifier not valid",
+            Some(R::BadUserNameOrPassword) => "bad user name or password",
+            Some(R::NotAuthorized) => "not authorized",
+            Some(R::ServerUnavailable) => "server unavailable",
+            Some(R::ServerBusy) => "server busy",
+            Some(R::Banned) => "banned",
+            Some(R::BadAuthenticationMethod) => "bad authentication method",
+            Some(R::QuotaExceeded) => "quota exceeded",
+            Some(R::ConnectionRateExceeded) => "connection rate exceeded",
+            Some(R::UseAnotherServer | R::ServerMoved) => "use another server",
+            Some(R::PacketTooLarge) => "packet too large",
+            Some(R::UnspecifiedError) => "unspecified error",
+            Some(_) => "refused",
+            None => "unknown code",
+        }
+    }
+
+    /// Whether another address may accept where this one refused: a node that is down, busy or
+    /// redirecting may have a healthy peer; one that refuses moat's credentials or the client
+    /// has peers that would say the same.
+    pub(crate) fn worth_another_address(&self) -> bool {
+        use ReasonCode as R;
+        matches!(
+            self.broker_reason(),
+            Some(R::ServerUnavailable | R::ServerBusy | R::UseAnotherServer | R::ServerMoved)
+        )
+    }
+
+    /// What the client is told when the broker refused moat's CONNECT. The client did not
+    /// write that CONNECT: refusals of credentials or authorization (moat's account, or the
+    /// identity moat vouched for) are "not authorized"; a busy or rate-limiting broker says so;
+    /// everything else (a client id or protocol the broker refuses is moat's doing, a redirect
+    /// names a broker the client cannot reach) is "server unavailable".
+    fn client_reason(&self) -> ReasonCode {
+        use ReasonCode as R;
+        match self.broker_reason() {
+            Some(
+                R::BadUserNameOrPassword
+                | R::NotAuthorized
+                | R::Banned
+                | R::BadAuthenticationMethod,
+            ) => R::NotAuthorized,
+            Some(r @ (R::ServerBusy | R::QuotaExceeded | R::ConnectionRateExceeded)) => r,
+            _ => R::ServerUnavailable,
         }
     }
 }

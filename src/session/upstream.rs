@@ -1,9 +1,10 @@
 //! The broker connection of one session, at the MQTT level: opened only after the client is
-//! authenticated, it sends moat's CONNECT and waits for the broker's CONNACK. The socket and its
-//! acknowledgement pacing are the broker segment's (`broker/link.rs`).
+//! authenticated, it sends moat's CONNECT and waits for the broker's CONNACK, over the broker
+//! addresses in the route's order (`broker/route.rs`). The socket, TLS and acknowledgement
+//! pacing are the broker segment's (`broker/link.rs`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -11,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use super::error::{BrokerFault, Refusal};
 use super::reader::FrameReader;
 use crate::broker::link::{self, AckPacer, BrokerRead, BrokerWrite};
+use crate::broker::route::Endpoint;
 use crate::broker::BrokerTarget;
 use crate::mqtt::{self, Connect, Packet, ProtocolVersion};
 
@@ -30,8 +32,17 @@ pub(crate) struct Upstream {
     pub(crate) connack: mqtt::ConnAck,
 }
 
-/// Connects to the broker for `connect.protocol`, sends `connect`, and waits for the CONNACK.
-/// Any failure is "server unavailable" for the client: it did nothing wrong.
+/// Shortest share of the connect deadline one broker address gets when several are left: a
+/// refused connection fails at once, a silent one must not eat the whole deadline.
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+
+/// Connects to the broker for `connect.protocol`, sends `connect`, and waits for the CONNACK,
+/// trying the route's addresses in its order (`broker/route.rs`) until one accepts, all within
+/// `deadline`. An address that cannot be reached, fails TLS, does not answer, or answers
+/// "unavailable" or "busy" is marked failed and the next one is tried; a broker that refuses
+/// moat's CONNECT for any other reason (credentials, authorization) ends the attempt, since
+/// another node of the same cluster would say the same. Each failed address is logged with
+/// what went wrong or what the broker answered.
 pub(crate) async fn open(
     target: &BrokerTarget,
     connect: &Connect,
@@ -43,42 +54,113 @@ pub(crate) async fn open(
     if !target.health.is_up() {
         return Err(unavailable("embedded broker is down".into()));
     }
-    let addr = target.addr_for(connect.protocol);
-    let work = async {
-        let (rd, mut wr) = link::connect(addr, pacer)
-            .await
-            .map_err(|e| unavailable(format!("connect {addr}: {e}")))?;
-        let mut out = BytesMut::new();
-        connect
-            .encode(&mut out)
-            .map_err(|e| unavailable(format!("encode CONNECT: {e}")))?;
-        wr.write_all(&out)
-            .await
-            .map_err(|e| unavailable(format!("write CONNECT: {e}")))?;
-        let mut reader = FrameReader::new(rd, max_packet_size);
-        let frame = reader
-            .next()
-            .await
-            .map_err(|e| unavailable(format!("read CONNACK: {e}")))?
-            .ok_or_else(|| unavailable("broker closed before CONNACK".into()))?;
-        let version = match connect.protocol {
-            ProtocolVersion::V3_1 => ProtocolVersion::V3_1_1,
-            v => v,
-        };
-        match mqtt::decode(frame, version) {
-            Ok(Packet::ConnAck(connack)) => Ok(Upstream {
-                reader,
-                writer: wr,
-                connack,
-            }),
-            Ok(other) => Err(unavailable(format!(
-                "broker answered CONNECT with {:?}",
-                other.packet_type()
-            ))),
-            Err(e) => Err(unavailable(format!("bad CONNACK: {e}"))),
+    let started = Instant::now();
+    let plan = target.route_for(connect.protocol).plan(started);
+    let mut last: Option<Refusal> = None;
+    for (n, endpoint) in plan.iter().enumerate() {
+        let left = deadline.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break;
         }
-    };
-    tokio::time::timeout(deadline, work)
+        let remaining = u32::try_from(plan.len() - n).unwrap_or(u32::MAX).max(1);
+        let share = (left / remaining).max(MIN_ATTEMPT).min(left);
+        let address = endpoint.addr.to_string();
+        let attempt = tokio::time::timeout(
+            share,
+            attempt(endpoint, target, connect, max_packet_size, pacer),
+        )
         .await
-        .map_err(|_| unavailable(format!("no CONNACK from {addr} within {deadline:?}")))?
+        .unwrap_or_else(|_| Err(Attempt::Failed(format!("no CONNACK within {share:?}"))));
+        let refusal = match attempt {
+            Ok(upstream) => {
+                endpoint.succeeded();
+                return Ok(upstream);
+            }
+            Err(Attempt::Failed(why)) => {
+                endpoint.failed(Instant::now());
+                tracing::warn!(broker = %address, error = %why, "broker address failed");
+                unavailable(format!("{address}: {why}"))
+            }
+            Err(Attempt::Refused(code)) => {
+                let fault = BrokerFault::Refused {
+                    addr: address.clone(),
+                    code,
+                    v5: connect.protocol.is_v5(),
+                };
+                tracing::warn!(
+                    broker = %address,
+                    code = %format_args!("0x{code:02x}"),
+                    reason = fault.broker_answer(),
+                    "broker refused moat's CONNECT"
+                );
+                let retry = fault.worth_another_address();
+                if retry {
+                    endpoint.failed(Instant::now());
+                }
+                let refusal = Refusal::Broker(fault);
+                if !retry {
+                    return Err(refusal);
+                }
+                refusal
+            }
+        };
+        last = Some(refusal);
+    }
+    Err(last
+        .unwrap_or_else(|| unavailable(format!("no broker address answered within {deadline:?}"))))
+}
+
+/// How one address failed a session.
+enum Attempt {
+    /// Unreachable, TLS refused, closed, silent or garbled: the next address may do better.
+    Failed(String),
+    /// The broker answered with a refusing CONNACK: its code.
+    Refused(u8),
+}
+
+/// One address: connect, CONNECT, CONNACK.
+async fn attempt(
+    endpoint: &Endpoint,
+    target: &BrokerTarget,
+    connect: &Connect,
+    max_packet_size: usize,
+    pacer: &Arc<AckPacer>,
+) -> Result<Upstream, Attempt> {
+    let failed = Attempt::Failed;
+    let (rd, mut wr, _) = link::connect(endpoint, target.tls.as_ref(), pacer)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut out = BytesMut::new();
+    connect
+        .encode(&mut out)
+        .map_err(|e| failed(format!("encode CONNECT: {e}")))?;
+    wr.write_all(&out)
+        .await
+        .map_err(|e| failed(format!("write CONNECT: {e}")))?;
+    wr.flush()
+        .await
+        .map_err(|e| failed(format!("write CONNECT: {e}")))?;
+    let mut reader = FrameReader::new(rd, max_packet_size);
+    let frame = reader
+        .next()
+        .await
+        .map_err(|e| failed(format!("read CONNACK: {e}")))?
+        .ok_or_else(|| failed("broker closed before CONNACK".into()))?;
+    let version = match connect.protocol {
+        ProtocolVersion::V3_1 => ProtocolVersion::V3_1_1,
+        v => v,
+    };
+    match mqtt::decode(frame, version) {
+        Ok(Packet::ConnAck(connack)) if connack.code == 0 => Ok(Upstream {
+            reader,
+            writer: wr,
+            connack,
+        }),
+        Ok(Packet::ConnAck(connack)) => Err(Attempt::Refused(connack.code)),
+        Ok(other) => Err(failed(format!(
+            "broker answered CONNECT with {:?}",
+            other.packet_type()
+        ))),
+        Err(e) => Err(failed(format!("bad CONNACK: {e}"))),
+    }
 }

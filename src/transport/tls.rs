@@ -8,7 +8,8 @@
 //! under a deadline. Loading and building are separate so that a reload builds every listener's
 //! new configuration before it swaps any (`transport/material.rs`). A presented but invalid client certificate always fails the handshake, also in
 //! `optional` mode. The stream itself is [`ServerTls`] (`tls_stream.rs`, rustls' unbuffered
-//! API: no buffer held while idle); tokio-rustls is only used for clients.
+//! API: no buffer held while idle); tokio-rustls is only used for clients (tests, and moat's
+//! own connection to a broker over TLS: [`upstream_client_config`]).
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -346,6 +347,43 @@ pub(crate) fn leaf_identity(
     let facts = super::cert_facts(leaf.as_ref()).map_err(|e| TlsError::Identity(e.to_string()))?;
     let cert = revocable.then(|| Box::new(ClientCert::new(&facts.issuer, &facts.serial)));
     Ok((facts.common_name, cert))
+}
+
+/// The rustls client configuration moat uses toward the broker (`broker.upstream.tls`): `ca`
+/// (PEM) is the only trust anchor, `identity` an optional client certificate chain and key.
+/// Read once at start; every error names its file.
+pub fn upstream_client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(ca)? {
+        roots.add(cert).map_err(|e| pem_err(ca, e))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = read_certs(cert)?;
+            let key_bytes = read_file(key)?;
+            let key_der = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| match e {
+                rustls::pki_types::pem::Error::NoItemsFound => {
+                    pem_err(key, "no private key in file")
+                }
+                other => pem_err(key, other),
+            })?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| pem_err(key, e))?
+        }
+    };
+    // No ALPN: a broker with an ALPN list of its own would refuse any name it does not list,
+    // and a broker's MQTT port needs none.
+    config.enable_early_data = false;
+    Ok(Arc::new(config))
 }
 
 /// Reads a whole TLS file: a regular file (a FIFO would hang start or reload) of at most

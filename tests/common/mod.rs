@@ -8,6 +8,7 @@
 )]
 
 pub mod mosquitto;
+pub mod process;
 pub mod quic;
 pub mod raw;
 pub mod ws;
@@ -445,8 +446,12 @@ impl BrokerWatch {
     async fn start(running: &Running) -> BrokerWatch {
         use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
         let target = running.broker();
-        let mut opts = MqttOptions::new("test-watch", target.v3.ip().to_string(), target.v3.port());
-        opts.set_credentials("watcher", target.password.as_deref().unwrap_or(""));
+        let mut opts = MqttOptions::new(
+            "test-watch",
+            target.v3.first_socket_addr().unwrap().ip().to_string(),
+            target.v3.first_socket_addr().unwrap().port(),
+        );
+        opts.set_credentials("watcher", target.credentials.password().unwrap_or(""));
         opts.set_keep_alive(Duration::from_secs(30));
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
         let (tx, rx) = mpsc::unbounded_channel();

@@ -22,6 +22,12 @@ impl Mosquitto {
     /// "running" line. mosquitto cannot listen on port 0, so a port is taken from the OS and
     /// released just before; if another process wins it in between, the next try gets another.
     pub fn start() -> Mosquitto {
+        Mosquitto::start_with("allow_anonymous true\n")
+    }
+
+    /// Starts mosquitto with `settings` for its one listener (written right after the
+    /// `listener` line: `password_file`, `cafile`/`certfile`/`keyfile`, `allow_anonymous`).
+    pub fn start_with(settings: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let mut failures = Vec::new();
         for _ in 0..5 {
@@ -33,7 +39,7 @@ impl Mosquitto {
             std::fs::write(
                 &conf,
                 format!(
-                    "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                    "listener {port} 127.0.0.1\n{settings}persistence false\n\
                      log_dest stderr\nlog_type all\nconnection_messages true\n"
                 ),
             )
@@ -71,6 +77,27 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Writes a mosquitto password file at `path` with these users (`mosquitto_passwd -b`).
+pub fn password_file(path: &std::path::Path, users: &[(&str, &str)]) {
+    for (n, (user, password)) in users.iter().enumerate() {
+        let mut cmd = Command::new("mosquitto_passwd");
+        if n == 0 {
+            cmd.arg("-c");
+        }
+        let out = cmd
+            .arg("-b")
+            .arg(path)
+            .args([user, password])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

@@ -182,3 +182,71 @@ fn password_busy_is_server_unavailable_and_no_failed_login() {
     }
     assert!(Refusal::from(PolicyRefusal::NotAuthorized(rule())).is_failed_login());
 }
+
+#[test]
+fn a_broker_refusal_reaches_the_client_as_its_own_versions_code_and_names_the_broker() {
+    let refused = |code: u8, v5: bool| -> Refusal {
+        BrokerFault::Refused {
+            addr: "broker-1.example:1883".into(),
+            code,
+            v5,
+        }
+        .into()
+    };
+    // moat's credentials refused (3.1.1 0x04, 5.0 0x86), or the identity not authorized:
+    // the client is not authorized (3.1.1 0x05, 5.0 0x87).
+    for (code, v5) in [
+        (0x04, false),
+        (0x05, false),
+        (0x86, true),
+        (0x87, true),
+        (0x8a, true),
+    ] {
+        let outcome = refused(code, v5).outcome();
+        assert_eq!(
+            outcome,
+            Outcome::ConnAck(ReasonCode::NotAuthorized),
+            "{code:#x}"
+        );
+        assert_eq!(wire(outcome, V3), [0x20, 0x02, 0x00, 0x05]);
+        assert_eq!(wire(outcome, V5), [0x20, 0x03, 0x00, 0x87, 0x00]);
+    }
+    // Unavailable, an id or protocol the broker refuses (moat wrote them), a redirect: 0x03 / 0x88.
+    for (code, v5) in [
+        (0x03, false),
+        (0x02, false),
+        (0x88, true),
+        (0x85, true),
+        (0x9c, true),
+        (0xfe, true),
+    ] {
+        let outcome = refused(code, v5).outcome();
+        assert_eq!(
+            outcome,
+            Outcome::ConnAck(ReasonCode::ServerUnavailable),
+            "{code:#x}"
+        );
+        assert_eq!(wire(outcome, V3), [0x20, 0x02, 0x00, 0x03]);
+    }
+    assert_eq!(
+        refused(0x89, true).outcome(),
+        Outcome::ConnAck(ReasonCode::ServerBusy)
+    );
+    let r = refused(0x04, false);
+    assert_eq!(r.side(), Side::Broker);
+    assert!(
+        !r.is_failed_login(),
+        "the broker refused moat, not the client's password"
+    );
+    assert_eq!(
+        r.to_string(),
+        "broker broker-1.example:1883 refused moat's CONNECT: bad user name or password (0x04)"
+    );
+    // Which refusals make moat try the next address.
+    let worth = |code, v5| match refused(code, v5) {
+        Refusal::Broker(fault) => fault.worth_another_address(),
+        _ => unreachable!(),
+    };
+    assert!(worth(0x03, false) && worth(0x88, true) && worth(0x89, true));
+    assert!(!worth(0x04, false) && !worth(0x87, true));
+}
