@@ -11,14 +11,15 @@
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 /// Opens a connection to the broker at `addr` and splits it (see [`BrokerRead`]): from now on
 /// `pacer` decides when what it receives is acknowledged.
@@ -35,8 +36,6 @@ pub(crate) struct BrokerSocket {
     stream: TcpStream,
     /// Set while this socket waits in the pacer's list, so it is listed once per tick.
     ack_due: AtomicBool,
-    /// When the last ACK was sent (the pacer's clock, ns); 0 = never.
-    last_ack: AtomicU64,
 }
 
 /// The read half of a broker connection; every read that returns data asks the pacer to
@@ -61,7 +60,6 @@ fn split(stream: TcpStream, pacer: Arc<AckPacer>) -> (BrokerRead, BrokerWrite) {
     let socket = Arc::new(BrokerSocket {
         stream,
         ack_due: AtomicBool::new(false),
-        last_ack: AtomicU64::new(0),
     });
     (
         BrokerRead {
@@ -90,7 +88,7 @@ impl AsyncRead for BrokerRead {
                 Ok(n) => {
                     buf.advance(n);
                     if !self.socket.ack_due.swap(true, Ordering::AcqRel) {
-                        self.pacer.due(&self.socket);
+                        self.pacer.due(Arc::downgrade(&self.socket));
                     }
                     return Poll::Ready(Ok(()));
                 }
@@ -145,8 +143,7 @@ impl AsyncWrite for BrokerWrite {
     }
 }
 
-/// Acknowledges what broker sockets received: at once when a socket's segment comes after a
-/// quiet tick, otherwise once per tick, for all sessions at once.
+/// Acknowledges what broker sockets received, for all sessions at once, once per tick.
 ///
 /// Brokers rarely disable Nagle's algorithm (mosquitto's `set_tcp_nodelay` is off by default;
 /// rumqttd never sets it): a broker holds a small delivery back until its previous segment is
@@ -155,159 +152,69 @@ impl AsyncWrite for BrokerWrite {
 /// that far apart. Acknowledging after every read (`TCP_QUICKACK`) removes the stall but makes
 /// the broker send each delivery on its own segment, and every extra segment costs moat a read,
 /// a TLS record and a write. The pacer sits between: each broker socket stays in delayed-ACK
-/// mode; the first segment after a quiet tick is acknowledged at once (a lone delivery, or the
-/// start of a burst, pays no wait: the broker's next segment leaves as soon as it has one), and
-/// what follows within the tick is acknowledged at the end of it, by one thread for every
-/// session. Under load the broker's Nagle then waits at most a tick, and everything it queued
-/// meanwhile arrives in one segment.
-///
-/// The tick is a dedicated thread's sleep, not the runtime's timer: tokio's timer has a 1 ms
-/// resolution (a 1 ms sleep lasts 1-2 ms), which put the median delivery at half peak ~2 ms
-/// above mosquitto-direct (BENCHMARKS.md). The thread sleeps on a condition variable while
-/// nothing is due: an idle server has no wake-ups.
+/// mode, and whatever it received is acknowledged within one tick (1-2 ms: the runtime timer's
+/// resolution), by one task for every session. The broker's Nagle then waits at most a tick,
+/// and everything it queued meanwhile arrives in one segment.
 ///
 /// Measured through moat → mosquitto, QoS 0, 64-byte messages (BENCHMARKS.md): at 55,000 msg/s
 /// the median delivery was 9 ms late with the kernel's delayed ACKs, 0.8 ms with an ACK after
-/// every read (7.0 s CPU per million messages) and 2.1 ms with the 1 ms runtime-timer pacer
-/// (4.3 s); at peak rate the per-read ACK cost 3.9 s per million, that pacer 2.7.
+/// every read (7.0 s CPU per million messages) and 2.1 ms with the pacer (4.3 s); at peak rate
+/// the per-read ACK cost 3.9 s per million, the pacer 2.7.
 pub(crate) struct AckPacer {
-    due: Mutex<Due>,
-    wake: Condvar,
-    /// The pacer's clock: `last_ack` values are nanoseconds since this instant.
-    epoch: Instant,
+    due: Mutex<Vec<Weak<BrokerSocket>>>,
+    wake: Notify,
 }
 
-/// The sockets waiting for the next tick, and whether the pacer thread should end.
-#[derive(Default)]
-struct Due {
-    sockets: Vec<Weak<BrokerSocket>>,
-    stop: bool,
-    /// No pacer thread (it could not start, or has ended): every read is acknowledged at once.
-    inline: bool,
-}
-
-/// How long a received segment may wait for its acknowledgement under load, and how long a
-/// socket must have gone without an ACK for its next segment to be acknowledged at once.
-const ACK_TICK: Duration = Duration::from_micros(250);
-
-/// The longest the idle pacer thread sleeps before it looks at its stop flag again (a stop
-/// also wakes it at once).
-const IDLE_WAIT: Duration = Duration::from_secs(1);
-
-/// Sends the delayed ACK of `stream` now and returns it to delayed-ACK mode: QUICKACK on sends
-/// it (and leaves delayed-ACK mode); off again returns to it, so the next segment waits for the
-/// pacer.
-fn ack_now(stream: &TcpStream) {
-    let sock = SockRef::from(stream);
-    let _ = sock.set_tcp_quickack(true);
-    let _ = sock.set_tcp_quickack(false);
-}
+/// How long a received segment may wait for its acknowledgement.
+const ACK_TICK: Duration = Duration::from_millis(1);
 
 // === impl AckPacer ===
 
 impl AckPacer {
     pub(crate) fn new() -> Self {
         AckPacer {
-            due: Mutex::new(Due::default()),
-            wake: Condvar::new(),
-            epoch: Instant::now(),
+            due: Mutex::new(Vec::new()),
+            wake: Notify::new(),
         }
     }
 
-    /// Nanoseconds on the pacer's clock, never 0 (0 means "never acknowledged").
-    fn now_ns(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1)
+    fn due(&self, socket: Weak<BrokerSocket>) {
+        let Ok(mut due) = self.due.lock() else {
+            return;
+        };
+        due.push(socket);
+        if due.len() == 1 {
+            // `notify_one` keeps a permit if the pacer is still busy with the previous tick.
+            self.wake.notify_one();
+        }
     }
 
-    /// `socket` received data and is not listed yet: acknowledges it at once if its last ACK is
-    /// a tick old or more (the segment is the first after a quiet tick), else lists it for the
-    /// next tick.
-    fn due(&self, socket: &Arc<BrokerSocket>) {
-        let now = self.now_ns();
-        let last = socket.last_ack.load(Ordering::Relaxed);
-        let quiet = now.saturating_sub(last) >= ACK_TICK.as_nanos() as u64;
-        if !quiet {
-            let Ok(mut due) = self.due.lock() else {
-                return;
-            };
-            if !due.inline {
-                due.sockets.push(Arc::downgrade(socket));
-                if due.sockets.len() == 1 {
-                    self.wake.notify_one();
-                }
-                return;
-            }
-        }
-        socket.last_ack.store(now, Ordering::Relaxed);
-        // Cleared first: a read after the ACK asks again.
-        socket.ack_due.store(false, Ordering::Release);
-        ack_now(&socket.stream);
-    }
-
-    /// Runs until `stop` completes: the pacer thread acknowledges every listed socket one tick
-    /// after the first of them was listed. If the thread cannot start, every read is
-    /// acknowledged at once instead (correct, and costlier under load).
-    pub(crate) async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        /// Ends the thread however `run` ends (stop signalled, or the future dropped).
-        struct Stop<'a>(&'a AckPacer);
-        impl Drop for Stop<'_> {
-            fn drop(&mut self) {
-                if let Ok(mut due) = self.0.due.lock() {
-                    due.stop = true;
-                    due.inline = true;
-                }
-                self.0.wake.notify_all();
-            }
-        }
-        let _stop = Stop(&self);
-        let pacer = self.clone();
-        let started = std::thread::Builder::new()
-            .name("moat-ack-pacer".into())
-            .spawn(move || pacer.ticks());
-        if let Err(e) = started {
-            tracing::warn!(error = %e, "no ACK pacer thread: broker reads are acknowledged at once");
-            if let Ok(mut due) = self.due.lock() {
-                due.inline = true;
-            }
-        }
-        stop.await;
-    }
-
-    /// The pacer thread: waits until a socket is listed, sleeps a tick, acknowledges every
-    /// listed socket; ends when told to stop.
-    fn ticks(&self) {
+    /// Runs until `stop` completes: at most one tick after a socket became due, acknowledges
+    /// every due socket.
+    pub(crate) async fn run(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
         let mut batch = Vec::new();
         loop {
-            {
-                let Ok(mut due) = self.due.lock() else {
-                    return;
-                };
-                while due.sockets.is_empty() && !due.stop {
-                    due = match self.wake.wait_timeout(due, IDLE_WAIT) {
-                        Ok((due, _)) => due,
-                        Err(_) => return,
-                    };
-                }
-                if due.stop {
-                    return;
-                }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = self.wake.notified() => {}
             }
-            std::thread::sleep(ACK_TICK);
+            tokio::time::sleep(ACK_TICK).await;
             match self.due.lock() {
-                Ok(mut due) => std::mem::swap(&mut due.sockets, &mut batch),
+                Ok(mut due) => std::mem::swap(&mut *due, &mut batch),
                 Err(_) => return,
             }
-            let now = self.now_ns();
             for socket in batch.drain(..) {
                 let Some(socket) = socket.upgrade() else {
                     continue;
                 };
-                socket.last_ack.store(now, Ordering::Relaxed);
                 // Cleared first: a read after the ACK lists the socket again.
                 socket.ack_due.store(false, Ordering::Release);
-                ack_now(&socket.stream);
+                // QUICKACK on sends the delayed ACK now (and leaves delayed-ACK mode); off
+                // again returns to it, so the next segment waits for the next tick.
+                let sock = SockRef::from(&socket.stream);
+                let _ = sock.set_tcp_quickack(true);
+                let _ = sock.set_tcp_quickack(false);
             }
             // A burst of sessions must not pin its peak size for the life of the server.
             if batch.capacity() > 4096 {
@@ -328,25 +235,19 @@ mod tests {
 
     use super::*;
 
-    /// Like a broker with Nagle's algorithm on (mosquitto's default): a small write waits until
-    /// the previous one is acknowledged. The first delivery after a quiet spell is acknowledged
-    /// at once, so the second arrives at once too; the third waits for the pacer's tick.
-    /// Returns how long the third took to arrive.
-    async fn third_delivery_delay(reader: &mut BrokerRead, broker: &mut TcpStream) -> Duration {
+    /// Like a broker with Nagle's algorithm on (mosquitto's default): the second of two small
+    /// writes waits until the first is acknowledged. Returns how long it took to arrive.
+    async fn second_delivery_delay(reader: &mut BrokerRead, broker: &mut TcpStream) -> Duration {
         let mut buf = [0u8; 64];
-        // A quiet spell: the next segment is the first after it.
-        tokio::time::sleep(ACK_TICK * 4).await;
         broker.write_all(b"first").await.unwrap();
         reader.read_exact(&mut buf[..5]).await.unwrap();
         broker.write_all(b"second").await.unwrap();
-        reader.read_exact(&mut buf[..6]).await.unwrap();
-        broker.write_all(b"third").await.unwrap();
         let sent = Instant::now();
-        reader.read_exact(&mut buf[..5]).await.unwrap();
+        reader.read_exact(&mut buf[..6]).await.unwrap();
         sent.elapsed()
     }
 
-    /// The longest any third write of `rounds` waited, on a fresh connection.
+    /// The longest any second write of `rounds` waited, on a fresh connection.
     async fn longest_wait(rounds: usize) -> Duration {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -358,7 +259,6 @@ mod tests {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(async move {
             pacer
-                .clone()
                 .run(async {
                     let _ = stop_rx.await;
                 })
@@ -366,7 +266,7 @@ mod tests {
         });
         let mut longest = Duration::ZERO;
         for _ in 0..rounds {
-            longest = longest.max(third_delivery_delay(&mut reader, &mut broker).await);
+            longest = longest.max(second_delivery_delay(&mut reader, &mut broker).await);
         }
         stop_tx.send(()).unwrap();
         running.await.unwrap();
@@ -377,7 +277,7 @@ mod tests {
     async fn deliveries_held_by_a_nagle_broker_are_acknowledged_within_a_tick() {
         // Linux acknowledges a connection's first segments at once, then delays ACKs by 40 ms
         // on a socket in delayed-ACK mode (where `split` puts it); the first delayed ACK shows
-        // within a dozen rounds. With the pacer each round waits at most a tick (250 µs). A fresh
+        // within a dozen rounds. With the pacer each round waits a 1-2 ms tick. A fresh
         // connection is tried again (three at most) only so that one scheduling hiccup of a
         // busy machine does not fail the test: without the pacer every connection stalls.
         let mut seen = Vec::new();
