@@ -99,11 +99,31 @@ impl Drain {
     }
 }
 
+/// Reads whether the drain has started, without holding the server open (a [`Drain`] would):
+/// for readiness probes and the admin listener, which must keep answering while moat drains.
+#[derive(Clone, Debug)]
+pub struct DrainState {
+    /// The signal shared with every [`Drain`].
+    signal: Arc<Signal>,
+}
+
+// === impl DrainState ===
+
+impl DrainState {
+    /// True once a drain ([`DrainController::mark_draining`]) or shutdown has started:
+    /// `/readyz` answers 503 from then on.
+    pub fn is_draining(&self) -> bool {
+        self.signal.draining.load(Ordering::Acquire) || self.signal.stop.load(Ordering::Acquire)
+    }
+}
+
 /// The flag every [`Drain`] reads, the revocation epoch, and the notification that wakes those
 /// waiting on either.
 #[derive(Debug)]
 struct Signal {
     stop: AtomicBool,
+    /// Set when a drain starts, before (or without) the stop: readiness reads it.
+    draining: AtomicBool,
     epoch: AtomicU64,
     notify: Notify,
 }
@@ -112,6 +132,7 @@ impl Default for Signal {
     fn default() -> Self {
         Signal {
             stop: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             epoch: AtomicU64::new(1),
             notify: Notify::new(),
         }
@@ -175,6 +196,19 @@ impl DrainController {
         }
     }
 
+    /// Says "draining" to readiness (`/readyz` 503) without stopping anything yet: the first
+    /// step of a drain, so load balancers move new clients away while sessions still run.
+    pub fn mark_draining(&self) {
+        self.signal.draining.store(true, Ordering::Release);
+    }
+
+    /// A read-only view of the drain flag (see [`DrainState`]).
+    pub fn state(&self) -> DrainState {
+        DrainState {
+            signal: self.signal.clone(),
+        }
+    }
+
     /// The handle that moves the revocation epoch (see [`Epoch`]).
     pub fn epoch(&self) -> Epoch {
         Epoch {
@@ -214,6 +248,22 @@ impl Default for DrainController {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn draining_is_seen_by_readiness_before_and_without_the_stop() {
+        let controller = DrainController::new();
+        let state = controller.state();
+        let mut holder = controller.drain();
+        assert!(!state.is_draining());
+        controller.mark_draining();
+        assert!(state.is_draining());
+        // Nothing stopped: holders are not signalled by the mark.
+        let quiet = tokio::time::timeout(Duration::from_millis(20), holder.signalled()).await;
+        assert!(quiet.is_err() && !holder.is_signalled());
+        drop(holder);
+        assert!(controller.shutdown(Duration::from_secs(5)).await);
+        assert!(state.is_draining());
+    }
 
     #[tokio::test]
     async fn an_epoch_move_wakes_sessions_that_watch_it_and_not_listeners() {

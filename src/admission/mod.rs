@@ -22,8 +22,9 @@ mod caps;
 mod gate;
 mod log;
 mod memory;
+pub(crate) use memory::resident_bytes;
 mod rate;
 
 pub use bans::BanInfo;
 pub use caps::Admitted;
-pub use gate::{CountersSnapshot, Gate};
+pub use gate::{CountersSnapshot, Gate, RefusalReason};

@@ -56,6 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             say(format_args!("{line}\n"))?;
         }
     }
+    if let Some(admin) = &cfg.admin {
+        crate::admin::load_files(admin)?;
+    }
     Ok(())
 }
 
@@ -111,17 +114,44 @@ fn crl_lines(crls: &[CrlLine], policy: CrlExpired) -> Vec<String> {
     lines
 }
 
+/// The admin listener in one phrase.
+fn admin(admin: Option<&crate::config::AdminSettings>) -> String {
+    use crate::config::AdminBind;
+    let Some(admin) = admin else {
+        return "off".to_owned();
+    };
+    let token = match admin.token_file {
+        Some(_) => ", bearer token",
+        None => "",
+    };
+    match (&admin.bind, &admin.tls) {
+        (AdminBind::Tcp(addr), None) => format!("http on {addr}{token}"),
+        (AdminBind::Tcp(addr), Some(_)) => format!("https on {addr}{token}"),
+        (AdminBind::Unix(path), _) => format!("unix socket {}{token}", path.display()),
+    }
+}
+
 /// The summary text, one item per line (separate from printing so tests can read it).
 fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[PathBuf]) -> String {
     let mut lines = vec![format!("{}: ok", path.display())];
     for listener in &cfg.listeners {
+        // Behind a balancer the operator must see at a glance whose header is believed.
+        let proxy = listener.proxy.as_ref().map_or(String::new(), |p| {
+            let trusted: Vec<String> = p.trusted.iter().map(ToString::to_string).collect();
+            format!(
+                ", PROXY protocol {} from {}",
+                p.version.as_str(),
+                trusted.join(", ")
+            )
+        });
         lines.push(format!(
-            "  listener  {} ({}) on {}",
+            "  listener  {} ({}) on {}{proxy}",
             listener.name,
             listener.kind.as_str(),
             listener.bind
         ));
     }
+    lines.push(format!("  admin     {}", admin(cfg.admin.as_ref())));
     lines.push(format!("  broker    {}", broker(&cfg.broker)));
     lines.push(format!("  tls       {}", tls(cfg)));
     let files = policy.files();
@@ -377,6 +407,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("embedded on 127.0.0.1:1883"), "{text}");
+        let mut cfg = cfg;
+        cfg.listeners[0].proxy = Some(crate::config::ProxySettings {
+            version: crate::config::ProxyProtocol::V2,
+            trusted: vec!["10.0.0.0/24".parse().unwrap()],
+        });
+        let text = report(std::path::Path::new("moat.yaml"), &cfg, &policy, &[]);
+        assert!(
+            text.contains("mqtts (tls) on 127.0.0.1:8883, PROXY protocol v2 from 10.0.0.0/24"),
+            "{text}"
+        );
         assert!(text.contains("client certificates optional"), "{text}");
         assert!(
             text.contains("only clients with a verified certificate"),

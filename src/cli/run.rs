@@ -10,6 +10,7 @@ use crate::config::{Config, LogFormat, TransportKind};
 use crate::ops::load;
 use crate::ops::reload::{self, PolicyWatcher, TlsWatcher};
 use crate::server::Server;
+use crate::stats::ReloadKind;
 
 /// Arguments of `moat run`.
 #[derive(clap::Args, Debug)]
@@ -77,12 +78,15 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
         };
         tokio::select! {
             _ = hup.recv() => {
-                let _ = reload::reload(running.policy(), &config, "SIGHUP");
-                let _ = reload::reload_tls(running.tls(), "SIGHUP");
+                let policy = reload::reload(running.policy(), &config, "SIGHUP");
+                running.record_reload(ReloadKind::Policy, policy.is_ok());
+                let tls = reload::reload_tls(running.tls(), "SIGHUP");
+                running.record_reload(ReloadKind::Tls, tls.is_ok());
             }
             change = changed => match change {
                 Some(()) => {
-                    let _ = reload::reload(running.policy(), &config, "file change");
+                    let policy = reload::reload(running.policy(), &config, "file change");
+                    running.record_reload(ReloadKind::Policy, policy.is_ok());
                 }
                 None => {
                     tracing::warn!("policy file watcher stopped; reload with SIGHUP");
@@ -91,7 +95,8 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
             },
             change = tls_changed => match change {
                 Some(()) => {
-                    let _ = reload::reload_tls(running.tls(), "file change");
+                    let tls = reload::reload_tls(running.tls(), "file change");
+                    running.record_reload(ReloadKind::Tls, tls.is_ok());
                 }
                 None => {
                     tracing::warn!("TLS file watcher stopped; reload with SIGHUP");

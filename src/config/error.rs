@@ -163,6 +163,33 @@ pub enum ConfigErrorKind {
         /// "neither" or "both".
         found: &'static str,
     },
+    /// `admin:` with neither or both of `listen` / `unix`.
+    #[error(
+        "admin needs exactly one of 'listen' (IP:PORT) or 'unix' (a socket path), found {found}"
+    )]
+    AdminChoice {
+        /// "neither" or "both".
+        found: &'static str,
+    },
+    /// An admin listener reachable from the network without TLS and a token.
+    #[error("admin.listen {found} is not a loopback address, so the admin listener needs {missing}: set admin.tls {{cert, key}} and admin.token_file (a file holding the bearer token), or listen on 127.0.0.1 / a unix socket")]
+    AdminExposed {
+        /// The address, quoted.
+        found: String,
+        /// What is missing.
+        missing: &'static str,
+    },
+    /// The admin listener on a front door's address.
+    #[error("admin.listen {found} is the address of listener {name}: the admin listener must never share a public front door; pick another port")]
+    AdminOnFrontDoor {
+        /// The address, quoted.
+        found: String,
+        /// The listener it clashes with.
+        name: String,
+    },
+    /// TLS on a Unix socket: file permissions protect it, TLS adds nothing.
+    #[error("admin.tls is set with admin.unix: a Unix socket is protected by its file permissions; remove tls or listen on TCP")]
+    AdminTlsOnUnix,
     /// A duration that does not parse.
     #[error("invalid duration {found} for {field}: {reason}; expected a number with a unit such as 10s, 500ms or 2m")]
     InvalidDuration {
@@ -232,6 +259,18 @@ pub enum ConfigErrorKind {
         kind: &'static str,
         /// Where the option belongs.
         hint: &'static str,
+    },
+    /// `proxy_protocol` without balancers to believe it from.
+    #[error("listener {name} has 'proxy_protocol' but no 'trusted_proxies': expected the addresses or blocks of the balancers that send the header (a header believed from anyone lets every client choose its address)")]
+    ProxyWithoutTrusted {
+        /// The listener, quoted.
+        name: String,
+    },
+    /// `trusted_proxies` on a listener that reads no PROXY header (it would do nothing).
+    #[error("listener {name} has 'trusted_proxies' but no 'proxy_protocol': set proxy_protocol to v1, v2 or any (X-Forwarded-For proxies go in ws.trusted_proxies)")]
+    TrustedWithoutProxy {
+        /// The listener, quoted.
+        name: String,
     },
     /// A plain `ws` listener without the explicit opt-in.
     #[error("listener {name} is 'ws': MQTT over WebSocket without TLS sends passwords in clear; set 'insecure_plaintext: true' to enable it (e.g. behind a TLS-terminating proxy), or use kind 'wss'")]

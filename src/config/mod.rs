@@ -10,6 +10,7 @@
 //! whole file and `listener.rs` the per-listener transports, both through `check.rs` (one value
 //! and its place).
 
+mod admin;
 mod check;
 mod error;
 mod listener;
@@ -29,8 +30,8 @@ pub(crate) use error::{from_yaml, quoted};
 pub use error::{ConfigError, ConfigErrorKind, Position, SourceLocation};
 pub(crate) use listener::normalise_origin;
 pub use listener::{
-    QuicSettings, Subprotocol, WsSettings, DEFAULT_QUIC_IDLE_TIMEOUT, DEFAULT_UPGRADE_TIMEOUT,
-    DEFAULT_WS_PATH,
+    ProxyProtocol, ProxySettings, QuicSettings, Subprotocol, WsSettings, DEFAULT_QUIC_IDLE_TIMEOUT,
+    DEFAULT_UPGRADE_TIMEOUT, DEFAULT_WS_PATH,
 };
 
 /// Parses and validates moat.yaml. `path` names the file in error messages, and its folder is
@@ -51,6 +52,8 @@ pub fn schema() -> schemars::Schema {
 pub struct Config {
     /// Front doors, at least one, unique names.
     pub listeners: Vec<Listener>,
+    /// The admin listener (metrics, health, runtime control); `None`: off.
+    pub admin: Option<AdminSettings>,
     /// Server certificate, client-certificate policy and TLS versions, shared by TLS listeners.
     pub tls: TlsSettings,
     /// The broker moat guards: embedded on loopback, or an external upstream.
@@ -90,6 +93,10 @@ impl Config {
                     ..Listener::new("quic", TransportKind::Quic, loopback(14567))
                 },
             ],
+            admin: Some(AdminSettings::loopback(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                9100,
+            ))),
             tls: TlsSettings {
                 client_ca: Some(dir.join(DEFAULT_CLIENT_CA)),
                 client_certs: ClientCerts::Optional,
@@ -135,6 +142,9 @@ pub struct Listener {
     /// listener (a browser asked for a certificate prompts its user, or fails headless) next to
     /// `required` for devices on 8883.
     pub client_certs: Option<ClientCerts>,
+    /// `proxy_protocol:` and `trusted_proxies:`: every connection must open with a PROXY
+    /// protocol header from one of these balancers, and the header's address is the client's.
+    pub proxy: Option<ProxySettings>,
 }
 
 // === impl Listener ===
@@ -150,6 +160,7 @@ impl Listener {
             ws: None,
             quic: None,
             client_certs: None,
+            proxy: None,
         }
     }
 
@@ -436,6 +447,51 @@ impl Default for PasswordSettings {
             cache_entries: 10_000,
         }
     }
+}
+
+/// `admin:`: the admin HTTP listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Where it listens.
+    pub bind: AdminBind,
+    /// Its own server certificate and key; required off loopback.
+    pub tls: Option<AdminTls>,
+    /// The file holding the bearer token every request must carry; required off loopback.
+    pub token_file: Option<PathBuf>,
+    /// Admin connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+// === impl AdminSettings ===
+
+impl AdminSettings {
+    /// Plain HTTP on a loopback address, no token (the development default).
+    pub fn loopback(addr: SocketAddr) -> Self {
+        Self {
+            bind: AdminBind::Tcp(addr),
+            tls: None,
+            token_file: None,
+            max_connections: 16,
+        }
+    }
+}
+
+/// Where the admin listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminBind {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix socket path (created at start, removed first if a stale one is there).
+    Unix(PathBuf),
+}
+
+/// `admin.tls:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
 }
 
 /// Log output.

@@ -12,9 +12,10 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::admin::RawAdmin;
 use super::check::Check;
 use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
-use super::listener::{RawQuic, RawTransport, RawWs};
+use super::listener::{ProxyProtocol, RawQuic, RawTransport, RawWs};
 use super::{
     BrokerSettings, ClientCerts, Config, CrlExpired, Limits, Listener, LogFormat, LogSettings,
     PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
@@ -45,6 +46,9 @@ struct RawConfig {
     passwords: Option<RawPasswords>,
     dev_certs: Option<bool>,
     log: Option<RawLog>,
+    /// The admin listener (metrics, health, control); off when absent.
+    #[schemars(with = "Option<RawAdmin>")]
+    admin: Option<Spanned<RawAdmin>>,
 }
 
 /// `listeners[]`.
@@ -70,6 +74,12 @@ struct RawListener {
     /// Overrides `tls.client_certs` for this listener (e.g. `none` on a browser-facing WSS).
     #[schemars(with = "Option<ClientCerts>")]
     client_certs: Option<Spanned<ClientCerts>>,
+    /// `tls`/`wss`/`ws` only: the PROXY protocol version every connection must open with.
+    #[schemars(with = "Option<ProxyProtocol>")]
+    proxy_protocol: Option<Spanned<ProxyProtocol>>,
+    /// Balancers whose PROXY header is believed; required with `proxy_protocol`.
+    #[schemars(with = "Option<Vec<String>>")]
+    trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `tls:`.
@@ -201,8 +211,14 @@ impl Check<'_> {
             None => TlsSettings::default_for_dir(self.base),
             Some(tls) => self.tls(tls)?,
         };
+        let listeners = self.listeners(&raw.listeners, &limits, &tls)?;
+        let admin = match &raw.admin {
+            None => None,
+            Some(admin) => Some(self.admin(admin, &listeners)?),
+        };
         Ok(Config {
-            listeners: self.listeners(&raw.listeners, &limits, &tls)?,
+            listeners,
+            admin,
             tls,
             broker: match raw.broker {
                 None => BrokerSettings::default(),
@@ -256,6 +272,8 @@ impl Check<'_> {
                 ws: entry.ws.as_ref(),
                 quic: entry.quic.as_ref(),
                 client_certs: entry.client_certs.as_ref(),
+                proxy_protocol: entry.proxy_protocol.as_ref(),
+                trusted_proxies: entry.trusted_proxies.as_ref(),
             };
             let transport = self.transport(&transport, limits.max_packet_size, tls)?;
             let listener = Listener {
@@ -266,6 +284,7 @@ impl Check<'_> {
                 ws: transport.ws,
                 quic: transport.quic,
                 client_certs: transport.client_certs,
+                proxy: transport.proxy,
             };
             listeners.push((listener, Position::of_spanned(&entry.name).line));
         }
@@ -486,7 +505,7 @@ impl Check<'_> {
         }
     }
 
-    fn socket_addr(
+    pub(super) fn socket_addr(
         &self,
         raw: &Spanned<String>,
         field: &'static str,

@@ -152,7 +152,7 @@ fn unknown_key_names_line_column_and_the_expected_keys() {
     let text = "listeners:\n  - name: mqtts\n    kind: tls\n    bnd: \"127.0.0.1:8883\"\n";
     assert_eq!(
         parse_err(text),
-        "moat.yaml:4:5: unknown field 'bnd', expected one of 'name', 'kind', 'bind', 'alpn_routing', 'insecure_plaintext', 'ws', 'quic', 'client_certs'"
+        "moat.yaml:4:5: unknown field 'bnd', expected one of 'name', 'kind', 'bind', 'alpn_routing', 'insecure_plaintext', 'ws', 'quic', 'client_certs', 'proxy_protocol', 'trusted_proxies'"
     );
     let err = parse_err(&with("tls: { cert: a, client_cert: required }\n"));
     assert!(
@@ -459,4 +459,70 @@ fn the_embedded_broker_is_sized_to_the_connection_cap_unless_set_larger() {
     assert_eq!(cfg.broker.embedded_capacity(1000), Some(1000));
     let cfg = parse_ok(&with("broker: { upstream: { v3: \"10.0.0.5:1883\" } }\n"));
     assert_eq!(cfg.broker.embedded_capacity(100), None);
+}
+
+#[test]
+fn admin_is_off_unless_configured_and_loopback_needs_no_credential() {
+    assert_eq!(parse_ok(MINIMAL).admin, None);
+    let cfg = parse_ok(&with("admin: { listen: \"127.0.0.1:9100\" }\n"));
+    assert_eq!(
+        cfg.admin,
+        Some(AdminSettings::loopback(addr("127.0.0.1:9100")))
+    );
+    let cfg = parse_ok(&with("admin: { unix: run/admin.sock }\n"));
+    let admin = cfg.admin.unwrap();
+    assert_eq!(admin.bind, AdminBind::Unix(PathBuf::from("run/admin.sock")));
+}
+
+#[test]
+fn admin_off_loopback_needs_tls_and_a_token_file() {
+    let err = parse_err(&with("admin:\n  listen: \"0.0.0.0:9100\"\n"));
+    assert!(err.starts_with("moat.yaml:4:11: "), "{err}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(err.contains("needs TLS and a bearer token"), "{err}");
+    let err = parse_err(&with(
+        "admin:\n  listen: \"10.0.0.2:9100\"\n  tls: { cert: a.crt, key: a.key }\n",
+    ));
+    assert!(err.contains("needs a bearer token:"), "{err}");
+    let err = parse_err(&with(
+        "admin:\n  listen: \"10.0.0.2:9100\"\n  token_file: token\n",
+    ));
+    assert!(err.contains("needs TLS:"), "{err}");
+    let cfg = parse_ok(&with(
+        "admin:\n  listen: \"10.0.0.2:9100\"\n  tls: { cert: a.crt, key: a.key }\n  token_file: token\n",
+    ));
+    let admin = cfg.admin.unwrap();
+    assert_eq!(admin.token_file, Some(PathBuf::from("token")));
+    assert_eq!(
+        admin.tls,
+        Some(AdminTls {
+            cert: PathBuf::from("a.crt"),
+            key: PathBuf::from("a.key")
+        })
+    );
+}
+
+#[test]
+fn admin_never_shares_a_front_door_address() {
+    let err = parse_err(&with("admin: { listen: \"127.0.0.1:8883\" }\n"));
+    assert!(err.contains("is the address of listener 'mqtts'"), "{err}");
+    // An unspecified address overlaps every address of that port.
+    let err = parse_err(&with(
+        "admin:\n  listen: \"0.0.0.0:8883\"\n  tls: { cert: a.crt, key: a.key }\n  token_file: t\n",
+    ));
+    assert!(err.contains("mqtts"), "{err}");
+}
+
+#[test]
+fn admin_needs_exactly_one_address() {
+    let err = parse_err(&with("admin: { max_connections: 4 }\n"));
+    assert!(err.contains("exactly one of 'listen'"), "{err}");
+    let err = parse_err(&with("admin: { listen: \"127.0.0.1:1\", unix: a.sock }\n"));
+    assert!(err.contains("found both"), "{err}");
+    let err = parse_err(&with("admin: { unix: a.sock, tls: { cert: a, key: b } }\n"));
+    assert!(err.contains("Unix socket"), "{err}");
+    let err = parse_err(&with(
+        "admin: { listen: \"127.0.0.1:1\", max_connections: 0 }\n",
+    ));
+    assert!(err.contains("admin.max_connections"), "{err}");
 }

@@ -32,6 +32,19 @@ pub fn refused(
     );
 }
 
+/// Logs one state-changing admin call (a kick, a ban, a reload, a drain): who asked, what they
+/// did to what, and how it ended. Every admin route that changes state calls this once.
+pub fn admin_action(caller: &str, action: &str, subject: &str, outcome: &str) {
+    tracing::info!(
+        target: "moat::audit",
+        caller = %Escaped(caller),
+        action,
+        subject = %Escaped(subject),
+        outcome,
+        "admin action"
+    );
+}
+
 /// A string from a peer (client id, user name, topic) as a log value: written as it is, except
 /// that control characters are escaped (`\n`, `\u{1b}`), so it cannot end a line or colour a
 /// terminal. Quotes and backslashes stay as they are: the JSON formatter escapes those itself,

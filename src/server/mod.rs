@@ -59,6 +59,9 @@ pub enum StartError {
     /// The connection cap moat.yaml set does not fit the file descriptor limit.
     #[error(transparent)]
     Descriptors(#[from] fds::FdError),
+    /// The admin listener could not start (bind, TLS files, token file).
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     /// The password verifier threads could not start.
     #[error("password verification could not start: {0}")]
     Passwords(std::io::Error),
@@ -96,6 +99,11 @@ pub struct Running {
     /// Connections admitted at once: moat.yaml's cap, or fewer when the descriptor limit holds
     /// fewer (`ops::fds`).
     max_connections: usize,
+    /// The admin listener's bound address, and the sender whose drop stops it (after the
+    /// drain, so `/readyz` answers 503 while sessions leave).
+    admin: Option<(String, tokio::sync::oneshot::Sender<()>)>,
+    /// Listeners bound, broker reachable, not draining (`/readyz`).
+    ready: Arc<crate::admin::Readiness>,
     /// Kept alive for as long as the server runs; dropping it stops the broker's listeners.
     _embedded: Option<EmbeddedBroker>,
 }
@@ -175,6 +183,13 @@ impl Server {
         let mut stop = drain.drain();
         // The ACK pacer (`broker/link.rs`); owned by the drain like the housekeeping.
         tokio::spawn(async move { acks.run(stop.signalled()).await });
+        // Before the front doors: a broken admin section fails start before any client is
+        // accepted, and `/readyz` answers "listeners not bound" until the last one is.
+        let ready = Arc::new(readiness(&config, &shared.broker, &drain));
+        let admin = match &config.admin {
+            None => None,
+            Some(settings) => Some(start_admin(settings, &shared, ready.clone()).await?),
+        };
         let mut bound = Vec::new();
         for l in &config.listeners {
             let local = match (l.kind, &material) {
@@ -202,14 +217,58 @@ impl Server {
             tracing::info!(listener = %l.name, kind = l.kind.as_str(), addr = %local, "listening");
             bound.push((l.name.clone(), local));
         }
+        ready.listeners_bound();
         Ok(Running {
             shared,
             listeners: bound,
             drain,
             max_connections,
+            admin,
+            ready,
             _embedded: embedded,
         })
     }
+}
+
+/// What `/readyz` checks: the embedded broker's supervisor flag, or a cached probe of the
+/// upstream broker.
+fn readiness(
+    config: &Config,
+    broker: &BrokerTarget,
+    drain: &DrainController,
+) -> crate::admin::Readiness {
+    use crate::admin::ready::BrokerCheck;
+    let check = match &config.broker {
+        BrokerSettings::Embedded { .. } => BrokerCheck::Embedded(broker.health.clone()),
+        BrokerSettings::Upstream { v3, v5 } => BrokerCheck::upstream(*v3, *v5),
+    };
+    crate::admin::Readiness::new(drain.state(), check)
+}
+
+/// Binds the admin listener and spawns its accept loop; returns its address and the sender
+/// whose drop stops it.
+async fn start_admin(
+    settings: &crate::config::AdminSettings,
+    shared: &Arc<Shared>,
+    ready: Arc<crate::admin::Readiness>,
+) -> Result<(String, tokio::sync::oneshot::Sender<()>), StartError> {
+    let state = crate::admin::AdminState {
+        stats: shared.stats.clone(),
+        gate: shared.gate.clone(),
+        policy: shared.policy.clone(),
+        ready,
+        metrics: Arc::new(crate::admin::metrics::Metrics::new(
+            shared.stats.clone(),
+            shared.gate.clone(),
+            shared.tls.clone(),
+        )),
+    };
+    let listener = crate::admin::AdminListener::bind(settings, state).await?;
+    let addr = listener.local_addr().to_owned();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    // Owned by `Running` through `stop`: the accept loop ends when it is dropped.
+    tokio::spawn(listener.run(stopped));
+    Ok((addr, stop))
 }
 
 /// Raises the soft descriptor limit to the hard one and decides the connection cap that fits it
@@ -258,10 +317,13 @@ async fn tcp_listener(
     let socket = TcpListener::bind(l.bind)
         .await
         .map_err(|source| bind_err(l, source))?;
+    let name: Arc<str> = Arc::from(l.name.as_str());
     Ok(listener::Listener {
-        name: Arc::from(l.name.as_str()),
+        stats: shared.stats.add_listener(name.clone(), l.kind.as_str()),
+        name,
         socket,
         front: front(l, config, &shared.tls, material)?,
+        proxy: l.proxy.clone().map(Arc::new),
         shared: shared.clone(),
     })
 }
@@ -306,8 +368,10 @@ fn bind_quic(
     let server = shared.tls.quic_config(l, material)?;
     let endpoint = quinn::Endpoint::server(server, l.bind).map_err(|source| bind_err(l, source))?;
     shared.tls.add_quic(l, endpoint.clone());
+    let name: Arc<str> = Arc::from(l.name.as_str());
     Ok(quic::QuicListener {
-        name: Arc::from(l.name.as_str()),
+        stats: shared.stats.add_listener(name.clone(), l.kind.as_str()),
+        name,
         endpoint,
         settings,
         shared,
@@ -368,6 +432,16 @@ impl Running {
         &self.listeners
     }
 
+    /// The admin listener's bound address (`IP:PORT` or socket path), when `admin:` is set.
+    pub fn admin_addr(&self) -> Option<&str> {
+        self.admin.as_ref().map(|(addr, _)| addr.as_str())
+    }
+
+    /// Readiness as `/readyz` sees it.
+    pub fn readiness(&self) -> &crate::admin::Readiness {
+        &self.ready
+    }
+
     /// Connections admitted at once (the policy's `max_total` may lower it further).
     pub fn max_connections(&self) -> usize {
         self.max_connections
@@ -399,6 +473,15 @@ impl Running {
         &self.shared.policy
     }
 
+    /// Counts a reload (policy or TLS files) for `/metrics`: every caller of `ops::reload`
+    /// (signals, file watchers, the admin API) reports its outcome here.
+    pub fn record_reload(&self, kind: crate::stats::ReloadKind, ok: bool) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.shared.stats.record_reload(kind, ok, now);
+    }
+
     /// Swaps in a new policy; sessions use it from their next decision on.
     pub fn reload_policy(&self, policy: Policy) {
         self.shared.policy.store(Arc::new(policy));
@@ -414,6 +497,7 @@ impl Running {
     pub async fn shutdown(self) -> bool {
         let grace = self.shared.config.timeouts.shutdown_grace;
         let clean = self.drain.shutdown(grace).await;
+        drop(self.admin);
         drop(self._embedded);
         clean
     }
