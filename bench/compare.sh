@@ -179,6 +179,9 @@ acl:
     topics: ["#"]
     users: [anonymous]
 POLICY
+# kernel_filter off: the refused-connections row measures moat's user-space refusal (a dropped
+# SYN never "closes" for moat-bench's closed-loop refused mode); bench/denied-flood.sh measures
+# the kernel filter.
 moat_config() { # name port broker-yaml max-connections [more listener lines]
   cat >"$WORK/$1.yaml" <<EOF
 listeners:
@@ -190,7 +193,7 @@ tls:
   client_certs: none
 broker: $3
 policies: [$WORK/policies/]
-limits: { max_connections: $4 }
+limits: { max_connections: $4, kernel_filter: false }
 dev_certs: false
 log: { format: text }
 EOF

@@ -88,6 +88,21 @@ impl Drain {
         }
     }
 
+    /// Resolves when the listeners must stop accepting: a drain or shutdown has started. For
+    /// accept loops only: sessions and background tasks go on while moat drains.
+    pub async fn stop_accepting(&mut self) {
+        // Bounded by the wakes: each pass returns, or waits for the next notification.
+        loop {
+            let notified = self.signal.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.signal.draining() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// True once shutdown has started.
     pub fn is_signalled(&self) -> bool {
         self.signal.stop.load(Ordering::Acquire)
@@ -113,7 +128,7 @@ impl DrainState {
     /// True once a drain ([`DrainController::mark_draining`]) or shutdown has started:
     /// `/readyz` answers 503 from then on.
     pub fn is_draining(&self) -> bool {
-        self.signal.draining.load(Ordering::Acquire) || self.signal.stop.load(Ordering::Acquire)
+        self.signal.draining()
     }
 }
 
@@ -122,7 +137,8 @@ impl DrainState {
 #[derive(Debug)]
 struct Signal {
     stop: AtomicBool,
-    /// Set when a drain starts, before (or without) the stop: readiness reads it.
+    /// Set when a drain starts, before (or without) the stop: readiness reads it, listeners
+    /// stop accepting, sessions are moved away over the drain period.
     draining: AtomicBool,
     epoch: AtomicU64,
     notify: Notify,
@@ -140,6 +156,11 @@ impl Default for Signal {
 }
 
 impl Signal {
+    /// A drain or shutdown has started.
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire) || self.stop.load(Ordering::Acquire)
+    }
+
     fn raise(&self) {
         self.stop.store(true, Ordering::Release);
         self.notify.notify_waiters();
@@ -198,8 +219,11 @@ impl DrainController {
 
     /// Says "draining" to readiness (`/readyz` 503) without stopping anything yet: the first
     /// step of a drain, so load balancers move new clients away while sessions still run.
+    ///
+    /// The same as [`Self::start_draining`]: one drain flag, so readiness and the listeners
+    /// never disagree.
     pub fn mark_draining(&self) {
-        self.signal.draining.store(true, Ordering::Release);
+        self.start_draining();
     }
 
     /// A read-only view of the drain flag (see [`DrainState`]).
@@ -219,6 +243,20 @@ impl DrainController {
     /// Moves the revocation epoch and wakes every waiter (see [`Epoch::advance`]).
     pub fn advance_epoch(&self) -> u64 {
         self.epoch().advance()
+    }
+
+    /// Starts a drain: listeners stop accepting (they wait in [`Drain::stop_accepting`]) and
+    /// readiness turns false; sessions and background tasks go on until [`Self::shutdown`].
+    /// Returns false when a drain had already started.
+    pub fn start_draining(&self) -> bool {
+        let first = !self.signal.draining.swap(true, Ordering::AcqRel);
+        self.signal.notify.notify_waiters();
+        first
+    }
+
+    /// Whether a drain or shutdown has started.
+    pub fn is_draining(&self) -> bool {
+        self.signal.draining()
     }
 
     /// Signals every holder and waits up to `grace` for all of them to finish.

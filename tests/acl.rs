@@ -196,7 +196,7 @@ async fn a_disconnect_rule_ends_the_session_v311_close_v5_0x87() {
     let mut s = session(&h, "d5", "alice", true).await;
     let (got, closed) =
         common::exchange(&mut s, &publish(1, "forbidden/x", 1, Some(&[]), b"x")).await;
-    assert_eq!(got, [0xe0, 1, 0x87]);
+    assert_eq!(got, [0xe0, 2, 0x87, 0]);
     assert!(closed);
     assert!(common::broker_saw_before_marker(&h, &mut watch)
         .await
@@ -434,6 +434,46 @@ async fn rumqttc_v311_sees_suback_failure_and_a_positive_puback() {
     assert!(common::broker_saw_before_marker(&h, &mut watch)
         .await
         .is_empty());
+}
+
+/// The DISCONNECT carries its Property Length (0): rumqttc drops the short `e0 01 87` as
+/// malformed and would never learn why it was disconnected.
+#[tokio::test]
+async fn rumqttc_v5_sees_the_disconnect_reason() {
+    use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{ConnectionError, MqttOptions, StateError};
+    use rumqttc::{TlsConfiguration, Transport};
+    let h = start().await;
+    let mut opts = MqttOptions::new("rc5-d", "localhost", h.addr.port());
+    opts.set_credentials("alice", "alice-pw");
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        h.client_config(None),
+    )));
+    let (c, mut ev) = rumqttc::v5::AsyncClient::new(opts, 10);
+    c.publish("forbidden/x", QoS::AtLeastOnce, false, "x")
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Err(e) = ev.poll().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the session was not ended");
+    // rumqttc reports a server's DISCONNECT as this error; a malformed one as a decode error.
+    assert!(
+        matches!(
+            ended,
+            ConnectionError::MqttState(StateError::ServerDisconnect {
+                reason_code: DisconnectReasonCode::NotAuthorized,
+                ..
+            })
+        ),
+        "{ended:?}"
+    );
 }
 
 #[tokio::test]

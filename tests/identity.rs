@@ -280,7 +280,7 @@ async fn a_session_taken_over_by_the_same_identity_hears_0x8e() {
     assert_eq!(ack.code, 0);
     let (bytes, closed) = common::read_until_close(&mut old, common::WAIT).await;
     assert!(closed);
-    assert_eq!(bytes, [0xe0, 0x01, 0x8e], "DISCONNECT 0x8E");
+    assert_eq!(bytes, [0xe0, 0x02, 0x8e, 0x00], "DISCONNECT 0x8E");
 }
 
 fn binding_policy(rule: &str) -> String {

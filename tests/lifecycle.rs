@@ -25,7 +25,7 @@ async fn shutdown_tells_v5_sessions_and_closes_them() {
     let shutdown = tokio::spawn(h.running.shutdown());
     // DISCONNECT 0x8B Server shutting down, then close.
     let (got, closed) = common::read_until_close(&mut s, common::WAIT).await;
-    assert_eq!(got, [0xe0, 0x01, 0x8b]);
+    assert_eq!(got, [0xe0, 0x02, 0x8b, 0x00]);
     assert!(closed);
     assert!(
         shutdown.await.unwrap(),

@@ -39,7 +39,9 @@ async fn disconnect_reason(
 ) -> Option<u8> {
     let (got, closed) = common::exchange(s, send).await;
     assert!(closed, "the server did not close the connection");
-    let at = got.windows(3).rposition(|w| w[0] == 0xe0 && w[1] == 0x01)?;
+    let at = got
+        .windows(4)
+        .rposition(|w| w[0] == 0xe0 && w[1] == 0x02 && w[3] == 0x00)?;
     got.get(at + 2).copied()
 }
 

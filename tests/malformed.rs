@@ -30,7 +30,7 @@ enum Expect {
 
 /// v5 DISCONNECT with a reason code, as moat writes it (no properties).
 fn disconnect(code: u8) -> Expect {
-    Expect::Close(vec![0xe0, 0x01, code])
+    Expect::Close(vec![0xe0, 0x02, code, 0x00])
 }
 
 /// 3.1.1: no packet can say why, so the answer is the close itself.
@@ -606,7 +606,7 @@ async fn receive_maximum_exceeded_is_disconnect_0x93() {
     }
     // One more is DISCONNECT 0x93 [MQTT-3.3.4-7].
     let (got, closed) = common::exchange(&mut s, &qos2(max + 1)).await;
-    assert_eq!(got, [0xe0, 0x01, 0x93]);
+    assert_eq!(got, [0xe0, 0x02, 0x93, 0x00]);
     assert!(closed);
 }
 

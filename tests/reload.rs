@@ -198,7 +198,7 @@ async fn a_new_crl_on_disk_ends_the_live_sessions_it_revokes_and_refuses_their_h
 
     // MQTT 5: DISCONNECT 0x87 (not authorized), then close; MQTT 3.1.1: close.
     let (got, closed) = common::read_until_close(&mut dave_v5, WAIT).await;
-    assert_eq!((got, closed), (vec![0xe0, 0x01, 0x87], true));
+    assert_eq!((got, closed), (vec![0xe0, 0x02, 0x87, 0x00], true));
     let (got, closed) = common::read_until_close(&mut dave_v4, WAIT).await;
     assert_eq!((got, closed), (vec![], true));
     // Another certificate's session is untouched.
@@ -353,7 +353,7 @@ async fn moat_run_reloads_tls_on_sighup_and_file_change_and_audits_what_it_refus
     signal("-HUP");
     common::wait_for_line(&lines, &mut seen, &["TLS material reloaded", "SIGHUP"]);
     let (got, closed) = common::read_until_close(&mut dave_live, WAIT).await;
-    assert_eq!((got, closed), (vec![0xe0, 0x01, 0x87], true));
+    assert_eq!((got, closed), (vec![0xe0, 0x02, 0x87, 0x00], true));
     // Logged by the session, so it may come before or after the reload's own line.
     let kicked = [
         "moat::audit",

@@ -23,6 +23,7 @@
 //! [`routes::router`]; a handler that changes state calls [`crate::ops::audit::admin_action`].
 
 mod auth;
+mod control;
 pub(crate) mod metrics;
 pub mod ready;
 mod routes;
@@ -94,6 +95,8 @@ pub struct AdminState {
     pub(crate) ready: Arc<Readiness>,
     /// What `/metrics` encodes beyond the counters (labels, gauges read at scrape time).
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Runtime control: sessions, kicks, bans, reload, drain (`admin/control.rs`).
+    pub(crate) control: Arc<crate::control::Control>,
 }
 
 /// A bound admin listener, ready to [`AdminListener::run`].
@@ -201,7 +204,17 @@ impl AdminListener {
     }
 
     fn spawn(&self, io: Accepted, permit: OwnedSemaphorePermit) {
-        let router = self.router.clone();
+        // Who is calling, for the audit lines of the control routes.
+        let caller = match &io {
+            Accepted::Tcp(tcp) => tcp
+                .peer_addr()
+                .map_or_else(|_| "unknown".to_owned(), |a| a.to_string()),
+            Accepted::Unix(_) => "unix".to_owned(),
+        };
+        let router = self
+            .router
+            .clone()
+            .layer(axum::Extension(control::Caller(caller)));
         let tls = self.tls.clone();
         // One task per admin connection, owned by nobody: it ends when the client closes, or
         // at CONNECTION_LIFETIME at the latest, and releases its permit.

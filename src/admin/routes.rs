@@ -22,6 +22,7 @@ pub(super) fn router(state: AdminState, token: Option<Token>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(super::control::routes())
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(token, auth::require))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

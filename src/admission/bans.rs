@@ -70,6 +70,9 @@ pub struct BanInfo {
 #[derive(Debug, Default)]
 pub(crate) struct BanTable {
     map: Mutex<HashMap<BanKey, Active>>,
+    /// Told when a source is banned, so the kernel filter (`admission::kernel`) takes the ban
+    /// in without waiting for its next periodic check.
+    sources_changed: tokio::sync::Notify,
 }
 
 // === impl BanTable ===
@@ -107,7 +110,29 @@ impl BanTable {
             reason,
             rule: rule.clone(),
         };
+        let source = matches!(key, BanKey::Source(_));
         map.insert(key, active);
+        drop(map);
+        if source {
+            self.sources_changed.notify_one();
+        }
+    }
+
+    /// Banned sources (IPv4 addresses, IPv6 prefixes) in force at `now`, with what is left of
+    /// each ban.
+    pub(crate) fn sources(&self, now: Instant) -> Vec<(IpAddr, Duration)> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter_map(|(k, a)| match k {
+                BanKey::Source(ip) if a.until > now => Some((*ip, a.until - now)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Resolves when a source has been banned since the last call (at once if one was).
+    pub(crate) async fn sources_changed(&self) {
+        self.sources_changed.notified().await;
     }
 
     /// The rule of the ban on `key` in force at `now`, if any.
@@ -128,6 +153,18 @@ impl BanTable {
             }
             keep
         });
+    }
+
+    /// Lifts the bans whose key `select` picks (an operator's `moat ctl unban`); logs each.
+    pub(crate) fn lift(&self, select: impl Fn(&BanKey) -> bool) -> Vec<BanKey> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<BanKey> = map.keys().filter(|k| select(k)).cloned().collect();
+        for key in &keys {
+            if let Some(a) = map.remove(key) {
+                tracing::info!(target: "moat::audit", ban = %key, reason = a.reason, "ban lifted by an operator");
+            }
+        }
+        keys
     }
 
     /// The bans in force at `now`.

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use super::bans::{BanInfo, BanKey, BanTable, Windows};
 use super::caps::{Admitted, CapFull, Caps, Maxima};
 use super::log::RefusalLog;
+use super::manual::{BanError, ManualBan, ManualBans};
 use super::memory;
 use super::rate::{ConnRate, RateExceeded};
 use crate::policy::{source_key, AutoBanRule, Policy, RuleRef};
@@ -152,6 +153,8 @@ pub struct Gate {
     caps: Arc<Caps>,
     /// Active automatic bans.
     bans: BanTable,
+    /// Bans an operator set (`moat ctl ban`).
+    manual: ManualBans,
     /// Failed authentications per source.
     auth_failures: Windows,
     /// Session ends per client id.
@@ -176,6 +179,7 @@ impl Gate {
             rate,
             caps: Arc::new(Caps::default()),
             bans: BanTable::default(),
+            manual: ManualBans::default(),
             auth_failures: Windows::default(),
             flaps: Windows::default(),
             log: RefusalLog::default(),
@@ -282,7 +286,11 @@ impl Gate {
         if let Some(ban) = policy.static_ban_ip(ip, SystemTime::now()) {
             return Err(refuse(RefusalReason::Banned, ban.rule.clone()));
         }
-        if let Some(rule) = self.bans.banned(&BanKey::Source(source), Instant::now()) {
+        let now = Instant::now();
+        if let Some(rule) = self.bans.banned(&BanKey::Source(source), now) {
+            return Err(refuse(RefusalReason::Banned, rule));
+        }
+        if let Some(rule) = self.manual.find(Some(ip), None, None, now) {
             return Err(refuse(RefusalReason::Banned, rule));
         }
         let limits = policy.connection_limits();
@@ -402,7 +410,68 @@ impl Gate {
                 return Err(rule);
             }
         }
-        Ok(())
+        let client_id = (!client_id.is_empty()).then_some(client_id);
+        match self.manual.find(Some(ip), username, client_id, now) {
+            Some(rule) => Err(rule),
+            None => Ok(()),
+        }
+    }
+
+    /// For a live session: the ban set by the policy or an operator that now covers its
+    /// identity, client id or source, if any. Automatic bans are left out on purpose: they
+    /// refuse new connections, and a flood of bad logins from behind a shared NAT must not end
+    /// the good sessions from the same address.
+    pub fn check_live(&self, addr: IpAddr, identity: &str, client_id: &str) -> Option<RuleRef> {
+        let policy = self.policy.load();
+        let now = SystemTime::now();
+        let ip = addr.to_canonical();
+        if let Some(ban) = policy
+            .static_ban_identity(Some(identity), client_id, now)
+            .or_else(|| policy.static_ban_ip(ip, now))
+        {
+            return Some(ban.rule.clone());
+        }
+        let client_id = (!client_id.is_empty()).then_some(client_id);
+        self.manual
+            .find(Some(ip), Some(identity), client_id, Instant::now())
+    }
+
+    /// Sets an operator ban (see `admission/manual.rs`); the caller wakes live sessions.
+    pub(crate) fn ban(
+        &self,
+        target: crate::policy::BanTarget,
+        ban_for: Duration,
+        reason: &str,
+        by: &str,
+    ) -> Result<ManualBan, BanError> {
+        let ban = self
+            .manual
+            .add(target, ban_for, reason, by, Instant::now())?;
+        bump(&self.counters.bans_set);
+        tracing::warn!(target: "moat::audit", ban = %ban.target, id = ban.id, by, reason = ban.reason, seconds = ban_for.as_secs_f64(), rule = %ban.rule, "admin ban set");
+        Ok(ban)
+    }
+
+    /// Lifts the operator bans `manual` picks and the automatic bans `auto` picks; returns
+    /// what was lifted, for the answer and the audit line.
+    pub(crate) fn lift(
+        &self,
+        manual: impl Fn(&ManualBan) -> bool,
+        auto: impl Fn(&BanKey) -> bool,
+    ) -> Vec<String> {
+        let mut lifted: Vec<String> = self
+            .manual
+            .lift(manual)
+            .into_iter()
+            .map(|b| format!("admin ban #{} ({})", b.id, b.target))
+            .collect();
+        lifted.extend(self.bans.lift(auto).into_iter().map(|k| k.to_string()));
+        lifted
+    }
+
+    /// The operator bans in force now.
+    pub(crate) fn manual_bans(&self) -> Vec<ManualBan> {
+        self.manual.list(Instant::now())
     }
 
     /// A CONNECT from `addr` failed authentication; enough of them within the window ban the
@@ -489,6 +558,16 @@ impl Gate {
         }
     }
 
+    /// Banned sources in force now, with what is left of each ban (the kernel filter's input).
+    pub(crate) fn source_bans(&self) -> Vec<(IpAddr, Duration)> {
+        self.bans.sources(Instant::now())
+    }
+
+    /// Resolves when a source has been banned since the last call.
+    pub(crate) async fn source_banned(&self) {
+        self.bans.sources_changed().await;
+    }
+
     /// Connections currently holding an [`Admitted`] slot.
     pub fn open_connections(&self) -> usize {
         self.caps.total()
@@ -526,6 +605,7 @@ impl Gate {
     fn tick(&self, sweep: bool) {
         let now = Instant::now();
         self.bans.expire(now);
+        self.manual.expire(now);
         if let Some(rss) = memory::resident_bytes() {
             self.rss.store(rss, Ordering::Relaxed);
         }

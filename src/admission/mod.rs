@@ -20,11 +20,16 @@
 mod bans;
 mod caps;
 mod gate;
+pub(crate) mod kernel;
 mod log;
+mod manual;
 mod memory;
 pub(crate) use memory::resident_bytes;
 mod rate;
 
 pub use bans::BanInfo;
+pub(crate) use bans::BanKey;
 pub use caps::Admitted;
 pub use gate::{CountersSnapshot, Gate, RefusalReason};
+pub use manual::BanError;
+pub(crate) use manual::ManualBan;

@@ -2,9 +2,11 @@
 
 mod certs;
 mod check;
+mod ctl;
 #[cfg(feature = "fuzzing")]
 pub(crate) use check::summary as check_summary;
 mod explain;
+mod export;
 mod out;
 mod passwd;
 mod run;
@@ -37,6 +39,10 @@ enum Command {
     Explain(explain::Args),
     /// Carry local plain-TCP MQTT connections over QUIC to a moat QUIC listener.
     Tunnel(tunnel::Args),
+    /// Runtime control through the admin listener: sessions, kick, bans, reload, drain, ready.
+    Ctl(ctl::Args),
+    /// Print what the policy refuses in another tool's language (`moat export nftables`).
+    Export(export::Args),
     /// Print the JSON Schema of moat.yaml or of a policy file (for editors and CI).
     Schema(schema::Args),
 }
@@ -51,6 +57,8 @@ pub fn main() -> ExitCode {
         Command::Passwd(args) => passwd::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Tunnel(args) => tunnel::run(args),
+        Command::Ctl(args) => ctl::run(args),
+        Command::Export(args) => export::run(args),
         Command::Schema(args) => schema::run(args),
     };
     match result {

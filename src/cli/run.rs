@@ -1,12 +1,15 @@
 //! `moat run`: load config and policy, make dev certificates if asked to, serve until a signal.
-//! SIGHUP reloads the policy and the TLS material; a change to a policy file reloads the
-//! policy, a change to a `tls:` file the TLS material (`ops::reload`).
+//! SIGHUP (and `moat ctl reload`) reloads moat.yaml as far as it can change live, the policy and
+//! the TLS material; a change to a policy file reloads the policy, a change to a `tls:` file the
+//! TLS material (`ops::reload`). SIGTERM, SIGINT and `moat ctl drain` drain (listeners stop,
+//! clients are moved away over `drain.period`), then moat exits 0.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use crate::config::{Config, LogFormat, TransportKind};
+use crate::control::Request;
 use crate::ops::load;
 use crate::ops::reload::{self, PolicyWatcher, TlsWatcher};
 use crate::server::Server;
@@ -37,12 +40,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("moat")
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(config, policy))
+    runtime.block_on(serve(config, policy, &args.config))
 }
 
-async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<()> {
+async fn serve(
+    mut config: Config,
+    policy: crate::policy::Policy,
+    path: &Path,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let running = Server::start(config.clone(), policy).await?;
+    let mut running = Server::start(config.clone(), policy).await?;
+    let mut requests = running.take_requests();
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -76,17 +84,35 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
                 None => std::future::pending().await,
             }
         };
+        let asked = async {
+            match requests.as_mut() {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = hup.recv() => {
-                let policy = reload::reload(running.policy(), &config, "SIGHUP");
-                running.record_reload(ReloadKind::Policy, policy.is_ok());
-                let tls = reload::reload_tls(running.tls(), "SIGHUP");
-                running.record_reload(ReloadKind::Tls, tls.is_ok());
+                let _ = running.reload_all(&mut config, path, "SIGHUP");
             }
+            request = asked => match request {
+                Some(Request::Reload { by, answer }) => {
+                    let trigger = format!("moat ctl reload from {by}");
+                    let report = running.reload_all(&mut config, path, &trigger);
+                    let _ = answer.send(report);
+                }
+                Some(Request::Drain { by }) => {
+                    tracing::info!(by, "drain asked by an operator");
+                    break;
+                }
+                None => requests = None,
+            },
             change = changed => match change {
                 Some(()) => {
                     let policy = reload::reload(running.policy(), &config, "file change");
                     running.record_reload(ReloadKind::Policy, policy.is_ok());
+                    if policy.is_ok() {
+                        running.control().recheck_sessions();
+                    }
                 }
                 None => {
                     tracing::warn!("policy file watcher stopped; reload with SIGHUP");
@@ -107,10 +133,22 @@ async fn serve(config: Config, policy: crate::policy::Policy) -> anyhow::Result<
             _ = int.recv() => break,
         }
     }
-    tracing::info!("shutting down");
-    if !running.shutdown().await {
+    let drain = config.drain.clone();
+    tracing::info!(period = ?drain.period, sessions = running.live_sessions(), "draining, then shutting down");
+    // A second SIGTERM or SIGINT cuts the drain short.
+    let cut = async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    if !running
+        .drain(drain.period, drain.server_reference.as_deref(), cut)
+        .await
+    {
         tracing::warn!("some sessions did not close within the grace period");
     }
+    tracing::info!("moat stopped");
     Ok(())
 }
 

@@ -315,6 +315,12 @@ pub enum ConfigErrorKind {
         /// Which setting.
         field: &'static str,
     },
+    /// `drain.server_reference` empty, too long, or with control characters.
+    #[error("invalid drain.server_reference {found}: expected 1 to {max} printable characters naming another instance, e.g. moat-b.example.net:8883", max = super::MAX_SERVER_REFERENCE)]
+    InvalidServerReference {
+        /// The value, quoted.
+        found: String,
+    },
 }
 
 /// Quotes a value found in a file for an error message: `'value'`, with control characters and

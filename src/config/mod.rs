@@ -12,10 +12,13 @@
 
 mod admin;
 mod check;
+mod diff;
 mod error;
 mod listener;
 mod raw;
 pub mod units;
+
+pub use diff::{diff, ConfigDiff};
 
 #[cfg(test)]
 mod tests;
@@ -70,6 +73,31 @@ pub struct Config {
     pub dev_certs: bool,
     /// Log output.
     pub log: LogSettings,
+    /// How a drain (SIGTERM, `moat ctl drain`) moves clients away.
+    pub drain: DrainSettings,
+}
+
+/// Longest `drain.server_reference`.
+pub const MAX_SERVER_REFERENCE: usize = 1024;
+
+/// `drain:`: a rolling restart's drain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainSettings {
+    /// Over how long clients are told to leave, spread out (not all at once); 0 tells them all
+    /// at once. Then the shutdown grace (`timeouts.shutdown_grace`) applies.
+    pub period: Duration,
+    /// Another instance MQTT 5 clients are pointed to (DISCONNECT 0x9C Use another server with
+    /// a Server Reference); none: DISCONNECT 0x8B Server shutting down.
+    pub server_reference: Option<String>,
+}
+
+impl Default for DrainSettings {
+    fn default() -> Self {
+        DrainSettings {
+            period: Duration::from_secs(30),
+            server_reference: None,
+        }
+    }
 }
 
 // === impl Config ===
@@ -109,6 +137,7 @@ impl Config {
             passwords: PasswordSettings::default(),
             dev_certs: true,
             log: LogSettings::default(),
+            drain: DrainSettings::default(),
         }
     }
 }
@@ -412,6 +441,10 @@ pub struct Limits {
     pub max_connections_explicit: bool,
     /// Largest keep-alive (seconds) a client may ask for; larger requests are lowered.
     pub max_keepalive: u16,
+    /// `limits.kernel_filter`: compile the denied networks and source bans into a socket filter
+    /// on every TCP listener, so the kernel drops a refused source's SYN (`admission::kernel`).
+    /// On by default; off, refused sources are accepted and reset by the user-space gate.
+    pub kernel_filter: bool,
 }
 
 impl Default for Limits {
@@ -421,6 +454,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_explicit: false,
             max_keepalive: 3600,
+            kernel_filter: true,
         }
     }
 }

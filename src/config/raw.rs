@@ -17,8 +17,9 @@ use super::check::Check;
 use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
 use super::listener::{ProxyProtocol, RawQuic, RawTransport, RawWs};
 use super::{
-    BrokerSettings, ClientCerts, Config, CrlExpired, Limits, Listener, LogFormat, LogSettings,
-    PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, DEFAULT_POLICIES,
+    BrokerSettings, ClientCerts, Config, CrlExpired, DrainSettings, Limits, Listener, LogFormat,
+    LogSettings, PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind,
+    DEFAULT_POLICIES,
 };
 
 /// Smallest `max_packet_size`: a CONNECT with modest credentials must still fit.
@@ -49,6 +50,20 @@ struct RawConfig {
     /// The admin listener (metrics, health, control); off when absent.
     #[schemars(with = "Option<RawAdmin>")]
     admin: Option<Spanned<RawAdmin>>,
+    /// How a drain (SIGTERM, `moat ctl drain`) moves clients away.
+    drain: Option<RawDrain>,
+}
+
+/// `drain:`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawDrain {
+    /// Over how long clients are told to leave, in batches (e.g. `30s`; `0s`: all at once).
+    #[schemars(with = "Option<String>")]
+    period: Option<Spanned<String>>,
+    /// Another instance MQTT 5 clients are pointed to (DISCONNECT 0x9C with Server Reference).
+    #[schemars(with = "Option<String>")]
+    server_reference: Option<Spanned<String>>,
 }
 
 /// `listeners[]`.
@@ -157,6 +172,8 @@ struct RawLimits {
     max_connections: Option<Spanned<u64>>,
     #[schemars(with = "Option<String>")]
     max_keepalive: Option<Spanned<String>>,
+    /// Drop denied and banned sources' SYNs in the kernel (a BPF socket filter); default true.
+    kernel_filter: Option<bool>,
 }
 
 /// `passwords:`.
@@ -237,6 +254,10 @@ impl Check<'_> {
             dev_certs: raw.dev_certs.unwrap_or(false),
             log: LogSettings {
                 format: raw.log.and_then(|log| log.format).unwrap_or_default(),
+            },
+            drain: match raw.drain {
+                None => DrainSettings::default(),
+                Some(drain) => self.drain(&drain)?,
             },
         })
     }
@@ -420,6 +441,30 @@ impl Check<'_> {
         })
     }
 
+    fn drain(&self, raw: &RawDrain) -> Result<DrainSettings, ConfigError> {
+        let period = self
+            .timeout(&raw.period, "drain.period", true)?
+            .unwrap_or(DrainSettings::default().period);
+        let server_reference = match &raw.server_reference {
+            None => None,
+            Some(r) => {
+                let v = r.value.trim();
+                if v.is_empty()
+                    || v.len() > super::MAX_SERVER_REFERENCE
+                    || v.chars().any(char::is_control)
+                {
+                    let found = quoted(&r.value);
+                    return Err(self.err_at(r, Kind::InvalidServerReference { found }));
+                }
+                Some(v.to_owned())
+            }
+        };
+        Ok(DrainSettings {
+            period,
+            server_reference,
+        })
+    }
+
     fn passwords(&self, raw: &RawPasswords) -> Result<PasswordSettings, ConfigError> {
         let defaults = PasswordSettings::default();
         let queue_wait = self
@@ -458,6 +503,7 @@ impl Check<'_> {
             max_connections,
             max_connections_explicit: raw.max_connections.is_some(),
             max_keepalive,
+            kernel_filter: raw.kernel_filter.unwrap_or(defaults.kernel_filter),
         })
     }
 

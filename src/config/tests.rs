@@ -446,22 +446,6 @@ fn password_settings_have_documented_defaults_and_bounds() {
 }
 
 #[test]
-fn the_embedded_broker_is_sized_to_the_connection_cap_unless_set_larger() {
-    // Before: sized for 10,000 whatever the cap, reserving tables for connections moat would
-    // never admit (`limits.max_connections: 100`).
-    let cfg = parse_ok(&with("limits: { max_connections: 100 }\n"));
-    assert_eq!(cfg.broker.embedded_capacity(100), Some(100));
-    let cfg = parse_ok(&with(
-        "broker: { embedded: { bind: \"127.0.0.1:1883\", max_connections: 500 } }\n",
-    ));
-    assert_eq!(cfg.broker.embedded_capacity(100), Some(500));
-    // Never below the cap.
-    assert_eq!(cfg.broker.embedded_capacity(1000), Some(1000));
-    let cfg = parse_ok(&with("broker: { upstream: { v3: \"10.0.0.5:1883\" } }\n"));
-    assert_eq!(cfg.broker.embedded_capacity(100), None);
-}
-
-#[test]
 fn admin_is_off_unless_configured_and_loopback_needs_no_credential() {
     assert_eq!(parse_ok(MINIMAL).admin, None);
     let cfg = parse_ok(&with("admin: { listen: \"127.0.0.1:9100\" }\n"));
@@ -525,4 +509,39 @@ fn admin_needs_exactly_one_address() {
         "admin: { listen: \"127.0.0.1:1\", max_connections: 0 }\n",
     ));
     assert!(err.contains("admin.max_connections"), "{err}");
+}
+
+#[test]
+fn drain_settings_parse_and_refuse_a_bad_server_reference_with_its_line() {
+    assert_eq!(parse_ok(MINIMAL).drain, DrainSettings::default());
+    let cfg = parse_ok(&with(
+        "drain:\n  period: 5s\n  server_reference: \"moat-b:8883\"\n",
+    ));
+    assert_eq!(cfg.drain.period, Duration::from_secs(5));
+    assert_eq!(cfg.drain.server_reference.as_deref(), Some("moat-b:8883"));
+    assert_eq!(
+        parse_ok(&with("drain: { period: 0s }\n")).drain.period,
+        Duration::ZERO
+    );
+    let err = parse_err(&with("drain:\n  server_reference: \"\"\n"));
+    assert!(err.starts_with("moat.yaml:4:"), "{err}");
+    assert!(err.contains("drain.server_reference"), "{err}");
+    let err = parse_err(&with("drain: { period: 2h }\n"));
+    assert!(err.contains("drain.period"), "{err}");
+}
+
+#[test]
+fn the_embedded_broker_is_sized_to_the_connection_cap_unless_set_larger() {
+    // Before: sized for 10,000 whatever the cap, reserving tables for connections moat would
+    // never admit (`limits.max_connections: 100`).
+    let cfg = parse_ok(&with("limits: { max_connections: 100 }\n"));
+    assert_eq!(cfg.broker.embedded_capacity(100), Some(100));
+    let cfg = parse_ok(&with(
+        "broker: { embedded: { bind: \"127.0.0.1:1883\", max_connections: 500 } }\n",
+    ));
+    assert_eq!(cfg.broker.embedded_capacity(100), Some(500));
+    // Never below the cap.
+    assert_eq!(cfg.broker.embedded_capacity(1000), Some(1000));
+    let cfg = parse_ok(&with("broker: { upstream: { v3: \"10.0.0.5:1883\" } }\n"));
+    assert_eq!(cfg.broker.embedded_capacity(100), None);
 }

@@ -120,6 +120,26 @@ impl Policy {
                 .is_some_and(|l| !l.allow.is_empty())
     }
 
+    /// The networks refused on `listener` (the global deny list, then the listener's own) and
+    /// the allow list that applies there (the listener's own when it has one, else the global
+    /// one; empty admits nobody): what the kernel filter and `moat export nftables` compile.
+    pub fn network_lists(&self, listener: &str) -> (Vec<IpNet>, Vec<IpNet>) {
+        let n = &self.guard.network;
+        let scoped = n.listeners.get(listener);
+        let deny = n
+            .global
+            .deny
+            .iter()
+            .chain(scoped.into_iter().flat_map(|l| l.deny.iter()))
+            .map(|r| r.net)
+            .collect();
+        let allow = match scoped {
+            Some(l) if !l.allow.is_empty() => &l.allow,
+            _ => &n.global.allow,
+        };
+        (deny, allow.iter().map(|r| r.net).collect())
+    }
+
     /// Counts of the `network:` rules, for `moat check`.
     pub fn network_summary(&self) -> NetworkSummary {
         let n = &self.guard.network;

@@ -81,7 +81,8 @@ impl Listener {
         let mut backoff = Duration::from_millis(5);
         loop {
             let accepted = tokio::select! {
-                _ = drain.signalled() => return,
+                // Dropping the socket refuses new connections while sessions drain.
+                _ = drain.stop_accepting() => return,
                 a = self.socket.accept() => a,
             };
             let (stream, addr) = match accepted {
@@ -131,6 +132,9 @@ impl Listener {
                     continue;
                 }
             };
+            if self.shared.config.limits.kernel_filter {
+                crate::admission::kernel::detach(&stream);
+            }
             // Small MQTT packets must not wait for Nagle.
             let _ = stream.set_nodelay(true);
             conn::spawn(

@@ -13,6 +13,7 @@
 mod conn;
 mod listener;
 mod quic;
+mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,12 +21,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
+use crate::admission::kernel::{KernelFilter, Relays};
 use crate::admission::Gate;
 use crate::broker::embedded::{self, EmbeddedBroker, EmbeddedOptions};
 use crate::broker::link::AckPacer;
 use crate::broker::BrokerTarget;
 use crate::config::Listener as ListenerConfig;
 use crate::config::{BrokerSettings, Config, TransportKind, WsSettings};
+use crate::control::{self, Control, Request};
 use crate::ops::fds;
 use crate::policy::Policy;
 use crate::session;
@@ -95,6 +98,12 @@ pub struct Server;
 pub struct Running {
     shared: Arc<Shared>,
     listeners: Vec<(String, SocketAddr)>,
+    /// The live sessions.
+    registry: Arc<session::Registry>,
+    /// Runtime control (the admin routes hold it).
+    control: Arc<Control>,
+    /// What the control asks of the serve loop (taken once by it).
+    requests: Option<tokio::sync::mpsc::Receiver<Request>>,
     drain: DrainController,
     /// Connections admitted at once: moat.yaml's cap, or fewer when the descriptor limit holds
     /// fewer (`ops::fds`).
@@ -152,6 +161,14 @@ impl Server {
         let policy = Arc::new(ArcSwap::from_pointee(policy));
         let gate = Arc::new(Gate::new(policy.clone(), max_connections));
         let acks = Arc::new(AckPacer::new());
+        let registry = Arc::new(session::Registry::new(drain.epoch()));
+        let (control, requests) = Control::new(
+            registry.clone(),
+            gate.clone(),
+            policy.clone(),
+            config.drain.period,
+        );
+        let control = Arc::new(control);
         let session = Arc::new(session::Env::new(
             &config,
             session::EnvParts {
@@ -162,6 +179,7 @@ impl Server {
                 passwords,
                 stats: stats.clone(),
                 tls: tls_state.clone(),
+                registry: registry.clone(),
             },
         ));
         let shared = Arc::new(Shared {
@@ -188,9 +206,12 @@ impl Server {
         let ready = Arc::new(readiness(&config, &shared.broker, &drain));
         let admin = match &config.admin {
             None => None,
-            Some(settings) => Some(start_admin(settings, &shared, ready.clone()).await?),
+            Some(settings) => {
+                Some(start_admin(settings, &shared, ready.clone(), control.clone()).await?)
+            }
         };
         let mut bound = Vec::new();
+        let mut kernel = KernelFilter::default();
         for l in &config.listeners {
             let local = match (l.kind, &material) {
                 (TransportKind::Quic, Some(material)) => {
@@ -209,6 +230,12 @@ impl Server {
                         .socket
                         .local_addr()
                         .map_err(|source| bind_err(l, source))?;
+                    if config.limits.kernel_filter {
+                        let socket = socket2::SockRef::from(&listener.socket);
+                        if let Err(error) = kernel.add(listener.name.clone(), relays(l), socket) {
+                            tracing::warn!(listener = %l.name, %error, "no kernel filter on this listener; the user-space gate refuses alone");
+                        }
+                    }
                     // Owned by the drain: the accept loop ends when shutdown is signalled.
                     tokio::spawn(listener.run(drain.drain()));
                     local
@@ -217,10 +244,21 @@ impl Server {
             tracing::info!(listener = %l.name, kind = l.kind.as_str(), addr = %local, "listening");
             bound.push((l.name.clone(), local));
         }
+        if config.limits.kernel_filter {
+            kernel.refresh(&shared.policy.load(), &shared.gate);
+            let (gate, policy) = (shared.gate.clone(), shared.policy.clone());
+            let mut stop = drain.drain();
+            // The kernel filters' keeper (`admission/kernel`); owned by the drain like the
+            // housekeeping: it detaches the filters and ends when shutdown is signalled.
+            tokio::spawn(async move { kernel.run(gate, policy, stop.signalled()).await });
+        }
         ready.listeners_bound();
         Ok(Running {
             shared,
             listeners: bound,
+            registry,
+            control,
+            requests: Some(requests),
             drain,
             max_connections,
             admin,
@@ -251,6 +289,7 @@ async fn start_admin(
     settings: &crate::config::AdminSettings,
     shared: &Arc<Shared>,
     ready: Arc<crate::admin::Readiness>,
+    control: Arc<Control>,
 ) -> Result<(String, tokio::sync::oneshot::Sender<()>), StartError> {
     let state = crate::admin::AdminState {
         stats: shared.stats.clone(),
@@ -262,6 +301,7 @@ async fn start_admin(
             shared.gate.clone(),
             shared.tls.clone(),
         )),
+        control,
     };
     let listener = crate::admin::AdminListener::bind(settings, state).await?;
     let addr = listener.local_addr().to_owned();
@@ -296,6 +336,20 @@ fn descriptor_plan(config: &Config) -> Result<fds::Plan, StartError> {
         "connection cap"
     );
     Ok(plan)
+}
+
+/// Whom a TCP listener admits as relays whatever the rules say (the server's accept loop:
+/// `Gate::admit_relay`), so its kernel filter lets them through too.
+fn relays(l: &ListenerConfig) -> Relays {
+    let mut relays = l
+        .proxy
+        .as_ref()
+        .map(|p| p.trusted.clone())
+        .unwrap_or_default();
+    if let Some(ws) = &l.ws {
+        relays.extend(ws.trusted_proxies.iter().copied());
+    }
+    relays
 }
 
 fn bind_err(l: &ListenerConfig, source: std::io::Error) -> StartError {
@@ -385,11 +439,14 @@ async fn start_embedded(mut opts: EmbeddedOptions) -> Result<EmbeddedBroker, Sta
     let pick_v5 = opts.bind_v5.port() == 0;
     let mut attempts = 0;
     loop {
+        // Probed on port 0 every time: a retry must not probe the port that was just lost.
         if pick_v3 {
-            opts.bind_v3.set_port(free_port(opts.bind_v3)?);
+            opts.bind_v3
+                .set_port(free_port(SocketAddr::new(opts.bind_v3.ip(), 0))?);
         }
         if pick_v5 {
-            opts.bind_v5.set_port(free_port(opts.bind_v5)?);
+            opts.bind_v5
+                .set_port(free_port(SocketAddr::new(opts.bind_v5.ip(), 0))?);
         }
         match embedded::start(opts.clone()).await {
             Err(embedded::EmbeddedError::Bind { .. }) if (pick_v3 || pick_v5) && attempts < 5 => {
@@ -490,6 +547,55 @@ impl Running {
     /// The TLS material in force (`TlsState::reload`, through `ops::reload::reload_tls`).
     pub fn tls(&self) -> &TlsState {
         &self.shared.tls
+    }
+
+    /// Runtime control: sessions, kicks, bans (what the admin routes call).
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    /// What `moat ctl reload` and `moat ctl drain` ask of the serve loop; `None` after the
+    /// first call.
+    pub fn take_requests(&mut self) -> Option<tokio::sync::mpsc::Receiver<Request>> {
+        self.requests.take()
+    }
+
+    /// Takes the live settings of a reloaded moat.yaml (`config::diff` says which; the caller
+    /// passes the configuration in force with those fields updated).
+    pub fn apply_settings(&self, config: &Config) {
+        self.shared.session.set_settings(config);
+        self.control.set_drain_period(config.drain.period);
+    }
+
+    /// Whether a drain or shutdown has started (`/readyz` answers 503).
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_draining()
+    }
+
+    /// Live sessions now.
+    pub fn live_sessions(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// The rolling-restart stop: listeners stop accepting (new connections are refused) and
+    /// readiness turns false at once; live sessions are told to leave in batches over
+    /// `drain.period` (MQTT 5: DISCONNECT 0x8B, or 0x9C with the Server Reference when
+    /// `drain.server_reference` is set; 3.x: close); whatever is left then gets the shutdown
+    /// ([`Self::shutdown`]). Returns false if some sessions had to be abandoned.
+    /// `cut` ends the drain period early (a second SIGTERM): the shutdown follows at once.
+    pub async fn drain(
+        self,
+        period: std::time::Duration,
+        server_reference: Option<&str>,
+        cut: impl std::future::Future<Output = ()>,
+    ) -> bool {
+        self.drain.start_draining();
+        self.registry.set_moved_to(server_reference.map(Arc::from));
+        tokio::select! {
+            () = control::drain::run(&self.registry, period) => {}
+            () = cut => tracing::warn!(left = self.registry.len(), "drain cut short; shutting down now"),
+        }
+        self.shutdown().await
     }
 
     /// Stops accepting, tells every session to close, waits up to the grace period, then stops

@@ -60,7 +60,12 @@ impl QuicListener {
         let handshakes = Arc::new(AtomicUsize::new(0));
         loop {
             let incoming = tokio::select! {
-                _ = drain.signalled() => break,
+                _ = drain.stop_accepting() => {
+                    // New connection attempts are refused while sessions drain (the endpoint
+                    // stays up for the live ones).
+                    self.endpoint.set_server_config(None);
+                    break;
+                }
                 i = self.endpoint.accept() => match i {
                     Some(i) => i,
                     None => break,

@@ -224,7 +224,7 @@ async fn admit<R: AsyncRead + Unpin>(
         }
     }
 
-    let claim = bind_client_id(&connect, &identity, assigned_client_id.is_some(), env)
+    let claim = bind_client_id(&connect, &identity, assigned_client_id.is_some(), peer, env)
         .map_err(|r| refuse(r, who()))?;
 
     let settings = env.settings();
@@ -265,6 +265,7 @@ fn bind_client_id(
     connect: &Connect,
     identity: &Identity,
     assigned: bool,
+    peer: &Peer,
     env: &Env,
 ) -> Result<super::registry::Claim, Refusal> {
     let id = connect.client_id.as_str();
@@ -281,7 +282,15 @@ fn bind_client_id(
             "identity and client id together longer than an MQTT string",
         ))
     })?;
-    Ok(env.claim(broker_id))
+    let facts = super::registry::Facts {
+        identity: identity.name.clone(),
+        client_id: id.to_owned(),
+        addr: peer.addr,
+        listener: peer.listener.clone(),
+        kind: peer.kind,
+        version: connect.protocol,
+    };
+    Ok(env.claim(broker_id, facts))
 }
 
 /// Refuses a banned client id, user name or source (MQTT 5 CONNACK 0x8A Banned).

@@ -40,7 +40,7 @@ use super::env::Env;
 use super::error::{BrokerFault, Outcome, PeerFault, Refusal, Side};
 use super::machine::{Dest, Event, Machine};
 use super::reader::{FrameReader, ReadError};
-use super::registry::Claim;
+use super::registry::{Claim, LiveSession};
 use crate::broker::link::{BrokerRead, BrokerWrite};
 use crate::mqtt::ProtocolVersion;
 use crate::ops::audit;
@@ -142,7 +142,15 @@ where
         broker: &mut link.upstream_rd,
         broker_wr: &mut link.upstream_wr,
     };
-    let end = run(io, &mut link.machine, peer, env, &mut drain).await?;
+    let end = run(
+        io,
+        &mut link.machine,
+        link.claim.session(),
+        peer,
+        env,
+        &mut drain,
+    )
+    .await?;
     if let End::Disconnected(_) = end {
         broker_closes(&mut link.upstream_rd).await;
     }
@@ -195,6 +203,7 @@ impl Outbox {
 async fn run<R, W, BR, BW>(
     mut io: Io<'_, R, W, BR, BW>,
     machine: &mut Machine,
+    session: &LiveSession,
     peer: &Peer,
     env: &Env,
     drain: &mut Drain,
@@ -206,7 +215,7 @@ where
     BW: AsyncWrite + Unpin,
 {
     let mut to_broker = Outbox::default();
-    let end = turns(&mut io, machine, &mut to_broker, peer, env, drain).await;
+    let end = turns(&mut io, machine, &mut to_broker, session, peer, env, drain).await;
     if let Err(refusal) = &end {
         if refusal.side() != Side::Broker {
             // What passed before the refusal still goes on ("what passed before the refused
@@ -226,6 +235,7 @@ async fn turns<R, W, BR, BW>(
     io: &mut Io<'_, R, W, BR, BW>,
     machine: &mut Machine,
     to_broker: &mut Outbox,
+    session: &LiveSession,
     peer: &Peer,
     env: &Env,
     drain: &mut Drain,
@@ -247,6 +257,8 @@ where
         to_broker.refill(machine, Dest::Broker);
         if to_client.refill(machine, Dest::Client) {
             write_deadline = Some(Instant::now() + CLIENT_WRITE_TIMEOUT);
+            let bytes = to_client.frames.iter().map(Bytes::len).sum();
+            session.count_out(to_client.frames.len(), bytes);
         }
         if let Some(to) = machine.closing() {
             return finish(io, machine, to, &mut to_client, to_broker).await;
@@ -267,9 +279,10 @@ where
             armed = deadline;
             timer.as_mut().reset(armed);
         }
-        let cert = peer.cert.as_deref().map(|c| c.checked());
         tokio::select! {
-            wake = drain.signalled_or_epoch(cert) => super::revoke::on_wake(peer, env, wake)?,
+            wake = drain.signalled_or_epoch(Some(session.checked())) => {
+                super::revoke::on_wake(peer, env, session, wake)?;
+            }
             r = write(io.client_wr, &mut to_client), if writing_client => {
                 r.map_err(PeerFault::Gone)?;
                 write_deadline = None;
@@ -296,6 +309,7 @@ where
                     return Ok(End::ClientLeft);
                 };
                 let now = Instant::now().into_std();
+                session.count_in(frame.len());
                 let stats = env.stats();
                 count(&stats.messages_in, &stats.bytes_in, &frame);
                 machine.handle_client(now, frame)?;
@@ -310,6 +324,7 @@ where
                         // Nothing more buffered (the other errors need a read).
                         Ok(None) | Err(_) => break,
                     };
+                    session.count_in(frame.len());
                     count(&stats.messages_in, &stats.bytes_in, &frame);
                     machine.handle_client(now, frame)?;
                 }
@@ -488,15 +503,31 @@ pub(super) async fn say_goodbye<W: AsyncWrite + Unpin>(
     version: ProtocolVersion,
     outcome: Outcome,
 ) -> std::io::Result<()> {
-    let Some(packet) = outcome.packet(version) else {
+    say(wr, encode(outcome.packet(version), version)).await
+}
+
+/// The bytes of `packet` in `version` (encoded before any await, so that the packet does not
+/// sit in the session future).
+pub(super) fn encode(
+    packet: Option<crate::mqtt::Packet>,
+    version: ProtocolVersion,
+) -> Option<BytesMut> {
+    let packet = packet?;
+    let mut out = BytesMut::new();
+    packet.encode(version, &mut out).ok()?;
+    Some(out)
+}
+
+/// Writes the last bytes moat has for a client, if there are any.
+pub(super) async fn say<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    last: Option<BytesMut>,
+) -> std::io::Result<()> {
+    let Some(out) = last else {
         return Ok(());
     };
-    let mut out = BytesMut::new();
-    if packet.encode(version, &mut out).is_ok() {
-        wr.write_all(&out).await?;
-        wr.flush().await?;
-    }
-    Ok(())
+    wr.write_all(&out).await?;
+    wr.flush().await
 }
 
 #[cfg(test)]

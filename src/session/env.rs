@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 
-use super::registry::{Claim, ClientIds};
+use super::registry::{Claim, Facts, Registry};
 use crate::admission::Gate;
 use crate::authn::Passwords;
 use crate::broker::link::AckPacer;
@@ -25,7 +25,7 @@ use crate::policy::{AuthnOptions, Policy, RuleRef};
 use crate::stats::Stats;
 use crate::transport::{ClientCert, TlsState};
 
-/// The numbers from moat.yaml a session uses, copied once at start.
+/// The numbers from moat.yaml a session uses, read at its CONNECT (a reload swaps them).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
     /// `limits.max_packet_size`: the largest packet read from the client.
@@ -77,12 +77,14 @@ pub(crate) struct EnvParts {
     pub(crate) stats: Arc<Stats>,
     /// The TLS material in force.
     pub(crate) tls: Arc<TlsState>,
+    /// The live sessions (shared with the admin listener).
+    pub(crate) registry: Arc<Registry>,
 }
 
 /// See the module docs.
 pub(crate) struct Env {
-    /// Numbers from moat.yaml.
-    settings: Settings,
+    /// Numbers from moat.yaml; a moat.yaml reload swaps them (sessions read them at CONNECT).
+    settings: ArcSwap<Settings>,
     /// The policy in force; a reload swaps the pointer, sessions load it per decision.
     policy: Arc<ArcSwap<Policy>>,
     /// Admission, for bans at CONNECT, failed logins and session ends (the server's listeners
@@ -94,8 +96,8 @@ pub(crate) struct Env {
     acks: Arc<AckPacer>,
     /// Password verification: bounded pool, fair queue, success cache.
     passwords: Passwords,
-    /// Live sessions per broker client id (takeovers).
-    client_ids: Arc<ClientIds>,
+    /// The live sessions: listing, kicks, and live sessions per broker client id (takeovers).
+    registry: Arc<Registry>,
     /// Counters (shared with the server, which reads them).
     stats: Arc<Stats>,
     /// The TLS material in force, asked only which CRL revokes a certificate.
@@ -115,15 +117,16 @@ impl Env {
             passwords,
             stats,
             tls,
+            registry,
         } = parts;
         Env {
-            settings: Settings::of(config),
+            settings: ArcSwap::from_pointee(Settings::of(config)),
             policy,
             admission,
             broker,
             acks,
             passwords,
-            client_ids: Arc::default(),
+            registry,
             stats,
             tls,
         }
@@ -135,7 +138,8 @@ impl Env {
     pub(crate) fn for_tests(policy: Policy) -> Env {
         let config = Config::default_for_dir(std::path::Path::new("."));
         let policy = Arc::new(ArcSwap::from_pointee(policy));
-        let epoch = crate::shutdown::DrainController::new().epoch();
+        let drain = crate::shutdown::DrainController::new();
+        let epoch = drain.epoch();
         let parts = EnvParts {
             admission: Arc::new(Gate::new(policy.clone(), 16)),
             policy,
@@ -145,13 +149,29 @@ impl Env {
                 .expect("verifier threads"),
             stats: Arc::default(),
             tls: Arc::new(TlsState::new(&config, epoch)),
+            registry: Arc::new(Registry::new(drain.epoch())),
         };
         Env::new(&config, parts)
     }
 
-    /// Numbers from moat.yaml.
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.settings
+    /// Numbers from moat.yaml, as in force now.
+    pub(crate) fn settings(&self) -> Settings {
+        **self.settings.load()
+    }
+
+    /// Takes the live numbers of a reloaded moat.yaml (`config::diff` says which): sessions
+    /// that connect from now on use them.
+    /// Only the fields `config::diff` calls live change: the broker mode and the `tls:`
+    /// settings stay as started.
+    pub(crate) fn set_settings(&self, config: &Config) {
+        let new = Settings::of(config);
+        let old = self.settings();
+        self.settings.store(Arc::new(Settings {
+            connect_timeout: new.connect_timeout,
+            upstream_connect_timeout: new.upstream_connect_timeout,
+            max_keepalive: new.max_keepalive,
+            ..old
+        }));
     }
 
     /// The policy snapshot in force now, for one decision (cheap: no reference count on the
@@ -205,9 +225,22 @@ impl Env {
         &self.passwords
     }
 
-    /// Claims `broker_id` for a session until the claim is dropped.
-    pub(crate) fn claim(&self, broker_id: String) -> Claim {
-        self.client_ids.claim(broker_id)
+    /// Claims `broker_id` for a session and registers it, until the claim is dropped.
+    pub(crate) fn claim(&self, broker_id: String, facts: Facts) -> Claim {
+        self.registry.claim(broker_id, facts)
+    }
+
+    /// Where a drained MQTT 5 client is told to go, if anywhere.
+    pub(crate) fn server_reference(&self) -> Option<Arc<str>> {
+        self.registry.moved_to()
+    }
+
+    /// Refuses a live session whose identity or source a ban set by the policy or an operator
+    /// now covers (automatic bans only refuse new connections: a flood of bad logins from a
+    /// plant's NAT must not end the plant's good sessions).
+    pub(crate) fn live_ban(&self, facts: &Facts) -> Option<RuleRef> {
+        self.admission
+            .check_live(facts.addr.ip(), &facts.identity, &facts.client_id)
     }
 
     /// The counters.

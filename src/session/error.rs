@@ -42,9 +42,15 @@ pub(crate) enum Refusal {
     /// nothing about the credentials (and is not counted as a failed login).
     #[error("{0}")]
     PasswordBusy(crate::authn::Busy),
-    /// moat is shutting down.
+    /// moat is shutting down (or draining, with no other instance to name).
     #[error("server shutting down")]
     ShuttingDown,
+    /// moat is draining and names the instance to use instead (`drain.server_reference`).
+    #[error("server draining; use {0}")]
+    Moved(std::sync::Arc<str>),
+    /// An operator ended the session (`moat ctl kick`).
+    #[error("kicked by an operator")]
+    Kicked,
     /// A new connection of the same identity took the client id (and the broker session) over.
     #[error("session taken over by a new connection with the same client id")]
     TakenOver,
@@ -132,6 +138,10 @@ pub(crate) enum PolicyRefusal {
     /// The client id, user name or source is banned (static or automatic ban).
     #[error("banned ({0})")]
     Banned(RuleRef),
+    /// A ban set while the session was live (a policy reload or an operator) covers its
+    /// identity, client id or source.
+    #[error("banned while connected ({0})")]
+    BannedLive(RuleRef),
     /// The client went above a per-session limit.
     #[error("{what} limit exceeded ({rule})", what = .0.as_str(), rule = .1)]
     Limit(Exceeded, RuleRef),
@@ -296,7 +306,11 @@ impl Refusal {
             Refusal::Peer(_) | Refusal::TakenOver => Side::Client,
             Refusal::Policy(_) => Side::Policy,
             Refusal::Broker(_) => Side::Broker,
-            Refusal::Internal(_) | Refusal::PasswordBusy(_) | Refusal::ShuttingDown => Side::Moat,
+            Refusal::Internal(_)
+            | Refusal::PasswordBusy(_)
+            | Refusal::ShuttingDown
+            | Refusal::Moved(_)
+            | Refusal::Kicked => Side::Moat,
         }
     }
 
@@ -312,6 +326,8 @@ impl Refusal {
             Refusal::Broker(_) => "broker",
             Refusal::Internal(_) | Refusal::PasswordBusy(_) => "internal",
             Refusal::ShuttingDown => "shutdown",
+            Refusal::Moved(_) => "drained",
+            Refusal::Kicked => "kicked",
             Refusal::TakenOver => "taken over",
         }
     }
@@ -331,6 +347,7 @@ impl Refusal {
             | PolicyRefusal::WillDenied { rule, .. }
             | PolicyRefusal::PublishDenied { rule, .. }
             | PolicyRefusal::Banned(rule)
+            | PolicyRefusal::BannedLive(rule)
             | PolicyRefusal::Limit(_, rule) => rule.to_string(),
             PolicyRefusal::CertificateRevoked { .. } => "builtin tls.crls".to_string(),
         }
@@ -341,10 +358,22 @@ impl Refusal {
         match self {
             Refusal::Policy(PolicyRefusal::WillDenied { topic, .. }) => ("will", topic),
             Refusal::Policy(PolicyRefusal::PublishDenied { topic, .. }) => ("publish", topic),
-            Refusal::Policy(PolicyRefusal::CertificateRevoked { .. }) => ("session", ""),
+            Refusal::Policy(
+                PolicyRefusal::CertificateRevoked { .. } | PolicyRefusal::BannedLive(_),
+            ) => ("session", ""),
             Refusal::Policy(PolicyRefusal::Limit(..)) => ("limit", ""),
             _ => ("connect", ""),
         }
+    }
+
+    /// The packet that ends the session in `version` (see [`Outcome::packet`]), with the
+    /// Server Reference property [MQTT-3.14.2.2.5] when the client is told to go elsewhere.
+    pub(crate) fn goodbye(&self, version: ProtocolVersion) -> Option<Packet> {
+        let mut packet = self.outcome().packet(version)?;
+        if let (Refusal::Moved(to), Packet::Disconnect(d)) = (self, &mut packet) {
+            d.properties.server_reference = Some(mqtt::MqttStr::from(&**to));
+        }
+        Some(packet)
     }
 
     /// Whether this refusal is a failed login, which automatic bans count
@@ -374,6 +403,8 @@ impl Refusal {
                 Outcome::Disconnect(ReasonCode::UnspecifiedError)
             }
             Refusal::ShuttingDown => Outcome::Disconnect(ReasonCode::ServerShuttingDown),
+            Refusal::Moved(_) => Outcome::Disconnect(ReasonCode::UseAnotherServer),
+            Refusal::Kicked => Outcome::Disconnect(ReasonCode::AdministrativeAction),
             Refusal::TakenOver => Outcome::Disconnect(ReasonCode::SessionTakenOver),
         }
     }
@@ -431,6 +462,8 @@ impl PolicyRefusal {
             // 0x87, not 0x8A: Banned is a CONNACK code only; MQTT 5's DISCONNECT table
             // (3.14.2.1) does not list it, and a client may treat it as a protocol error.
             PolicyRefusal::CertificateRevoked { .. } => Outcome::Disconnect(R::NotAuthorized),
+            // Not 0x8A either (see above): the ban is an operator's action on a live session.
+            PolicyRefusal::BannedLive(_) => Outcome::Disconnect(R::AdministrativeAction),
         }
     }
 }

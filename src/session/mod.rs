@@ -20,6 +20,9 @@ mod revoke;
 mod upstream;
 
 pub(crate) use env::{Env, EnvParts};
+#[cfg(test)]
+pub(crate) use registry::{Claim, Facts};
+pub(crate) use registry::{LiveSession, Registry, StopRequest};
 
 use std::sync::Arc;
 
@@ -94,7 +97,8 @@ where
                 &refusal.rule(),
             );
         }
-        let _ = driver::say_goodbye(&mut wr, link.version(), refusal.outcome()).await;
+        let last = driver::encode(refusal.goodbye(link.version()), link.version());
+        let _ = driver::say(&mut wr, last).await;
     }
     let _ = wr.shutdown().await;
 }

@@ -142,6 +142,9 @@ pub struct Opts {
     /// The `broker:` section of moat.yaml; the embedded broker on two free loopback ports
     /// unless a test points moat at a real mosquitto (`mosquitto::Mosquitto::upstream_yaml`).
     pub broker: String,
+    /// moat.yaml's `limits.kernel_filter` (on in moat by default). Off here: most tests watch
+    /// the user-space gate refuse (a reset, a counter); tests/kernel_filter.rs turns it on.
+    pub kernel_filter: bool,
 }
 
 impl Default for Opts {
@@ -157,6 +160,7 @@ impl Default for Opts {
             tls_extra: String::new(),
             listeners: String::new(),
             broker: EMBEDDED_BROKER.to_string(),
+            kernel_filter: false,
         }
     }
 }
@@ -173,6 +177,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     /// Client certificates listed in the listener's CRL.
     pub revoked: Vec<Pem>,
+    /// See [`Opts::kernel_filter`].
+    pub kernel_filter: bool,
 }
 
 pub async fn start(opts: Opts) -> Harness {
@@ -211,19 +217,21 @@ pub async fn start(opts: Opts) -> Harness {
         opts.extra
     );
     std::fs::write(dir.path().join("moat.yaml"), &yaml).unwrap();
-    let (running, addr) = start_from(dir.path()).await;
+    let (running, addr) = start_from(dir.path(), opts.kernel_filter).await;
     Harness {
         running,
         addr,
         pki,
         dir,
         revoked,
+        kernel_filter: opts.kernel_filter,
     }
 }
 
 /// Starts moat from `dir/moat.yaml` and its policies; returns it with its `mqtts` address.
-async fn start_from(dir: &Path) -> (Running, SocketAddr) {
-    let config = moat::ops::load::load_config(&dir.join("moat.yaml")).unwrap();
+async fn start_from(dir: &Path, kernel_filter: bool) -> (Running, SocketAddr) {
+    let mut config = moat::ops::load::load_config(&dir.join("moat.yaml")).unwrap();
+    config.limits.kernel_filter = kernel_filter;
     let policy = moat::ops::load::load_policy(&config).unwrap();
     let running = Server::start(config, policy).await.unwrap();
     let addr = running.local_addr("mqtts").unwrap();
@@ -239,16 +247,18 @@ impl Harness {
             pki,
             dir,
             revoked,
+            kernel_filter,
             ..
         } = self;
         running.shutdown().await;
-        let (running, addr) = start_from(dir.path()).await;
+        let (running, addr) = start_from(dir.path(), kernel_filter).await;
         Harness {
             running,
             addr,
             pki,
             dir,
             revoked,
+            kernel_filter,
         }
     }
 

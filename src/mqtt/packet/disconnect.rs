@@ -2,7 +2,10 @@
 //!
 //! What it owns: in 3.x an empty body; in v5 the reason code (DISCONNECT list) and properties, with
 //! the short forms (remaining length 0 → reason 0 without properties; 1 → no properties). The
-//! encoder writes the shortest form.
+//! encoder omits both only for reason 0 without properties; otherwise it always writes the
+//! Property Length, even 0: §2.2.2-1 asks for it and §3.14.2.2.1 allows leaving it out, and
+//! clients read the spec the first way (rumqttc 0.25, paho.golang, rust-mqtt drop a
+//! `e0 01 8b` as malformed and never see why they were disconnected).
 //! Why it is separate: the proxy sends its own DISCONNECTs with reason codes.
 //! What it must not do: compare Session Expiry with the CONNECT's (catalogue §B.34, session's job).
 
@@ -82,7 +85,8 @@ impl Disconnect {
         Ok(d)
     }
 
-    /// Encodes for `version` in the shortest form.
+    /// Encodes for `version`: empty for a plain v5 disconnect, reason code and Property Length
+    /// otherwise.
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
         let mut head = BytesMut::new();
         if version.is_v5() {
@@ -100,8 +104,6 @@ impl Disconnect {
             w.users(&p.user_properties)?;
             if self.reason != 0 || !w.is_empty() {
                 head.put_u8(self.reason);
-            }
-            if !w.is_empty() {
                 w.finish(&mut head)?;
             }
         } else if *self != Disconnect::default() {

@@ -176,12 +176,18 @@ fn disconnect_v3_and_v5_short_forms() {
         V5,
         &Packet::Disconnect(Disconnect::default()),
     );
+    // A reason code goes out with its Property Length (0): clients that read §2.2.2-1 strictly
+    // drop the short form.
     round_trip(
-        &hex("e0 01 8e"),
+        &hex("e0 02 8e 00"),
         V5,
         &Packet::Disconnect(Disconnect::new(0x8e)),
     );
-    // Non-canonical but valid forms.
+    // Other valid forms, read but never written.
+    assert_eq!(
+        dec("e0 01 8e", V5),
+        Ok(Packet::Disconnect(Disconnect::new(0x8e)))
+    );
     assert_eq!(
         dec("e0 01 00", V5),
         Ok(Packet::Disconnect(Disconnect::default()))

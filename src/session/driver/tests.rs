@@ -74,6 +74,19 @@ fn machine(env: &Env, keep_alive: u16, limits: ClientLimits) -> Machine {
     Machine::new(now, setup, env.policy_handle().clone())
 }
 
+/// A registry entry for the session under test.
+fn live(env: &Env) -> super::super::registry::Claim {
+    let facts = super::super::registry::Facts {
+        identity: "alice".into(),
+        client_id: "c1".into(),
+        addr: ([127, 0, 0, 1], 1).into(),
+        listener: std::sync::Arc::from("test"),
+        kind: crate::config::TransportKind::Tls,
+        version: ProtocolVersion::V3_1_1,
+    };
+    env.claim("alice:c1".into(), facts)
+}
+
 /// Runs the driver loop until the session ends, next to `script` (the device and the broker).
 async fn session<F>(
     w: &mut Wires,
@@ -96,7 +109,9 @@ where
     // The script is bounded (in virtual time): a session that ends early fails the test
     // instead of leaving the script waiting forever.
     let script = tokio::time::timeout(Duration::from_secs(600), script);
-    let (end, script) = tokio::join!(run(io, machine, &peer, env, &mut drain), script);
+    let claim = live(env);
+    let run = run(io, machine, claim.session(), &peer, env, &mut drain);
+    let (end, script) = tokio::join!(run, script);
     assert!(
         script.is_ok(),
         "the session ended before the script: {end:?}"
@@ -219,7 +234,8 @@ fn the_session_future_stays_small() {
         broker: &mut w.broker,
         broker_wr: &mut w.broker_wr,
     };
-    let fut = run(io, &mut m, &peer, &env, &mut drain);
+    let claim = live(&env);
+    let fut = run(io, &mut m, claim.session(), &peer, &env, &mut drain);
     let size = std::mem::size_of_val(&fut);
     println!(
         "driver loop future: {size} bytes; machine: {} bytes",

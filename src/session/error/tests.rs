@@ -104,7 +104,7 @@ fn outcomes_are_translated_once_for_3_x() {
     assert_eq!(wire(unavailable, V3), [0x20, 0x02, 0x00, 0x03]);
     // DISCONNECT: 3.x has none from the server; closing is the answer.
     let ka = Outcome::Disconnect(ReasonCode::KeepAliveTimeout);
-    assert_eq!(wire(ka, V5), [0xe0, 0x01, 0x8d]);
+    assert_eq!(wire(ka, V5), [0xe0, 0x02, 0x8d, 0x00]);
     assert_eq!(wire(ka, V3), Vec::<u8>::new());
     assert_eq!(wire(Outcome::Close, V5), Vec::<u8>::new());
 }

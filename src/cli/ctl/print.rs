@@ -1,0 +1,171 @@
+//! `moat ctl`'s tables: aligned columns for people (`--json` is for scripts). Every value a
+//! client chose (identity, client id) is printed escaped, so it cannot paint the terminal.
+
+use crate::control::{BanView, DrainAnswer, ReloadReport, SessionPage, SessionView, Unbanned};
+
+/// Columns padded to their widest cell, two spaces apart.
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (cell, w) in cells.zip(&widths) {
+            text.push_str(&format!("{cell:<w$}  "));
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut head.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// A value a client chose, escaped for the terminal.
+fn clean(s: &str) -> String {
+    s.chars().flat_map(char::escape_default).collect()
+}
+
+fn bytes(n: u64) -> String {
+    bytesize::ByteSize(n).to_string()
+}
+
+pub(super) fn sessions(page: &SessionPage) -> String {
+    let rows: Vec<Vec<String>> = page
+        .sessions
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                clean(&s.identity),
+                clean(&s.client_id),
+                s.source.clone(),
+                s.listener.clone(),
+                s.transport.clone(),
+                s.protocol.clone(),
+                s.connected_since.clone(),
+                format!("{}/{}", s.packets_in, s.packets_out),
+                format!("{}/{}", bytes(s.bytes_in), bytes(s.bytes_out)),
+            ]
+        })
+        .collect();
+    let head = [
+        "ID",
+        "IDENTITY",
+        "CLIENT ID",
+        "SOURCE",
+        "LISTENER",
+        "TRANSPORT",
+        "MQTT",
+        "SINCE",
+        "PKTS IN/OUT",
+        "BYTES IN/OUT",
+    ];
+    let mut out = table(&head, &rows);
+    out.push_str(&format!(
+        "{} shown, {} live",
+        page.sessions.len(),
+        page.live
+    ));
+    if let Some(next) = page.next {
+        out.push_str(&format!("; more with --after {next}"));
+    }
+    out.push('\n');
+    out
+}
+
+pub(super) fn kicked(s: &SessionView) -> String {
+    format!(
+        "kicked session {} ({} / {} from {})\n",
+        s.id,
+        clean(&s.identity),
+        clean(&s.client_id),
+        s.source
+    )
+}
+
+pub(super) fn bans(bans: &[BanView]) -> String {
+    let rows: Vec<Vec<String>> = bans
+        .iter()
+        .map(|b| {
+            vec![
+                b.kind.clone(),
+                b.id.map(|i| i.to_string()).unwrap_or_default(),
+                clean(&b.target),
+                b.remaining_secs
+                    .map(|s| {
+                        humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+                    })
+                    .unwrap_or_else(|| "no end".into()),
+                clean(&b.reason),
+                clean(&b.rule),
+            ]
+        })
+        .collect();
+    let mut out = table(&["KIND", "ID", "TARGET", "LEFT", "REASON", "RULE"], &rows);
+    out.push_str(&format!("{} bans\n", bans.len()));
+    out
+}
+
+pub(super) fn unbanned(u: &Unbanned) -> String {
+    let mut out = String::new();
+    for l in &u.lifted {
+        out.push_str(&format!("lifted {}\n", clean(l)));
+    }
+    if u.lifted.is_empty() {
+        out.push_str("no operator or automatic ban matched\n");
+    }
+    for p in &u.policy {
+        out.push_str(&format!(
+            "kept {} (a policy ban: edit its file to lift it)\n",
+            clean(p)
+        ));
+    }
+    out
+}
+
+pub(super) fn reloaded(r: &ReloadReport) -> String {
+    let mut out = String::new();
+    match &r.config_error {
+        Some(e) => out.push_str(&format!(
+            "moat.yaml refused, running configuration kept: {e}\n"
+        )),
+        None if r.applied.is_empty() => out.push_str("moat.yaml: no live setting changed\n"),
+        None => out.push_str(&format!("moat.yaml applied: {}\n", r.applied.join(", "))),
+    }
+    for f in &r.restart_needed {
+        out.push_str(&format!(
+            "moat.yaml: {f} changed, needs a restart (running value kept)\n"
+        ));
+    }
+    out.push_str(&format!("policy: {}\n", r.policy));
+    out.push_str(&format!("tls: {}\n", r.tls));
+    out
+}
+
+pub(super) fn draining(d: &DrainAnswer) -> String {
+    match d.started {
+        true => format!(
+            "draining: {} sessions moved away over {}s, then moat exits\n",
+            d.sessions, d.period_secs
+        ),
+        false => "a drain was already asked for\n".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_escape() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), clean("y\u{1b}[31m")]]);
+        assert_eq!(t, "A    BB\nxxx  y\\u{1b}[31m\n");
+    }
+}

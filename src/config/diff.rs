@@ -1,0 +1,126 @@
+//! What changed between the moat.yaml in force and a newly loaded one, and which of the
+//! changes a running moat can take.
+//!
+//! What it owns: [`diff`], the one list of which settings apply live and which need a restart.
+//! Why it is separate: `moat ctl reload` and SIGHUP must report every change, never drop one
+//! silently, and that list is easiest to keep honest as one pure function with a test per
+//! field. What it must not do: apply anything (`cli/run.rs` does, through the server's handles).
+//!
+//! The admin listener's settings (and its token file, read at start) need a restart too.
+//!
+//! Live: `limits.max_keepalive` (for sessions that connect from now on), `timeouts.connect` and `timeouts.upstream_connect` (likewise), `drain.*`. The TLS
+//! files are reloaded as they always were (the files, not their paths). Everything else needs a
+//! restart: sockets are bound, the broker started, the descriptor plan made, the watchers set.
+
+use super::Config;
+
+/// The changed settings, by whether they apply without a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigDiff {
+    /// Changed and applied live.
+    pub live: Vec<&'static str>,
+    /// Changed, but only a restart applies them.
+    pub restart: Vec<&'static str>,
+}
+
+/// Compares the running configuration with a new one.
+pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
+    let mut d = ConfigDiff::default();
+    let mut check = |changed: bool, field: &'static str, live: bool| {
+        if changed {
+            match live {
+                true => d.live.push(field),
+                false => d.restart.push(field),
+            }
+        }
+    };
+    let (ol, nl) = (&old.limits, &new.limits);
+    // The embedded broker was started with it: a larger one would pass packets it refuses.
+    check(
+        ol.max_packet_size != nl.max_packet_size,
+        "limits.max_packet_size",
+        false,
+    );
+    check(
+        ol.max_keepalive != nl.max_keepalive,
+        "limits.max_keepalive",
+        true,
+    );
+    check(
+        ol.max_connections != nl.max_connections,
+        "limits.max_connections",
+        false,
+    );
+    let (ot, nt) = (&old.timeouts, &new.timeouts);
+    check(ot.connect != nt.connect, "timeouts.connect", true);
+    check(
+        ot.upstream_connect != nt.upstream_connect,
+        "timeouts.upstream_connect",
+        true,
+    );
+    check(
+        ot.tls_handshake != nt.tls_handshake,
+        "timeouts.tls_handshake",
+        false,
+    );
+    check(
+        ot.shutdown_grace != nt.shutdown_grace,
+        "timeouts.shutdown_grace",
+        false,
+    );
+    check(old.drain.period != new.drain.period, "drain.period", true);
+    check(
+        old.drain.server_reference != new.drain.server_reference,
+        "drain.server_reference",
+        true,
+    );
+    check(old.listeners != new.listeners, "listeners", false);
+    check(old.broker != new.broker, "broker", false);
+    check(old.tls != new.tls, "tls", false);
+    check(old.policies != new.policies, "policies", false);
+    check(old.passwords != new.passwords, "passwords", false);
+    check(old.log != new.log, "log", false);
+    check(old.dev_certs != new.dev_certs, "dev_certs", false);
+    check(old.admin != new.admin, "admin", false);
+    // Whatever a later setting adds: a field not named above is reported, never ignored.
+    let mut rest = new.clone();
+    rest.limits = old.limits;
+    rest.timeouts = old.timeouts;
+    rest.drain = old.drain.clone();
+    rest.listeners = old.listeners.clone();
+    rest.broker = old.broker.clone();
+    rest.tls = old.tls.clone();
+    rest.policies = old.policies.clone();
+    rest.passwords = old.passwords;
+    rest.log = old.log;
+    rest.dev_certs = old.dev_certs;
+    rest.admin = old.admin.clone();
+    check(rest != *old, "other settings", false);
+    d
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // tests may panic
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::time::Duration;
+
+    #[test]
+    fn limits_timeouts_and_drain_are_live_listeners_need_a_restart() {
+        let old = Config::default_for_dir(Path::new("."));
+        assert_eq!(diff(&old, &old), ConfigDiff::default());
+        let mut new = old.clone();
+        new.limits.max_keepalive = 30;
+        new.timeouts.connect = Duration::from_secs(3);
+        new.drain.period = Duration::from_secs(5);
+        new.listeners[0].bind.set_port(1);
+        new.limits.max_connections = 7;
+        let d = diff(&old, &new);
+        assert_eq!(
+            d.live,
+            ["limits.max_keepalive", "timeouts.connect", "drain.period"]
+        );
+        assert_eq!(d.restart, ["limits.max_connections", "listeners"]);
+    }
+}

@@ -1,0 +1,491 @@
+//! Runtime control through `moat ctl` (the real binary) against a running moat: sessions
+//! listed and filtered, a kick, operator bans on a source and an identity ending live sessions
+//! and refusing new ones, an unban; a policy-file ban ending a live session; a drain on SIGTERM
+//! (clients told 0x8B spread over the period, `/readyz` 503 from its start, new connections
+//! refused, exit 0); `moat ctl drain` with a Server Reference (0x9C); moat.yaml reloads.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{packets, Opts, WAIT};
+use tokio::sync::oneshot;
+
+/// The admin section of the in-process harnesses: loopback, port 0.
+const ADMIN_LOOPBACK: &str = "admin: { listen: \"127.0.0.1:0\" }\n";
+
+/// How an MQTT 5 client's session ended: the DISCONNECT reason moat sent (none: closed
+/// without one), its bytes, and when.
+type Ended = (Option<u8>, Vec<u8>, Instant);
+
+/// An MQTT 5 client through moat at `addr`, past a successful CONNACK; its end arrives on the
+/// receiver. Raw bytes, not rumqttc: rumqttc 0.25 cannot read a DISCONNECT in its short form
+/// (reason code, no property length), which MQTT 5 allows and moat sends.
+async fn v5(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    id: &str,
+    creds: (&str, &str),
+) -> Result<oneshot::Receiver<Ended>, String> {
+    let mut s = common::tls_connect(addr, tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let connect = packets::connect_v5(id, Some(creds.0), Some(creds.1));
+    match common::connack(&mut s, &connect).await {
+        Some(body) if body.get(1) == Some(&0) => {}
+        other => return Err(format!("CONNACK {other:02x?}")),
+    }
+    let (tx, rx) = oneshot::channel();
+    // Owned by the test: it ends when moat closes the connection (or after a minute).
+    tokio::spawn(async move {
+        let (bytes, _) = common::read_until_close(&mut s, Duration::from_secs(60)).await;
+        let at = Instant::now();
+        let code = match bytes.first() {
+            Some(0xe0) => bytes.get(2).copied(),
+            _ => None,
+        };
+        let _ = tx.send((code, bytes, at));
+    });
+    Ok(rx)
+}
+
+/// Waits (bounded) for the end of a session.
+async fn ended(end: oneshot::Receiver<Ended>) -> Ended {
+    tokio::time::timeout(WAIT, end)
+        .await
+        .expect("the session did not end")
+        .expect("reader gone")
+}
+
+/// DISCONNECT reason codes (MQTT 5, 3.14.2.1).
+const ADMINISTRATIVE_ACTION: u8 = 0x98;
+const SERVER_SHUTTING_DOWN: u8 = 0x8b;
+const USE_ANOTHER_SERVER: u8 = 0x9c;
+
+/// `moat ctl --admin ADDR ARGS…`: success, stdout, stderr.
+async fn ctl(admin: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["ctl", "--admin", admin])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `moat ctl … --json`, parsed; panics with stderr when it fails.
+async fn ctl_json(admin: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = ctl(admin, &all).await;
+    assert!(ok, "moat ctl {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn admin_url(h: &common::Harness) -> String {
+    format!("http://{}", h.running.admin_addr().expect("admin listener"))
+}
+
+fn ids(page: &serde_json::Value) -> Vec<u64> {
+    page["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_lists_filters_kicks_bans_and_unbans() {
+    let h = common::start(Opts {
+        extra: ADMIN_LOOPBACK.into(),
+        ..Opts::default()
+    })
+    .await;
+    let admin = admin_url(&h);
+    let alice_end = v5(
+        h.addr,
+        h.client_config(None),
+        "dev-a",
+        ("alice", "alice-pw"),
+    )
+    .await
+    .unwrap();
+    let (_bob, mut bob_rx) = common::rumqttc_v4(&h, "dev-b", Some(("bob", "bob-pw")), None)
+        .await
+        .unwrap();
+
+    // Listed, with each filter; the table names them too.
+    let all = ctl_json(&admin, &["sessions"]).await;
+    assert_eq!(all["live"], 2, "{all}");
+    assert_eq!(ids(&all).len(), 2);
+    let alice = ctl_json(&admin, &["sessions", "--identity", "alice"]).await;
+    let row = &alice["sessions"][0];
+    assert_eq!(
+        (
+            row["client_id"].as_str(),
+            row["protocol"].as_str(),
+            row["listener"].as_str(),
+            row["transport"].as_str()
+        ),
+        (Some("dev-a"), Some("5"), Some("mqtts"), Some("tls")),
+        "{alice}"
+    );
+    let bob = ctl_json(&admin, &["sessions", "--client-id", "dev-b"]).await;
+    assert_eq!(bob["sessions"][0]["identity"], "bob", "{bob}");
+    assert_eq!(bob["sessions"][0]["protocol"], "3.1.1");
+    let net = ctl_json(&admin, &["sessions", "--source", "127.0.0.0/8"]).await;
+    assert_eq!(ids(&net).len(), 2);
+    let none = ctl_json(&admin, &["sessions", "--listener", "elsewhere"]).await;
+    assert_eq!(ids(&none).len(), 0);
+    let page = ctl_json(&admin, &["sessions", "--limit", "1"]).await;
+    assert_eq!(ids(&page).len(), 1);
+    let next = page["next"].as_u64().expect("a second page");
+    let rest = ctl_json(&admin, &["sessions", "--after", &next.to_string()]).await;
+    assert_eq!(ids(&rest).len(), 1);
+    assert_ne!(ids(&rest), ids(&page));
+    let (ok, table, _) = ctl(&admin, &["sessions"]).await;
+    assert!(
+        ok && table.contains("alice") && table.contains("dev-b"),
+        "{table}"
+    );
+    let (ok, _, err) = ctl(&admin, &["sessions", "--source", "not-an-address"]).await;
+    assert!(!ok && err.contains("neither an IP address"), "{err}");
+
+    // A kick: the MQTT 5 client is told Administrative action; bob stays.
+    let alice_id = ids(&alice)[0];
+    let kicked = ctl_json(&admin, &["kick", &alice_id.to_string()]).await;
+    assert_eq!(kicked["identity"], "alice");
+    let (code, bytes, _) = ended(alice_end).await;
+    assert_eq!(code, Some(ADMINISTRATIVE_ACTION), "{bytes:02x?}");
+    let (ok, _, err) = ctl(&admin, &["kick", &alice_id.to_string()]).await;
+    assert!(!ok && err.contains("no live session"), "{err}");
+    assert_eq!(ctl_json(&admin, &["sessions"]).await["live"], 1);
+
+    // An identity ban ends alice's live session (0x98) and refuses her next CONNECT.
+    let alice_end = v5(
+        h.addr,
+        h.client_config(None),
+        "dev-a",
+        ("alice", "alice-pw"),
+    )
+    .await
+    .unwrap();
+    let ban = ctl_json(
+        &admin,
+        &[
+            "ban",
+            "--identity",
+            "alice",
+            "--for",
+            "10m",
+            "--reason",
+            "test",
+        ],
+    )
+    .await;
+    assert_eq!(ban["kind"], "admin", "{ban}");
+    let (code, bytes, _) = ended(alice_end).await;
+    assert_eq!(code, Some(ADMINISTRATIVE_ACTION), "{bytes:02x?}");
+    let refused = v5(
+        h.addr,
+        h.client_config(None),
+        "dev-a",
+        ("alice", "alice-pw"),
+    )
+    .await;
+    assert!(refused.is_err(), "a banned identity got in");
+    // bob was not touched.
+    assert_eq!(ids(&ctl_json(&admin, &["sessions"]).await), ids(&bob));
+
+    // A source ban ends bob's live session (3.1.1: closed) and refuses new connections.
+    ctl_json(&admin, &["ban", "--source", "127.0.0.1", "--for", "10m"]).await;
+    tokio::time::timeout(WAIT, async { while bob_rx.recv().await.is_some() {} })
+        .await
+        .expect("bob's session was not closed");
+    assert!(
+        common::rumqttc_v4(&h, "dev-b", Some(("bob", "bob-pw")), None)
+            .await
+            .is_err(),
+        "a banned source got in"
+    );
+    let bans = ctl_json(&admin, &["bans"]).await;
+    assert_eq!(bans["bans"].as_array().unwrap().len(), 2, "{bans}");
+    let (ok, table, _) = ctl(&admin, &["bans"]).await;
+    assert!(ok && table.contains("address 127.0.0.1/32"), "{table}");
+
+    // Unban: both connect again.
+    let lifted = ctl_json(&admin, &["unban", "--source", "127.0.0.0/8"]).await;
+    assert_eq!(lifted["lifted"].as_array().unwrap().len(), 1, "{lifted}");
+    common::rumqttc_v4(&h, "dev-b", Some(("bob", "bob-pw")), None)
+        .await
+        .expect("bob is back");
+    let (ok, out, _) = ctl(&admin, &["unban", "--identity", "alice"]).await;
+    assert!(ok && out.contains("lifted admin ban"), "{out}");
+    v5(
+        h.addr,
+        h.client_config(None),
+        "dev-a",
+        ("alice", "alice-pw"),
+    )
+    .await
+    .expect("alice is back");
+    assert_eq!(
+        ctl_json(&admin, &["bans"]).await["bans"],
+        serde_json::json!([])
+    );
+    let (ok, _, _) = ctl(&admin, &["ready"]).await;
+    assert!(ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_added_to_a_policy_file_ends_the_live_session_it_covers() {
+    let h = common::start(Opts::default()).await;
+    let alice_end = v5(
+        h.addr,
+        h.client_config(None),
+        "dev-a",
+        ("alice", "alice-pw"),
+    )
+    .await
+    .unwrap();
+    let _bob = v5(h.addr, h.client_config(None), "dev-b", ("bob", "bob-pw"))
+        .await
+        .unwrap();
+    let network = h.dir.path().join("policies/00-network.yaml");
+    let text = format!(
+        "{}bans:\n  - {{ username: alice, reason: test }}\n",
+        common::LOOPBACK_NETWORK
+    );
+    std::fs::write(&network, text).unwrap();
+    let path = h.dir.path().join("moat.yaml");
+    let mut config = moat::ops::load::load_config(&path).unwrap();
+    let report = h.running.reload_all(&mut config, &path, "test");
+    assert!(report.ok, "{report:?}");
+    let (code, bytes, _) = ended(alice_end).await;
+    assert_eq!(code, Some(ADMINISTRATIVE_ACTION), "{bytes:02x?}");
+    assert_eq!(h.running.live_sessions(), 1, "bob stays");
+}
+
+/// moat.yaml for a `moat run` child: one TLS listener on port 0, the admin listener on
+/// loopback port 0, `extra` appended.
+fn write_run_dir(d: &std::path::Path, extra: &str) -> common::Pki {
+    let pki = common::Pki::new(d);
+    std::fs::create_dir(d.join("policies")).unwrap();
+    std::fs::write(d.join("policies/p.yaml"), common::default_policy()).unwrap();
+    std::fs::write(d.join("policies/00-network.yaml"), common::LOOPBACK_NETWORK).unwrap();
+    std::fs::write(d.join("moat.yaml"), run_yaml("127.0.0.1:0", extra)).unwrap();
+    pki
+}
+
+fn run_yaml(bind: &str, extra: &str) -> String {
+    format!(
+        "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"{bind}\" }}\n\
+         tls:\n  cert: server.crt\n  key: server.key\n  client_certs: none\n\
+         broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
+         policies: [policies/]\ndev_certs: false\n{ADMIN_LOOPBACK}{extra}"
+    )
+}
+
+/// A `moat run` child: its log lines, its MQTT address and its admin URL.
+struct Child {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    mqtt: SocketAddr,
+    admin: String,
+}
+
+impl Child {
+    fn start(d: &std::path::Path) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
+        cmd.current_dir(d).args(["run", "-c", "moat.yaml"]);
+        let (child, lines) = common::spawn_logged(cmd);
+        let mut seen = Vec::new();
+        let addr = |line: String| -> String {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .unwrap()
+                .to_owned()
+        };
+        // The admin listener is bound before the front doors: read both lines once moat is up.
+        common::wait_for_line(&lines, &mut seen, &["moat is up"]);
+        let bound = |name: &str| {
+            let line = seen
+                .iter()
+                .find(|l| l.contains("listening") && l.contains(&format!("listener={name}")))
+                .unwrap_or_else(|| panic!("no listening line for {name}: {seen:#?}"));
+            addr(line.clone())
+        };
+        let (mqtt, admin) = (bound("mqtts"), bound("admin"));
+        Child {
+            child,
+            lines,
+            seen,
+            mqtt: mqtt.parse().unwrap(),
+            admin: format!("http://{admin}"),
+        }
+    }
+
+    fn line(&mut self, needles: &[&str]) -> String {
+        common::wait_for_line(&self.lines, &mut self.seen, needles)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded by `within`) for the process to exit; its status.
+    fn exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moat did not exit; saw {:#?}",
+                self.seen
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_clients_over_the_period_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let period = Duration::from_secs(2);
+    let pki = write_run_dir(dir.path(), "drain: { period: 2s }\n");
+    let mut moat = Child::start(dir.path());
+    let tls = common::client_config(&pki.ca.cert, None);
+    let mut ends = Vec::new();
+    for i in 0..4 {
+        let id = format!("dev-{i}");
+        let end = v5(moat.mqtt, tls.clone(), &id, ("alice", "alice-pw"))
+            .await
+            .unwrap();
+        ends.push(end);
+    }
+    let (ready, _, _) = ctl(&moat.admin, &["ready"]).await;
+    assert!(ready, "ready before the drain");
+
+    moat.signal("-TERM");
+    let started = Instant::now();
+    moat.line(&["draining, then shutting down"]);
+    // From the start: not ready, and no new connection gets in.
+    let (ready, _, err) = ctl(&moat.admin, &["ready"]).await;
+    assert!(!ready && err.contains("503"), "{err}");
+    let refused = tokio::net::TcpStream::connect(moat.mqtt).await;
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted while draining"
+    );
+
+    let mut at = Vec::new();
+    for end in ends {
+        let (code, bytes, when) = ended(end).await;
+        assert_eq!(code, Some(SERVER_SHUTTING_DOWN), "{bytes:02x?}");
+        at.push(when.duration_since(started));
+    }
+    at.sort();
+    let (first, last) = (at[0], at[3]);
+    assert!(last < period + Duration::from_secs(1), "{at:?}");
+    // Spread: batches at 0, ½, 1 and 1½ s of the 2 s period, not all at once.
+    assert!(
+        last - first >= period / 2,
+        "not spread over the period: {at:?}"
+    );
+    let status = moat.exit(WAIT);
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_drain_points_mqtt5_clients_to_the_server_reference_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "drain: { period: 0s, server_reference: \"moat-b.example.net:8883\" }\n";
+    let pki = write_run_dir(dir.path(), extra);
+    let mut moat = Child::start(dir.path());
+    let tls = common::client_config(&pki.ca.cert, None);
+    let end = v5(moat.mqtt, tls, "dev-r", ("alice", "alice-pw"))
+        .await
+        .unwrap();
+    let (ok, out, err) = ctl(&moat.admin, &["drain"]).await;
+    assert!(ok && out.contains("draining"), "{out} {err}");
+    let (code, bytes, _) = ended(end).await;
+    assert_eq!(code, Some(USE_ANOTHER_SERVER), "{bytes:02x?}");
+    let reference = b"moat-b.example.net:8883";
+    assert!(
+        bytes.windows(reference.len()).any(|w| w == reference),
+        "no Server Reference: {bytes:02x?}"
+    );
+    moat.line(&["admin action", "drain"]);
+    let status = moat.exit(WAIT);
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moat_yaml_reload_applies_a_limit_and_reports_a_listener_address_as_needing_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = write_run_dir(d, "");
+    let mut moat = Child::start(d);
+    // A live limit and a listener address change; a reload applies the first, reports the
+    // second (log WARN and the answer), and the listener stays where it is.
+    let yaml = run_yaml("127.0.0.1:1", "limits: { max_keepalive: 30s }\n");
+    std::fs::write(d.join("moat.yaml"), yaml).unwrap();
+    let report = ctl_json(&moat.admin, &["reload"]).await;
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["limits.max_keepalive"]),
+        "{report}"
+    );
+    assert_eq!(
+        report["restart_needed"],
+        serde_json::json!(["listeners"]),
+        "{report}"
+    );
+    assert_eq!(report["ok"], true);
+    let warn = moat.line(&["listeners changed but needs a restart"]);
+    assert!(warn.contains("WARN"), "{warn}");
+    // The listener stayed; a new session gets the new limit (CONNACK Server Keep Alive 30 for
+    // the 60 it asked for).
+    let tls = common::client_config(&pki.ca.cert, None);
+    let mut s = common::tls_connect(moat.mqtt, tls).await.unwrap();
+    let connect = packets::connect_v5("dev-k", Some("alice"), Some("alice-pw"));
+    let connack = common::connack(&mut s, &connect).await.unwrap();
+    assert!(
+        connack.windows(3).any(|w| w == [0x13, 0x00, 30]),
+        "no Server Keep Alive 30: {connack:02x?}"
+    );
+
+    // A broken moat.yaml is refused with file:line:column; SIGHUP logs the same.
+    std::fs::write(d.join("moat.yaml"), "listeners: []\n").unwrap();
+    let (ok, out, err) = ctl(&moat.admin, &["reload"]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("moat.yaml:1:12:"), "{out} {err}");
+    moat.signal("-HUP");
+    let line = moat.line(&["moat.yaml reload refused", "SIGHUP"]);
+    assert!(line.contains("moat.yaml:1:12:"), "{line}");
+    moat.signal("-TERM");
+    assert!(moat.exit(WAIT).success());
+}
