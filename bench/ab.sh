@@ -4,7 +4,8 @@
 # (utime+stime from /proc/PID/stat), msgs/s and latency percentiles. For A/B of hot-path
 # changes; compare.sh is the full table. Needs mosquitto, haproxy, python3 and a release
 # moat-bench. Knobs: ROUNDS (3), COUNT (200000), RATE (0 = peak; else paced, RATE×4
-# messages), QOS (0), MOAT_ENV (environment for the moats).
+# messages), QOS (0), MOAT_ENV (environment for the moats). The row "mosq-tls" is mosquitto's
+# own TLS listener (the direct path latency is compared with; its CPU is the broker's).
 # usage: bash bench/ab.sh path/to/moat-A [path/to/moat-B ...]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,7 +18,7 @@ wp() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && re
 M=$1; PKI=$WORK/pki
 "$M" certs ca --out $PKI >/dev/null; "$M" certs server --dns localhost --ip 127.0.0.1 --out $PKI >/dev/null
 cat $PKI/server.crt $PKI/server.key > $PKI/h.pem
-PP=$(fp); PH=$(fp)
+PP=$(fp); PH=$(fp); PT=$(fp)
 cat > $WORK/m.conf <<EOF
 user $(id -un)
 per_listener_settings false
@@ -26,8 +27,11 @@ log_type error
 persistence false
 max_queued_messages 100000
 listener $PP 127.0.0.1
+listener $PT 127.0.0.1
+certfile $PKI/server.crt
+keyfile $PKI/server.key
 EOF
-mosquitto -c $WORK/m.conf 2>/dev/null & PIDS+=($!)
+mosquitto -c $WORK/m.conf 2>/dev/null & PIDS+=($!); MQ=$!
 cat > $WORK/h.cfg <<EOF
 global
   maxconn 1000
@@ -55,7 +59,7 @@ acl:
     topics: ["#"]
     users: [anonymous]
 EOF
-ROWS=("haproxy $HP $PH")
+ROWS=("mosq-tls $MQ $PT" "haproxy $HP $PH")
 i=0
 for bin in "$@"; do
   i=$((i+1)); port=$(fp)

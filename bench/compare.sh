@@ -17,7 +17,9 @@
 # Knobs (environment): COUNT (QoS 0 messages per throughput run, default 500000),
 # QOS1_COUNT (default 200000), IDLE_CONNS (default 9000), HS_SECONDS (default 5),
 # NO_BUILD=1 (use existing release binaries), KEEP=1 (keep the work directory),
-# MOAT_BEFORE=/path/to/an/older/moat (adds a "moat-before" row: before/after in one run).
+# MOAT_BEFORE=/path/to/an/older/moat (adds a "moat-before" row: before/after in one run),
+# MOAT, BENCH (binaries), FLEET=0 (leave out the fleet shapes: bench/shapes.sh, run after this
+# table with the same binaries; its own knobs apply, e.g. FANIN_PUBS, QOS_LIST).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,7 +28,7 @@ QOS1_COUNT="${QOS1_COUNT:-200000}"
 IDLE_CONNS="${IDLE_CONNS:-9000}"
 HS_SECONDS="${HS_SECONDS:-5}"
 MOAT="${MOAT:-$ROOT/target/release/moat}"
-BENCH="$ROOT/target/release/moat-bench"
+BENCH="${BENCH:-$ROOT/target/release/moat-bench}"
 
 # --- tools --------------------------------------------------------------------------------
 missing=()
@@ -448,3 +450,10 @@ for row in ("mosquitto-tls", "moat"):
 EOF
 cp "$RESULTS" "${RESULTS_OUT:-/tmp/moat-compare-results.jsonl}"
 log "raw results: ${RESULTS_OUT:-/tmp/moat-compare-results.jsonl}"
+
+# --- the fleet shapes (fan-in, fan-out, nginx as a peer): their own servers and table --------
+if [[ "${FLEET:-1}" == 1 ]]; then
+  log "fleet shapes (bench/shapes.sh)"
+  NO_BUILD=1 MOAT="$MOAT" BENCH="$BENCH" RESULTS_OUT="${SHAPES_OUT:-/tmp/moat-shapes-results.jsonl}" \
+    bash "$ROOT/bench/shapes.sh"
+fi

@@ -59,6 +59,61 @@ pub(crate) struct LoadArgs {
     /// Seconds to wait for stragglers after the last publish.
     #[arg(long, default_value_t = 5.0)]
     drain: f64,
+    /// Connection set-ups in progress at once (publishers, then subscribers); 1 = one by one.
+    #[arg(long = "setup-concurrency", default_value_t = 32)]
+    setup_concurrency: usize,
+    /// Process whose CPU (utime+stime) to report as `front_cpu_s`, measured from the first
+    /// publish to the end of the drain, so connection set-up is not counted.
+    #[arg(long = "front-pid")]
+    front_pid: Option<u32>,
+    /// Like `--front-pid`, reported as `broker_cpu_s` (the broker behind the front door).
+    #[arg(long = "broker-pid")]
+    broker_pid: Option<u32>,
+}
+
+/// Bounds of a run's connection counts: a fleet shape opens thousands, never without limit.
+const MAX_CONNS: usize = 20_000;
+
+/// CPU seconds (utime+stime) a process has used so far, from `/proc/PID/stat`; `None` if it
+/// cannot be read. Linux reports clock ticks of `USER_HZ`, 100 on every architecture it runs
+/// tokio on.
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: f64 = f.next()?.parse().ok()?;
+    let stime: f64 = f.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Opens `n` sessions from the source family `family` with client ids `prefix-i`, at most
+/// `concurrency` set-ups at once and no faster than `ramp`; the sessions come back in order.
+async fn open_all(
+    target: &Arc<Target>,
+    n: usize,
+    family: u8,
+    prefix: &str,
+    ramp: &mut Ramp,
+    concurrency: usize,
+) -> anyhow::Result<Vec<crate::client::Session>> {
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut setups = Vec::with_capacity(n);
+    for i in 0..n {
+        ramp.tick().await;
+        let permit = slots.clone().acquire_owned().await?;
+        let (target, id) = (target.clone(), format!("{prefix}-{i}"));
+        setups.push(tokio::spawn(async move {
+            let s = target.session(Some(source(family, i)), &id, 600).await;
+            drop(permit);
+            s.with_context(|| format!("session {id}"))
+        }));
+    }
+    let mut sessions = Vec::with_capacity(n);
+    for t in setups {
+        sessions.push(t.await.context("set-up task")??);
+    }
+    Ok(sessions)
 }
 
 /// Counters shared by publishers and subscribers.
@@ -79,6 +134,10 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
         bail!("--payload must be at least {STAMP} bytes");
     }
     let subs = args.subs.max(1);
+    let pubs = args.pubs.max(1);
+    if subs + pubs > MAX_CONNS {
+        bail!("--pubs + --subs must stay within {MAX_CONNS} connections");
+    }
     let window = (args.window > 0).then(|| Semaphore::new(args.window as usize * subs));
     let shared = Arc::new(Shared {
         sent: AtomicU64::new(0),
@@ -91,28 +150,35 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
     let pid = std::process::id();
     let mut ramp = Ramp::new(args.ramp);
 
+    let target = Arc::new(target);
     let mut sub_tasks = Vec::new();
-    for i in 0..subs {
-        ramp.tick().await;
-        let s = target
-            .session(Some(source(11, i)), &format!("bench-s-{pid}-{i}"), 600)
-            .await
-            .with_context(|| format!("subscriber {i}"))?;
+    let subscribers = open_all(
+        &target,
+        subs,
+        11,
+        &format!("bench-s-{pid}"),
+        &mut ramp,
+        args.setup_concurrency,
+    )
+    .await
+    .context("subscribers")?;
+    for s in subscribers {
         let s = subscribe(s, qos).await?;
         sub_tasks.push(tokio::spawn(subscriber(s, qos, shared.clone())));
     }
-    let pubs = args.pubs.max(1);
     let per_pub = args.count.div_ceil(pubs as u64);
     let rate = (args.rate > 0).then(|| args.rate as f64 / pubs as f64);
-    let mut sessions = Vec::new();
-    for i in 0..pubs {
-        ramp.tick().await;
-        let s = target
-            .session(Some(source(12, i)), &format!("bench-p-{pid}-{i}"), 600)
-            .await
-            .with_context(|| format!("publisher {i}"))?;
-        sessions.push(s);
-    }
+    let sessions = open_all(
+        &target,
+        pubs,
+        12,
+        &format!("bench-p-{pid}"),
+        &mut ramp,
+        args.setup_concurrency,
+    )
+    .await
+    .context("publishers")?;
+    let cpu0 = (cpu_seconds(args.front_pid), cpu_seconds(args.broker_pid));
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let pub_start = Instant::now();
     let mut pub_tasks = Vec::new();
@@ -126,6 +192,9 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
             rate,
             deadline,
             subs: subs as u32,
+            // Paced publishers start spread over one interval, as a fleet's devices do, not
+            // all at the same instant.
+            phase: i as f64 / pubs as f64,
         };
         pub_tasks.push(tokio::spawn(publisher(s, job, shared.clone())));
     }
@@ -141,6 +210,7 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
     let sent = shared.sent.load(Ordering::Relaxed);
     let expected = sent * subs as u64;
     wait_for(&shared, expected, Duration::from_secs_f64(args.drain)).await;
+    let cpu1 = (cpu_seconds(args.front_pid), cpu_seconds(args.broker_pid));
     drop(finished);
     shared.stop.notify_waiters();
     let mut hist = Histogram::new();
@@ -168,6 +238,12 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
         .num("msgs_per_s", per_second(received, elapsed))
         .num("publish_per_s", per_second(sent, pub_elapsed))
         .latency("lat", &hist);
+    if let (Some(a), Some(b)) = (cpu0.0, cpu1.0) {
+        r.num("front_cpu_s", b - a);
+    }
+    if let (Some(a), Some(b)) = (cpu0.1, cpu1.1) {
+        r.num("broker_cpu_s", b - a);
+    }
     Ok(r)
 }
 
@@ -290,6 +366,8 @@ struct PubJob {
     rate: Option<f64>,
     deadline: Instant,
     subs: u32,
+    /// Where in its first interval a paced publisher starts, 0..1.
+    phase: f64,
 }
 
 /// Packet ids in flight at most (QoS 1/2), below the 16-bit id space.
@@ -314,8 +392,8 @@ async fn publisher(
     let mut out = BytesMut::new();
     let mut acks = Vec::new();
     let (mut seq, mut done_acks) = (0u64, 0u64);
-    let start = Instant::now();
     let interval = job.rate.map(|r| Duration::from_secs_f64(1.0 / r.max(1e-3)));
+    let start = Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(job.phase));
     let mut pkid: u16 = 0;
     loop {
         let sending = seq < job.count && Instant::now() < job.deadline;
