@@ -36,6 +36,8 @@ pub struct Stats {
     pub password_cache_hits: AtomicU64,
     /// CONNECTs refused with "server unavailable" for lack of verification capacity.
     pub password_busy: AtomicU64,
+    /// Where the shadow policy differed from the enforced one (`ops/shadow.rs`).
+    pub shadow: crate::ops::shadow::ShadowBook,
 }
 
 /// A point-in-time copy of [`Stats`].

@@ -26,6 +26,7 @@ mod auth;
 mod control;
 pub(crate) mod metrics;
 pub mod ready;
+mod shadow;
 mod routes;
 
 use std::sync::Arc;

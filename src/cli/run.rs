@@ -107,7 +107,8 @@ async fn serve(
             },
             change = changed => match change {
                 Some(()) => {
-                    if reload::reload(running.policy(), &config, "file change").is_ok() {
+                    let policy = reload::reload(running.policy(), &config, "file change");
+                    if policy.as_ref().map_or_else(reload::enforced_applied, |_| true) {
                         running.control().recheck_sessions();
                     }
                 }

@@ -39,6 +39,8 @@ struct RawConfig {
     tls: Option<RawTls>,
     broker: Option<Spanned<RawBroker>>,
     policies: Option<Vec<Spanned<String>>>,
+    /// Candidate policy files judged beside `policies:` and never enforced.
+    shadow_policies: Option<Vec<Spanned<String>>>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
     passwords: Option<RawPasswords>,
@@ -169,6 +171,12 @@ impl Check<'_> {
                 .map(|entry| self.path(entry, "policies[]"))
                 .collect::<Result<_, _>>()?,
         };
+        let shadow_policies = raw
+            .shadow_policies
+            .iter()
+            .flatten()
+            .map(|entry| self.path(entry, "shadow_policies[]"))
+            .collect::<Result<_, _>>()?;
         let limits = match raw.limits {
             None => Limits::default(),
             Some(limits) => self.limits(&limits)?,
@@ -191,6 +199,7 @@ impl Check<'_> {
                 Some(broker) => self.broker(&broker)?,
             },
             policies,
+            shadow_policies,
             timeouts: match raw.timeouts {
                 None => Timeouts::default(),
                 Some(timeouts) => self.timeouts(&timeouts)?,

@@ -5,3 +5,4 @@ pub mod audit;
 pub mod fds;
 pub mod load;
 pub mod reload;
+pub mod shadow;

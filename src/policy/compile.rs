@@ -377,6 +377,7 @@ impl Merged {
             acl,
             cases,
             guard: self.guard.finish(),
+            shadow: None,
         }
     }
 }

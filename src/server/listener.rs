@@ -73,6 +73,8 @@ impl Listener {
             };
             Stats::bump(&self.shared.stats.accepted);
             let addr = peer_addr(addr);
+            let shadow = &self.shared.stats.shadow;
+            crate::ops::shadow::admission(&self.shared.policy.load(), shadow, addr, &self.name);
             let Ok(permit) = self.shared.gate.admit(addr, &self.name) else {
                 // Counted and logged (aggregated) by the gate. Closed with a reset, as a firewall
                 // rejects: no FIN handshake and no TIME_WAIT entry per refused connection, so a
