@@ -26,8 +26,8 @@ mod auth;
 mod control;
 pub(crate) mod metrics;
 pub mod ready;
-mod shadow;
 mod routes;
+mod shadow;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -34,6 +34,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!("the policy admits nobody: add users (moat passwd) or anonymous: true");
     }
     log_warnings(&policy);
+    if let Some(shadow) = policy.shadow() {
+        tracing::info!(
+            files = shadow.files().len(),
+            rules = shadow.acl_rules(),
+            "shadow policy set loaded: judged beside the policy, never enforced (moat ctl shadow)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("moat")

@@ -423,7 +423,11 @@ mod tests {
         assert_eq!(report.differences, 4);
         assert_eq!(report.recent.len(), 4);
         assert_eq!(report.pairs[0].shadow, "deny");
-        assert!(report.recent[0].shadow.contains("s.yaml:3"), "{:?}", report.recent[0]);
+        assert!(
+            report.recent[0].shadow.contains("s.yaml:3"),
+            "{:?}",
+            report.recent[0]
+        );
     }
 
     #[test]

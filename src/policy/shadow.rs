@@ -135,7 +135,9 @@ impl ShadowAuthn {
     ) -> ShadowAuthn {
         match shadow.begin_authentication(creds, opts) {
             AuthnStep::Decided(d) => ShadowAuthn::Decided(d),
-            AuthnStep::Verify(check) if check.is_decoy() => ShadowAuthn::Decided(check.decide(false)),
+            AuthnStep::Verify(check) if check.is_decoy() => {
+                ShadowAuthn::Decided(check.decide(false))
+            }
             AuthnStep::Verify(check) => match enforced {
                 AuthnStep::Verify(e) if !e.is_decoy() && e.same_hash(&check) => {
                     ShadowAuthn::SameHash(check)

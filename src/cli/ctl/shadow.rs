@@ -63,7 +63,13 @@ pub(super) fn print(r: &ShadowReport) -> String {
         .collect();
     out.push_str(&table(
         &[
-            "AT", "ACTION", "IDENTITY", "CLIENT ID", "SUBJECT", "ENFORCED", "SHADOW",
+            "AT",
+            "ACTION",
+            "IDENTITY",
+            "CLIENT ID",
+            "SUBJECT",
+            "ENFORCED",
+            "SHADOW",
         ],
         &rows,
     ));

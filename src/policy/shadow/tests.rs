@@ -8,9 +8,7 @@ use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 use super::*;
-use crate::policy::{
-    compile, Action, AuthnStep, PolicySource, RuleRef, Subject, Verdict,
-};
+use crate::policy::{compile, Action, AuthnStep, PolicySource, RuleRef, Subject, Verdict};
 
 fn policy(path: &str, text: &str) -> Policy {
     let source = PolicySource {
@@ -31,7 +29,13 @@ fn hash(password: &str, salt: &[u8]) -> String {
 }
 
 fn alice() -> Subject {
-    Subject::describe(Some("alice"), Some("c1"), None, None, "10.0.0.1".parse().unwrap())
+    Subject::describe(
+        Some("alice"),
+        Some("c1"),
+        None,
+        None,
+        "10.0.0.1".parse().unwrap(),
+    )
 }
 
 const ENFORCED: &str = "users:\n  - { name: alice }\nacl:\n  - allow: [publish, subscribe, receive]\n    topics: [\"a/#\"]\n    users: [alice]\n";
@@ -58,7 +62,10 @@ fn a_different_verdict_names_both_rules() {
         let diff = compare(action.into(), &e.decision, &d.decision).unwrap();
         assert_eq!(diff.action, ShadowAction::from(action));
         assert_eq!(diff.enforced.verdict, Verdict::Allow);
-        assert_eq!(diff.enforced.rule.to_string(), "p.yaml:4 allow publish,subscribe,receive a/#");
+        assert_eq!(
+            diff.enforced.rule.to_string(),
+            "p.yaml:4 allow publish,subscribe,receive a/#"
+        );
         assert_eq!(diff.shadow.verdict, Verdict::Deny);
         assert_eq!(diff.shadow.rule.to_string(), "s.yaml:4 deny all a/secret");
         // Elsewhere under a/# both allow: no difference.
@@ -93,7 +100,10 @@ fn creds<'a>(user: &'a str, password: &'a str) -> Credentials<'a> {
 #[test]
 fn authentication_reuses_the_enforced_verification_of_the_same_hash() {
     let h = hash("right", b"moat-test-salt!!");
-    let enforced = policy("p.yaml", &format!("users:\n  - {{ name: alice, password: \"{h}\" }}\n"));
+    let enforced = policy(
+        "p.yaml",
+        &format!("users:\n  - {{ name: alice, password: \"{h}\" }}\n"),
+    );
     // Same hash, but the shadow drops bob and adds anonymous.
     let shadow = policy(
         "s.yaml",
@@ -129,11 +139,17 @@ fn authentication_reuses_the_enforced_verification_of_the_same_hash() {
 fn a_different_hash_is_not_compared_and_an_unknown_user_needs_none() {
     let enforced = policy(
         "p.yaml",
-        &format!("users:\n  - {{ name: alice, password: \"{}\" }}\n", hash("a", b"moat-test-salt!!")),
+        &format!(
+            "users:\n  - {{ name: alice, password: \"{}\" }}\n",
+            hash("a", b"moat-test-salt!!")
+        ),
     );
     let shadow = policy(
         "s.yaml",
-        &format!("users:\n  - {{ name: alice, password: \"{}\" }}\n", hash("b", b"other-test-salt!")),
+        &format!(
+            "users:\n  - {{ name: alice, password: \"{}\" }}\n",
+            hash("b", b"other-test-salt!")
+        ),
     );
     let opts = AuthnOptions::default();
     let c = creds("alice", "a");
@@ -148,5 +164,10 @@ fn a_different_hash_is_not_compared_and_an_unknown_user_needs_none() {
     assert!(decided.is_allowed());
     let d = sh.finish(&decided).unwrap();
     assert!(!d.is_allowed());
-    assert!(compare(ShadowAction::Authenticate, &decided.decision(), &d.decision()).is_some());
+    assert!(compare(
+        ShadowAction::Authenticate,
+        &decided.decision(),
+        &d.decision()
+    )
+    .is_some());
 }

@@ -38,7 +38,10 @@ impl State {
         decision: &AclDecision,
     ) {
         let subject = &self.subject;
-        let d = self.shadow_acl.get_or_insert_with(Box::default).publish(shadow, subject, facts);
+        let d = self
+            .shadow_acl
+            .get_or_insert_with(Box::default)
+            .publish(shadow, subject, facts);
         self.note(Action::Publish, facts.topic, decision, &d);
     }
 
@@ -50,7 +53,10 @@ impl State {
         decision: &AclDecision,
     ) {
         let subject = &self.subject;
-        let d = self.shadow_acl.get_or_insert_with(Box::default).subscribe(shadow, subject, filter);
+        let d = self
+            .shadow_acl
+            .get_or_insert_with(Box::default)
+            .subscribe(shadow, subject, filter);
         self.note(Action::Subscribe, filter, decision, &d);
     }
 
@@ -62,7 +68,10 @@ impl State {
         decision: &AclDecision,
     ) {
         let subject = &self.subject;
-        let d = self.shadow_acl.get_or_insert_with(Box::<AclCache>::default).receive(shadow, subject, topic);
+        let d = self
+            .shadow_acl
+            .get_or_insert_with(Box::<AclCache>::default)
+            .receive(shadow, subject, topic);
         self.note(Action::Receive, topic, decision, &d);
     }
 
