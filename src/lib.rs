@@ -40,6 +40,7 @@
 //! - `broker`: the embedded rumqttd and external broker targets.
 //! - [`certs`]: CA / server / client certificate generation (rcgen).
 //! - `admin`: the admin HTTP listener: `/metrics`, `/healthz`, `/readyz`, runtime control.
+//! - [`control`]: runtime control without HTTP: sessions, kicks, bans, the drain schedule.
 //! - `ops`: loading files, policy reload, audit log.
 //! - `tunnel`: `moat tunnel`, local TCP MQTT carried over QUIC to a moat QUIC listener.
 //! - [`cli`]: the `moat` command line.

@@ -1,12 +1,43 @@
-//! Counters every part of moat bumps: listeners, transports and sessions.
+//! Counters every part of moat bumps: listeners, transports and sessions. The one counting
+//! system: `/metrics` (`admin/metrics.rs`) reads these at scrape time.
 //!
-//! What it owns: [`Stats`] (relaxed atomics, bumped where the event happens) and
-//! [`StatsSnapshot`] (a point-in-time copy for tests and, later, the metrics endpoint). Why it is
-//! separate: sessions and listeners both count, and neither may reach into the other (or up
-//! into `server/`) for the counters. What it must not do: decide anything from a count.
+//! What it owns: [`Stats`] (relaxed atomics, bumped where the event happens; labelled counters
+//! are arrays indexed by an enum, or per-listener structs resolved at start, so no count takes
+//! a lock, allocates or looks a label up) and [`StatsSnapshot`] (a point-in-time copy for
+//! tests). Why it is separate: sessions and listeners both count, and neither may reach into
+//! the other (or up into `server/`) for the counters. What it must not do: decide anything
+//! from a count.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+mod acl;
+mod counters;
+mod listener;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use acl::AclDenials;
+pub use counters::{Counters, Histogram, LATENCY_BUCKETS};
+pub use listener::ListenerStats;
+
+use crate::transport::HandshakeRefusal;
+
+/// Handshake failure causes counted: every [`HandshakeRefusal`], then [`TLS_PEER_GONE`] and
+/// [`WS_UPGRADE_REFUSED`].
+pub const TLS_CAUSES: usize = HandshakeRefusal::ALL.len() + 2;
+/// Index of a handshake that failed without a refusal moat decided (the peer went away).
+pub const TLS_PEER_GONE: usize = HandshakeRefusal::ALL.len();
+/// Index of a refused WebSocket upgrade (counted with the handshakes: it is the transport step).
+pub const WS_UPGRADE_REFUSED: usize = HandshakeRefusal::ALL.len() + 1;
+
+/// What a reload reloaded (index into [`Stats::reloads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadKind {
+    /// The policy files.
+    Policy = 0,
+    /// The `tls:` files.
+    Tls = 1,
+}
 
 /// Counters every part of the server bumps; read by tests and (later) the metrics endpoint.
 #[derive(Debug, Default)]
@@ -36,6 +67,34 @@ pub struct Stats {
     pub password_cache_hits: AtomicU64,
     /// CONNECTs refused with "server unavailable" for lack of verification capacity.
     pub password_busy: AtomicU64,
+    /// Every front door's counters, registered at start (read at scrape time only).
+    pub listeners: Mutex<Vec<Arc<ListenerStats>>>,
+    /// TLS handshakes (and QUIC handshakes) that finished.
+    pub tls_handshakes: AtomicU64,
+    /// Failed handshakes by cause (index: `HandshakeRefusal as usize`, [`TLS_PEER_GONE`],
+    /// [`WS_UPGRADE_REFUSED`]).
+    pub tls_failures: Counters<TLS_CAUSES>,
+    /// CONNECT outcomes by MQTT 5 reason code (0 = accepted; 3.x answers are counted by the
+    /// code they were translated from).
+    pub connect_codes: Counters<256>,
+    /// CONNECTs that ended without a CONNACK (not MQTT, gone, or before the version was known).
+    pub connect_closed: AtomicU64,
+    /// MQTT packets read from clients.
+    pub messages_in: AtomicU64,
+    /// MQTT packets read from the broker for clients.
+    pub messages_out: AtomicU64,
+    /// Bytes of those packets from clients.
+    pub bytes_in: AtomicU64,
+    /// Bytes of those packets from the broker.
+    pub bytes_out: AtomicU64,
+    /// ACL denials by rule and action.
+    pub acl_denials: AclDenials,
+    /// How long opening the broker connection took (successful opens).
+    pub upstream_latency: Histogram,
+    /// Reloads: index `ReloadKind as usize * 2 + (refused as usize)`.
+    pub reloads: Counters<4>,
+    /// Unix time of the last reload, same index as [`Stats::reloads`]; 0: never.
+    pub last_reload: [AtomicI64; 4],
     /// Where the shadow policy differed from the enforced one (`ops/shadow.rs`).
     pub shadow: crate::ops::shadow::ShadowBook,
 }
@@ -86,6 +145,49 @@ impl Stats {
         } else {
             gauge.fetch_sub(by.unsigned_abs(), Ordering::Relaxed);
         }
+    }
+
+    /// Registers a listener's counters (at start, before it accepts).
+    pub(crate) fn add_listener(
+        &self,
+        name: Arc<str>,
+        transport: &'static str,
+    ) -> Arc<ListenerStats> {
+        let stats = Arc::new(ListenerStats::new(name, transport));
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(stats.clone());
+        stats
+    }
+
+    /// Counts a failed transport step (`cause`: see [`Stats::tls_failures`]).
+    pub(crate) fn handshake_failed(&self, cause: usize) {
+        Self::bump(&self.handshake_failures);
+        self.tls_failures.bump(cause);
+    }
+
+    /// Counts a finished CONNECT phase: the MQTT 5 reason code sent, or `None` when the
+    /// connection closed without a CONNACK.
+    pub(crate) fn connect_outcome(&self, code: Option<u8>) {
+        match code {
+            Some(code) => self.connect_codes.bump(usize::from(code)),
+            None => Self::bump(&self.connect_closed),
+        }
+    }
+
+    /// Counts one reload and stamps its time (`now`: Unix seconds).
+    pub fn record_reload(&self, kind: ReloadKind, ok: bool, now: i64) {
+        let i = kind as usize * 2 + usize::from(!ok);
+        self.reloads.bump(i);
+        if let Some(last) = self.last_reload.get(i) {
+            last.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a successful broker connection open.
+    pub(crate) fn upstream_opened(&self, took: Duration) {
+        self.upstream_latency.observe(took);
     }
 
     pub(crate) fn snapshot(&self, admission: crate::admission::CountersSnapshot) -> StatsSnapshot {

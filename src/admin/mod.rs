@@ -82,6 +82,9 @@ pub enum AdminError {
 /// What the admin routes read and act on: handles into the running server, cloned per request.
 /// Routes added later (runtime control) add their handles here.
 #[derive(Clone)]
+// `stats`, `gate` and `policy` are for the runtime-control routes (sessions, bans, reload) that
+// build on this listener; until they land nothing reads them.
+#[allow(dead_code)]
 pub struct AdminState {
     /// Counters every part bumps; `/metrics` reads them.
     pub(crate) stats: Arc<Stats>,
@@ -121,22 +124,7 @@ impl AdminListener {
     /// Loads the TLS files and token, binds, and logs the bound address (`listening`,
     /// `listener=admin`), as the front doors do.
     pub async fn bind(settings: &AdminSettings, state: AdminState) -> Result<Self, AdminError> {
-        let tls = match &settings.tls {
-            None => None,
-            Some(files) => {
-                let tls = TlsSettings {
-                    cert: files.cert.clone(),
-                    key: files.key.clone(),
-                    ..TlsSettings::default_for_dir(std::path::Path::new(""))
-                };
-                // Profile::WebSocket: ALPN http/1.1 (or none), h2 and mqtt refused.
-                Some(Material::load(&tls)?.server_config(&tls, Profile::WebSocket)?)
-            }
-        };
-        let token = match &settings.token_file {
-            None => None,
-            Some(path) => Some(Token::load(path)?),
-        };
+        let (tls, token) = load_files(settings)?;
         let (socket, local, kind) = match &settings.bind {
             AdminBind::Tcp(addr) => {
                 let bind_err = |source| AdminError::Bind {
@@ -155,10 +143,14 @@ impl AdminListener {
                 };
                 remove_stale_socket(path);
                 let socket = UnixListener::bind(path).map_err(bind_err)?;
+                // Owner and group only: on a Unix socket the file mode is the credential.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+                    .map_err(bind_err)?;
                 (Socket::Unix(socket), path.display().to_string(), "unix")
             }
         };
-        tracing::info!(listener = "admin", kind, addr = %local, "listening");
+        tracing::info!(listener = %"admin", kind, addr = %local, "listening");
         Ok(AdminListener {
             socket,
             tls,
@@ -260,6 +252,30 @@ impl AdminListener {
     }
 }
 
+/// Loads `admin.tls` and `admin.token_file` (what `moat check` checks, and start needs).
+#[allow(clippy::type_complexity)] // a pair of options, named by the function
+pub fn load_files(
+    settings: &AdminSettings,
+) -> Result<(Option<Arc<rustls::ServerConfig>>, Option<Token>), AdminError> {
+    let tls = match &settings.tls {
+        None => None,
+        Some(files) => {
+            let tls = TlsSettings {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                ..TlsSettings::default_for_dir(std::path::Path::new(""))
+            };
+            // Profile::WebSocket: ALPN http/1.1 (or none), h2 and mqtt refused.
+            Some(Material::load(&tls)?.server_config(&tls, Profile::WebSocket)?)
+        }
+    };
+    let token = match &settings.token_file {
+        None => None,
+        Some(path) => Some(Token::load(path)?),
+    };
+    Ok((tls, token))
+}
+
 enum Accepted {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
@@ -281,12 +297,14 @@ where
     }
 }
 
-/// Removes a socket file left by an earlier run (never a regular file: a typo in `admin.unix`
-/// must not delete data).
+/// Removes a socket file left by an earlier run: never a regular file (a typo in `admin.unix`
+/// must not delete data), and never a socket someone still answers on (another moat: the bind
+/// then fails, naming the path).
 fn remove_stale_socket(path: &std::path::Path) {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_socket() {
+        let live = std::os::unix::net::UnixStream::connect(path).is_ok();
+        if meta.file_type().is_socket() && !live {
             let _ = std::fs::remove_file(path);
         }
     }

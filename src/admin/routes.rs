@@ -49,7 +49,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 /// Every metric, in OpenMetrics text.
 async fn metrics(State(state): State<AdminState>) -> Response {
     let broker_up = state.ready.broker_up().await;
-    match state.metrics.encode(&state, broker_up) {
+    match state.metrics.encode(broker_up) {
         Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response(),
     }

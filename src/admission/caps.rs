@@ -91,6 +91,12 @@ impl Caps {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).total
     }
 
+    /// Live connections per listener.
+    pub(crate) fn by_listener(&self) -> Vec<(Arc<str>, u32)> {
+        let c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        c.listeners.iter().map(|(l, n)| (l.clone(), *n)).collect()
+    }
+
     /// Sources with at least one live connection (tests check the table shrinks).
     #[cfg(test)]
     pub(crate) fn sources(&self) -> usize {

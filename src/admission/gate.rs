@@ -47,6 +47,32 @@ pub enum RefusalReason {
 // === impl RefusalReason ===
 
 impl RefusalReason {
+    /// Every reason, in declaration order (`reason as usize` is its index).
+    pub const ALL: [RefusalReason; 8] = [
+        Self::Network,
+        Self::Banned,
+        Self::Overload,
+        Self::SourceRate,
+        Self::GlobalRate,
+        Self::SourceCap,
+        Self::ListenerCap,
+        Self::TotalCap,
+    ];
+
+    /// The value of the `reason` label in metrics.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Network => "network",
+            Self::Banned => "banned",
+            Self::Overload => "overload",
+            Self::SourceRate => "source_rate",
+            Self::GlobalRate => "global_rate",
+            Self::SourceCap => "source_cap",
+            Self::ListenerCap => "listener_cap",
+            Self::TotalCap => "total_cap",
+        }
+    }
+
     /// Short name for logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -453,6 +479,11 @@ impl Gate {
         self.caps.total()
     }
 
+    /// Connections holding a slot, per listener (read at scrape time).
+    pub fn open_by_listener(&self) -> Vec<(Arc<str>, u32)> {
+        self.caps.by_listener()
+    }
+
     /// Sources tracked by the connection-rate limiter (bounded; shrinks on each sweep).
     pub fn tracked_sources(&self) -> usize {
         self.rate.tracked()
@@ -503,6 +534,13 @@ fn bump(c: &AtomicU64) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
 mod tests {
+    #[test]
+    fn refusal_reasons_all_is_in_declaration_order() {
+        for (i, reason) in RefusalReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i);
+        }
+    }
+
     use super::*;
     use crate::policy::{compile, PolicySource};
 

@@ -57,6 +57,9 @@ pub enum BanError {
     /// An empty identity or client id.
     #[error("empty ban target")]
     Empty,
+    /// An identity or client id longer than an MQTT string: it could never match.
+    #[error("ban target longer than 65535 bytes")]
+    TooLong,
 }
 
 /// The operator bans in force.
@@ -102,8 +105,13 @@ impl ManualBans {
         if ban_for.is_zero() || ban_for > MAX_BAN_FOR {
             return Err(BanError::Duration);
         }
-        if matches!(&target, BanTarget::Username(s) | BanTarget::ClientId(s) if s.is_empty()) {
-            return Err(BanError::Empty);
+        if let BanTarget::Username(s) | BanTarget::ClientId(s) = &target {
+            if s.is_empty() {
+                return Err(BanError::Empty);
+            }
+            if s.len() > usize::from(u16::MAX) {
+                return Err(BanError::TooLong);
+            }
         }
         let mut list = self.lock();
         list.retain(|b| b.until > now);

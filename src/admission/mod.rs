@@ -23,11 +23,12 @@ mod gate;
 mod log;
 mod manual;
 mod memory;
+pub(crate) use memory::resident_bytes;
 mod rate;
 
 pub use bans::BanInfo;
 pub(crate) use bans::BanKey;
 pub use caps::Admitted;
-pub use gate::{CountersSnapshot, Gate};
+pub use gate::{CountersSnapshot, Gate, RefusalReason};
 pub use manual::BanError;
 pub(crate) use manual::ManualBan;

@@ -62,6 +62,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             say(format_args!("{line}\n"))?;
         }
     }
+    if let Some(admin) = &cfg.admin {
+        crate::admin::load_files(admin)?;
+    }
     Ok(())
 }
 
@@ -117,6 +120,23 @@ fn crl_lines(crls: &[CrlLine], policy: CrlExpired) -> Vec<String> {
     lines
 }
 
+/// The admin listener in one phrase.
+fn admin(admin: Option<&crate::config::AdminSettings>) -> String {
+    use crate::config::AdminBind;
+    let Some(admin) = admin else {
+        return "off".to_owned();
+    };
+    let token = match admin.token_file {
+        Some(_) => ", bearer token",
+        None => "",
+    };
+    match (&admin.bind, &admin.tls) {
+        (AdminBind::Tcp(addr), None) => format!("http on {addr}{token}"),
+        (AdminBind::Tcp(addr), Some(_)) => format!("https on {addr}{token}"),
+        (AdminBind::Unix(path), _) => format!("unix socket {}{token}", path.display()),
+    }
+}
+
 /// The summary text, one item per line (separate from printing so tests can read it).
 fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[PathBuf]) -> String {
     let mut lines = vec![format!("{}: ok", path.display())];
@@ -128,6 +148,7 @@ fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[Path
             listener.bind
         ));
     }
+    lines.push(format!("  admin     {}", admin(cfg.admin.as_ref())));
     lines.push(format!("  broker    {}", broker(&cfg.broker)));
     lines.push(format!("  tls       {}", tls(cfg)));
     let files = policy.files();

@@ -13,6 +13,7 @@ use crate::control::Request;
 use crate::ops::load;
 use crate::ops::reload::{self, PolicyWatcher, TlsWatcher};
 use crate::server::Server;
+use crate::stats::ReloadKind;
 
 /// Arguments of `moat run`.
 #[derive(clap::Args, Debug)]
@@ -115,6 +116,7 @@ async fn serve(
             change = changed => match change {
                 Some(()) => {
                     let policy = reload::reload(running.policy(), &config, "file change");
+                    running.record_reload(ReloadKind::Policy, policy.is_ok());
                     if policy.as_ref().map_or_else(reload::enforced_applied, |_| true) {
                         running.control().recheck_sessions();
                     }
@@ -126,7 +128,8 @@ async fn serve(
             },
             change = tls_changed => match change {
                 Some(()) => {
-                    let _ = reload::reload_tls(running.tls(), "file change");
+                    let tls = reload::reload_tls(running.tls(), "file change");
+                    running.record_reload(ReloadKind::Tls, tls.is_ok());
                 }
                 None => {
                     tracing::warn!("TLS file watcher stopped; reload with SIGHUP");

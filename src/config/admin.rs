@@ -79,9 +79,9 @@ impl Check<'_> {
         if let (AdminBind::Tcp(addr), Some(listen)) = (&bind, &admin.listen) {
             if !addr.ip().to_canonical().is_loopback() && (tls.is_none() || token_file.is_none()) {
                 let missing = match (&tls, &token_file) {
-                    (None, None) => "tls: {cert, key} and token_file:",
-                    (None, Some(_)) => "tls: {cert, key}",
-                    _ => "token_file:",
+                    (None, None) => "TLS and a bearer token",
+                    (None, Some(_)) => "TLS",
+                    _ => "a bearer token",
                 };
                 let found = quoted(&listen.value);
                 return Err(self.err_at(listen, Kind::AdminExposed { found, missing }));
@@ -128,7 +128,7 @@ impl Check<'_> {
         });
         if let Some(listener) = clash {
             let found = quoted(&raw.value);
-            let name = listener.name.clone();
+            let name = quoted(&listener.name);
             return Err(self.err(
                 Position::of_spanned(raw),
                 Kind::AdminOnFrontDoor { found, name },

@@ -6,6 +6,8 @@
 //! silently, and that list is easiest to keep honest as one pure function with a test per
 //! field. What it must not do: apply anything (`cli/run.rs` does, through the server's handles).
 //!
+//! The admin listener's settings (and its token file, read at start) need a restart too.
+//!
 //! Live: `limits.max_keepalive` (for sessions that connect from now on), `timeouts.connect` and `timeouts.upstream_connect` (likewise), `drain.*`. The TLS
 //! files are reloaded as they always were (the files, not their paths). Everything else needs a
 //! restart: sockets are bound, the broker started, the descriptor plan made, the watchers set.
@@ -85,6 +87,21 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     check(old.passwords != new.passwords, "passwords", false);
     check(old.log != new.log, "log", false);
     check(old.dev_certs != new.dev_certs, "dev_certs", false);
+    check(old.admin != new.admin, "admin", false);
+    // Whatever a later setting adds: a field not named above is reported, never ignored.
+    let mut rest = new.clone();
+    rest.limits = old.limits;
+    rest.timeouts = old.timeouts;
+    rest.drain = old.drain.clone();
+    rest.listeners = old.listeners.clone();
+    rest.broker = old.broker.clone();
+    rest.tls = old.tls.clone();
+    rest.policies = old.policies.clone();
+    rest.passwords = old.passwords;
+    rest.log = old.log;
+    rest.dev_certs = old.dev_certs;
+    rest.admin = old.admin.clone();
+    check(rest != *old, "other settings", false);
     d
 }
 

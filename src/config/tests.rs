@@ -444,3 +444,88 @@ fn password_settings_have_documented_defaults_and_bounds() {
     let err = parse_err(&with("passwords: { cache_ttl: 5s }\n"));
     assert!(err.contains("cache_ttl"), "{err}");
 }
+
+#[test]
+fn admin_is_off_unless_configured_and_loopback_needs_no_credential() {
+    assert_eq!(parse_ok(MINIMAL).admin, None);
+    let cfg = parse_ok(&with("admin: { listen: \"127.0.0.1:9100\" }\n"));
+    assert_eq!(
+        cfg.admin,
+        Some(AdminSettings::loopback(addr("127.0.0.1:9100")))
+    );
+    let cfg = parse_ok(&with("admin: { unix: run/admin.sock }\n"));
+    let admin = cfg.admin.unwrap();
+    assert_eq!(admin.bind, AdminBind::Unix(PathBuf::from("run/admin.sock")));
+}
+
+#[test]
+fn admin_off_loopback_needs_tls_and_a_token_file() {
+    let err = parse_err(&with("admin:\n  listen: \"0.0.0.0:9100\"\n"));
+    assert!(err.starts_with("moat.yaml:4:11: "), "{err}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(err.contains("needs TLS and a bearer token"), "{err}");
+    let err = parse_err(&with(
+        "admin:\n  listen: \"10.0.0.2:9100\"\n  tls: { cert: a.crt, key: a.key }\n",
+    ));
+    assert!(err.contains("needs a bearer token:"), "{err}");
+    let err = parse_err(&with(
+        "admin:\n  listen: \"10.0.0.2:9100\"\n  token_file: token\n",
+    ));
+    assert!(err.contains("needs TLS:"), "{err}");
+    let cfg = parse_ok(&with(
+        "admin:\n  listen: \"10.0.0.2:9100\"\n  tls: { cert: a.crt, key: a.key }\n  token_file: token\n",
+    ));
+    let admin = cfg.admin.unwrap();
+    assert_eq!(admin.token_file, Some(PathBuf::from("token")));
+    assert_eq!(
+        admin.tls,
+        Some(AdminTls {
+            cert: PathBuf::from("a.crt"),
+            key: PathBuf::from("a.key")
+        })
+    );
+}
+
+#[test]
+fn admin_never_shares_a_front_door_address() {
+    let err = parse_err(&with("admin: { listen: \"127.0.0.1:8883\" }\n"));
+    assert!(err.contains("is the address of listener 'mqtts'"), "{err}");
+    // An unspecified address overlaps every address of that port.
+    let err = parse_err(&with(
+        "admin:\n  listen: \"0.0.0.0:8883\"\n  tls: { cert: a.crt, key: a.key }\n  token_file: t\n",
+    ));
+    assert!(err.contains("mqtts"), "{err}");
+}
+
+#[test]
+fn admin_needs_exactly_one_address() {
+    let err = parse_err(&with("admin: { max_connections: 4 }\n"));
+    assert!(err.contains("exactly one of 'listen'"), "{err}");
+    let err = parse_err(&with("admin: { listen: \"127.0.0.1:1\", unix: a.sock }\n"));
+    assert!(err.contains("found both"), "{err}");
+    let err = parse_err(&with("admin: { unix: a.sock, tls: { cert: a, key: b } }\n"));
+    assert!(err.contains("Unix socket"), "{err}");
+    let err = parse_err(&with(
+        "admin: { listen: \"127.0.0.1:1\", max_connections: 0 }\n",
+    ));
+    assert!(err.contains("admin.max_connections"), "{err}");
+}
+
+#[test]
+fn drain_settings_parse_and_refuse_a_bad_server_reference_with_its_line() {
+    assert_eq!(parse_ok(MINIMAL).drain, DrainSettings::default());
+    let cfg = parse_ok(&with(
+        "drain:\n  period: 5s\n  server_reference: \"moat-b:8883\"\n",
+    ));
+    assert_eq!(cfg.drain.period, Duration::from_secs(5));
+    assert_eq!(cfg.drain.server_reference.as_deref(), Some("moat-b:8883"));
+    assert_eq!(
+        parse_ok(&with("drain: { period: 0s }\n")).drain.period,
+        Duration::ZERO
+    );
+    let err = parse_err(&with("drain:\n  server_reference: \"\"\n"));
+    assert!(err.starts_with("moat.yaml:4:"), "{err}");
+    assert!(err.contains("drain.server_reference"), "{err}");
+    let err = parse_err(&with("drain: { period: 2h }\n"));
+    assert!(err.contains("drain.period"), "{err}");
+}

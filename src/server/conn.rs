@@ -26,7 +26,7 @@ use super::Shared;
 use crate::admission::Admitted;
 use crate::config::WsSettings;
 use crate::shutdown::Drain;
-use crate::stats::Stats;
+use crate::stats::{Stats, TLS_PEER_GONE, WS_UPGRADE_REFUSED};
 use crate::transport::{quic, tls, ws, Peer, ServerTls, TransportKind};
 
 /// Connection ids for log correlation.
@@ -80,7 +80,7 @@ pub(super) fn spawn_quic(
                 Ok(c) => c,
                 Err(e) => {
                     drop(slot);
-                    Stats::bump(&shared.stats.handshake_failures);
+                    shared.stats.handshake_failed(TLS_PEER_GONE);
                     tracing::info!(error = %e, "QUIC connection refused");
                     return;
                 }
@@ -96,17 +96,20 @@ pub(super) fn spawn_quic(
             .await;
             drop(slot);
             let (session, conn): (Step, _) = match accepted {
-                Ok((stream, peer, conn)) => (
-                    Box::pin(crate::session::run(
+                Ok((stream, peer, conn)) => {
+                    Stats::bump(&shared.stats.tls_handshakes);
+                    let session: Step = Box::pin(crate::session::run(
                         stream,
                         peer,
                         shared.session.clone(),
                         drain,
-                    )),
-                    conn,
-                ),
+                    ));
+                    (session, conn)
+                }
                 Err(e) => {
-                    Stats::bump(&shared.stats.handshake_failures);
+                    shared
+                        .stats
+                        .handshake_failed(e.refusal().map_or(TLS_PEER_GONE, |c| c as usize));
                     if let Some(cause) = e.refusal() {
                         shared.gate.handshake_refused(
                             addr,
@@ -155,7 +158,10 @@ async fn serve_tcp(conn: Box<Accepted>, permit: Admitted) {
     let next = match begin(*conn) {
         Begin::Step(step) => step,
         Begin::Tls(handshake, rest) => match handshake.await {
-            Ok((stream, peer)) => after_tls(*rest, stream, peer),
+            Ok((stream, peer)) => {
+                Stats::bump(&rest.shared.stats.tls_handshakes);
+                after_tls(*rest, stream, peer)
+            }
             Err(e) => {
                 handshake_failed(&rest, &e);
                 return;
@@ -191,7 +197,8 @@ struct AfterTls {
 /// Counts a failed TLS handshake; one moat refused (certificate, version, ALPN, timeout) is
 /// audited, aggregated per source by the gate. A peer that just went away is only logged.
 fn handshake_failed(rest: &AfterTls, error: &tls::TlsError) {
-    Stats::bump(&rest.shared.stats.handshake_failures);
+    let cause = error.refusal().map_or(TLS_PEER_GONE, |c| c as usize);
+    rest.shared.stats.handshake_failed(cause);
     if let Some(cause) = error.refusal() {
         rest.shared
             .gate
@@ -315,7 +322,7 @@ async fn websocket<S>(
             ))
         }
         Err(e) => {
-            Stats::bump(&shared.stats.handshake_failures);
+            shared.stats.handshake_failed(WS_UPGRADE_REFUSED);
             tracing::info!(error = %e, "WebSocket upgrade refused");
             return;
         }

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use super::{conn, Shared};
 use crate::config::WsSettings;
 use crate::shutdown::Drain;
-use crate::stats::Stats;
+use crate::stats::{ListenerStats, Stats};
 use crate::transport::peer_addr;
 use crate::transport::Handshakes;
 
@@ -44,6 +44,8 @@ pub(super) struct Listener {
     pub(super) front: Front,
     /// Server-wide state.
     pub(super) shared: Arc<Shared>,
+    /// This listener's counters.
+    pub(super) stats: Arc<ListenerStats>,
 }
 
 // === impl Listener ===
@@ -72,16 +74,21 @@ impl Listener {
                 }
             };
             Stats::bump(&self.shared.stats.accepted);
+            Stats::bump(&self.stats.accepted);
             let addr = peer_addr(addr);
             let shadow = &self.shared.stats.shadow;
             crate::ops::shadow::admission(&self.shared.policy.load(), shadow, addr, &self.name);
-            let Ok(permit) = self.shared.gate.admit(addr, &self.name) else {
-                // Counted and logged (aggregated) by the gate. Closed with a reset, as a firewall
-                // rejects: no FIN handshake and no TIME_WAIT entry per refused connection, so a
-                // flood from a denied source costs the kernel as little as it costs moat.
-                let _ = stream.set_zero_linger();
-                Stats::bump(&self.shared.stats.refused_at_accept);
-                continue;
+            let permit = match self.shared.gate.admit(addr, &self.name) {
+                Ok(permit) => permit,
+                Err(refused) => {
+                    // Counted and logged (aggregated) by the gate. Closed with a reset, as a firewall
+                    // rejects: no FIN handshake and no TIME_WAIT entry per refused connection, so a
+                    // flood from a denied source costs the kernel as little as it costs moat.
+                    let _ = stream.set_zero_linger();
+                    Stats::bump(&self.shared.stats.refused_at_accept);
+                    self.stats.refused(refused.reason);
+                    continue;
+                }
             };
             // Small MQTT packets must not wait for Nagle.
             let _ = stream.set_nodelay(true);

@@ -277,7 +277,11 @@ async fn start_admin(
         gate: shared.gate.clone(),
         policy: shared.policy.clone(),
         ready,
-        metrics: Arc::new(crate::admin::metrics::Metrics::new(shared.stats.clone())),
+        metrics: Arc::new(crate::admin::metrics::Metrics::new(
+            shared.stats.clone(),
+            shared.gate.clone(),
+            shared.tls.clone(),
+        )),
         control,
     };
     let listener = crate::admin::AdminListener::bind(settings, state).await?;
@@ -334,8 +338,10 @@ async fn tcp_listener(
     let socket = TcpListener::bind(l.bind)
         .await
         .map_err(|source| bind_err(l, source))?;
+    let name: Arc<str> = Arc::from(l.name.as_str());
     Ok(listener::Listener {
-        name: Arc::from(l.name.as_str()),
+        stats: shared.stats.add_listener(name.clone(), l.kind.as_str()),
+        name,
         socket,
         front: front(l, config, &shared.tls, material)?,
         shared: shared.clone(),
@@ -382,8 +388,10 @@ fn bind_quic(
     let server = shared.tls.quic_config(l, material)?;
     let endpoint = quinn::Endpoint::server(server, l.bind).map_err(|source| bind_err(l, source))?;
     shared.tls.add_quic(l, endpoint.clone());
+    let name: Arc<str> = Arc::from(l.name.as_str());
     Ok(quic::QuicListener {
-        name: Arc::from(l.name.as_str()),
+        stats: shared.stats.add_listener(name.clone(), l.kind.as_str()),
+        name,
         endpoint,
         settings,
         shared,
@@ -486,6 +494,15 @@ impl Running {
     /// applies from their next packet on (`ops::reload::reload` stores one).
     pub fn policy(&self) -> &ArcSwap<Policy> {
         &self.shared.policy
+    }
+
+    /// Counts a reload (policy or TLS files) for `/metrics`: every caller of `ops::reload`
+    /// (signals, file watchers, the admin API) reports its outcome here.
+    pub fn record_reload(&self, kind: crate::stats::ReloadKind, ok: bool) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.shared.stats.record_reload(kind, ok, now);
     }
 
     /// Swaps in a new policy; sessions use it from their next decision on.

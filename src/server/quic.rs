@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::{conn, Shared};
+use crate::admission::RefusalReason;
 use crate::config::QuicSettings;
 use crate::shutdown::Drain;
-use crate::stats::Stats;
+use crate::stats::{ListenerStats, Stats};
 use crate::transport::peer_addr;
 
 /// Handshakes in flight above which unvalidated source addresses must answer a Retry first.
@@ -29,6 +30,8 @@ pub(super) struct QuicListener {
     pub(super) settings: QuicSettings,
     /// Server-wide state.
     pub(super) shared: Arc<Shared>,
+    /// This listener's counters.
+    pub(super) stats: Arc<ListenerStats>,
 }
 
 /// Counts a handshake in flight until dropped.
@@ -69,6 +72,7 @@ impl QuicListener {
                 },
             };
             Stats::bump(&self.shared.stats.accepted);
+            Stats::bump(&self.stats.accepted);
             let addr = peer_addr(incoming.remote_address());
             let shadow = &self.shared.stats.shadow;
             crate::ops::shadow::admission(&self.shared.policy.load(), shadow, addr, &self.name);
@@ -76,13 +80,15 @@ impl QuicListener {
             // counts its refusals. A denied address gets no reply at all: nothing to amplify.
             let admitted = match self.shared.gate.admit(addr, &self.name) {
                 Ok(a) => a,
-                Err(_) => {
+                Err(refused) => {
+                    self.stats.refused(refused.reason);
                     incoming.ignore();
                     continue;
                 }
             };
             if !admit_quic(&self.settings, addr) {
                 Stats::bump(&self.shared.stats.refused_at_accept);
+                self.stats.refused(RefusalReason::Network);
                 tracing::info!(listener = %self.name, peer = %addr, "QUIC attempt from a denied address ignored");
                 incoming.ignore();
                 continue;

@@ -13,6 +13,7 @@ use crate::config::{self, Config};
 use crate::control::ReloadReport;
 use crate::ops::load;
 use crate::ops::reload::{reload, reload_tls};
+use crate::stats::ReloadKind;
 
 // === impl Running ===
 
@@ -54,7 +55,9 @@ impl Running {
                 report.ok = false;
             }
         }
-        report.policy = match reload(self.policy(), config, trigger) {
+        let policy = reload(self.policy(), config, trigger);
+        self.record_reload(ReloadKind::Policy, policy.is_ok());
+        report.policy = match policy {
             Ok(summary) => {
                 self.control().recheck_sessions();
                 summary.to_string()
@@ -68,7 +71,9 @@ impl Running {
                 format!("refused: {error}")
             }
         };
-        report.tls = match reload_tls(self.tls(), trigger) {
+        let tls = reload_tls(self.tls(), trigger);
+        self.record_reload(ReloadKind::Tls, tls.is_ok());
+        report.tls = match tls {
             Ok(summary) => summary.to_string(),
             Err(error) => {
                 report.ok = false;

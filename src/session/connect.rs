@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::driver::{say_goodbye, Link};
 use super::env::Env;
-use super::error::{PeerFault, PolicyRefusal, Refusal};
+use super::error::{Outcome, PeerFault, PolicyRefusal, Refusal};
 use super::machine::{Machine, Setup, Terms};
 use super::reader::{FrameReader, ReadError};
 use super::upstream::{self, Upstream, PING_EVERY, UPSTREAM_KEEPALIVE};
@@ -92,8 +92,14 @@ where
                 &refused.refusal.to_string(),
                 &refused.refusal.rule(),
             );
+            let outcome = refused.refusal.outcome();
+            env.stats()
+                .connect_outcome(match (refused.version, outcome) {
+                    (Some(_), Outcome::ConnAck(code)) => Some(code.code()),
+                    _ => None,
+                });
             if let Some(version) = refused.version {
-                let _ = say_goodbye(wr, version, refused.refusal.outcome()).await;
+                let _ = say_goodbye(wr, version, outcome).await;
             }
             return None;
         }
@@ -101,6 +107,12 @@ where
     let version = admitted.connect.protocol;
     let connack = client_connack(&admitted, env);
     let accepted = connack.code == 0;
+    env.stats().connect_outcome(Some(match version.is_v5() {
+        true => connack.code,
+        // Counted by the MQTT 5 code, as refusals are.
+        false => mqtt::ConnectReturnCode::try_from(connack.code)
+            .map_or(connack.code, |c| c.to_v5().code()),
+    }));
     let mut out = BytesMut::new();
     if Packet::ConnAck(connack).encode(version, &mut out).is_err()
         || wr.write_all(&out).await.is_err()
@@ -227,6 +239,7 @@ async fn admit<R: AsyncRead + Unpin>(
     let keep_alive = effective_keep_alive(connect.keep_alive, max_keepalive, limits.keepalive_min);
     let upstream_connect = upstream_connect(&connect, &identity, claim.broker_id(), env);
     Stats::bump(&env.stats().upstream_connects);
+    let started = std::time::Instant::now();
     let upstream = upstream::open(
         env.broker(),
         &upstream_connect,
@@ -236,6 +249,7 @@ async fn admit<R: AsyncRead + Unpin>(
     )
     .await
     .map_err(|r| refuse(r, who()))?;
+    env.stats().upstream_opened(started.elapsed());
     Ok(Admitted {
         connect,
         identity,

@@ -28,6 +28,7 @@
 
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Poll};
 use std::time::Duration;
 
@@ -280,8 +281,11 @@ where
                     Err(e) => return Err(BrokerFault::Read(e).into()),
                 };
                 let now = Instant::now().into_std();
+                let stats = env.stats();
+                count(&stats.messages_out, &stats.bytes_out, &frame);
                 machine.handle_broker(now, frame)?;
                 while let Some(frame) = io.broker.buffered().map_err(BrokerFault::Read)? {
+                    count(&stats.messages_out, &stats.bytes_out, &frame);
                     machine.handle_broker(now, frame)?;
                 }
             }
@@ -292,6 +296,8 @@ where
                 };
                 let now = Instant::now().into_std();
                 session.count_in(frame.len());
+                let stats = env.stats();
+                count(&stats.messages_in, &stats.bytes_in, &frame);
                 machine.handle_client(now, frame)?;
                 // The rest of the read, for as long as the machine lets the client be read.
                 while machine.closing().is_none()
@@ -305,6 +311,7 @@ where
                         Ok(None) | Err(_) => break,
                     };
                     session.count_in(frame.len());
+                    count(&stats.messages_in, &stats.bytes_in, &frame);
                     machine.handle_client(now, frame)?;
                 }
             }
@@ -320,18 +327,27 @@ where
     }
 }
 
+/// Counts one frame (two relaxed adds on counters the session already holds a reference to).
+fn count(messages: &AtomicU64, bytes: &AtomicU64, frame: &Bytes) {
+    messages.fetch_add(1, Ordering::Relaxed);
+    bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
+}
+
 /// Logs and counts what the machine reported.
 fn report(machine: &mut Machine, peer: &Peer, env: &Env) {
     while let Some(event) = machine.poll_event() {
         match event {
-            Event::Refused(a) => audit::refused(
-                peer,
-                Some(&machine.subject().name),
-                a.action.as_str(),
-                &a.topic,
-                &a.reason,
-                &a.rule,
-            ),
+            Event::Refused(a) => {
+                env.stats().acl_denials.bump(a.action, &a.rule);
+                audit::refused(
+                    peer,
+                    Some(&machine.subject().name),
+                    a.action.as_str(),
+                    &a.topic,
+                    &a.reason,
+                    &a.rule,
+                )
+            }
             Event::Throttled => Stats::bump(&env.stats().throttled),
             Event::Shadow(note) => {
                 let subject = machine.subject();

@@ -51,6 +51,11 @@ pub fn cert_facts(der: &[u8]) -> Result<CertFacts, CertInfoError> {
     })
 }
 
+/// A DER certificate's notAfter as Unix seconds (for the expiry metrics).
+pub fn not_after(der: &[u8]) -> Result<i64, CertInfoError> {
+    Ok(parse(der)?.validity().not_after.timestamp())
+}
+
 fn common_name(cert: &X509Certificate<'_>) -> Result<Option<String>, CertInfoError> {
     let cns: Vec<_> = cert.subject().iter_common_name().collect();
     match cns.as_slice() {

@@ -50,6 +50,25 @@ pub enum HandshakeRefusal {
 // === impl HandshakeRefusal ===
 
 impl HandshakeRefusal {
+    /// Every cause, in declaration order (`cause as usize` is its index).
+    pub const ALL: [HandshakeRefusal; 15] = [
+        Self::Revoked,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::UnknownCa,
+        Self::RevocationUnknown,
+        Self::CrlExpired,
+        Self::BadCertificate,
+        Self::NoCertificate,
+        Self::ProtocolVersion,
+        Self::NoCommonParameters,
+        Self::NoApplicationProtocol,
+        Self::Malformed,
+        Self::ClientAborted,
+        Self::Timeout,
+        Self::Other,
+    ];
+
     /// The cause as an audit line says it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -204,6 +223,13 @@ fn crypto_alert(code: u64) -> Option<u8> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
 mod tests {
+    #[test]
+    fn all_is_in_declaration_order() {
+        for (i, cause) in super::HandshakeRefusal::ALL.iter().enumerate() {
+            assert_eq!(*cause as usize, i);
+        }
+    }
+
     use super::*;
 
     #[test]

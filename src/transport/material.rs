@@ -26,7 +26,7 @@ use rustls::ServerConfig;
 use crate::config::{Config, CrlExpired, Listener as ListenerConfig, QuicSettings, TlsSettings};
 use crate::shutdown::Epoch;
 use crate::transport::quic::{self, QuicError};
-use crate::transport::tls::{Material, Profile, TlsError};
+use crate::transport::tls::{Expiry, Material, Profile, TlsError};
 use crate::transport::{ClientCert, Revocations};
 
 /// What one TCP listener's handshakes read.
@@ -131,6 +131,8 @@ pub struct TlsState {
     revocations: ArcSwap<Revocations>,
     /// Moved when a reload changes what is revoked, so live sessions check their certificate.
     epoch: Epoch,
+    /// When the material in force expires (the expiry metrics read it).
+    expiry: std::sync::Mutex<Expiry>,
 }
 
 // === impl TlsState ===
@@ -145,6 +147,7 @@ impl TlsState {
             listeners: Mutex::new(Vec::new()),
             revocations: ArcSwap::from_pointee(Revocations::default()),
             epoch,
+            expiry: std::sync::Mutex::new(Expiry::default()),
         }
     }
 
@@ -153,7 +156,17 @@ impl TlsState {
         let material = Material::load(&self.tls)?;
         log_expired(&material);
         self.revocations.store(Arc::new(material.revocations()));
+        self.set_expiry(material.expiry());
         Ok(material)
+    }
+
+    /// When the server certificate and client CA in force expire.
+    pub fn expiry(&self) -> Expiry {
+        *self.expiry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_expiry(&self, expiry: Expiry) {
+        *self.expiry.lock().unwrap_or_else(|p| p.into_inner()) = expiry;
     }
 
     /// Builds a TCP listener's handshake configuration from `material` and registers it.
@@ -262,6 +275,7 @@ impl TlsState {
             revocations_changed,
         };
         self.revocations.store(Arc::new(revocations));
+        self.set_expiry(material.expiry());
         // After the store: a session woken by the move finds the new revocations.
         if revocations_changed {
             self.epoch.advance();

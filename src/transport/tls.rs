@@ -105,6 +105,18 @@ pub struct Material {
     crl_files: Vec<CrlFile>,
     /// What an expired CRL means for handshakes.
     crl_expired: CrlExpired,
+    /// notAfter (Unix seconds) of the server certificate, and the earliest of the client CA
+    /// file's certificates: the expiry metrics.
+    expiry: Expiry,
+}
+
+/// When the TLS material stops working: Unix seconds, `None` when unknown or not configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expiry {
+    /// notAfter of the server (leaf) certificate.
+    pub server: Option<i64>,
+    /// The earliest notAfter among the `client_ca` certificates.
+    pub client_ca: Option<i64>,
 }
 
 // === impl Material ===
@@ -116,6 +128,12 @@ impl Material {
     pub fn load(tls: &TlsSettings) -> Result<Material, TlsError> {
         let provider = provider();
         let chain = read_certs(&tls.cert)?;
+        let mut expiry = Expiry {
+            server: chain
+                .first()
+                .and_then(|c| super::cert_info::not_after(c).ok()),
+            client_ca: None,
+        };
         let key_bytes = read_file(&tls.key)?;
         let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| match e {
             rustls::pki_types::pem::Error::NoItemsFound => {
@@ -137,7 +155,12 @@ impl Material {
             None => None,
             Some(ca) => {
                 let mut roots = RootCertStore::empty();
-                for cert in read_certs(ca)? {
+                let certs = read_certs(ca)?;
+                expiry.client_ca = certs
+                    .iter()
+                    .filter_map(|c| super::cert_info::not_after(c).ok())
+                    .min();
+                for cert in certs {
                     roots.add(cert).map_err(|e| pem_err(ca, e))?;
                 }
                 Some(Arc::new(roots))
@@ -161,6 +184,7 @@ impl Material {
             roots,
             crl_files,
             crl_expired: tls.crl_expired,
+            expiry,
         })
     }
 
@@ -224,6 +248,11 @@ impl Material {
         config.send_tls13_tickets = 0;
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(Arc::new(config))
+    }
+
+    /// When the server certificate and the client CA expire.
+    pub fn expiry(&self) -> Expiry {
+        self.expiry
     }
 
     /// Every certificate the CRLs revoke, indexed for live sessions.
