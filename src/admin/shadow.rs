@@ -46,14 +46,14 @@ impl Collector for ShadowCollector {
             None,
             MetricType::Counter,
         )?;
-        for (action, enforced, enforced_rule, shadow_rule, count) in counters {
+        for c in counters {
             let labels = [
-                ("action", action.as_str()),
-                ("enforced", enforced),
-                ("enforced_rule", &*enforced_rule),
-                ("shadow_rule", &*shadow_rule),
+                ("action", c.action.as_str()),
+                ("enforced", c.enforced),
+                ("enforced_rule", &*c.enforced_rule),
+                ("shadow_rule", &*c.shadow_rule),
             ];
-            ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
+            ConstCounter::new(c.count).encode(metric.encode_family(&labels)?)?;
         }
         Ok(())
     }

@@ -222,24 +222,21 @@ impl ShadowBook {
         self.book().not_compared += 1;
     }
 
-    /// Every counter: (action, enforced verdict, enforced rule, shadow rule, count).
-    pub fn counters(&self) -> Vec<(ShadowAction, &'static str, Arc<str>, Arc<str>, u64)> {
+    /// Every counter, sorted by action, verdict and rules (for `/metrics`).
+    pub fn counters(&self) -> Vec<Counter> {
         let book = self.book();
-        let mut out: Vec<_> = book
-            .pairs
-            .iter()
-            .map(|(k, p)| {
-                (
-                    k.action,
-                    k.enforced.word(),
-                    k.enforced_rule.clone(),
-                    k.shadow_rule.clone(),
-                    p.count,
-                )
+        let mut keys: Vec<&PairKey> = book.pairs.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .filter_map(|k| book.pairs.get(k).map(|p| (k, p)))
+            .map(|(k, p)| Counter {
+                action: k.action,
+                enforced: k.enforced.word(),
+                enforced_rule: k.enforced_rule.clone(),
+                shadow_rule: k.shadow_rule.clone(),
+                count: p.count,
             })
-            .collect();
-        out.sort();
-        out
+            .collect()
     }
 
     /// The summary `GET /v1/shadow` answers; `files` are the shadow set's files in force.
@@ -295,6 +292,21 @@ impl Pair {
             None
         }
     }
+}
+
+/// One counter of the book, as `/metrics` labels it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    /// What was asked.
+    pub action: ShadowAction,
+    /// The enforced verdict (`allow`, `deny`).
+    pub enforced: &'static str,
+    /// The enforced rule's label (`file:line`).
+    pub enforced_rule: Arc<str>,
+    /// The shadow rule's label.
+    pub shadow_rule: Arc<str>,
+    /// Differences counted.
+    pub count: u64,
 }
 
 /// What `GET /v1/shadow` answers (and `moat ctl shadow` prints).
@@ -416,9 +428,10 @@ mod tests {
         book.record(&diff(8), seen());
         let counters = book.counters();
         assert_eq!(counters.len(), 2);
-        assert_eq!(&*counters[0].2, "p.yaml:7");
-        assert_eq!(&*counters[0].3, "s.yaml:3");
-        assert_eq!(counters[0].4, 3);
+        assert_eq!(&*counters[0].enforced_rule, "p.yaml:7");
+        assert_eq!(&*counters[0].shadow_rule, "s.yaml:3");
+        assert_eq!(counters[0].count, 3);
+        assert_eq!(counters[0].enforced, "allow");
         let report = book.report(Some(vec!["s.yaml".into()]));
         assert_eq!(report.differences, 4);
         assert_eq!(report.recent.len(), 4);
