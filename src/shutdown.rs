@@ -125,7 +125,8 @@ pub struct DrainState {
 // === impl DrainState ===
 
 impl DrainState {
-    /// True once a drain or shutdown has started: `/readyz` answers 503 from then on.
+    /// True once a drain ([`DrainController::mark_draining`]) or shutdown has started:
+    /// `/readyz` answers 503 from then on.
     pub fn is_draining(&self) -> bool {
         self.signal.draining()
     }
@@ -136,9 +137,9 @@ impl DrainState {
 #[derive(Debug)]
 struct Signal {
     stop: AtomicBool,
-    /// Set when a drain starts (before `stop`): listeners stop accepting, `/readyz` says 503,
-    /// sessions are moved away over the drain period.
-    drain: AtomicBool,
+    /// Set when a drain starts, before (or without) the stop: readiness reads it, listeners
+    /// stop accepting, sessions are moved away over the drain period.
+    draining: AtomicBool,
     epoch: AtomicU64,
     notify: Notify,
 }
@@ -147,7 +148,7 @@ impl Default for Signal {
     fn default() -> Self {
         Signal {
             stop: AtomicBool::new(false),
-            drain: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             epoch: AtomicU64::new(1),
             notify: Notify::new(),
         }
@@ -157,7 +158,7 @@ impl Default for Signal {
 impl Signal {
     /// A drain or shutdown has started.
     fn draining(&self) -> bool {
-        self.drain.load(Ordering::Acquire) || self.stop.load(Ordering::Acquire)
+        self.draining.load(Ordering::Acquire) || self.stop.load(Ordering::Acquire)
     }
 
     fn raise(&self) {
@@ -216,6 +217,15 @@ impl DrainController {
         }
     }
 
+    /// Says "draining" to readiness (`/readyz` 503) without stopping anything yet: the first
+    /// step of a drain, so load balancers move new clients away while sessions still run.
+    ///
+    /// The same as [`Self::start_draining`]: one drain flag, so readiness and the listeners
+    /// never disagree.
+    pub fn mark_draining(&self) {
+        self.start_draining();
+    }
+
     /// A read-only view of the drain flag (see [`DrainState`]).
     pub fn state(&self) -> DrainState {
         DrainState {
@@ -239,7 +249,7 @@ impl DrainController {
     /// readiness turns false; sessions and background tasks go on until [`Self::shutdown`].
     /// Returns false when a drain had already started.
     pub fn start_draining(&self) -> bool {
-        let first = !self.signal.drain.swap(true, Ordering::AcqRel);
+        let first = !self.signal.draining.swap(true, Ordering::AcqRel);
         self.signal.notify.notify_waiters();
         first
     }
@@ -276,6 +286,22 @@ impl Default for DrainController {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn draining_is_seen_by_readiness_before_and_without_the_stop() {
+        let controller = DrainController::new();
+        let state = controller.state();
+        let mut holder = controller.drain();
+        assert!(!state.is_draining());
+        controller.mark_draining();
+        assert!(state.is_draining());
+        // Nothing stopped: holders are not signalled by the mark.
+        let quiet = tokio::time::timeout(Duration::from_millis(20), holder.signalled()).await;
+        assert!(quiet.is_err() && !holder.is_signalled());
+        drop(holder);
+        assert!(controller.shutdown(Duration::from_secs(5)).await);
+        assert!(state.is_draining());
+    }
 
     #[tokio::test]
     async fn an_epoch_move_wakes_sessions_that_watch_it_and_not_listeners() {

@@ -463,3 +463,124 @@ async fn on_a_unix_socket_the_admin_listener_answers_and_only_its_owner_and_grou
         (200, "ready\n".to_string())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moat_run_logs_the_admin_port_it_bound_and_counts_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::Pki::new(d);
+    std::fs::create_dir(d.join("policies")).unwrap();
+    let policy = d.join("policies/p.yaml");
+    std::fs::write(&policy, "anonymous: false\n").unwrap();
+    std::fs::write(d.join("policies/00-network.yaml"), common::LOOPBACK_NETWORK).unwrap();
+    std::fs::write(
+        d.join("moat.yaml"),
+        "listeners:\n  - { name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }\n\
+         tls: { cert: server.crt, key: server.key }\n\
+         broker:\n  embedded: { bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }\n\
+         policies: [policies/]\ndev_certs: false\n\
+         admin: { listen: \"127.0.0.1:0\" }\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_moat"));
+    cmd.current_dir(d).args(["run", "-c", "moat.yaml"]);
+    let (mut child, lines) = common::spawn_logged(cmd);
+    let mut seen = Vec::new();
+    let listening = common::wait_for_line(&lines, &mut seen, &["listening", "listener=admin"]);
+    let admin: SocketAddr = listening
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    common::wait_for_line(&lines, &mut seen, &["moat is up"]);
+    let reloads = |text: &str, what: &str, outcome: &str| {
+        let labels = [("what", what), ("outcome", outcome)];
+        (
+            sample(text, "moat_reloads_total", &labels),
+            sample(text, "moat_reload_last_timestamp_seconds", &labels),
+        )
+    };
+    assert_eq!(
+        reloads(&get(admin, "/metrics").await.1, "policy", "refused"),
+        (0.0, 0.0)
+    );
+
+    // Counted right after the log line is written: scrape until the count is there.
+    let until = |what: &'static str, outcome: &'static str, at_least: f64| async move {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let text = get(admin, "/metrics").await.1;
+            if reloads(&text, what, outcome).0 >= at_least {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} {outcome}: {text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+
+    // A broken policy file is refused (the running policy stays) and counted.
+    common::write_atomically(&policy, b"anonymous: [\n");
+    common::wait_for_line(&lines, &mut seen, &["policy reload refused", "file change"]);
+    let text = until("policy", "refused", 1.0).await;
+    assert!(reloads(&text, "policy", "refused").1 > 1.7e9, "{text}");
+    assert_eq!(reloads(&text, "policy", "ok").0, 0.0);
+    // SIGHUP reloads the policy (fixed meanwhile) and the TLS files.
+    common::write_atomically(&policy, b"anonymous: false\n");
+    common::wait_for_line(&lines, &mut seen, &["policy reloaded", "file change"]);
+    common::signal(&child, "-HUP");
+    common::wait_for_line(&lines, &mut seen, &["TLS material reloaded", "SIGHUP"]);
+    let text = until("tls", "ok", 1.0).await;
+    assert!(reloads(&text, "policy", "ok").0 >= 1.0, "{text}");
+    assert_eq!(reloads(&text, "tls", "ok").0, 1.0, "{text}");
+    assert_eq!(reloads(&text, "tls", "refused").0, 0.0, "{text}");
+
+    common::signal(&child, "-TERM");
+    let deadline = std::time::Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "moat did not stop");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn admin_connections_over_the_cap_wait_for_a_free_slot() {
+    let h = common::start(Opts {
+        extra: "admin: { listen: \"127.0.0.1:0\", max_connections: 1 }\n".into(),
+        ..Opts::default()
+    })
+    .await;
+    let admin = admin_addr(&h);
+    // The one slot, held by a connection that says nothing.
+    let idle = tokio::net::TcpStream::connect(admin).await.unwrap();
+    // Let the server take that connection (and so its permit) first.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let mut second = tokio::net::TcpStream::connect(admin).await.unwrap();
+        second
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: moat\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            second.read_to_end(&mut buf),
+        )
+        .await;
+        if waited.is_err() {
+            // Not served while the slot is taken; served once it is free.
+            drop(idle);
+            tokio::time::timeout(WAIT, second.read_to_end(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+            return;
+        }
+        // The idle connection was not accepted yet when this one came: try again.
+        assert!(std::time::Instant::now() < deadline, "the cap never held");
+    }
+}

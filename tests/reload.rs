@@ -106,7 +106,7 @@ fn moat_run_reloads_on_sighup_and_on_file_change() {
     let (mut child, lines) = common::spawn_logged(cmd);
     let mut seen = Vec::new();
     common::wait_for_line(&lines, &mut seen, &["moat is up"]);
-    let signal = |name: &str| signal(&child, name);
+    let signal = |name: &str| common::signal(&child, name);
     signal("-HUP");
     common::wait_for_line(&lines, &mut seen, &["policy reloaded", "SIGHUP"]);
     // A file change alone reloads (debounced); a broken file is refused with line and column.
@@ -349,7 +349,7 @@ async fn moat_run_reloads_tls_on_sighup_and_file_change_and_audits_what_it_refus
 
     // SIGHUP: the CRL now also revokes dave; his live session is told and audited.
     pki.write_crl(&d.join("store/clients.crl"), &[&carol, &dave], false);
-    let signal = |name: &str| signal(&child, name);
+    let signal = |name: &str| common::signal(&child, name);
     signal("-HUP");
     common::wait_for_line(&lines, &mut seen, &["TLS material reloaded", "SIGHUP"]);
     let (got, closed) = common::read_until_close(&mut dave_live, WAIT).await;
@@ -403,13 +403,4 @@ async fn moat_run_reloads_tls_on_sighup_and_file_change_and_audits_what_it_refus
         assert!(std::time::Instant::now() < deadline, "moat did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Sends the signal `name` (`-HUP`, `-TERM`) to `child` with kill(1).
-fn signal(child: &std::process::Child, name: &str) {
-    let status = Command::new("kill")
-        .args([name, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }

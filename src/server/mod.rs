@@ -199,6 +199,15 @@ impl Server {
         let mut stop = drain.drain();
         // The ACK pacer (`broker/link.rs`); owned by the drain like the housekeeping.
         tokio::spawn(async move { acks.run(stop.signalled()).await });
+        // Before the front doors: a broken admin section fails start before any client is
+        // accepted, and `/readyz` answers "listeners not bound" until the last one is.
+        let ready = Arc::new(readiness(&config, &shared.broker, &drain));
+        let admin = match &config.admin {
+            None => None,
+            Some(settings) => {
+                Some(start_admin(settings, &shared, ready.clone(), control.clone()).await?)
+            }
+        };
         let mut bound = Vec::new();
         for l in &config.listeners {
             let local = match (l.kind, &material) {
@@ -226,14 +235,7 @@ impl Server {
             tracing::info!(listener = %l.name, kind = l.kind.as_str(), addr = %local, "listening");
             bound.push((l.name.clone(), local));
         }
-        let ready = Arc::new(readiness(&config, &shared.broker, &drain));
         ready.listeners_bound();
-        let admin = match &config.admin {
-            None => None,
-            Some(settings) => {
-                Some(start_admin(settings, &shared, ready.clone(), control.clone()).await?)
-            }
-        };
         Ok(Running {
             shared,
             listeners: bound,

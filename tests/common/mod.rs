@@ -747,6 +747,15 @@ pub fn spawn_logged(
     (child, lines)
 }
 
+/// Sends the signal `name` (`-HUP`, `-TERM`) to `child` with kill(1).
+pub fn signal(child: &std::process::Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// Reads log lines (within [`WAIT`]) until one contains every `needle`; the lines read on the
 /// way are kept in `seen`, and shown if none comes.
 pub fn wait_for_line(
