@@ -260,14 +260,14 @@ async fn shadow_differences_are_counted_logged_and_shown_while_the_enforced_poli
     assert_eq!(count(&report, "receive"), 2, "{report:#}");
 
     drop(s);
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    common::signal(&child, "-TERM");
     let deadline = std::time::Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         assert!(std::time::Instant::now() < deadline, "moat did not stop");
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    assert!(status.success(), "{status}");
 }
