@@ -9,7 +9,7 @@
 //!
 //! Bounded: at most [`MAX_PAIRS`] (action, rule pair) counters, which rule counts bound already
 //! (labels are rules, never clients); differences beyond are counted as `overflow`. At most
-//! [`MAX_RECENT`] examples are kept. A pair is logged (target `moat::shadow`) the first time and
+//! [`MAX_RECENT`] examples are kept, taken when a line is logged. A pair is logged (target `moat::shadow`) the first time and
 //! then at most once per [`LOG_EVERY`], with how many were not logged since, so a busy topic
 //! writes a line every few seconds, not one per message.
 
@@ -45,14 +45,6 @@ pub struct Seen<'a> {
     pub subject: &'a str,
 }
 
-/// A rule as a metric label: `file:line`, or `builtin <name>`; bounded by the rule count.
-pub fn rule_label(rule: &RuleRef) -> String {
-    match &rule.file {
-        Some(file) => format!("{file}:{}", rule.line),
-        None => format!("builtin {}", rule.label),
-    }
-}
-
 /// Compares admission by address (`network:`) of a new connection from `addr` on `listener`
 /// under the shadow set of `policy` with the enforced one (the gate enforces; this only
 /// watches). Nothing when no shadow set is configured.
@@ -74,17 +66,42 @@ pub fn admission(policy: &Policy, book: &ShadowBook, addr: SocketAddr, listener:
     }
 }
 
-/// One counter's key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One counter's key. Rules are kept by place (shared file name, line), so counting a
+/// difference clones two `Arc`s and formats nothing; labels are written at scrape time. Two rules
+/// at the same place (one edited between reloads) share a counter, as they share a label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PairKey {
     action: ShadowAction,
     enforced: Verdict2,
-    enforced_rule: Arc<str>,
-    shadow_rule: Arc<str>,
+    enforced_rule: Place,
+    shadow_rule: Place,
 }
 
-/// [`Verdict`] with an order, for sorting the summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Where a rule is: its file and line, or a built-in rule's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Place {
+    File(Arc<str>, u32),
+    Builtin(Arc<str>),
+}
+
+impl Place {
+    fn of(rule: &RuleRef) -> Place {
+        match &rule.file {
+            Some(file) => Place::File(file.clone(), rule.line),
+            None => Place::Builtin(rule.label.clone()),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Place::File(file, line) => format!("{file}:{line}"),
+            Place::Builtin(name) => format!("builtin {name}"),
+        }
+    }
+}
+
+/// [`Verdict`] as a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Verdict2 {
     Allow,
     Deny,
@@ -164,8 +181,8 @@ impl ShadowBook {
         let key = PairKey {
             action: diff.action,
             enforced: diff.enforced.verdict.into(),
-            enforced_rule: rule_label(&diff.enforced.rule).into(),
-            shadow_rule: rule_label(&diff.shadow.rule).into(),
+            enforced_rule: Place::of(&diff.enforced.rule),
+            shadow_rule: Place::of(&diff.shadow.rule),
         };
         let now = Instant::now();
         let wall = SystemTime::now();
@@ -194,10 +211,14 @@ impl ShadowBook {
                 log
             }
         };
-        if book.recent.len() >= MAX_RECENT {
-            book.recent.pop_front();
+        // Examples are kept when a line is logged: at most one per pair per LOG_EVERY, so a busy
+        // topic costs a counter, not a handful of strings per message.
+        if log.is_some() {
+            if book.recent.len() >= MAX_RECENT {
+                book.recent.pop_front();
+            }
+            book.recent.push_back(Example::new(diff, &seen, wall));
         }
-        book.recent.push_back(Example::new(diff, &seen, wall));
         drop(book);
         if let Some(unlogged) = log {
             tracing::info!(
@@ -225,40 +246,48 @@ impl ShadowBook {
     /// Every counter, sorted by action, verdict and rules (for `/metrics`).
     pub fn counters(&self) -> Vec<Counter> {
         let book = self.book();
-        let mut keys: Vec<&PairKey> = book.pairs.keys().collect();
-        keys.sort();
-        keys.into_iter()
-            .filter_map(|k| book.pairs.get(k).map(|p| (k, p)))
+        let mut out: Vec<Counter> = book
+            .pairs
+            .iter()
             .map(|(k, p)| Counter {
                 action: k.action,
                 enforced: k.enforced.word(),
-                enforced_rule: k.enforced_rule.clone(),
-                shadow_rule: k.shadow_rule.clone(),
+                enforced_rule: k.enforced_rule.label(),
+                shadow_rule: k.shadow_rule.label(),
                 count: p.count,
             })
-            .collect()
+            .collect();
+        out.sort_by(|a, b| {
+            (a.action, a.enforced, &a.enforced_rule, &a.shadow_rule).cmp(&(
+                b.action,
+                b.enforced,
+                &b.enforced_rule,
+                &b.shadow_rule,
+            ))
+        });
+        out
     }
 
     /// The summary `GET /v1/shadow` answers; `files` are the shadow set's files in force.
     pub fn report(&self, files: Option<Vec<String>>) -> ShadowReport {
         let rfc = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
         let book = self.book();
-        let mut keys: Vec<&PairKey> = book.pairs.keys().collect();
-        keys.sort();
-        let pairs: Vec<PairView> = keys
-            .into_iter()
-            .filter_map(|k| book.pairs.get(k).map(|p| (k, p)))
+        let mut pairs: Vec<PairView> = book
+            .pairs
+            .iter()
             .map(|(k, p)| PairView {
                 action: k.action.as_str().to_owned(),
                 enforced: k.enforced.word().to_owned(),
-                enforced_rule: k.enforced_rule.to_string(),
+                enforced_rule: k.enforced_rule.label(),
                 shadow: k.enforced.other().to_owned(),
-                shadow_rule: k.shadow_rule.to_string(),
+                shadow_rule: k.shadow_rule.label(),
                 count: p.count,
                 first: rfc(p.first),
                 last: rfc(p.last),
             })
             .collect();
+        // Most frequent first: what an operator looks at before enforcing.
+        pairs.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.action.cmp(&b.action)));
         ShadowReport {
             configured: files.is_some(),
             files: files.unwrap_or_default(),
@@ -302,9 +331,9 @@ pub struct Counter {
     /// The enforced verdict (`allow`, `deny`).
     pub enforced: &'static str,
     /// The enforced rule's label (`file:line`).
-    pub enforced_rule: Arc<str>,
+    pub enforced_rule: String,
     /// The shadow rule's label.
-    pub shadow_rule: Arc<str>,
+    pub shadow_rule: String,
     /// Differences counted.
     pub count: u64,
 }
@@ -428,13 +457,15 @@ mod tests {
         book.record(&diff(8), seen());
         let counters = book.counters();
         assert_eq!(counters.len(), 2);
-        assert_eq!(&*counters[0].enforced_rule, "p.yaml:7");
-        assert_eq!(&*counters[0].shadow_rule, "s.yaml:3");
+        assert_eq!(book.report(None).pairs[0].count, 3);
+        assert_eq!(counters[0].enforced_rule, "p.yaml:7");
+        assert_eq!(counters[0].shadow_rule, "s.yaml:3");
         assert_eq!(counters[0].count, 3);
         assert_eq!(counters[0].enforced, "allow");
         let report = book.report(Some(vec!["s.yaml".into()]));
         assert_eq!(report.differences, 4);
-        assert_eq!(report.recent.len(), 4);
+        // One example per pair until LOG_EVERY has passed, as logged.
+        assert_eq!(report.recent.len(), 2);
         assert_eq!(report.pairs[0].shadow, "deny");
         assert!(
             report.recent[0].shadow.contains("s.yaml:3"),
