@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::shadow::{compare, verdict_word, Difference, ShadowAction};
-use crate::policy::{Policy, RuleRef, Verdict};
+use crate::policy::{Decision, Policy, RuleRef, Verdict};
 
 /// Most (action, verdict, rule pair) counters kept.
 pub const MAX_PAIRS: usize = 4096;
@@ -45,16 +45,24 @@ pub struct Seen<'a> {
     pub subject: &'a str,
 }
 
-/// Compares admission by address (`network:`) of a new connection from `addr` on `listener`
-/// under the shadow set of `policy` with the enforced one (the gate enforces; this only
-/// watches). Nothing when no shadow set is configured.
+/// Compares admission by address of a new connection from `addr` on `listener` (`network:`,
+/// then the policy's `bans:` on networks) under the shadow set of `policy` with the enforced
+/// one (the gate enforces; this only watches). Nothing when no shadow set is configured.
 pub fn admission(policy: &Policy, book: &ShadowBook, addr: SocketAddr, listener: &str) {
     let Some(shadow) = policy.shadow() else {
         return;
     };
     let ip = addr.ip().to_canonical();
-    let enforced = policy.admit_addr(ip, listener);
-    let judged = shadow.admit_addr(ip, listener);
+    let now = SystemTime::now();
+    let by_address = |p: &Policy| {
+        let d = p.admit_addr(ip, listener);
+        match p.static_ban_ip(ip, now) {
+            Some(ban) if d.is_allowed() => Decision::deny(ban.rule.clone()),
+            _ => d,
+        }
+    };
+    let enforced = by_address(policy);
+    let judged = by_address(shadow);
     if let Some(diff) = compare(ShadowAction::Connect, &enforced, &judged) {
         let seen = Seen {
             peer: addr,
@@ -431,6 +439,35 @@ fn cut(text: &str) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic
 mod tests {
     use super::*;
+    use crate::policy::{compile, PolicySource};
+
+    #[test]
+    fn admission_compares_networks_and_network_bans() {
+        let set = |path: &str, text: &str| {
+            compile(&[PolicySource {
+                path: path.into(),
+                text: text.into(),
+            }])
+            .unwrap()
+        };
+        let shadow = set(
+            "s.yaml",
+            "network:\n  allow: [\"10.0.0.0/8\"]\nbans:\n  - { address: \"10.9.0.0/16\" }\n",
+        );
+        let policy = set("p.yaml", "network:\n  allow: [\"10.0.0.0/8\"]\n")
+            .with_shadow(Some(Arc::new(shadow)));
+        let book = ShadowBook::default();
+        admission(&policy, &book, "10.1.1.1:1".parse().unwrap(), "mqtts");
+        assert!(book.counters().is_empty());
+        admission(&policy, &book, "10.9.1.1:1".parse().unwrap(), "mqtts");
+        let c = book.counters();
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].action, ShadowAction::Connect);
+        assert_eq!(
+            (c[0].enforced, c[0].shadow_rule.as_str()),
+            ("allow", "s.yaml:4")
+        );
+    }
     use crate::policy::Decision;
 
     fn diff(line: u32) -> Difference {

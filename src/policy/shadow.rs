@@ -27,6 +27,8 @@ pub enum ShadowAction {
     Connect,
     /// Authentication at CONNECT.
     Authenticate,
+    /// Whether the identity may use its client id (`client_id:`), at CONNECT.
+    ClientId,
     /// A PUBLISH from the client (and the will, at CONNECT).
     Publish,
     /// One filter of a SUBSCRIBE.
@@ -39,9 +41,10 @@ pub enum ShadowAction {
 
 impl ShadowAction {
     /// Every action, in order.
-    pub const ALL: [ShadowAction; 5] = [
+    pub const ALL: [ShadowAction; 6] = [
         ShadowAction::Connect,
         ShadowAction::Authenticate,
+        ShadowAction::ClientId,
         ShadowAction::Publish,
         ShadowAction::Subscribe,
         ShadowAction::Receive,
@@ -52,6 +55,7 @@ impl ShadowAction {
         match self {
             ShadowAction::Connect => "connect",
             ShadowAction::Authenticate => "authenticate",
+            ShadowAction::ClientId => "client_id",
             ShadowAction::Publish => "publish",
             ShadowAction::Subscribe => "subscribe",
             ShadowAction::Receive => "receive",

@@ -275,7 +275,11 @@ fn bind_client_id(
 ) -> Result<super::registry::Claim, Refusal> {
     let id = connect.client_id.as_str();
     if !assigned {
-        let decision = env.policy().check_client_id(&identity.name, id);
+        let policy = env.policy();
+        let decision = policy.check_client_id(&identity.name, id);
+        if let Some(shadow_set) = policy.shadow() {
+            shadow::client_id(env, peer, shadow_set, &identity.name, id, &decision);
+        }
         if !decision.is_allowed() {
             return Err(Refusal::Policy(PolicyRefusal::ClientIdNotBound(
                 decision.rule,

@@ -1,4 +1,4 @@
-//! The shadow set at CONNECT: authentication and the will, compared with what was enforced and
+//! The shadow set at CONNECT: authentication, the client id binding and the will, compared with what was enforced and
 //! reported to the book (`ops/shadow.rs`). Only called when a shadow set is configured.
 //!
 //! Why it is separate from `connect.rs`: the CONNECT phase enforces; this only watches, and
@@ -7,7 +7,7 @@
 
 use crate::ops::shadow::Seen;
 use crate::policy::shadow::{compare, ShadowAction, ShadowAuthn};
-use crate::policy::{AclDecision, AuthnDecision, Policy, PublishFacts, Subject};
+use crate::policy::{AclDecision, AuthnDecision, Decision, Policy, PublishFacts, Subject};
 use crate::session::env::Env;
 use crate::transport::Peer;
 
@@ -38,6 +38,27 @@ pub(super) fn authentication(
             subject: username.unwrap_or("(no user name)"),
         };
         book.record(&diff, seen);
+    }
+}
+
+/// Compares the shadow's `client_id:` binding of `identity` to `client_id` with the enforced one.
+pub(super) fn client_id(
+    env: &Env,
+    peer: &Peer,
+    shadow: &Policy,
+    identity: &str,
+    client_id: &str,
+    enforced: &Decision,
+) {
+    let d = shadow.check_client_id(identity, client_id);
+    if let Some(diff) = compare(ShadowAction::ClientId, enforced, &d) {
+        let seen = Seen {
+            peer: peer.addr,
+            identity: Some(identity),
+            client_id: Some(client_id),
+            subject: client_id,
+        };
+        env.stats().shadow.record(&diff, seen);
     }
 }
 
