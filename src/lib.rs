@@ -28,8 +28,8 @@
 //! - [`mqtt`]: strict MQTT 3.1 / 3.1.1 / 5.0 codec.
 //! - [`config`]: `moat.yaml` → validated [`config::Config`].
 //! - [`policy`]: policy files → immutable [`policy::Policy`]; authentication and topic-ACL decisions.
-//! - `transport`: TLS handshake, WebSocket upgrade or QUIC stream → byte stream +
-//!   [`transport::Peer`].
+//! - `transport`: PROXY protocol header (behind a trusted balancer), TLS handshake, WebSocket
+//!   upgrade or QUIC stream → byte stream + [`transport::Peer`].
 //! - `authn`: password verification as a bounded service: verifier threads with memory
 //!   allocated once, a queue fair per source, and a cache of recent successes.
 //! - `session`: one MQTT proxy session per connection: the CONNECT phase, then a pure machine

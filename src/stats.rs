@@ -48,6 +48,14 @@ pub struct Stats {
     pub refused_at_accept: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub handshake_failures: AtomicU64,
+    /// Connections refused on a PROXY protocol listener because the peer is not one of its
+    /// `trusted_proxies` (closed before a byte is read).
+    pub proxy_untrusted: AtomicU64,
+    /// Connections refused before TLS for their PROXY protocol header: missing, of a version
+    /// the listener does not accept, malformed or longer than allowed.
+    pub proxy_header_invalid: AtomicU64,
+    /// Connections refused because their PROXY protocol header did not arrive in time.
+    pub proxy_header_timeout: AtomicU64,
     /// CONNECTs refused (bad packet, credentials, policy).
     pub connects_refused: AtomicU64,
     /// Upstream connections opened to the broker (only after authentication).
@@ -108,6 +116,12 @@ pub struct StatsSnapshot {
     pub refused_at_accept: u64,
     /// See [`Stats::handshake_failures`].
     pub handshake_failures: u64,
+    /// See [`Stats::proxy_untrusted`].
+    pub proxy_untrusted: u64,
+    /// See [`Stats::proxy_header_invalid`].
+    pub proxy_header_invalid: u64,
+    /// See [`Stats::proxy_header_timeout`].
+    pub proxy_header_timeout: u64,
     /// See [`Stats::connects_refused`].
     pub connects_refused: u64,
     /// See [`Stats::upstream_connects`].
@@ -196,6 +210,9 @@ impl Stats {
             accepted: r(&self.accepted),
             refused_at_accept: r(&self.refused_at_accept),
             handshake_failures: r(&self.handshake_failures),
+            proxy_untrusted: r(&self.proxy_untrusted),
+            proxy_header_invalid: r(&self.proxy_header_invalid),
+            proxy_header_timeout: r(&self.proxy_header_timeout),
             connects_refused: r(&self.connects_refused),
             upstream_connects: r(&self.upstream_connects),
             active_sessions: r(&self.active_sessions),

@@ -100,6 +100,15 @@ fn moat_check_reports_a_bad_file_with_line_and_column() {
     std::fs::write(d.join("moat.yaml"), config).unwrap();
     let out = ok(&moat(d, &["check", "-c", "moat.yaml"]));
     assert!(out.contains("mqtts"), "summary names the listener: {out}");
+    // The memory it will need, said before it runs: idle and at the connection cap.
+    let memory = out
+        .lines()
+        .find(|l| l.contains("memory"))
+        .unwrap_or_default();
+    assert!(
+        memory.contains("MiB idle") && memory.contains("KiB per idle session"),
+        "{out}"
+    );
 
     // An unknown key in moat.yaml: line 6, column 3.
     let bad = config.replace("  key: server.key", "  key: server.key\n  kye: oops");

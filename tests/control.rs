@@ -316,17 +316,16 @@ impl Child {
                 .unwrap()
                 .to_owned()
         };
-        let mqtt = addr(common::wait_for_line(
-            &lines,
-            &mut seen,
-            &["listening", "mqtts"],
-        ));
-        let admin = addr(common::wait_for_line(
-            &lines,
-            &mut seen,
-            &["listening", "admin"],
-        ));
+        // The admin listener is bound before the front doors: read both lines once moat is up.
         common::wait_for_line(&lines, &mut seen, &["moat is up"]);
+        let bound = |name: &str| {
+            let line = seen
+                .iter()
+                .find(|l| l.contains("listening") && l.contains(&format!("listener={name}")))
+                .unwrap_or_else(|| panic!("no listening line for {name}: {seen:#?}"));
+            addr(line.clone())
+        };
+        let (mqtt, admin) = (bound("mqtts"), bound("admin"));
         Child {
             child,
             lines,

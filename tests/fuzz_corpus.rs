@@ -9,6 +9,9 @@
 //! - `fuzz/corpus/policy/`: moat.yaml and policy files (copies of the shipped ones and a few
 //!   written for the fuzzer); every file is replayed through the `policy` target's loader
 //!   (`fuzz/fuzz_targets/shared/policy.rs`), and the seeds must load.
+//! - `fuzz/corpus/proxy/`: PROXY protocol headers (hand-written: v1 TCP4/TCP6/UNKNOWN, v2 with
+//!   a TLV, v2 LOCAL); every file is replayed through the `proxy` target's checks
+//!   (`fuzz/fuzz_targets/shared/proxy.rs`), and the seeds must parse.
 //!
 //! Beside the seeds, each folder holds inputs the fuzzers found that add coverage (named by their
 //! SHA-1) and `regression-…` inputs that once failed. The `session` corpus is `arbitrary` input
@@ -24,6 +27,8 @@ use moat::mqtt::{self, *};
 
 #[path = "../fuzz/fuzz_targets/shared/policy.rs"]
 mod policy_input;
+#[path = "../fuzz/fuzz_targets/shared/proxy.rs"]
+mod proxy_input;
 #[path = "../fuzz/fuzz_targets/shared/ws.rs"]
 mod ws_input;
 
@@ -500,5 +505,26 @@ fn policy_corpus_seeds_load_and_every_input_replays() {
         if let (_, Some(policy)) = policy_input::load(bytes) {
             policy_input::exercise(&policy);
         }
+    }
+}
+
+#[test]
+fn proxy_corpus_seeds_parse_and_every_input_replays() {
+    let files = corpus("proxy");
+    for seed in [
+        "v1-tcp4",
+        "v1-tcp6",
+        "v1-unknown",
+        "v2-local",
+        "v2-tcp4-tlv",
+    ] {
+        let (_, bytes) = files
+            .iter()
+            .find(|(n, _)| n == seed)
+            .unwrap_or_else(|| panic!("fuzz/corpus/proxy/{seed} is missing"));
+        assert!(proxy_input::run(bytes).is_some(), "{seed} parses");
+    }
+    for (_, bytes) in &files {
+        let _ = proxy_input::run(bytes);
     }
 }

@@ -46,7 +46,9 @@ struct Counts {
 #[must_use = "the connection's slot is released when this is dropped"]
 pub struct Admitted {
     caps: Arc<Caps>,
-    source: IpAddr,
+    /// `None` for a relay slot: a trusted balancer's connection whose client is not known yet
+    /// counts in the total and on its listener, never against the balancer as a source.
+    source: Option<IpAddr>,
     listener: Arc<str>,
 }
 
@@ -72,18 +74,41 @@ impl Caps {
         if max.source.is_some_and(|m| from_source >= m) {
             return Err(CapFull::Source);
         }
+        *c.sources.entry(source).or_insert(0) += 1;
+        Ok(self.take(&mut c, Some(source), listener))
+    }
+
+    /// Takes a slot for a connection from a trusted balancer whose client is not known yet:
+    /// the total and listener caps apply, no source cap.
+    pub(crate) fn acquire_relay(
+        self: &Arc<Self>,
+        listener: &str,
+        max: Maxima,
+    ) -> Result<Admitted, CapFull> {
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if c.total >= max.total {
+            return Err(CapFull::Total);
+        }
+        let on_listener = c.listeners.get(listener).copied().unwrap_or(0);
+        if max.listener.is_some_and(|m| on_listener >= m) {
+            return Err(CapFull::Listener);
+        }
+        Ok(self.take(&mut c, None, listener))
+    }
+
+    /// Counts a slot the caller has checked room for (the source, if any, already counted).
+    fn take(self: &Arc<Self>, c: &mut Counts, source: Option<IpAddr>, listener: &str) -> Admitted {
         c.total += 1;
         let name: Arc<str> = match c.listeners.get_key_value(listener) {
             Some((k, _)) => k.clone(),
             None => Arc::from(listener),
         };
         *c.listeners.entry(name.clone()).or_insert(0) += 1;
-        *c.sources.entry(source).or_insert(0) += 1;
-        Ok(Admitted {
+        Admitted {
             caps: self.clone(),
             source,
             listener: name,
-        })
+        }
     }
 
     /// Connections currently held.
@@ -107,12 +132,13 @@ impl Caps {
             .len()
     }
 
-    fn release(&self, source: IpAddr, listener: &str) {
+    fn release(&self, source: Option<IpAddr>, listener: &str) {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         c.total = c.total.saturating_sub(1);
         if let Some(n) = c.listeners.get_mut(listener) {
             *n = n.saturating_sub(1);
         }
+        let Some(source) = source else { return };
         if let Some(n) = c.sources.get_mut(&source) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -125,9 +151,15 @@ impl Caps {
 // === impl Admitted ===
 
 impl Admitted {
-    /// The source key the connection counts against.
-    pub fn source(&self) -> IpAddr {
+    /// The source key the connection counts against (`None`: a relay slot, see
+    /// [`crate::admission::Gate::admit_relay`]).
+    pub fn source(&self) -> Option<IpAddr> {
         self.source
+    }
+
+    /// Whether this is a relay slot that admission on the client's address must replace.
+    pub fn is_relay(&self) -> bool {
+        self.source.is_none()
     }
 }
 
@@ -173,5 +205,24 @@ mod tests {
         drop((a, b, c));
         assert_eq!((caps.total(), caps.sources()), (0, 0));
         let _again = caps.acquire(ip("10.0.0.1"), "l", max).unwrap();
+    }
+
+    #[test]
+    fn relay_slots_count_in_total_and_listener_not_per_source() {
+        let caps = Arc::new(Caps::default());
+        let max = Maxima {
+            total: 3,
+            listener: Some(2),
+            source: Some(1),
+        };
+        let a = caps.acquire_relay("l", max).unwrap();
+        let b = caps.acquire_relay("l", max).unwrap();
+        assert!(a.is_relay());
+        assert_eq!(caps.acquire_relay("l", max).unwrap_err(), CapFull::Listener);
+        let c = caps.acquire(ip("10.0.0.1"), "other", max).unwrap();
+        assert_eq!(caps.acquire_relay("x", max).unwrap_err(), CapFull::Total);
+        assert_eq!((caps.total(), caps.sources()), (3, 1));
+        drop((a, b, c));
+        assert_eq!((caps.total(), caps.sources()), (0, 0));
     }
 }

@@ -196,6 +196,58 @@ impl Gate {
         let limits = policy.connection_limits();
         let source = source_key(ip, limits.ipv6_prefix);
         let verdict = self.judge(&policy, ip, source, listener);
+        self.count(verdict, addr, source, listener)
+    }
+
+    /// Admits a connection from a trusted balancer or reverse proxy (`addr`) whose client is
+    /// not known yet: it is about to send a PROXY header or an `X-Forwarded-For`. Only memory
+    /// shedding and the total and listener caps apply, so the balancer is never banned,
+    /// rate-limited or capped as one source for all its clients; the slot it gets is a relay
+    /// slot, which [`Gate::readmit`] replaces once the client's address is known.
+    pub fn admit_relay(&self, addr: SocketAddr, listener: &str) -> Result<Admitted, Refused> {
+        let ip = addr.ip().to_canonical();
+        let policy = self.policy.load();
+        let limits = policy.connection_limits();
+        let source = source_key(ip, limits.ipv6_prefix);
+        let refuse = |reason, rule| Refused { reason, rule };
+        let verdict = match limits.shed_at_memory {
+            Some(mark) if self.rss.load(Ordering::Relaxed) > mark => {
+                Err(refuse(RefusalReason::Overload, limits.rule.clone()))
+            }
+            _ => {
+                let max = self.maxima(limits, listener);
+                self.caps
+                    .acquire_relay(listener, max)
+                    .map_err(|full| self.cap_refusal(full, limits))
+            }
+        };
+        match verdict {
+            Ok(relay) => Ok(relay),
+            Err(refused) => self.count(Err(refused), addr, source, listener),
+        }
+    }
+
+    /// Admission of the client a relay slot was for, on the address the balancer named: every
+    /// check of [`Gate::admit`] (network rules, bans, rates, caps per source). The relay slot is
+    /// given back first, so the connection never holds two.
+    pub fn readmit(
+        &self,
+        relay: Admitted,
+        client: SocketAddr,
+        listener: &str,
+    ) -> Result<Admitted, Refused> {
+        drop(relay);
+        self.admit(client, listener)
+    }
+
+    /// Counts an admission verdict and logs a refusal.
+    fn count(
+        &self,
+        verdict: Result<Admitted, Refused>,
+        addr: SocketAddr,
+        source: IpAddr,
+        listener: &str,
+    ) -> Result<Admitted, Refused> {
         match verdict {
             Ok(admitted) => {
                 bump(&self.counters.admitted);
@@ -251,29 +303,37 @@ impl Gate {
             RateExceeded::Source => refuse(RefusalReason::SourceRate, limits.rule.clone()),
             RateExceeded::Global => refuse(RefusalReason::GlobalRate, limits.rule.clone()),
         })?;
+        let max = self.maxima(limits, listener);
+        self.caps
+            .acquire(source, listener, max)
+            .map_err(|full| self.cap_refusal(full, limits))
+    }
+
+    fn maxima(&self, limits: &crate::policy::ConnectionLimits, listener: &str) -> Maxima {
         let total = limits
             .max_total
             .and_then(|t| usize::try_from(t).ok())
             .map_or(self.max_connections, |t| t.min(self.max_connections));
-        let max = Maxima {
+        Maxima {
             total,
             listener: limits.per_listener.get(listener).copied(),
             source: limits.max_per_source,
+        }
+    }
+
+    fn cap_refusal(&self, full: CapFull, limits: &crate::policy::ConnectionLimits) -> Refused {
+        let reason = match full {
+            CapFull::Source => RefusalReason::SourceCap,
+            CapFull::Listener => RefusalReason::ListenerCap,
+            CapFull::Total => RefusalReason::TotalCap,
         };
-        self.caps.acquire(source, listener, max).map_err(|full| {
-            let reason = match full {
-                CapFull::Source => RefusalReason::SourceCap,
-                CapFull::Listener => RefusalReason::ListenerCap,
-                CapFull::Total => RefusalReason::TotalCap,
-            };
-            let rule = match full {
-                CapFull::Total if limits.max_total.is_none() => {
-                    RuleRef::builtin("moat.yaml limits.max_connections")
-                }
-                _ => limits.rule.clone(),
-            };
-            refuse(reason, rule)
-        })
+        let rule = match full {
+            CapFull::Total if limits.max_total.is_none() => {
+                RuleRef::builtin("moat.yaml limits.max_connections")
+            }
+            _ => limits.rule.clone(),
+        };
+        Refused { reason, rule }
     }
 
     /// A TLS or QUIC handshake from `addr` was refused (`cause`, decided by the setting
@@ -286,13 +346,37 @@ impl Gate {
         cause: &'static str,
         rule: &'static str,
     ) {
+        self.transport_refused(addr, listener, "tls", cause, rule);
+    }
+
+    /// A connection on a PROXY protocol listener was refused before TLS (`cause`: an untrusted
+    /// peer, a missing, malformed, oversized or slow header; `rule`: the setting that decided):
+    /// logged to the audit target like admission refusals, aggregated per source and cause.
+    pub fn proxy_refused(
+        &self,
+        addr: SocketAddr,
+        listener: &str,
+        cause: &'static str,
+        rule: &'static str,
+    ) {
+        self.transport_refused(addr, listener, "proxy", cause, rule);
+    }
+
+    fn transport_refused(
+        &self,
+        addr: SocketAddr,
+        listener: &str,
+        action: &'static str,
+        cause: &'static str,
+        rule: &'static str,
+    ) {
         let ip = addr.ip().to_canonical();
         let source = source_key(ip, self.policy.load().connection_limits().ipv6_prefix);
         self.log.note(
             addr,
             source,
             listener,
-            "tls",
+            action,
             cause,
             &RuleRef::builtin(rule),
         );
@@ -580,6 +664,28 @@ mod tests {
             (c.admitted, c.refused_network, c.refused_capacity),
             (2, 2, 1)
         );
+    }
+
+    #[test]
+    fn a_relay_is_not_judged_as_a_source_its_client_is() {
+        let g = gate(
+            "network: { allow: [127.0.0.0/8], deny: [127.0.0.9] }\nlimits:\n  connections: { max_per_ip: 1 }\n",
+        );
+        // The balancer 10.0.0.1 is outside the allow list and opens more than one connection.
+        let balancer = addr("10.0.0.1:5");
+        let r1 = g.admit_relay(balancer, "m").unwrap();
+        let r2 = g.admit_relay(balancer, "m").unwrap();
+        assert!(r1.is_relay());
+        let a = g.readmit(r1, addr("127.0.0.1:1"), "m").unwrap();
+        assert!(!a.is_relay());
+        // Its second client is denied by its own address; the same client again is capped.
+        let e = g.readmit(r2, addr("127.0.0.9:1"), "m").unwrap_err();
+        assert_eq!(e.reason, RefusalReason::Network);
+        let r3 = g.admit_relay(balancer, "m").unwrap();
+        let e = g.readmit(r3, addr("127.0.0.1:2"), "m").unwrap_err();
+        assert_eq!(e.reason, RefusalReason::SourceCap);
+        assert_eq!(g.open_connections(), 1);
+        assert_eq!(g.counters().admitted, 1);
     }
 
     #[test]

@@ -71,6 +71,13 @@ pub(crate) struct Checked {
     pub(crate) cached: bool,
 }
 
+/// How many verifiers [`Passwords::start`] starts here: one per core, at most [`MAX_WORKERS`].
+pub(crate) fn verifiers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_WORKERS)
+}
+
 /// The service (see the module docs); one per server, in the sessions' `session::Env`.
 pub(crate) struct Passwords {
     /// Verifier threads and their queue.
@@ -91,9 +98,7 @@ impl Passwords {
         blocks: usize,
         runs: Arc<AtomicU64>,
     ) -> std::io::Result<Passwords> {
-        let workers = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(MAX_WORKERS);
+        let workers = verifiers();
         let cache = SuccessCache::new(settings.cache, settings.cache_entries)
             .ok_or_else(|| std::io::Error::other("no randomness for the success cache key"))?;
         let capacity = workers * QUEUE_PER_WORKER;
@@ -102,8 +107,8 @@ impl Passwords {
             workers,
             memory_mib = workers * blocks / 1024,
             queue = capacity,
-            queue_wait = ?settings.queue_wait,
-            cache = ?settings.cache,
+            queue_wait = %humantime::format_duration(settings.queue_wait),
+            cache = %humantime::format_duration(settings.cache),
             "password verification"
         );
         Ok(Passwords {

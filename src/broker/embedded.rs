@@ -124,7 +124,12 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedBroker, EmbeddedErro
     // The supervisor is owned by `EmbeddedBroker` and ends when it is dropped or the broker dies.
     tasks.push(tokio::spawn(supervise(listeners, router_alive, health.clone())).abort_handle());
 
-    tracing::info!(v3 = %opts.bind_v3, v5 = %opts.bind_v5, "embedded broker listening on loopback");
+    tracing::info!(
+        v3 = %opts.bind_v3,
+        v5 = %opts.bind_v5,
+        max_connections = opts.max_connections,
+        "embedded broker listening on loopback"
+    );
     Ok(EmbeddedBroker {
         target: BrokerTarget {
             v3: opts.bind_v3,

@@ -39,6 +39,24 @@ pub fn write_pem_files(
     Ok([crt, key])
 }
 
+/// Puts `data` at `path` (mode `mode`) in one step: written to a temporary file beside it, then
+/// renamed over it, so a running moat watching the folder never reads half a certificate or CRL.
+pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<(), CertError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    }
+    write_new(&tmp, data, mode, true)?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err("replace", path)(e)
+    })
+}
+
 /// Reads `dir/stem.crt` and `dir/stem.key`.
 pub fn read_pem_files(dir: &Path, stem: &str) -> Result<Pem, CertError> {
     let (crt, key) = pem_paths(dir, stem);

@@ -1,6 +1,7 @@
 //! Certificate generation: a small private PKI for moat's listeners.
 //!
-//! CA, server and client certificates (ECDSA P-256, random serials, explicit validity), CRLs,
+//! CA, server and client certificates (ECDSA P-256 by default, P-384 or Ed25519; random
+//! serials, explicit validity; renewal keeping a key), CRLs that grow by revocation,
 //! PEM files written with safe permissions (keys 0600, created that way so there is no readable
 //! window), and the dev-cert bootstrap of `moat run`. Reading a verified client certificate at
 //! run time is the transport's (`transport/cert_info.rs`).
@@ -19,10 +20,12 @@ mod generate;
 use std::io;
 use std::path::PathBuf;
 
-pub use files::{ensure_dev_certs, read_pem_files, write_pem_files, DEV_CLIENT};
+pub use files::{ensure_dev_certs, read_pem_files, replace_file, write_pem_files, DEV_CLIENT};
 pub use generate::{
-    generate_ca, generate_client, generate_client_with_validity, generate_crl, generate_server,
-    CLOCK_SKEW, CRL_VALIDITY,
+    crl_entries, generate_ca, generate_ca_with, generate_client, generate_client_with,
+    generate_client_with_validity, generate_crl, generate_crl_with, generate_server,
+    generate_server_with, parse_serial, serial_issued_by, KeySource, KeyType, Revoked, CLOCK_SKEW,
+    CRL_VALIDITY,
 };
 
 /// Longest client name accepted (X.509 `ub-common-name`).

@@ -280,3 +280,50 @@ fn dev_certs_are_created_once_and_form_a_chain() {
     ));
     assert!(!dir.join("ca.crt").exists());
 }
+
+#[test]
+fn serials_are_read_as_openssl_prints_them_and_kept_in_der_form() {
+    assert_eq!(parse_serial("serial=0A1B").unwrap(), vec![0x0a, 0x1b]);
+    assert_eq!(parse_serial("0a:1b").unwrap(), vec![0x0a, 0x1b]);
+    assert_eq!(parse_serial("A1B").unwrap(), vec![0x0a, 0x1b]);
+    // The high bit set: the DER INTEGER has a leading zero, as in the certificate.
+    assert_eq!(parse_serial("8A").unwrap(), vec![0x00, 0x8a]);
+    assert_eq!(parse_serial("00000001").unwrap(), vec![0x01]);
+    assert_eq!(parse_serial("0").unwrap(), vec![0x00]);
+    for bad in ["", "xyz", "serial=", &"ab".repeat(21)] {
+        assert!(parse_serial(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_crl_is_extended_with_its_old_entries_and_only_from_its_own_ca() {
+    let ca = generate_ca("CRL CA", 5).unwrap();
+    let client = generate_client(&ca, "c1", 5).unwrap();
+    let serial = serial_issued_by(&ca, &client.cert).unwrap();
+    let at = OffsetDateTime::now_utc() - Duration::days(1);
+    let first = Revoked {
+        serial: serial.clone(),
+        at: at.replace_nanosecond(0).unwrap(),
+    };
+    let crl = generate_crl_with(&ca, std::slice::from_ref(&first), Duration::days(7)).unwrap();
+    assert_eq!(crl_entries(&ca, crl.as_bytes()).unwrap(), vec![first]);
+    let other = generate_ca("Other CA", 5).unwrap();
+    assert!(crl_entries(&other, crl.as_bytes()).is_err());
+    assert!(serial_issued_by(&other, &client.cert).is_err());
+    assert!(generate_crl_with(&ca, &[], Duration::days(-1)).is_err());
+}
+
+#[test]
+fn every_key_type_signs_and_an_existing_key_is_kept() {
+    let ca = generate_ca_with("P-384 CA", 5, KeySource::New(KeyType::P384)).unwrap();
+    for kind in [KeyType::P256, KeyType::P384, KeyType::Ed25519] {
+        let leaf = generate_client_with(&ca, "c", 5, KeySource::New(kind)).unwrap();
+        let renewed = generate_client_with(&ca, "c", 5, KeySource::Existing(&leaf.key)).unwrap();
+        assert_eq!(renewed.key, leaf.key);
+        let (a, b) = (der(&leaf), der(&renewed));
+        let (a, b) = (parse(&a).unwrap(), parse(&b).unwrap());
+        assert_eq!(a.public_key().raw, b.public_key().raw, "{kind:?}");
+        assert_ne!(a.raw_serial(), b.raw_serial());
+    }
+    assert!(generate_client_with(&ca, "c", 5, KeySource::Existing("not a key")).is_err());
+}

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 
 use crate::config::{BrokerSettings, ClientCerts, Config, CrlExpired, TransportKind};
-use crate::ops::{fds, load};
+use crate::ops::{fds, load, sizing};
 use crate::policy::Policy;
 use crate::transport::tls::{CrlLine, Material, Profile};
 
@@ -33,9 +33,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let policy = load::load_policy(&cfg)?;
     let missing = load::missing_tls_files(&cfg);
     say(report(&args.config, &cfg, &policy, &missing))?;
-    for line in descriptors(&cfg, fds::limits().ok()) {
+    let limits = fds::limits().ok();
+    for line in descriptors(&cfg, limits) {
         say(format_args!("{line}\n"))?;
     }
+    say(format_args!("{}\n", memory(&cfg, &policy, limits)))?;
     let (cases, failed) = cases(&policy);
     say(cases)?;
     if failed > 0 {
@@ -141,8 +143,17 @@ fn admin(admin: Option<&crate::config::AdminSettings>) -> String {
 fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[PathBuf]) -> String {
     let mut lines = vec![format!("{}: ok", path.display())];
     for listener in &cfg.listeners {
+        // Behind a balancer the operator must see at a glance whose header is believed.
+        let proxy = listener.proxy.as_ref().map_or(String::new(), |p| {
+            let trusted: Vec<String> = p.trusted.iter().map(ToString::to_string).collect();
+            format!(
+                ", PROXY protocol {} from {}",
+                p.version.as_str(),
+                trusted.join(", ")
+            )
+        });
         lines.push(format!(
-            "  listener  {} ({}) on {}",
+            "  listener  {} ({}) on {}{proxy}",
             listener.name,
             listener.kind.as_str(),
             listener.bind
@@ -227,6 +238,18 @@ fn descriptors(cfg: &Config, limits: Option<(u64, u64)>) -> Vec<String> {
         )),
     }
     lines
+}
+
+/// The memory `moat run` will need idle and at its connection cap (`ops::sizing`), with the cap
+/// it would admit under these descriptor limits.
+fn memory(cfg: &Config, policy: &Policy, limits: Option<(u64, u64)>) -> String {
+    let demand = fds::Demand::of(cfg);
+    let cap = limits
+        .and_then(|(_, hard)| fds::plan(demand, hard).ok())
+        .map_or(demand.max_connections, |plan| plan.max_connections);
+    let blocks = policy.password_memory_blocks() as u64;
+    let estimate = sizing::Estimate::of(cfg, cap, crate::authn::verifiers(), blocks);
+    format!("  memory    {estimate}")
 }
 
 /// Runs the policy test cases: the report, and how many failed.
@@ -335,9 +358,13 @@ fn broker(broker: &BrokerSettings) -> String {
             bind,
             bind_v5,
             max_connections,
-        } => format!(
-            "embedded on {bind} (MQTT 3.1.1) and {bind_v5} (MQTT 5), up to {max_connections} connections"
-        ),
+        } => {
+            let sized = match max_connections {
+                None => "sized to the connection cap".to_owned(),
+                Some(n) => format!("sized for at least {n} connections"),
+            };
+            format!("embedded on {bind} (MQTT 3.1.1) and {bind_v5} (MQTT 5), {sized}")
+        }
         BrokerSettings::Upstream { v3, v5 } => {
             format!("upstream {v3} (MQTT 3.1.1) and {v5} (MQTT 5)")
         }
@@ -398,6 +425,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("embedded on 127.0.0.1:1883"), "{text}");
+        let mut cfg = cfg;
+        cfg.listeners[0].proxy = Some(crate::config::ProxySettings {
+            version: crate::config::ProxyProtocol::V2,
+            trusted: vec!["10.0.0.0/24".parse().unwrap()],
+        });
+        let text = report(std::path::Path::new("moat.yaml"), &cfg, &policy, &[]);
+        assert!(
+            text.contains("mqtts (tls) on 127.0.0.1:8883, PROXY protocol v2 from 10.0.0.0/24"),
+            "{text}"
+        );
         assert!(text.contains("client certificates optional"), "{text}");
         assert!(
             text.contains("only clients with a verified certificate"),

@@ -9,6 +9,7 @@ mod explain;
 mod out;
 mod passwd;
 mod run;
+mod schema;
 mod tunnel;
 
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     Tunnel(tunnel::Args),
     /// Runtime control through the admin listener: sessions, kick, bans, reload, drain, ready.
     Ctl(ctl::Args),
+    /// Print the JSON Schema of moat.yaml or of a policy file (for editors and CI).
+    Schema(schema::Args),
 }
 
 /// Parses argv, runs the subcommand, and turns the result into an exit code.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Tunnel(args) => tunnel::run(args),
         Command::Ctl(args) => ctl::run(args),
+        Command::Schema(args) => schema::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

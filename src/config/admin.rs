@@ -23,26 +23,33 @@ const DEFAULT_ADMIN_CONNECTIONS: usize = 16;
 const MAX_ADMIN_CONNECTIONS: u64 = 1024;
 
 /// `admin:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     /// TCP `IP:PORT`.
+    #[schemars(with = "Option<String>")]
     listen: Option<Spanned<String>>,
     /// A Unix socket path.
+    #[schemars(with = "Option<String>")]
     unix: Option<Spanned<String>>,
     /// Server certificate and key of the admin listener (its own, not the front doors').
+    #[schemars(with = "Option<RawAdminTls>")]
     tls: Option<Spanned<RawAdminTls>>,
     /// A file holding the bearer token.
+    #[schemars(with = "Option<String>")]
     token_file: Option<Spanned<String>>,
     /// Admin connections served at once.
+    #[schemars(with = "Option<u64>")]
     max_connections: Option<Spanned<u64>>,
 }
 
 /// `admin.tls:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdminTls {
+    #[schemars(with = "String")]
     cert: Spanned<String>,
+    #[schemars(with = "String")]
     key: Spanned<String>,
 }
 

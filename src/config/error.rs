@@ -260,6 +260,18 @@ pub enum ConfigErrorKind {
         /// Where the option belongs.
         hint: &'static str,
     },
+    /// `proxy_protocol` without balancers to believe it from.
+    #[error("listener {name} has 'proxy_protocol' but no 'trusted_proxies': expected the addresses or blocks of the balancers that send the header (a header believed from anyone lets every client choose its address)")]
+    ProxyWithoutTrusted {
+        /// The listener, quoted.
+        name: String,
+    },
+    /// `trusted_proxies` on a listener that reads no PROXY header (it would do nothing).
+    #[error("listener {name} has 'trusted_proxies' but no 'proxy_protocol': set proxy_protocol to v1, v2 or any (X-Forwarded-For proxies go in ws.trusted_proxies)")]
+    TrustedWithoutProxy {
+        /// The listener, quoted.
+        name: String,
+    },
     /// A plain `ws` listener without the explicit opt-in.
     #[error("listener {name} is 'ws': MQTT over WebSocket without TLS sends passwords in clear; set 'insecure_plaintext: true' to enable it (e.g. behind a TLS-terminating proxy), or use kind 'wss'")]
     PlaintextNotEnabled {

@@ -120,24 +120,90 @@ impl Default for QuicSettings {
     }
 }
 
+/// `listeners[].proxy_protocol:`: which PROXY protocol versions a balancer may open with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    /// The text header (`PROXY TCP4 ...\r\n`), at most 107 bytes.
+    V1,
+    /// The binary header (12-byte signature, addresses, TLVs).
+    V2,
+    /// Either: what the balancer sends decides.
+    Any,
+}
+
+// === impl ProxyProtocol ===
+
+impl ProxyProtocol {
+    /// The name as written in moat.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+            Self::Any => "any",
+        }
+    }
+
+    /// Whether a text (v1) header is accepted.
+    pub fn accepts_v1(self) -> bool {
+        matches!(self, Self::V1 | Self::Any)
+    }
+
+    /// Whether a binary (v2) header is accepted.
+    pub fn accepts_v2(self) -> bool {
+        matches!(self, Self::V2 | Self::Any)
+    }
+}
+
+/// PROXY protocol on a TCP listener: every connection must come from one of `trusted` and
+/// open with a header of an accepted version, read before TLS; the header's source address is
+/// then the client's address for admission, policy, logs and audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// Accepted header versions.
+    pub version: ProxyProtocol,
+    /// The balancers allowed to connect (per listener, like `ws.trusted_proxies`: a listener
+    /// for balancers and one for direct clients can sit side by side). Never empty.
+    pub trusted: Vec<IpNet>,
+}
+
+// === impl ProxySettings ===
+
+impl ProxySettings {
+    /// Whether `ip` is one of the trusted balancers (IPv4-mapped IPv6 counts as IPv4).
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+}
+
 /// `listeners[].ws:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWs {
+    #[schemars(with = "Option<String>")]
     path: Option<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
     subprotocols: Option<Spanned<Vec<Spanned<String>>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     allowed_origins: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     trusted_proxies: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<String>")]
     max_frame_size: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     max_message_size: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     upgrade_timeout: Option<Spanned<String>>,
 }
 
 /// `listeners[].quic:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawQuic {
+    #[schemars(with = "Option<String>")]
     idle_timeout: Option<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
     deny_sources: Option<Vec<Spanned<String>>>,
 }
 
@@ -150,6 +216,8 @@ pub(super) struct RawTransport<'a> {
     pub(super) ws: Option<&'a Spanned<RawWs>>,
     pub(super) quic: Option<&'a Spanned<RawQuic>>,
     pub(super) client_certs: Option<&'a Spanned<ClientCerts>>,
+    pub(super) proxy_protocol: Option<&'a Spanned<ProxyProtocol>>,
+    pub(super) trusted_proxies: Option<&'a Spanned<Vec<Spanned<String>>>>,
 }
 
 /// The validated transport options of one listener.
@@ -158,6 +226,7 @@ pub(super) struct Transport {
     pub(super) ws: Option<WsSettings>,
     pub(super) quic: Option<QuicSettings>,
     pub(super) client_certs: Option<ClientCerts>,
+    pub(super) proxy: Option<ProxySettings>,
 }
 
 // === impl Check (listener transports) ===
@@ -232,12 +301,64 @@ impl Check<'_> {
             }
             (_, Some(mode)) => Some(mode.value),
         };
+        let proxy = self.proxy(raw, &misplaced)?;
         Ok(Transport {
             alpn_routing,
             ws,
             quic,
             client_certs,
+            proxy,
         })
+    }
+
+    /// `proxy_protocol:` and `trusted_proxies:` go together, on TCP listeners only: a header
+    /// believed from anyone would let any client choose its own address, so the list is
+    /// required and must not be empty.
+    fn proxy(
+        &self,
+        raw: &RawTransport<'_>,
+        misplaced: &dyn Fn(Position, &'static str, &'static str) -> ConfigError,
+    ) -> Result<Option<ProxySettings>, ConfigError> {
+        if raw.kind.value == TransportKind::Quic {
+            let hint = "QUIC is balanced by source-preserving UDP balancing, without a PROXY header (docs/ARCHITECTURE.md)";
+            if let Some(p) = raw.proxy_protocol {
+                return Err(misplaced(pos(p), "proxy_protocol", hint));
+            }
+            if let Some(t) = raw.trusted_proxies {
+                return Err(misplaced(pos(t), "trusted_proxies", hint));
+            }
+        }
+        let (version, list) = match (raw.proxy_protocol, raw.trusted_proxies) {
+            (None, None) => return Ok(None),
+            (Some(version), Some(list)) => (version, list),
+            (Some(version), None) => {
+                let kind = Kind::ProxyWithoutTrusted {
+                    name: quoted(&raw.name.value),
+                };
+                return Err(self.err_at(version, kind));
+            }
+            (None, Some(list)) => {
+                let kind = Kind::TrustedWithoutProxy {
+                    name: quoted(&raw.name.value),
+                };
+                return Err(self.err_at(list, kind));
+            }
+        };
+        if list.value.is_empty() {
+            let kind = Kind::ProxyWithoutTrusted {
+                name: quoted(&raw.name.value),
+            };
+            return Err(self.err_at(list, kind));
+        }
+        let trusted = list
+            .value
+            .iter()
+            .map(|entry| self.cidr(entry, "trusted_proxies[]"))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(ProxySettings {
+            version: version.value,
+            trusted,
+        }))
     }
 
     fn ws(&self, raw: &RawWs, max_packet_size: usize) -> Result<WsSettings, ConfigError> {

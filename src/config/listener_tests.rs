@@ -225,3 +225,67 @@ fn client_certs_per_listener_override_the_tls_section() {
         "{err}"
     );
 }
+
+#[test]
+fn proxy_protocol_needs_trusted_proxies_and_a_tcp_listener() {
+    let cfg = parse_ok(&one(
+        "{ name: lb, kind: tls, bind: \"0.0.0.0:8883\", proxy_protocol: v2, trusted_proxies: [10.0.0.0/8, \"::1\"] }",
+    ));
+    let proxy = cfg.listeners[0].proxy.as_ref().unwrap();
+    assert_eq!(proxy.version, ProxyProtocol::V2);
+    assert!(proxy.trusts("10.1.2.3".parse().unwrap()));
+    assert!(proxy.trusts("::ffff:10.1.2.3".parse().unwrap()));
+    assert!(!proxy.trusts("192.0.2.1".parse().unwrap()));
+    let cfg = parse_ok(&one(
+        "{ name: w, kind: wss, bind: \"0.0.0.0:443\", proxy_protocol: any, trusted_proxies: [10.0.0.1] }",
+    ));
+    assert_eq!(
+        cfg.listeners[0].proxy.as_ref().unwrap().version,
+        ProxyProtocol::Any
+    );
+    assert!(
+        parse_ok(&one("{ name: m, kind: tls, bind: \"0.0.0.0:8883\" }")).listeners[0]
+            .proxy
+            .is_none()
+    );
+
+    let err = parse_err(&one(
+        "{ name: lb, kind: tls, bind: \"0.0.0.0:8883\", proxy_protocol: v1 }",
+    ));
+    assert!(
+        err.contains("'proxy_protocol' but no 'trusted_proxies'"),
+        "{err}"
+    );
+    let err = parse_err(&one(
+        "{ name: lb, kind: tls, bind: \"0.0.0.0:8883\", proxy_protocol: v1, trusted_proxies: [] }",
+    ));
+    assert!(
+        err.contains("'proxy_protocol' but no 'trusted_proxies'"),
+        "{err}"
+    );
+    let err = parse_err(&one(
+        "{ name: lb, kind: tls, bind: \"0.0.0.0:8883\", trusted_proxies: [10.0.0.1] }",
+    ));
+    assert!(
+        err.contains("'trusted_proxies' but no 'proxy_protocol'"),
+        "{err}"
+    );
+    let err = parse_err(&one(
+        "{ name: lb, kind: tls, bind: \"0.0.0.0:8883\", proxy_protocol: v3, trusted_proxies: [10.0.0.1] }",
+    ));
+    assert!(err.contains("v3"), "{err}");
+    let err = parse_err(&one(
+        "{ name: lb, kind: tls, bind: \"0.0.0.0:8883\", proxy_protocol: v2, trusted_proxies: [10.0.0.0/33] }",
+    ));
+    assert!(
+        err.contains("invalid address block '10.0.0.0/33' for trusted_proxies[]"),
+        "{err}"
+    );
+    let err = parse_err(&one(
+        "{ name: q, kind: quic, bind: \"0.0.0.0:14567\", proxy_protocol: v2, trusted_proxies: [10.0.0.1] }",
+    ));
+    assert!(
+        err.contains("'proxy_protocol' is not valid on a 'quic' listener"),
+        "{err}"
+    );
+}

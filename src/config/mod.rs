@@ -33,14 +33,21 @@ pub(crate) use error::{from_yaml, quoted};
 pub use error::{ConfigError, ConfigErrorKind, Position, SourceLocation};
 pub(crate) use listener::normalise_origin;
 pub use listener::{
-    QuicSettings, Subprotocol, WsSettings, DEFAULT_QUIC_IDLE_TIMEOUT, DEFAULT_UPGRADE_TIMEOUT,
-    DEFAULT_WS_PATH,
+    ProxyProtocol, ProxySettings, QuicSettings, Subprotocol, WsSettings, DEFAULT_QUIC_IDLE_TIMEOUT,
+    DEFAULT_UPGRADE_TIMEOUT, DEFAULT_WS_PATH,
 };
 
 /// Parses and validates moat.yaml. `path` names the file in error messages, and its folder is
 /// the base for relative paths (a pure join: nothing is read or checked on disk).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     raw::parse(text, path)
+}
+
+/// The JSON Schema of moat.yaml (`moat schema config`), generated from the types [`parse`]
+/// deserializes into, so it cannot drift from what the loader accepts. It checks shapes and
+/// words; values only the loader can judge (addresses, durations, sizes) are strings in it.
+pub fn schema() -> schemars::Schema {
+    raw::schema()
 }
 
 /// The validated configuration.
@@ -168,6 +175,9 @@ pub struct Listener {
     /// listener (a browser asked for a certificate prompts its user, or fails headless) next to
     /// `required` for devices on 8883.
     pub client_certs: Option<ClientCerts>,
+    /// `proxy_protocol:` and `trusted_proxies:`: every connection must open with a PROXY
+    /// protocol header from one of these balancers, and the header's address is the client's.
+    pub proxy: Option<ProxySettings>,
 }
 
 // === impl Listener ===
@@ -183,6 +193,7 @@ impl Listener {
             ws: None,
             quic: None,
             client_certs: None,
+            proxy: None,
         }
     }
 
@@ -201,7 +212,7 @@ impl Listener {
 /// A front door: the transport of a listener, and of one connection (a `tls` listener with ALPN
 /// routing serves `wss` connections too). More kinds may be added; match with a wildcard arm where that
 /// matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TransportKind {
@@ -274,7 +285,7 @@ impl TlsSettings {
 }
 
 /// Whether clients present certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientCerts {
     /// Never ask for a client certificate.
@@ -301,7 +312,7 @@ impl ClientCerts {
 
 /// What a CRL past its nextUpdate means (`tls.crl_expired`). Either way moat logs it at ERROR
 /// on every load, naming the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CrlExpired {
     /// Keep using it: what it revokes stays revoked, and certificates it does not list are
@@ -357,8 +368,10 @@ pub enum BrokerSettings {
         bind: SocketAddr,
         /// MQTT 5 listener (loopback).
         bind_v5: SocketAddr,
-        /// Connections the embedded broker accepts.
-        max_connections: usize,
+        /// Connections the embedded broker is sized for; `None` (the default): moat's
+        /// connection cap in force. rumqttd reserves its connection tables for this many at
+        /// start, and drops connections above it without a CONNACK.
+        max_connections: Option<usize>,
     },
     /// An external broker moat forwards to.
     Upstream {
@@ -369,12 +382,28 @@ pub enum BrokerSettings {
     },
 }
 
+// === impl BrokerSettings ===
+
+impl BrokerSettings {
+    /// How many connections the embedded broker is sized for when moat admits `cap`: the cap
+    /// itself, or `broker.embedded.max_connections` when that is larger (never less: rumqttd
+    /// drops what is above its limit without a CONNACK). `None` for an external broker.
+    pub fn embedded_capacity(&self, cap: usize) -> Option<usize> {
+        match self {
+            Self::Embedded {
+                max_connections, ..
+            } => Some(max_connections.map_or(cap, |n| n.max(cap))),
+            Self::Upstream { .. } => None,
+        }
+    }
+}
+
 impl Default for BrokerSettings {
     fn default() -> Self {
         Self::Embedded {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883),
             bind_v5: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1884),
-            max_connections: 10_000,
+            max_connections: None,
         }
     }
 }
@@ -506,7 +535,7 @@ pub struct LogSettings {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines (the default).

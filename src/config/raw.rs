@@ -15,7 +15,7 @@ use serde_saphyr::Spanned;
 use super::admin::RawAdmin;
 use super::check::Check;
 use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
-use super::listener::{RawQuic, RawTransport, RawWs};
+use super::listener::{ProxyProtocol, RawQuic, RawTransport, RawWs};
 use super::{
     BrokerSettings, ClientCerts, Config, CrlExpired, DrainSettings, Limits, Listener, LogFormat,
     LogSettings, PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind,
@@ -31,15 +31,20 @@ const MAX_PACKET_SIZE: u64 = 16 * 1024 * 1024;
 const MAX_CONNECTIONS: u64 = 1_000_000;
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     /// Required: a proxy with no front door is a mistake.
+    #[schemars(with = "Vec<RawListener>")]
     listeners: Spanned<Vec<RawListener>>,
     tls: Option<RawTls>,
+    #[schemars(with = "Option<RawBroker>")]
     broker: Option<Spanned<RawBroker>>,
+    #[schemars(with = "Option<Vec<String>>")]
     policies: Option<Vec<Spanned<String>>>,
-    /// Candidate policy files judged beside `policies:` and never enforced.
+    /// Candidate policy files or folders judged beside `policies:` on live traffic and never
+    /// enforced (the shadow policy).
+    #[schemars(with = "Option<Vec<String>>")]
     shadow_policies: Option<Vec<Spanned<String>>>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
@@ -47,52 +52,78 @@ struct RawConfig {
     dev_certs: Option<bool>,
     log: Option<RawLog>,
     /// The admin listener (metrics, health, control); off when absent.
+    #[schemars(with = "Option<RawAdmin>")]
     admin: Option<Spanned<RawAdmin>>,
+    /// How a drain (SIGTERM, `moat ctl drain`) moves clients away.
     drain: Option<RawDrain>,
 }
 
 /// `drain:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawDrain {
+    /// Over how long clients are told to leave, in batches (e.g. `30s`; `0s`: all at once).
+    #[schemars(with = "Option<String>")]
     period: Option<Spanned<String>>,
+    /// Another instance MQTT 5 clients are pointed to (DISCONNECT 0x9C with Server Reference).
+    #[schemars(with = "Option<String>")]
     server_reference: Option<Spanned<String>>,
 }
 
 /// `listeners[]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawListener {
+    #[schemars(with = "String")]
     name: Spanned<String>,
+    #[schemars(with = "TransportKind")]
     kind: Spanned<TransportKind>,
+    #[schemars(with = "String")]
     bind: Spanned<String>,
     /// `tls`/`wss` only: `mqtt` ALPN → raw MQTT, `http/1.1` or none → WebSocket.
+    #[schemars(with = "Option<bool>")]
     alpn_routing: Option<Spanned<bool>>,
     /// `ws` only, and required there: plaintext must be asked for by name.
+    #[schemars(with = "Option<bool>")]
     insecure_plaintext: Option<Spanned<bool>>,
+    #[schemars(with = "Option<RawWs>")]
     ws: Option<Spanned<RawWs>>,
+    #[schemars(with = "Option<RawQuic>")]
     quic: Option<Spanned<RawQuic>>,
     /// Overrides `tls.client_certs` for this listener (e.g. `none` on a browser-facing WSS).
+    #[schemars(with = "Option<ClientCerts>")]
     client_certs: Option<Spanned<ClientCerts>>,
+    /// `tls`/`wss`/`ws` only: the PROXY protocol version every connection must open with.
+    #[schemars(with = "Option<ProxyProtocol>")]
+    proxy_protocol: Option<Spanned<ProxyProtocol>>,
+    /// Balancers whose PROXY header is believed; required with `proxy_protocol`.
+    #[schemars(with = "Option<Vec<String>>")]
+    trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `tls:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
+    #[schemars(with = "Option<String>")]
     cert: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     key: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     client_ca: Option<Spanned<String>>,
+    #[schemars(with = "Option<ClientCerts>")]
     client_certs: Option<Spanned<ClientCerts>>,
+    #[schemars(with = "Option<Vec<String>>")]
     crls: Option<Vec<Spanned<String>>>,
     crl_expired: Option<CrlExpired>,
+    #[schemars(with = "Option<String>")]
     min_version: Option<Spanned<String>>,
     cert_identity: Option<bool>,
     username_must_match_cert: Option<bool>,
 }
 
 /// `broker:`: exactly one of the two.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawBroker {
     embedded: Option<RawEmbedded>,
@@ -100,55 +131,75 @@ struct RawBroker {
 }
 
 /// `broker.embedded:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawEmbedded {
+    #[schemars(with = "Option<String>")]
     bind: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     bind_v5: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     max_connections: Option<Spanned<u64>>,
 }
 
 /// `broker.upstream:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
+    #[schemars(with = "String")]
     v3: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     v5: Option<Spanned<String>>,
 }
 
 /// `timeouts:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTimeouts {
+    #[schemars(with = "Option<String>")]
     tls_handshake: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     connect: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     upstream_connect: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     shutdown_grace: Option<Spanned<String>>,
 }
 
 /// `limits:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
+    #[schemars(with = "Option<String>")]
     max_packet_size: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     max_connections: Option<Spanned<u64>>,
+    #[schemars(with = "Option<String>")]
     max_keepalive: Option<Spanned<String>>,
 }
 
 /// `passwords:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawPasswords {
+    #[schemars(with = "Option<String>")]
     queue_wait: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     cache: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     cache_entries: Option<Spanned<u64>>,
 }
 
 /// `log:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<LogFormat>,
+}
+
+/// The JSON Schema of moat.yaml, from the types [`parse`] reads it into.
+pub(super) fn schema() -> schemars::Schema {
+    schemars::schema_for!(RawConfig)
 }
 
 /// Deserializes and validates; see [`super::parse`].
@@ -251,6 +302,8 @@ impl Check<'_> {
                 ws: entry.ws.as_ref(),
                 quic: entry.quic.as_ref(),
                 client_certs: entry.client_certs.as_ref(),
+                proxy_protocol: entry.proxy_protocol.as_ref(),
+                trusted_proxies: entry.trusted_proxies.as_ref(),
             };
             let transport = self.transport(&transport, limits.max_packet_size, tls)?;
             let listener = Listener {
@@ -261,6 +314,7 @@ impl Check<'_> {
                 ws: transport.ws,
                 quic: transport.quic,
                 client_certs: transport.client_certs,
+                proxy: transport.proxy,
             };
             listeners.push((listener, Position::of_spanned(&entry.name).line));
         }
@@ -368,8 +422,8 @@ impl Check<'_> {
             return Err(self.err(position, Kind::SameEmbeddedPorts { addr }));
         }
         let max_connections = match &raw.max_connections {
-            None => 10_000,
-            Some(max) => self.connections(max, "broker.embedded.max_connections")?,
+            None => None,
+            Some(max) => Some(self.connections(max, "broker.embedded.max_connections")?),
         };
         Ok(BrokerSettings::Embedded {
             bind,

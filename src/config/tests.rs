@@ -152,7 +152,7 @@ fn unknown_key_names_line_column_and_the_expected_keys() {
     let text = "listeners:\n  - name: mqtts\n    kind: tls\n    bnd: \"127.0.0.1:8883\"\n";
     assert_eq!(
         parse_err(text),
-        "moat.yaml:4:5: unknown field 'bnd', expected one of 'name', 'kind', 'bind', 'alpn_routing', 'insecure_plaintext', 'ws', 'quic', 'client_certs'"
+        "moat.yaml:4:5: unknown field 'bnd', expected one of 'name', 'kind', 'bind', 'alpn_routing', 'insecure_plaintext', 'ws', 'quic', 'client_certs', 'proxy_protocol', 'trusted_proxies'"
     );
     let err = parse_err(&with("tls: { cert: a, client_cert: required }\n"));
     assert!(
@@ -528,4 +528,20 @@ fn drain_settings_parse_and_refuse_a_bad_server_reference_with_its_line() {
     assert!(err.contains("drain.server_reference"), "{err}");
     let err = parse_err(&with("drain: { period: 2h }\n"));
     assert!(err.contains("drain.period"), "{err}");
+}
+
+#[test]
+fn the_embedded_broker_is_sized_to_the_connection_cap_unless_set_larger() {
+    // Before: sized for 10,000 whatever the cap, reserving tables for connections moat would
+    // never admit (`limits.max_connections: 100`).
+    let cfg = parse_ok(&with("limits: { max_connections: 100 }\n"));
+    assert_eq!(cfg.broker.embedded_capacity(100), Some(100));
+    let cfg = parse_ok(&with(
+        "broker: { embedded: { bind: \"127.0.0.1:1883\", max_connections: 500 } }\n",
+    ));
+    assert_eq!(cfg.broker.embedded_capacity(100), Some(500));
+    // Never below the cap.
+    assert_eq!(cfg.broker.embedded_capacity(1000), Some(1000));
+    let cfg = parse_ok(&with("broker: { upstream: { v3: \"10.0.0.5:1883\" } }\n"));
+    assert_eq!(cfg.broker.embedded_capacity(100), None);
 }

@@ -82,6 +82,15 @@ impl ProtocolVersion {
         }
     }
 
+    /// The version as operators write it (`3.1`, `3.1.1`, `5`), for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V3_1 => "3.1",
+            Self::V3_1_1 => "3.1.1",
+            Self::V5 => "5",
+        }
+    }
+
     /// True for MQTT 5.0 (properties and reason codes present).
     pub fn is_v5(self) -> bool {
         self == Self::V5

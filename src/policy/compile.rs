@@ -44,17 +44,20 @@ const MAX_T_COST: u32 = 16;
 const MAX_P_COST: u32 = 16;
 
 /// One policy file as serde sees it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawPolicyFile {
     /// Whether clients without credentials get in (as `anonymous`).
+    #[schemars(with = "Option<bool>")]
     anonymous: Option<Spanned<bool>>,
     /// Password and certificate users (`users:` left empty means none).
     users: Option<Vec<RawUser>>,
     // --- identity (issue 3): a mosquitto password file and client-id binding ---
     /// A mosquitto_passwd file, relative to this policy file, whose users join the policy.
+    #[schemars(with = "Option<String>")]
     password_file: Option<Spanned<String>>,
     /// How client identifiers are bound to identities.
+    #[schemars(with = "Option<RawClientId>")]
     client_id: Option<Spanned<RawClientId>>,
 
     // --- topic ACLs (issue 4) ---
@@ -63,6 +66,7 @@ struct RawPolicyFile {
     /// Expected decisions `moat check` runs (`tests:`).
     tests: Option<Vec<super::acl::compile::RawCase>>,
     /// What a subscription overlapping denied topics gets (one value across files).
+    #[schemars(with = "Option<super::acl::SubscribeOverlap>")]
     subscribe_overlap: Option<Spanned<super::acl::SubscribeOverlap>>,
 
     // --- network guard (`guard/`): addresses, bans, limits ---
@@ -71,14 +75,16 @@ struct RawPolicyFile {
     /// Static bans.
     bans: Option<Vec<guard::RawBan>>,
     /// Automatic ban triggers (one file only).
+    #[schemars(with = "Option<guard::RawAutoBan>")]
     auto_ban: Option<Spanned<guard::RawAutoBan>>,
     /// Connection and session limits (one file only).
+    #[schemars(with = "Option<guard::RawLimits>")]
     limits: Option<Spanned<guard::RawLimits>>,
     // --- end network guard ---
 }
 
 /// `client_id:` — exactly one of the two templates.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawClientId {
     must_equal: Option<String>,
@@ -86,12 +92,20 @@ struct RawClientId {
 }
 
 /// `users[]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawUser {
+    #[schemars(with = "String")]
     name: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     password: Option<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
     groups: Option<Vec<Spanned<String>>>,
+}
+
+/// The JSON Schema of one policy file, from the types the compiler reads it into.
+pub fn schema() -> schemars::Schema {
+    schemars::schema_for!(RawPolicyFile)
 }
 
 /// Compiles policy sources, in order, into one policy. Zero sources give a policy that admits

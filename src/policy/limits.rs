@@ -64,7 +64,9 @@ pub struct Bucket {
 }
 
 /// What happens to a client that goes above a rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnExceed {
     /// Stop reading from the client until it is within its rate again (TCP backpressure).

@@ -44,7 +44,7 @@ pub use authn::{
     NameError, PasswordCheck, ANONYMOUS,
 };
 pub use bans::{AutoBanRule, AutoBanSettings, BanTarget, StaticBan};
-pub use compile::{compile, compile_with_files, password_files};
+pub use compile::{compile, compile_with_files, password_files, schema};
 pub use decision::{Decision, RuleRef, Verdict};
 pub use error::{GuardErrorKind, PolicyError, PolicyErrorKind, PolicySource};
 pub use limits::{Bucket, ClientLimits, ConnectionLimits, OnExceed, Rate};

@@ -3,6 +3,13 @@
 //! Admission (`admission::Gate::admit`: network rules, bans, rates, caps) runs on the bare
 //! address *before* any TLS work, so a refused connection costs an accept and a close.
 //! (QUIC listeners have their own loop in `quic.rs`: UDP has no accept.)
+//!
+//! A connection from a balancer or reverse proxy the listener trusts (`trusted_proxies` on a
+//! PROXY protocol listener, `ws.trusted_proxies` for `X-Forwarded-For`) is not judged as a
+//! source: it gets a relay slot (`Gate::admit_relay`, memory and total caps only), and the
+//! connection task runs the whole admission on the client's address once the header names it.
+//! On a PROXY protocol listener a peer that is not trusted is refused here, before a byte is
+//! read: every client of such a listener comes through a balancer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +17,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use super::{conn, Shared};
-use crate::config::WsSettings;
+use crate::config::{ProxySettings, WsSettings};
 use crate::shutdown::Drain;
 use crate::stats::{ListenerStats, Stats};
 use crate::transport::peer_addr;
@@ -34,6 +41,21 @@ pub(super) enum Front {
     Routed(Arc<Handshakes>, Arc<WsSettings>),
 }
 
+// === impl Front ===
+
+impl Front {
+    /// Whether `ip` is a reverse proxy whose `X-Forwarded-For` this front believes.
+    pub(super) fn forwarded_by(&self, ip: std::net::IpAddr) -> bool {
+        match self {
+            Front::Wss(_, ws) | Front::Ws(ws) | Front::Routed(_, ws) => {
+                let ip = ip.to_canonical();
+                ws.trusted_proxies.iter().any(|net| net.contains(&ip))
+            }
+            Front::Tls(_) => false,
+        }
+    }
+}
+
 /// A bound listener and what it needs to serve.
 pub(super) struct Listener {
     /// Name from the config, carried into every `Peer` and log line.
@@ -42,6 +64,8 @@ pub(super) struct Listener {
     pub(super) socket: TcpListener,
     /// The transport to run on accepted sockets.
     pub(super) front: Front,
+    /// PROXY protocol: the versions accepted and the balancers trusted to send them.
+    pub(super) proxy: Option<Arc<ProxySettings>>,
     /// Server-wide state.
     pub(super) shared: Arc<Shared>,
     /// This listener's counters.
@@ -76,9 +100,34 @@ impl Listener {
             Stats::bump(&self.shared.stats.accepted);
             Stats::bump(&self.stats.accepted);
             let addr = peer_addr(addr);
-            let shadow = &self.shared.stats.shadow;
-            crate::ops::shadow::admission(&self.shared.policy.load(), shadow, addr, &self.name);
-            let permit = match self.shared.gate.admit(addr, &self.name) {
+            let gate = &self.shared.gate;
+            let admission = match &self.proxy {
+                Some(proxy) if !proxy.trusts(addr.ip()) => {
+                    Stats::bump(&self.shared.stats.proxy_untrusted);
+                    gate.proxy_refused(
+                        addr,
+                        &self.name,
+                        "peer is not a trusted proxy",
+                        "moat.yaml listeners[].trusted_proxies",
+                    );
+                    Err(None)
+                }
+                Some(_) => gate.admit_relay(addr, &self.name).map_err(Some),
+                None if self.front.forwarded_by(addr.ip()) => {
+                    gate.admit_relay(addr, &self.name).map_err(Some)
+                }
+                None => {
+                    let shadow = &self.shared.stats.shadow;
+                    crate::ops::shadow::admission(
+                        &self.shared.policy.load(),
+                        shadow,
+                        addr,
+                        &self.name,
+                    );
+                    gate.admit(addr, &self.name).map_err(Some)
+                }
+            };
+            let permit = match admission {
                 Ok(permit) => permit,
                 Err(refused) => {
                     // Counted and logged (aggregated) by the gate. Closed with a reset, as a firewall
@@ -86,7 +135,9 @@ impl Listener {
                     // flood from a denied source costs the kernel as little as it costs moat.
                     let _ = stream.set_zero_linger();
                     Stats::bump(&self.shared.stats.refused_at_accept);
-                    self.stats.refused(refused.reason);
+                    if let Some(refused) = refused {
+                        self.stats.refused(refused.reason);
+                    }
                     continue;
                 }
             };
@@ -99,6 +150,7 @@ impl Listener {
                 addr,
                 self.name.clone(),
                 permit,
+                self.proxy.as_ref().map(|p| p.version),
                 drain.clone(),
             );
         }

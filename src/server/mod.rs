@@ -133,16 +133,17 @@ impl Server {
             false => None,
         };
         let (target, embedded) = match &config.broker {
-            BrokerSettings::Embedded {
-                bind,
-                bind_v5,
-                max_connections: broker_cap,
-            } => {
+            BrokerSettings::Embedded { bind, bind_v5, .. } => {
                 let broker = start_embedded(EmbeddedOptions {
                     bind_v3: *bind,
                     bind_v5: *bind_v5,
                     max_packet_size: config.limits.max_packet_size,
-                    max_connections: (*broker_cap).max(max_connections),
+                    // Sized to the cap in force (after the descriptor plan), not to a default:
+                    // rumqttd reserves its tables for this many at start.
+                    max_connections: config
+                        .broker
+                        .embedded_capacity(max_connections)
+                        .unwrap_or(max_connections),
                 })
                 .await?;
                 (broker.target.clone(), Some(broker))
@@ -346,6 +347,7 @@ async fn tcp_listener(
         name,
         socket,
         front: front(l, config, &shared.tls, material)?,
+        proxy: l.proxy.clone().map(Arc::new),
         shared: shared.clone(),
     })
 }

@@ -17,7 +17,7 @@ use super::machine::{Machine, Setup, Terms};
 use super::reader::{FrameReader, ReadError};
 use super::upstream::{self, Upstream, PING_EVERY, UPSTREAM_KEEPALIVE};
 use crate::mqtt::{self, Connect, Packet, PacketType, ProtocolVersion};
-use crate::ops::audit;
+use crate::ops::audit::{self, Escaped};
 use crate::policy::shadow::ShadowAuthn;
 use crate::policy::{
     source_key, AuthnDecision, AuthnFailure, AuthnStep, ClientLimits, Credentials, Identity,
@@ -121,10 +121,10 @@ where
         return None;
     }
     tracing::info!(
-        identity = ?admitted.identity.name,
-        client_id = ?admitted.connect.client_id.as_str(),
-        broker_client_id = ?admitted.claim.broker_id(),
-        ?version,
+        identity = %Escaped(&admitted.identity.name),
+        client_id = %Escaped(admitted.connect.client_id.as_str()),
+        broker_client_id = %Escaped(admitted.claim.broker_id()),
+        version = version.name(),
         "session up"
     );
     // The session's clocks start now, with the CONNACK on its way.
@@ -411,7 +411,7 @@ async fn authenticate(connect: &Connect, peer: &Peer, env: &Env) -> Result<Ident
     }
     match decision {
         AuthnDecision::Allow { identity, rule } => {
-            tracing::debug!(identity = ?identity.name, %rule, "authenticated");
+            tracing::debug!(identity = %Escaped(&identity.name), %rule, "authenticated");
             Ok(identity)
         }
         AuthnDecision::Deny { reason, rule } => Err(match reason {

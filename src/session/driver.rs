@@ -69,12 +69,26 @@ const BROKER_CLOSE_WAIT: Duration = Duration::from_secs(1);
 const UNARMED: Duration = Duration::from_secs(86_400 * 365);
 
 /// How a session ended without a refusal.
-#[derive(Debug)]
-enum End {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
     /// The client closed (or reset) its connection without DISCONNECT.
     ClientLeft,
-    /// A DISCONNECT went from the client to the broker (or from the broker to the client).
-    Disconnected,
+    /// A DISCONNECT went to this side: from the client to the broker, or from the broker to
+    /// the client.
+    Disconnected(Dest),
+}
+
+// === impl End ===
+
+impl End {
+    /// For the `session closed` line, beside [`Refusal::end_reason`].
+    pub(super) fn reason(self) -> &'static str {
+        match self {
+            End::ClientLeft => "client closed",
+            End::Disconnected(Dest::Broker) => "client disconnect",
+            End::Disconnected(Dest::Client) => "broker disconnect",
+        }
+    }
 }
 
 /// What the session keeps after the CONNECT phase: the machine and the broker connection (the
@@ -107,8 +121,8 @@ impl Link {
     }
 }
 
-/// Runs the session until one side closes. `Ok` means a normal end; `Err` carries what the
-/// client must be told. Everything is borrowed from the caller, so this future holds only its
+/// Runs the session until one side closes. `Ok` says how it ended normally; `Err` carries what
+/// the client must be told. Everything is borrowed from the caller, so this future holds only its
 /// own working state.
 pub(super) async fn pump<R, W>(
     client: &mut FrameReader<R>,
@@ -117,7 +131,7 @@ pub(super) async fn pump<R, W>(
     peer: &Peer,
     env: &Env,
     mut drain: Drain,
-) -> Result<(), Refusal>
+) -> Result<End, Refusal>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -137,10 +151,10 @@ where
         &mut drain,
     )
     .await?;
-    if let End::Disconnected = end {
+    if let End::Disconnected(_) = end {
         broker_closes(&mut link.upstream_rd).await;
     }
-    Ok(())
+    Ok(end)
 }
 
 /// Both sides' streams.
@@ -392,7 +406,7 @@ where
                 .map_err(PeerFault::Gone)?;
         }
     }
-    Ok(End::Disconnected)
+    Ok(End::Disconnected(to))
 }
 
 /// Writes the batch in progress and then everything the machine still has for `to`.
@@ -437,7 +451,7 @@ async fn broker_closes<R: AsyncRead + Unpin>(upstream: &mut FrameReader<R>) {
         .is_err()
     {
         tracing::debug!(
-            wait = ?BROKER_CLOSE_WAIT,
+            wait = %humantime::format_duration(BROKER_CLOSE_WAIT),
             "broker kept the connection open after DISCONNECT; closing it"
         );
     }

@@ -314,6 +314,24 @@ impl Refusal {
         }
     }
 
+    /// Why a session that was up ended, as one short word or phrase for the `session closed`
+    /// line (a log shipper groups by it; the refusal's text says the rest).
+    pub(crate) fn end_reason(&self) -> &'static str {
+        match self {
+            Refusal::Peer(PeerFault::KeepAlive) => "keep alive",
+            Refusal::Peer(PeerFault::StoppedReading(_)) => "client stopped reading",
+            Refusal::Peer(PeerFault::Gone(_)) => "client lost",
+            Refusal::Peer(_) => "protocol error",
+            Refusal::Policy(_) => "refusal",
+            Refusal::Broker(_) => "broker",
+            Refusal::Internal(_) | Refusal::PasswordBusy(_) => "internal",
+            Refusal::ShuttingDown => "shutdown",
+            Refusal::Moved(_) => "drained",
+            Refusal::Kicked => "kicked",
+            Refusal::TakenOver => "taken over",
+        }
+    }
+
     /// The rule behind the refusal, for the audit line: a policy rule where one decided,
     /// otherwise the protocol itself.
     pub(crate) fn rule(&self) -> String {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use crate::ops::audit;
+use crate::ops::audit::{self, Escaped};
 use crate::shutdown::Drain;
 use crate::stats::Stats;
 use crate::transport::Peer;
@@ -66,6 +66,7 @@ where
         return;
     };
     Stats::bump_gauge(&env.stats().active_sessions, 1);
+    let started = tokio::time::Instant::now();
     let end = match driver::pump(&mut reader, &mut wr, &mut link, &peer, &env, drain).await {
         // The broker drops the old connection when a newer one claims the session: the claim
         // was registered before that connection reached the broker, so this check cannot lose
@@ -77,9 +78,9 @@ where
     let (identity, client_id) = link.who();
     // Connect/disconnect flapping is counted per client id (admission may ban it).
     env.session_ended(peer.addr.ip(), Some(&identity), &client_id);
-    match end {
-        Ok(()) => {}
-        Err(refusal @ Refusal::Policy(_)) => {
+    closed(&link, &identity, &client_id, started.elapsed(), &end);
+    if let Err(refusal) = end {
+        if let Refusal::Policy(_) = refusal {
             // The policy ended the session (a `disconnect: true` rule, a limit, a revoked
             // certificate): one audit line with the rule, as every policy refusal has.
             if let Refusal::Policy(PolicyRefusal::Limit(..)) = refusal {
@@ -95,16 +96,39 @@ where
                 &reason,
                 &refusal.rule(),
             );
-            let last = driver::encode(refusal.goodbye(link.version()), link.version());
-            let _ = driver::say(&mut wr, last).await;
         }
-        Err(refusal) => {
-            tracing::info!(side = %refusal.side(), reason = %refusal, "session closed");
-            let last = driver::encode(refusal.goodbye(link.version()), link.version());
-            let _ = driver::say(&mut wr, last).await;
-        }
+        let last = driver::encode(refusal.goodbye(link.version()), link.version());
+        let _ = driver::say(&mut wr, last).await;
     }
     let _ = wr.shutdown().await;
+}
+
+/// The one line that ends every session that was up: who, how long, what it carried each way,
+/// and why it ended (a refusal also has its audit line, with the rule).
+fn closed(
+    link: &driver::Link,
+    identity: &str,
+    client_id: &str,
+    lasted: std::time::Duration,
+    end: &Result<driver::End, Refusal>,
+) {
+    let tally = link.machine.tally();
+    let (reason, detail) = match end {
+        Ok(end) => (end.reason(), None),
+        Err(refusal) => (refusal.end_reason(), Some(refusal.to_string())),
+    };
+    tracing::info!(
+        identity = %Escaped(identity),
+        client_id = %Escaped(client_id),
+        reason,
+        detail = detail.as_deref().map(|d| tracing::field::display(Escaped(d))),
+        duration_ms = u64::try_from(lasted.as_millis()).unwrap_or(u64::MAX),
+        messages_in = tally.messages_in,
+        messages_out = tally.messages_out,
+        bytes_in = tally.bytes_in,
+        bytes_out = tally.bytes_out,
+        "session closed"
+    );
 }
 
 #[cfg(test)]

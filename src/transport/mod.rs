@@ -10,6 +10,7 @@ pub mod forwarded;
 mod handshake_refusal;
 mod material;
 mod peer;
+pub mod proxy_header;
 pub mod quic;
 pub mod quic_client;
 pub mod tls;

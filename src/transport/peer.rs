@@ -27,7 +27,8 @@ pub struct Peer {
     /// Issuer and serial of that certificate, kept only where CRLs are configured (a reload
     /// that revokes it ends the session). Boxed: a session without one pays a pointer.
     pub cert: Option<Box<ClientCert>>,
-    /// The trusted proxy's socket address when `addr` came from its `X-Forwarded-For`.
+    /// The trusted balancer or proxy whose PROXY protocol header or `X-Forwarded-For` gave
+    /// `addr` (its socket address, or the address its own PROXY header named).
     pub via: Option<SocketAddr>,
 }
 

@@ -50,34 +50,64 @@ pub enum WsError {
     Handshake(String),
 }
 
-/// What the upgrade callback decided.
-enum Verdict {
-    Accepted { forwarded: Option<std::net::IpAddr> },
-    Refused { status: u16, reason: &'static str },
+/// What the upgrade callback decided; `A`: what admission on the client's address gave.
+enum Verdict<A> {
+    Accepted {
+        forwarded: Option<std::net::IpAddr>,
+        admitted: Option<A>,
+    },
+    Refused {
+        status: u16,
+        reason: &'static str,
+    },
 }
 
+/// Admission on the client's address, run once the request names it: `None` refuses (403).
+pub type Admit<'a, A> = &'a mut (dyn FnMut(SocketAddr) -> Option<A> + Send);
+
 /// Judges the upgrade request; runs once, inside tungstenite's handshake.
-struct Judge<'a> {
+struct Judge<'a, 'b, A> {
     settings: &'a WsSettings,
     peer: &'a Peer,
-    verdict: &'a mut Option<Verdict>,
+    verdict: &'a mut Option<Verdict<A>>,
+    admit: Option<Admit<'b, A>>,
 }
 
 // === impl Judge ===
 
-impl Callback for Judge<'_> {
+impl<A> Callback for Judge<'_, '_, A> {
     fn on_request(
         self,
         request: &Request,
         mut response: Response,
     ) -> Result<Response, ErrorResponse> {
-        match judge(self.settings, self.peer, request) {
-            Ok((protocol, forwarded)) => {
+        let judged = judge(self.settings, self.peer, request).and_then(|(protocol, forwarded)| {
+            // Last: the request is acceptable, so its client address is the one to admit.
+            let admitted = match self.admit {
+                None => None,
+                Some(admit) => {
+                    let client = forwarded.map_or(self.peer.addr, |ip| {
+                        super::peer_addr(SocketAddr::new(ip, 0))
+                    });
+                    let admitted = admit(client);
+                    if admitted.is_none() {
+                        return Err((StatusCode::FORBIDDEN, "client address refused by admission"));
+                    }
+                    admitted
+                }
+            };
+            Ok((protocol, forwarded, admitted))
+        });
+        match judged {
+            Ok((protocol, forwarded, admitted)) => {
                 response.headers_mut().insert(
                     "sec-websocket-protocol",
                     HeaderValue::from_static(protocol.as_str()),
                 );
-                *self.verdict = Some(Verdict::Accepted { forwarded });
+                *self.verdict = Some(Verdict::Accepted {
+                    forwarded,
+                    admitted,
+                });
                 Ok(response)
             }
             Err((status, reason)) => {
@@ -161,13 +191,16 @@ fn judge(settings: &WsSettings, peer: &Peer, request: &Request) -> Judgement {
 }
 
 /// Runs the upgrade on `stream` under the listener's deadline. On success the peer's kind is
-/// `kind` and, behind a trusted proxy, its address is the forwarded client's.
-pub async fn upgrade<S>(
+/// `kind` and, behind a trusted proxy, its address is the forwarded client's. With `admit`,
+/// an acceptable request is admitted on that address before the answer goes out (`None` from
+/// it is a 403), and its result is returned.
+pub async fn upgrade<S, A>(
     stream: S,
     mut peer: Peer,
     settings: &WsSettings,
     kind: TransportKind,
-) -> Result<(WsBytes<S>, Peer), WsError>
+    admit: Option<Admit<'_, A>>,
+) -> Result<(WsBytes<S>, Peer, Option<A>), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -182,6 +215,7 @@ where
         settings,
         peer: &peer,
         verdict: &mut verdict,
+        admit,
     };
     let deadline = settings.upgrade_timeout;
     let upgraded = tokio::time::timeout(
@@ -190,13 +224,19 @@ where
     )
     .await
     .map_err(|_| WsError::Timeout(deadline))?;
-    let ws = match (upgraded, verdict) {
-        (Ok(ws), Some(Verdict::Accepted { forwarded })) => {
+    let (ws, admitted) = match (upgraded, verdict) {
+        (
+            Ok(ws),
+            Some(Verdict::Accepted {
+                forwarded,
+                admitted,
+            }),
+        ) => {
             if let Some(ip) = forwarded {
                 peer.via = Some(peer.addr);
                 peer.addr = super::peer_addr(SocketAddr::new(ip, 0));
             }
-            ws
+            (ws, admitted)
         }
         (_, Some(Verdict::Refused { status, reason })) => {
             return Err(WsError::Refused { status, reason })
@@ -205,7 +245,7 @@ where
         (Ok(_), None) => return Err(WsError::Handshake("upgrade without a verdict".into())),
     };
     peer.kind = kind;
-    Ok((WsBytes::new(ws), peer))
+    Ok((WsBytes::new(ws), peer, admitted))
 }
 
 #[cfg(test)]

@@ -717,16 +717,19 @@ pub async fn connack(s: &mut TlsStream<TcpStream>, connect: &[u8]) -> Option<Vec
     Some(body)
 }
 
-/// Starts `cmd` (`moat run`, or a shell that execs it) with info logging, and hands its log
-/// lines over a channel, read by a thread the test owns (it ends when the child closes stderr).
-/// stderr is a pipe, so moat writes no colour codes (tests/operator_output.rs checks it).
+/// Starts `cmd` (`moat run`, or a shell that execs it) with info logging (unless `cmd` sets or
+/// removes `RUST_LOG` itself), and hands its log lines over a channel, read by a thread the
+/// test owns (it ends when the child closes stderr). stderr is a pipe, so moat writes no colour
+/// codes (tests/operator_output.rs checks it).
 pub fn spawn_logged(
     mut cmd: std::process::Command,
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
     use std::process::Stdio;
+    if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+        cmd.env("RUST_LOG", "info");
+    }
     let mut child = cmd
-        .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -43,6 +43,19 @@ pub async fn wss_connect(
 ) -> Result<Wss, tungstenite::Error> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
+    wss_over(tcp, addr, tls, path, protocols, headers).await
+}
+
+/// [`wss_connect`] over a TCP connection the test opened itself (from another source
+/// address, or after writing a PROXY protocol header).
+pub async fn wss_over(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    path: &str,
+    protocols: &[&str],
+    headers: &[(&str, &str)],
+) -> Result<Wss, tungstenite::Error> {
     let name = ServerName::try_from("localhost").unwrap();
     let tls = TlsConnector::from(tls).connect(name, tcp).await?;
     let mut request = format!("wss://localhost:{}{path}", addr.port())

@@ -137,8 +137,17 @@ async fn exchange(flags: u8, sent: &[u8], request: usize) -> Option<usize> {
         got
     };
     let serve = async move {
-        let Ok((mut ws, _peer)) = upgrade(moat_io, peer, &settings, TransportKind::Wss).await
-        else {
+        // Admission on the client's address runs inside the upgrade (moat's relay slots); here
+        // it admits everyone, so the frames after it are fuzzed too.
+        let mut admit = |_client: std::net::SocketAddr| Some(());
+        let upgraded = upgrade(
+            moat_io,
+            peer,
+            &settings,
+            TransportKind::Wss,
+            Some(&mut admit),
+        );
+        let Ok((mut ws, _peer, _admitted)) = upgraded.await else {
             return None;
         };
         let mut mqtt = 0usize;

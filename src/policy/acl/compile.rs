@@ -52,6 +52,27 @@ const MAX_LABEL: usize = 96;
 #[derive(Debug)]
 pub(crate) struct RawActions(Vec<String>);
 
+/// The same shapes the deserializer takes: one action word, or a list of them; the words are
+/// `Action`'s own spellings and `all`.
+impl schemars::JsonSchema for RawActions {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Actions".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let words: Vec<&str> = std::iter::once("all")
+            .chain(Action::ALL.iter().map(|a| a.as_str()))
+            .collect();
+        schemars::json_schema!({
+            "description": "An action (publish, subscribe, receive, all) or a list of them.",
+            "anyOf": [
+                { "enum": words },
+                { "type": "array", "items": { "enum": words }, "minItems": 1 }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for RawActions {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
@@ -76,37 +97,54 @@ impl<'de> Deserialize<'de> for RawActions {
 }
 
 /// `acl[]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRule {
+    #[schemars(with = "Option<RawActions>")]
     allow: Option<Spanned<RawActions>>,
+    #[schemars(with = "Option<RawActions>")]
     deny: Option<Spanned<RawActions>>,
+    #[schemars(with = "Vec<String>")]
     topics: Spanned<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     users: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     groups: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     certs: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     listeners: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     sources: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     share_groups: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<u8>")]
     max_qos: Option<Spanned<u8>>,
+    #[schemars(with = "Option<bool>")]
     retain: Option<Spanned<bool>>,
     disconnect: Option<bool>,
+    #[schemars(with = "Option<SubscribeOverlap>")]
     subscribe_overlap: Option<Spanned<SubscribeOverlap>>,
 }
 
 /// `tests[]`: one expected decision.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCase {
     user: Option<String>,
     client_id: Option<String>,
     cert_cn: Option<String>,
     listener: Option<String>,
+    #[schemars(with = "Option<String>")]
     source: Option<Spanned<String>>,
+    #[schemars(with = "String")]
     action: Spanned<String>,
+    #[schemars(with = "String")]
     topic: Spanned<String>,
+    #[schemars(with = "Option<u8>")]
     qos: Option<Spanned<u8>>,
     retain: Option<bool>,
+    #[schemars(with = "String")]
     expect: Spanned<String>,
 }
 

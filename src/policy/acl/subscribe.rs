@@ -38,7 +38,7 @@ use crate::mqtt::topic;
 use crate::policy::decision::{Decision, RuleRef, Verdict};
 
 /// What a filter that overlaps topics the client may not subscribe to gets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SubscribeOverlap {
     /// Refused: a filter is granted only if every topic it can match is allowed, so the broker

@@ -11,18 +11,22 @@ use crate::policy::bans::{AutoBanRule, AutoBanSettings, BanTarget, StaticBan};
 use crate::policy::error::{GuardErrorKind, PolicyError, PolicyErrorKind};
 
 /// `bans[]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::policy) struct RawBan {
+    #[schemars(with = "Option<String>")]
     address: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     username: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     client_id: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     until: Option<Spanned<String>>,
     reason: Option<String>,
 }
 
 /// `auto_ban:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::policy) struct RawAutoBan {
     failed_auth: Option<RawAutoBanRule>,
@@ -30,14 +34,18 @@ pub(in crate::policy) struct RawAutoBan {
 }
 
 /// `auto_ban.failed_auth:` / `auto_ban.flapping:`; `count: 0` turns the trigger off.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawAutoBanRule {
+    #[schemars(with = "u64")]
     count: Spanned<u64>,
+    #[schemars(with = "String")]
     within: Spanned<String>,
+    #[schemars(with = "String")]
     ban_for: Spanned<String>,
     /// Which of `source`, `username`, `client_id` to ban (default: all three for flapping's
     /// `client_id` + `source`, `source` only for failed_auth).
+    #[schemars(with = "Option<Vec<String>>")]
     ban: Option<Vec<Spanned<String>>>,
 }
 

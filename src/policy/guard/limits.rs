@@ -16,7 +16,7 @@ use crate::policy::error::GuardErrorKind;
 use crate::policy::limits::{Bucket, ClientOverride, ConnectionLimits, LimitRules, OnExceed, Rate};
 
 /// `limits:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::policy) struct RawLimits {
     connections: Option<RawConnections>,
@@ -26,60 +26,83 @@ pub(in crate::policy) struct RawLimits {
 }
 
 /// `limits.connections:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConnections {
+    #[schemars(with = "Option<String>")]
     per_ip: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     per_ip_burst: Option<Spanned<u64>>,
+    #[schemars(with = "Option<String>")]
     global: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     global_burst: Option<Spanned<u64>>,
+    #[schemars(with = "Option<u64>")]
     max_per_ip: Option<Spanned<u64>>,
+    #[schemars(with = "Option<u64>")]
     max_total: Option<Spanned<u64>>,
+    #[schemars(with = "Option<HashMap<String, u64>>")]
     per_listener: Option<HashMap<String, Spanned<u64>>>,
+    #[schemars(with = "Option<u64>")]
     ipv6_prefix: Option<Spanned<u64>>,
+    #[schemars(with = "Option<u64>")]
     max_tracked_sources: Option<Spanned<u64>>,
+    #[schemars(with = "Option<String>")]
     shed_at_memory: Option<Spanned<String>>,
 }
 
 /// `limits.client:`, `limits.users.NAME:`, `limits.groups.NAME:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawClient {
     publish: Option<RawPublish>,
     subscribe: Option<RawSubscribe>,
+    #[schemars(with = "Option<u64>")]
     max_inflight: Option<Spanned<u64>>,
+    #[schemars(with = "Option<u64>")]
     max_client_id: Option<Spanned<u64>>,
+    #[schemars(with = "Option<u64>")]
     max_topic_length: Option<Spanned<u64>>,
+    #[schemars(with = "Option<u64>")]
     max_topic_levels: Option<Spanned<u64>>,
     keepalive: Option<RawKeepalive>,
 }
 
 /// `publish:` inside a client section.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawPublish {
+    #[schemars(with = "Option<String>")]
     rate: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     burst: Option<Spanned<u64>>,
+    #[schemars(with = "Option<String>")]
     bytes: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     byte_burst: Option<Spanned<String>>,
     on_exceed: Option<OnExceed>,
 }
 
 /// `subscribe:` inside a client section.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawSubscribe {
+    #[schemars(with = "Option<String>")]
     rate: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     burst: Option<Spanned<u64>>,
+    #[schemars(with = "Option<u64>")]
     max_per_session: Option<Spanned<u64>>,
     on_exceed: Option<OnExceed>,
 }
 
 /// `keepalive:` inside a client section.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawKeepalive {
+    #[schemars(with = "Option<String>")]
     min: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     max: Option<Spanned<String>>,
 }
 

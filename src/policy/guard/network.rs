@@ -17,19 +17,23 @@ use crate::policy::error::GuardErrorKind;
 use crate::policy::network::{CidrLists, CidrRule, NetworkRules};
 
 /// `network:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::policy) struct RawNetwork {
+    #[schemars(with = "Option<Vec<String>>")]
     allow: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     deny: Option<Vec<Spanned<String>>>,
     listeners: Option<HashMap<String, RawCidrLists>>,
 }
 
 /// `network.listeners.NAME:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawCidrLists {
+    #[schemars(with = "Option<Vec<String>>")]
     allow: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     deny: Option<Vec<Spanned<String>>>,
 }
 

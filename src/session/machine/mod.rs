@@ -108,7 +108,38 @@ pub(crate) struct Machine {
     events: VecDeque<Event>,
     /// Where a DISCONNECT went, once one did.
     closing: Option<Dest>,
+    /// What went each way, for the line that ends the session.
+    tally: Tally,
 }
+
+/// Traffic of one session, counted as frames are read: what the client sent (`in`) and what
+/// the broker sent (`out`), whether moat passed it on or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// PUBLISH packets read from the client.
+    pub(crate) messages_in: u64,
+    /// PUBLISH packets read from the broker.
+    pub(crate) messages_out: u64,
+    /// Bytes of every packet read from the client.
+    pub(crate) bytes_in: u64,
+    /// Bytes of every packet read from the broker.
+    pub(crate) bytes_out: u64,
+}
+
+// === impl Tally ===
+
+impl Tally {
+    /// Counts one frame: its size, and one message if it is a PUBLISH.
+    fn count(messages: &mut u64, bytes: &mut u64, frame: &[u8]) {
+        *bytes = bytes.saturating_add(frame.len() as u64);
+        if frame.first().is_some_and(|b| b >> 4 == PUBLISH_TYPE) {
+            *messages = messages.saturating_add(1);
+        }
+    }
+}
+
+/// The packet type of PUBLISH, in the high nibble of the first byte.
+const PUBLISH_TYPE: u8 = 3;
 
 // === impl Machine ===
 
@@ -126,6 +157,7 @@ impl Machine {
             to_broker: VecDeque::new(),
             events: VecDeque::new(),
             closing: None,
+            tally: Tally::default(),
         }
     }
 
@@ -143,6 +175,11 @@ impl Machine {
     /// queued before stays queued.
     pub(crate) fn handle_client(&mut self, now: Instant, frame: Bytes) -> Result<(), Refusal> {
         self.timers.client_packet(now);
+        Tally::count(
+            &mut self.tally.messages_in,
+            &mut self.tally.bytes_in,
+            &frame,
+        );
         let policy = self.policy.load();
         let judged = self.state.on_client(now, frame, &policy);
         if policy.shadow().is_some() {
@@ -176,6 +213,11 @@ impl Machine {
 
     /// One whole frame from the broker, read at `now`.
     pub(crate) fn handle_broker(&mut self, _now: Instant, frame: Bytes) -> Result<(), Refusal> {
+        Tally::count(
+            &mut self.tally.messages_out,
+            &mut self.tally.bytes_out,
+            &frame,
+        );
         let policy = self.policy.load();
         let judged = self.state.on_broker_packet(frame, &policy);
         if policy.shadow().is_some() {
@@ -257,6 +299,11 @@ impl Machine {
     /// The next event to log or count.
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// What the session carried so far.
+    pub(crate) fn tally(&self) -> Tally {
+        self.tally
     }
 
     /// The side a DISCONNECT went to, once one did: the session ends when the frames queued

@@ -311,3 +311,26 @@ fn the_shadow_set_is_reported_never_enforced() {
         matches!(m.poll_event(), Some(Event::Shadow(n)) if n.difference.action == crate::policy::shadow::ShadowAction::Receive)
     );
 }
+
+#[test]
+fn the_tally_counts_messages_and_bytes_each_way() {
+    let t0 = Instant::now();
+    let mut m = machine(t0, 0, ClientLimits::default());
+    let p = publish("a/b", 10);
+    m.handle_client(t0, p.clone()).unwrap();
+    m.handle_client(t0, Bytes::from_static(PINGREQ_FRAME))
+        .unwrap();
+    m.handle_broker(t0, p.clone()).unwrap();
+    m.handle_broker(t0, Bytes::from_static(PINGRESP_FRAME))
+        .unwrap();
+    let len = p.len() as u64;
+    assert_eq!(
+        m.tally(),
+        Tally {
+            messages_in: 1,
+            messages_out: 1,
+            bytes_in: len + 2,
+            bytes_out: len + 2,
+        }
+    );
+}
