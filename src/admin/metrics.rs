@@ -7,15 +7,17 @@
 //! cheaper to read than to keep (open connections per listener, active bans, certificate
 //! expiry, process memory and descriptors). Every metric is documented in docs/METRICS.md.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+
+mod encode;
+
+use encode::{family, gauge, load, Count, Level};
 
 use crate::admission::{Gate, RefusalReason};
 use crate::mqtt::ReasonCode;
@@ -65,64 +67,6 @@ struct MoatCollector {
     gate: Arc<Gate>,
     tls: Arc<TlsState>,
     broker_up: Arc<AtomicBool>,
-}
-
-type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
-
-/// Writes one metric family: a descriptor, then each labelled sample.
-fn family<'a, const N: usize, V>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    kind: MetricType,
-    samples: impl IntoIterator<Item = (Labels<'a, N>, V)>,
-) -> Result<(), std::fmt::Error>
-where
-    V: Sample,
-{
-    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
-    let mut samples = samples.into_iter();
-    if N == 0 {
-        // No labels: one sample, written as `name 1` (not `name{} 1`).
-        if let Some((_, value)) = samples.next() {
-            value.write(metric)?;
-        }
-        return Ok(());
-    }
-    for (labels, value) in samples {
-        value.write(metric.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-/// One sample of a counter or a gauge.
-trait Sample {
-    fn write(self, encoder: MetricEncoder) -> Result<(), std::fmt::Error>;
-}
-
-/// A counter's value.
-struct Count(u64);
-/// A gauge's value.
-struct Level(i64);
-
-impl Sample for Count {
-    fn write(self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        ConstCounter::new(self.0).encode(encoder)
-    }
-}
-
-impl Sample for Level {
-    fn write(self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        ConstGauge::new(self.0).encode(encoder)
-    }
-}
-
-fn load(c: &AtomicU64) -> u64 {
-    c.load(Ordering::Relaxed)
-}
-
-fn gauge(n: impl TryInto<i64>) -> Level {
-    Level(n.try_into().unwrap_or(i64::MAX))
 }
 
 /// `0x87` for a reason code byte.

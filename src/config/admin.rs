@@ -26,19 +26,20 @@ const MAX_ADMIN_CONNECTIONS: u64 = 1024;
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
-    /// TCP `IP:PORT`.
+    /// TCP `IP:PORT`: loopback needs no credential; any other address needs `tls` and
+    /// `token_file`.
     #[schemars(with = "Option<String>")]
     listen: Option<Spanned<String>>,
-    /// A Unix socket path.
+    /// A Unix socket path (mode 0660).
     #[schemars(with = "Option<String>")]
     unix: Option<Spanned<String>>,
     /// Server certificate and key of the admin listener (its own, not the front doors').
     #[schemars(with = "Option<RawAdminTls>")]
     tls: Option<Spanned<RawAdminTls>>,
-    /// A file holding the bearer token.
+    /// A file holding the bearer token (one line, at least 16 characters).
     #[schemars(with = "Option<String>")]
     token_file: Option<Spanned<String>>,
-    /// Admin connections served at once.
+    /// Admin connections served at once (1 to 1024, default 16).
     #[schemars(with = "Option<u64>")]
     max_connections: Option<Spanned<u64>>,
 }
@@ -47,8 +48,10 @@ pub(super) struct RawAdmin {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdminTls {
+    /// Certificate chain (PEM).
     #[schemars(with = "String")]
     cert: Spanned<String>,
+    /// Private key (PEM).
     #[schemars(with = "String")]
     key: Spanned<String>,
 }

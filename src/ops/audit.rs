@@ -37,9 +37,9 @@ pub fn refused(
 pub fn admin_action(caller: &str, action: &str, subject: &str, outcome: &str) {
     tracing::info!(
         target: "moat::audit",
-        caller = ?caller,
+        caller = %Escaped(caller),
         action,
-        subject = ?subject,
+        subject = %Escaped(subject),
         outcome,
         "admin action"
     );

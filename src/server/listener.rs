@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use super::{conn, Shared};
+use crate::admission::RefusalReason;
 use crate::config::{ProxySettings, WsSettings};
 use crate::shutdown::Drain;
 use crate::stats::{ListenerStats, Stats};
@@ -110,11 +111,11 @@ impl Listener {
                         "peer is not a trusted proxy",
                         "moat.yaml listeners[].trusted_proxies",
                     );
-                    Err(None)
+                    Err(RefusalReason::Network)
                 }
-                Some(_) => gate.admit_relay(addr, &self.name).map_err(Some),
+                Some(_) => gate.admit_relay(addr, &self.name).map_err(|r| r.reason),
                 None if self.front.forwarded_by(addr.ip()) => {
-                    gate.admit_relay(addr, &self.name).map_err(Some)
+                    gate.admit_relay(addr, &self.name).map_err(|r| r.reason)
                 }
                 None => {
                     let shadow = &self.shared.stats.shadow;
@@ -124,20 +125,19 @@ impl Listener {
                         addr,
                         &self.name,
                     );
-                    gate.admit(addr, &self.name).map_err(Some)
+                    gate.admit(addr, &self.name).map_err(|r| r.reason)
                 }
             };
             let permit = match admission {
                 Ok(permit) => permit,
-                Err(refused) => {
-                    // Counted and logged (aggregated) by the gate. Closed with a reset, as a firewall
-                    // rejects: no FIN handshake and no TIME_WAIT entry per refused connection, so a
-                    // flood from a denied source costs the kernel as little as it costs moat.
+                Err(reason) => {
+                    // Counted and logged (aggregated) by the gate. Closed with a reset, as a
+                    // firewall rejects: no FIN handshake and no TIME_WAIT entry per refused
+                    // connection, so a flood from a denied source costs the kernel as little as
+                    // it costs moat.
                     let _ = stream.set_zero_linger();
                     Stats::bump(&self.shared.stats.refused_at_accept);
-                    if let Some(refused) = refused {
-                        self.stats.refused(refused.reason);
-                    }
+                    self.stats.refused(reason);
                     continue;
                 }
             };
