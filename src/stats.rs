@@ -103,6 +103,8 @@ pub struct Stats {
     pub reloads: Counters<4>,
     /// Unix time of the last reload, same index as [`Stats::reloads`]; 0: never.
     pub last_reload: [AtomicI64; 4],
+    /// Where the shadow policy differed from the enforced one (`ops/shadow.rs`).
+    pub shadow: crate::ops::shadow::ShadowBook,
 }
 
 /// A point-in-time copy of [`Stats`].

@@ -39,6 +39,7 @@ impl Metrics {
     pub(crate) fn new(stats: Arc<Stats>, gate: Arc<Gate>, tls: Arc<TlsState>) -> Self {
         let broker_up = Arc::new(AtomicBool::new(true));
         let mut registry = Registry::with_prefix("moat");
+        registry.register_collector(Box::new(super::shadow::ShadowCollector(stats.clone())));
         registry.register_collector(Box::new(MoatCollector {
             stats,
             gate,

@@ -27,6 +27,7 @@ mod control;
 pub(crate) mod metrics;
 pub mod ready;
 mod routes;
+mod shadow;
 
 use std::sync::Arc;
 use std::time::Duration;

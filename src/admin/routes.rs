@@ -23,6 +23,7 @@ pub(super) fn router(state: AdminState, token: Option<Token>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(super::control::routes())
+        .merge(super::shadow::routes())
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(token, auth::require))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -43,6 +43,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if failed > 0 {
         bail!("{failed} policy test(s) failed");
     }
+    // The candidate set's own `tests:` say what it is meant to decide: run them too.
+    if let Some(shadow) = policy.shadow() {
+        let (cases, failed) = self::cases(shadow);
+        say(cases)?;
+        if failed > 0 {
+            bail!("{failed} shadow policy test(s) failed");
+        }
+    }
     if !missing.is_empty() && !cfg.dev_certs {
         let list: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
         bail!(
@@ -171,6 +179,16 @@ fn report(path: &std::path::Path, cfg: &Config, policy: &Policy, missing: &[Path
         policy.acl_rules()
     ));
     lines.push(format!("  overlap   {}", policy.subscribe_overlap()));
+    if let Some(shadow) = policy.shadow() {
+        for file in shadow.files() {
+            lines.push(format!("  shadow    {}", file.display()));
+        }
+        lines.push(format!(
+            "  shadow    {} rule(s), {}; judged beside the policy on live traffic, never enforced",
+            shadow.acl_rules(),
+            shadow.summary()
+        ));
+    }
     lines.extend(guard_lines(cfg, policy));
     let certs_admit = cfg.tls.cert_identity && cfg.tls.client_certs != ClientCerts::None;
     if summary.admits_nobody() {

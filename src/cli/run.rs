@@ -35,6 +35,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!("the policy admits nobody: add users (moat passwd) or anonymous: true");
     }
     log_warnings(&policy);
+    if let Some(shadow) = policy.shadow() {
+        tracing::info!(
+            files = shadow.files().len(),
+            rules = shadow.acl_rules(),
+            "shadow policy set loaded: judged beside the policy, never enforced (moat ctl shadow)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("moat")
@@ -110,7 +117,7 @@ async fn serve(
                 Some(()) => {
                     let policy = reload::reload(running.policy(), &config, "file change");
                     running.record_reload(ReloadKind::Policy, policy.is_ok());
-                    if policy.is_ok() {
+                    if policy.as_ref().map_or_else(reload::enforced_applied, |_| true) {
                         running.control().recheck_sessions();
                     }
                 }

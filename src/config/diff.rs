@@ -78,6 +78,12 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     check(old.broker != new.broker, "broker", false);
     check(old.tls != new.tls, "tls", false);
     check(old.policies != new.policies, "policies", false);
+    // Like `policies:`: the watchers were set on the folders named at start.
+    check(
+        old.shadow_policies != new.shadow_policies,
+        "shadow_policies",
+        false,
+    );
     check(old.passwords != new.passwords, "passwords", false);
     check(old.log != new.log, "log", false);
     check(old.dev_certs != new.dev_certs, "dev_certs", false);

@@ -63,6 +63,9 @@ pub struct Config {
     pub broker: BrokerSettings,
     /// Policy files or folders (a folder means its `*.yaml`/`*.yml` files), already resolved.
     pub policies: Vec<PathBuf>,
+    /// The shadow policy set: files or folders read like `policies:`, compiled and judged beside
+    /// the enforced set on live traffic, never enforced (`policy/shadow.rs`). Empty: none.
+    pub shadow_policies: Vec<PathBuf>,
     /// How long each phase of a connection may take.
     pub timeouts: Timeouts,
     /// Global caps on what a peer may consume.
@@ -132,6 +135,7 @@ impl Config {
             },
             broker: BrokerSettings::default(),
             policies: vec![dir.join(DEFAULT_POLICIES)],
+            shadow_policies: Vec::new(),
             timeouts: Timeouts::default(),
             limits,
             passwords: PasswordSettings::default(),

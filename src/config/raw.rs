@@ -46,6 +46,10 @@ struct RawConfig {
     broker: Option<Spanned<RawBroker>>,
     #[schemars(with = "Option<Vec<String>>")]
     policies: Option<Vec<Spanned<String>>>,
+    /// Candidate policy files or folders judged beside `policies:` on live traffic and never
+    /// enforced (the shadow policy).
+    #[schemars(with = "Option<Vec<String>>")]
+    shadow_policies: Option<Vec<Spanned<String>>>,
     timeouts: Option<RawTimeouts>,
     limits: Option<RawLimits>,
     passwords: Option<RawPasswords>,
@@ -284,6 +288,12 @@ impl Check<'_> {
                 .map(|entry| self.path(entry, "policies[]"))
                 .collect::<Result<_, _>>()?,
         };
+        let shadow_policies = raw
+            .shadow_policies
+            .iter()
+            .flatten()
+            .map(|entry| self.path(entry, "shadow_policies[]"))
+            .collect::<Result<_, _>>()?;
         let limits = match raw.limits {
             None => Limits::default(),
             Some(limits) => self.limits(&limits)?,
@@ -306,6 +316,7 @@ impl Check<'_> {
                 Some(broker) => self.broker(&broker)?,
             },
             policies,
+            shadow_policies,
             timeouts: match raw.timeouts {
                 None => Timeouts::default(),
                 Some(timeouts) => self.timeouts(&timeouts)?,

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::{self, Config, ConfigError};
 use crate::policy::{self, Policy, PolicyError, PolicySource};
@@ -56,6 +57,11 @@ pub enum LoadError {
     /// A policy file is invalid.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A file of the shadow set (`shadow_policies:`) could not be loaded. At start-up and in
+    /// `moat check` this fails like a broken policy; at reload the enforced set still loads and
+    /// the running shadow set stays (`ops/reload.rs`).
+    #[error("shadow policy set: {0}")]
+    Shadow(Box<LoadError>),
 }
 
 /// Reads and validates moat.yaml.
@@ -65,10 +71,33 @@ pub fn load_config(path: &Path) -> Result<Config, LoadError> {
 }
 
 /// Reads and compiles the policy files `cfg.policies` names, with the mosquitto password files
-/// they name (`password_file:`, relative to the policy file).
+/// they name (`password_file:`, relative to the policy file), and the shadow set
+/// `cfg.shadow_policies` names, compiled the same way and carried in the snapshot
+/// ([`Policy::shadow`]). Either set broken is an error.
 pub fn load_policy(cfg: &Config) -> Result<Policy, LoadError> {
+    Ok(load_enforced(cfg)?.with_shadow(load_shadow(cfg)?))
+}
+
+/// [`load_policy`] without the shadow set.
+pub fn load_enforced(cfg: &Config) -> Result<Policy, LoadError> {
+    load_set(&cfg.policies)
+}
+
+/// The shadow set `cfg.shadow_policies` names, compiled exactly like the enforced one; `None`
+/// when it names none. Errors are [`LoadError::Shadow`].
+pub fn load_shadow(cfg: &Config) -> Result<Option<Arc<Policy>>, LoadError> {
+    if cfg.shadow_policies.is_empty() {
+        return Ok(None);
+    }
+    match load_set(&cfg.shadow_policies) {
+        Ok(shadow) => Ok(Some(Arc::new(shadow))),
+        Err(error) => Err(LoadError::Shadow(Box::new(error))),
+    }
+}
+
+fn load_set(entries: &[PathBuf]) -> Result<Policy, LoadError> {
     let read = |path: PathBuf| read_text(&path).map(|text| PolicySource { path, text });
-    let sources = policy_files(&cfg.policies)?
+    let sources = policy_files(entries)?
         .into_iter()
         .map(read)
         .collect::<Result<Vec<_>, _>>()?;

@@ -5,4 +5,5 @@ pub mod audit;
 pub mod fds;
 pub mod load;
 pub mod reload;
+pub mod shadow;
 pub mod sizing;

@@ -39,21 +39,42 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 /// force in `policy` (the server's handle: `Running::policy`); live sessions use it from their
 /// next packet on. On error the running policy stays. Either way one log line says what
 /// happened and why (`trigger`).
+///
+/// The shadow set (`shadow_policies:`) is reloaded with it but can never hold the enforced set
+/// back: when only the shadow set is broken, the enforced set is put in force with the running
+/// shadow set, the error is logged with its file:line, and [`LoadError::Shadow`] is returned
+/// (see [`enforced_applied`]).
 pub fn reload(
     policy: &ArcSwap<Policy>,
     config: &Config,
     trigger: &str,
 ) -> Result<PolicySummary, LoadError> {
-    match load::load_policy(config) {
+    match load::load_enforced(config) {
         Ok(new) => {
+            let (shadow, refused) = match load::load_shadow(config) {
+                Ok(shadow) => (shadow, None),
+                Err(error) => {
+                    tracing::error!(
+                        trigger,
+                        %error,
+                        "shadow policy reload refused; keeping the running shadow set"
+                    );
+                    (policy.load().shadow().cloned(), Some(error))
+                }
+            };
+            let new = new.with_shadow(shadow);
             let summary = new.summary();
             let rules = new.acl_rules();
+            let shadow_rules = new.shadow().map(|s| s.acl_rules());
             for warning in new.warnings() {
                 tracing::warn!(trigger, "{warning}");
             }
             policy.store(std::sync::Arc::new(new));
-            tracing::info!(trigger, %summary, rules, "policy reloaded");
-            Ok(summary)
+            tracing::info!(trigger, %summary, rules, ?shadow_rules, "policy reloaded");
+            match refused {
+                None => Ok(summary),
+                Some(error) => Err(error),
+            }
         }
         Err(error) => {
             // A broken file must never widen or drop access: the old snapshot stays in force.
@@ -61,6 +82,12 @@ pub fn reload(
             Err(error)
         }
     }
+}
+
+/// Whether a [`reload`] that returned `error` still put a new enforced set in force (only the
+/// shadow set was refused), so live sessions must be checked against it.
+pub fn enforced_applied(error: &LoadError) -> bool {
+    matches!(error, LoadError::Shadow(_))
 }
 
 /// Loads the `tls:` files again and, if every one loads, serves the next handshake on every
@@ -145,10 +172,11 @@ pub struct PolicyWatcher(FolderWatch);
 // === impl PolicyWatcher ===
 
 impl PolicyWatcher {
-    /// Starts watching every folder `config.policies` names, and the folder of every file it
-    /// names.
+    /// Starts watching every folder `config.policies` and `config.shadow_policies` name, and
+    /// the folder of every file they name.
     pub fn start(config: &Config) -> Result<PolicyWatcher, notify::Error> {
-        FolderWatch::start(&folders(&config.policies), is_policy_like).map(PolicyWatcher)
+        let entries = [&config.policies[..], &config.shadow_policies[..]].concat();
+        FolderWatch::start(&folders(&entries), is_policy_like).map(PolicyWatcher)
     }
 
     /// Waits for a change, then for [`DEBOUNCE`] without further changes. `None` when the

@@ -336,6 +336,22 @@ impl PasswordCheck {
         self.hash.memory_blocks()
     }
 
+    /// Whether the outcome does not depend on the verification (a refusal that only burns the
+    /// same time as a real check, against the decoy or a certificate-only user's nothing).
+    pub fn is_decoy(&self) -> bool {
+        self.matched == self.mismatched
+    }
+
+    /// Whether `other` verifies the same stored hash (same user entry text in both sets), so
+    /// one verification answers both: the shadow set reuses the enforced result.
+    pub fn same_hash(&self, other: &PasswordCheck) -> bool {
+        match (&self.hash, &other.hash) {
+            (Secret::Argon2(a), Secret::Argon2(b)) => a.as_str() == b.as_str(),
+            (Secret::Mosquitto(a), Secret::Mosquitto(b)) => a == b,
+            _ => false,
+        }
+    }
+
     /// The decision, given whether the password matched. Only a match against a user's own
     /// hash can allow; a decoy verification refuses either way.
     pub fn decide(self, matched: bool) -> AuthnDecision {

@@ -391,6 +391,7 @@ impl Merged {
             acl,
             cases,
             guard: self.guard.finish(),
+            shadow: None,
         }
     }
 }

@@ -22,6 +22,7 @@ mod limits;
 pub mod mosquitto;
 mod network;
 mod password;
+pub mod shadow;
 
 #[cfg(test)]
 mod identity_tests;
@@ -71,6 +72,9 @@ pub struct Policy {
     cases: Vec<PolicyCase>,
     /// Network admission, bans and limits (`guard/`).
     guard: guard::Guard,
+    /// The candidate set judged beside this one and never enforced (`shadow_policies:`,
+    /// `shadow.rs`); `None` when moat.yaml names none, and always `None` in a shadow set.
+    shadow: Option<std::sync::Arc<Policy>>,
 }
 
 /// One user entry.
@@ -123,6 +127,7 @@ impl Policy {
             acl: acl::Acl::default(),
             cases: Vec::new(),
             guard: guard::Guard::default(),
+            shadow: None,
         }
     }
 

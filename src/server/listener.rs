@@ -117,7 +117,16 @@ impl Listener {
                 None if self.front.forwarded_by(addr.ip()) => {
                     gate.admit_relay(addr, &self.name).map_err(|r| r.reason)
                 }
-                None => gate.admit(addr, &self.name).map_err(|r| r.reason),
+                None => {
+                    let shadow = &self.shared.stats.shadow;
+                    crate::ops::shadow::admission(
+                        &self.shared.policy.load(),
+                        shadow,
+                        addr,
+                        &self.name,
+                    );
+                    gate.admit(addr, &self.name).map_err(|r| r.reason)
+                }
             };
             let permit = match admission {
                 Ok(permit) => permit,

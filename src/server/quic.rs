@@ -74,6 +74,8 @@ impl QuicListener {
             Stats::bump(&self.shared.stats.accepted);
             Stats::bump(&self.stats.accepted);
             let addr = peer_addr(incoming.remote_address());
+            let shadow = &self.shared.stats.shadow;
+            crate::ops::shadow::admission(&self.shared.policy.load(), shadow, addr, &self.name);
             // Admission on the bare address, before any crypto; the gate logs (aggregated) and
             // counts its refusals. A denied address gets no reply at all: nothing to amplify.
             let admitted = match self.shared.gate.admit(addr, &self.name) {

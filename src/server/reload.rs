@@ -63,6 +63,10 @@ impl Running {
                 summary.to_string()
             }
             Err(error) => {
+                // Only the shadow set refused: the enforced set changed all the same.
+                if crate::ops::reload::enforced_applied(&error) {
+                    self.control().recheck_sessions();
+                }
                 report.ok = false;
                 format!("refused: {error}")
             }

@@ -18,6 +18,7 @@ use super::reader::{FrameReader, ReadError};
 use super::upstream::{self, Upstream, PING_EVERY, UPSTREAM_KEEPALIVE};
 use crate::mqtt::{self, Connect, Packet, PacketType, ProtocolVersion};
 use crate::ops::audit::{self, Escaped};
+use crate::policy::shadow::ShadowAuthn;
 use crate::policy::{
     source_key, AuthnDecision, AuthnFailure, AuthnStep, ClientLimits, Credentials, Identity,
     PublishFacts, Subject,
@@ -213,7 +214,11 @@ async fn admit<R: AsyncRead + Unpin>(
             retain: will.retain,
             empty_payload: will.payload.is_empty(),
         };
-        let decision = env.policy().authorize_publish(&subject, &facts);
+        let policy = env.policy();
+        let decision = policy.authorize_publish(&subject, &facts);
+        if let Some(shadow_set) = policy.shadow() {
+            shadow::will(env, peer, shadow_set, &subject, &facts, &decision);
+        }
         if !decision.is_allowed() {
             let refusal = Refusal::Policy(PolicyRefusal::WillDenied {
                 topic: will.topic.as_str().to_owned(),
@@ -270,7 +275,11 @@ fn bind_client_id(
 ) -> Result<super::registry::Claim, Refusal> {
     let id = connect.client_id.as_str();
     if !assigned {
-        let decision = env.policy().check_client_id(&identity.name, id);
+        let policy = env.policy();
+        let decision = policy.check_client_id(&identity.name, id);
+        if let Some(shadow_set) = policy.shadow() {
+            shadow::client_id(env, peer, shadow_set, &identity.name, id, &decision);
+        }
         if !decision.is_allowed() {
             return Err(Refusal::Policy(PolicyRefusal::ClientIdNotBound(
                 decision.rule,
@@ -372,7 +381,11 @@ async fn authenticate(connect: &Connect, peer: &Peer, env: &Env) -> Result<Ident
         password: connect.password.as_deref(),
         cert_cn: peer.cert_cn.as_deref(),
     };
-    let decision = match policy.begin_authentication(&creds, &opts) {
+    let step = policy.begin_authentication(&creds, &opts);
+    let shadow_step = policy
+        .shadow()
+        .map(|s| ShadowAuthn::begin(s, &creds, &opts, &step));
+    let decision = match step {
         AuthnStep::Decided(decision) => decision,
         // argon2 is slow and memory-hard on purpose: the bounded pool verifies (src/authn/).
         AuthnStep::Verify(check) => {
@@ -392,6 +405,10 @@ async fn authenticate(connect: &Connect, peer: &Peer, env: &Env) -> Result<Ident
             checked.decision
         }
     };
+    if let Some(shadow_step) = shadow_step {
+        let client_id = connect.client_id.as_str();
+        shadow::authentication(env, peer, username, client_id, shadow_step, &decision);
+    }
     match decision {
         AuthnDecision::Allow { identity, rule } => {
             tracing::debug!(identity = %Escaped(&identity.name), %rule, "authenticated");
@@ -508,6 +525,8 @@ fn client_connack(admitted: &Admitted, env: &Env) -> mqtt::ConnAck {
     }
     ack
 }
+
+mod shadow;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests may panic

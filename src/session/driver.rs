@@ -363,6 +363,16 @@ fn report(machine: &mut Machine, peer: &Peer, env: &Env) {
                 )
             }
             Event::Throttled => Stats::bump(&env.stats().throttled),
+            Event::Shadow(note) => {
+                let subject = machine.subject();
+                let seen = crate::ops::shadow::Seen {
+                    peer: peer.addr,
+                    identity: Some(&subject.name),
+                    client_id: Some(&subject.client_id),
+                    subject: &note.topic,
+                };
+                env.stats().shadow.record(&note.difference, seen);
+            }
         }
     }
 }

@@ -137,6 +137,7 @@ impl Session {
                 Event::Throttled => {
                     fx.throttled = Some(self.machine.poll_timeout().saturating_duration_since(now))
                 }
+                Event::Shadow(_) => {}
             }
         }
         fx.to_broker.extend(std::iter::from_fn(|| {

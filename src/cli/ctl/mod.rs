@@ -8,6 +8,7 @@
 
 mod client;
 mod print;
+mod shadow;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -114,6 +115,9 @@ enum Ctl {
     Drain,
     /// Exit 0 if moat is ready for clients (/readyz answers 200), 1 otherwise.
     Ready,
+    /// Where the shadow policy set differs from the enforced one: counts per action and rule
+    /// pair, recent examples, since when.
+    Shadow,
 }
 
 /// Runs `moat ctl`.
@@ -212,6 +216,10 @@ async fn ctl(client: &Client, command: Ctl, json: bool) -> anyhow::Result<()> {
         Ctl::Drain => {
             let answer = client.call(Method::POST, "/v1/drain", None).await?;
             show::<DrainAnswer>(answer, json, print::draining)
+        }
+        Ctl::Shadow => {
+            let answer = client.call(Method::GET, "/v1/shadow", None).await?;
+            show::<crate::ops::shadow::ShadowReport>(answer, json, shadow::print)
         }
         Ctl::Ready => {
             let answer = client.call(Method::GET, "/readyz", None).await?;

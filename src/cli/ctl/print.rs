@@ -4,7 +4,7 @@
 use crate::control::{BanView, DrainAnswer, ReloadReport, SessionPage, SessionView, Unbanned};
 
 /// Columns padded to their widest cell, two spaces apart.
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -28,7 +28,7 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// A value a client chose, escaped for the terminal.
-fn clean(s: &str) -> String {
+pub(super) fn clean(s: &str) -> String {
     s.chars().flat_map(char::escape_default).collect()
 }
 

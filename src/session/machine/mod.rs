@@ -39,7 +39,7 @@ use bytes::Bytes;
 use crate::mqtt::ProtocolVersion;
 use crate::policy::{ClientLimits, Policy, Subject};
 use crate::session::error::{BrokerFault, PeerFault, Refusal};
-pub(crate) use state::{Audit, Terms};
+pub(crate) use state::{Audit, ShadowNote, Terms};
 use state::{State, Step};
 use timers::{Expired, Timers};
 
@@ -67,6 +67,8 @@ pub(crate) enum Event {
     Refused(Audit),
     /// The client went over its rate: it is not read until `client_readable` says so.
     Throttled,
+    /// The shadow policy decided otherwise than the enforced one: counted and logged.
+    Shadow(Box<ShadowNote>),
 }
 
 /// How a session starts: what the CONNECT phase agreed.
@@ -179,7 +181,11 @@ impl Machine {
             &frame,
         );
         let policy = self.policy.load();
-        let (step, wait) = self.state.on_client(now, frame, &policy)?;
+        let judged = self.state.on_client(now, frame, &policy);
+        if policy.shadow().is_some() {
+            self.take_differences();
+        }
+        let (step, wait) = judged?;
         if let Some(wait) = wait {
             self.timers.throttle(now, wait);
             self.events.push_back(Event::Throttled);
@@ -213,7 +219,11 @@ impl Machine {
             &frame,
         );
         let policy = self.policy.load();
-        let step = self.state.on_broker_packet(frame, &policy)?;
+        let judged = self.state.on_broker_packet(frame, &policy);
+        if policy.shadow().is_some() {
+            self.take_differences();
+        }
+        let step = judged?;
         let (forward, reply) = match step {
             Step::Forward(b) => (Some(b), None),
             Step::Reply(b) => (None, Some(b)),
@@ -278,6 +288,12 @@ impl Machine {
     /// Whether the client may be read at `now` (false while a throttle lasts).
     pub(crate) fn client_readable(&self, now: Instant) -> bool {
         self.timers.client_readable(now)
+    }
+
+    fn take_differences(&mut self) {
+        let notes = self.state.take_differences();
+        self.events
+            .extend(notes.into_iter().map(|n| Event::Shadow(Box::new(n))));
     }
 
     /// The next event to log or count.

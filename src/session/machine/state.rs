@@ -29,8 +29,10 @@ use crate::session::error::{
 mod deliveries;
 mod filters;
 mod flow;
+mod shadow;
 
 pub(crate) use flow::Terms;
+pub(crate) use shadow::ShadowNote;
 
 /// What one packet leads to (the machine queues it for the driver).
 #[derive(Debug)]
@@ -104,6 +106,11 @@ pub(crate) struct State {
     flows: flow::Flows,
     /// Per-client rates, subscription count and topic sizes (`limits.rs`).
     limits: SessionLimits,
+    /// The shadow set's decisions for this session, allocated on its first shadow decision
+    /// (`state/shadow.rs`); `None` while no shadow set is configured.
+    shadow_acl: Option<Box<AclCache>>,
+    /// Differences between the enforced and the shadow set not yet taken by the machine.
+    shadow_notes: Vec<ShadowNote>,
 }
 
 // === impl State ===
@@ -125,6 +132,8 @@ impl State {
             acl: AclCache::default(),
             flows: flow::Flows::default(),
             limits: SessionLimits::new(ClientLimits::default()),
+            shadow_acl: None,
+            shadow_notes: Vec::new(),
         }
     }
 
@@ -278,6 +287,9 @@ impl State {
             empty_payload: p.payload.is_empty(),
         };
         let decision = self.acl.publish(policy, &self.subject, &facts);
+        if let Some(shadow) = policy.shadow() {
+            self.shadow_publish(shadow, &facts, &decision);
+        }
         if !decision.is_allowed() {
             return self.refuse_publish(&p, &decision);
         }
@@ -339,6 +351,9 @@ impl State {
         let mut changed = false;
         for (filter, mut opts) in std::mem::take(&mut s.filters) {
             let decision = self.acl.subscribe(policy, &self.subject, filter.as_str());
+            if let Some(shadow) = policy.shadow() {
+                self.shadow_subscribe(shadow, filter.as_str(), &decision);
+            }
             if decision.is_allowed() && !self.broker_serves(filter.as_str()) {
                 // Allowed, but the broker would end the session over it: refused here alone.
                 plan.push(Some(Denied::Unservable.code(self.version)));
@@ -405,6 +420,9 @@ impl State {
             );
         }
         let decision = self.acl.receive(policy, &self.subject, p.topic.as_str());
+        if let Some(shadow) = policy.shadow() {
+            self.shadow_receive(shadow, p.topic.as_str(), &decision);
+        }
         if decision.is_allowed() {
             // Packet-id bookkeeping and the client's Maximum Packet Size (`state/flow.rs`).
             return self.broker_publish(frame, &p);

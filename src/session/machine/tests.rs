@@ -256,6 +256,62 @@ fn a_disconnect_closes_toward_the_broker() {
     assert_eq!(transmits(&mut m, Dest::Broker), [&[0xe0u8, 0x00][..]]);
 }
 
+/// The enforced set allows `a/#`; the shadow set denies `a/secret` first.
+fn shadowed_policy() -> Arc<ArcSwap<Policy>> {
+    let compile = |path: &str, text: &str| {
+        crate::policy::compile(&[PolicySource {
+            path: path.into(),
+            text: text.into(),
+        }])
+        .unwrap()
+    };
+    let shadow = compile(
+        "s.yaml",
+        "acl:\n  - deny: all\n    topics: [\"a/secret\"]\n  - allow: all\n    topics: [\"a/#\"]\n",
+    );
+    let enforced = compile("p.yaml", "acl:\n  - allow: all\n    topics: [\"a/#\"]\n");
+    Arc::new(ArcSwap::from_pointee(
+        enforced.with_shadow(Some(Arc::new(shadow))),
+    ))
+}
+
+#[test]
+fn the_shadow_set_is_reported_never_enforced() {
+    let t0 = Instant::now();
+    let setup = Setup {
+        version: V3,
+        subject: Subject::describe(Some("alice"), Some("c1"), None, None, [127, 0, 0, 1].into()),
+        topic_alias_maximum: 0,
+        terms: Terms::default(),
+        limits: ClientLimits::default(),
+        keep_alive: 0,
+        ping_every: PING_EVERY,
+    };
+    let mut m = Machine::new(t0, setup, shadowed_policy());
+    for topic in ["a/open", "a/secret", "a/secret"] {
+        m.handle_client(t0, publish(topic, 1)).unwrap();
+    }
+    // Every publish went to the broker: the enforced set decides.
+    assert_eq!(transmits(&mut m, Dest::Broker).len(), 3);
+    let notes: Vec<Box<ShadowNote>> = std::iter::from_fn(|| m.poll_event())
+        .filter_map(|e| match e {
+            Event::Shadow(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    let d = &notes[0].difference;
+    assert_eq!(notes[0].topic, "a/secret");
+    assert_eq!(d.enforced.rule.to_string(), "p.yaml:2 allow all a/#");
+    assert_eq!(d.shadow.rule.to_string(), "s.yaml:2 deny all a/secret");
+    // A delivery from the broker is compared too.
+    m.handle_broker(t0, publish("a/secret", 1)).unwrap();
+    assert_eq!(transmits(&mut m, Dest::Client).len(), 1);
+    assert!(
+        matches!(m.poll_event(), Some(Event::Shadow(n)) if n.difference.action == crate::policy::shadow::ShadowAction::Receive)
+    );
+}
+
 #[test]
 fn the_tally_counts_messages_and_bytes_each_way() {
     let t0 = Instant::now();
