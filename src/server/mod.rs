@@ -252,8 +252,10 @@ impl Server {
             let (gate, policy) = (shared.gate.clone(), shared.policy.clone());
             let mut stop = drain.drain();
             // The kernel filters' keeper (`admission/kernel`); owned by the drain like the
-            // housekeeping: it detaches the filters and ends when shutdown is signalled.
-            tokio::spawn(async move { kernel.run(gate, policy, stop.signalled()).await });
+            // housekeeping. It holds a duplicate of every listening socket, so it must let go
+            // when the listeners stop accepting (drain start), not at shutdown: until then the
+            // kernel would go on completing handshakes on a socket nobody accepts from.
+            tokio::spawn(async move { kernel.run(gate, policy, stop.stop_accepting()).await });
         }
         ready.listeners_bound();
         Ok(Running {
