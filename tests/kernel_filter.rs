@@ -176,17 +176,7 @@ async fn trusted_balancers_and_proxies_pass_the_filter_whatever_the_rules_say() 
 fn moat_run_drops_denied_sources_and_takes_a_reload() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir(d.join("policies")).unwrap();
-    let policy = d.join("policies/00-network.yaml");
-    std::fs::write(&policy, network("[127.0.0.77]")).unwrap();
-    std::fs::write(
-        d.join("moat.yaml"),
-        "listeners:\n  - { name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }\n\
-         tls:\n  cert: certs/server.crt\n  key: certs/server.key\n  client_certs: none\n\
-         broker:\n  embedded: { bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }\n\
-         policies: [policies/]\ndev_certs: true\n",
-    )
-    .unwrap();
+    let policy = common::run_dir_with_policy(d, "00-network.yaml", &network("[127.0.0.77]"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
     cmd.current_dir(d).args(["run", "-c", "moat.yaml"]);
     let (mut child, lines) = common::spawn_logged(cmd);

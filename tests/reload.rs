@@ -90,17 +90,8 @@ async fn a_changed_file_reloads_live_sessions_and_a_broken_one_is_refused() {
 fn moat_run_reloads_on_sighup_and_on_file_change() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir(d.join("policies")).unwrap();
-    let file = d.join("policies/acl.yaml");
-    std::fs::write(&file, "acl:\n  - allow: publish\n    topics: [a]\n").unwrap();
-    std::fs::write(
-        d.join("moat.yaml"),
-        "listeners:\n  - { name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }\n\
-         tls:\n  cert: certs/server.crt\n  key: certs/server.key\n  client_certs: none\n\
-         broker:\n  embedded: { bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }\n\
-         policies: [policies/]\ndev_certs: true\n",
-    )
-    .unwrap();
+    let file =
+        common::run_dir_with_policy(d, "acl.yaml", "acl:\n  - allow: publish\n    topics: [a]\n");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
     cmd.current_dir(d).args(["run", "-c", "moat.yaml"]);
     let (mut child, lines) = common::spawn_logged(cmd);

@@ -79,6 +79,24 @@ impl Pki {
     }
 }
 
+/// A folder for `moat run -c moat.yaml`: `policies/NAME` holding `policy`, and a moat.yaml with
+/// one TLS listener and the embedded broker on port 0 and development certificates. Returns the
+/// policy file's path (tests rewrite it to reload).
+pub fn run_dir_with_policy(d: &Path, name: &str, policy: &str) -> PathBuf {
+    std::fs::create_dir(d.join("policies")).unwrap();
+    let file = d.join("policies").join(name);
+    std::fs::write(&file, policy).unwrap();
+    std::fs::write(
+        d.join("moat.yaml"),
+        "listeners:\n  - { name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }\n\
+         tls:\n  cert: certs/server.crt\n  key: certs/server.key\n  client_certs: none\n\
+         broker:\n  embedded: { bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }\n\
+         policies: [policies/]\ndev_certs: true\n",
+    )
+    .unwrap();
+    file
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename (how certificate tools and
 /// Kubernetes replace files).
 pub fn write_atomically(path: &Path, bytes: &[u8]) {
