@@ -296,10 +296,11 @@ where
                 };
                 let now = Instant::now().into_std();
                 let stats = env.stats();
-                count(&stats.messages_out, &stats.bytes_out, &frame);
+                let mut counted = Batch::new(&stats.messages_out, &stats.bytes_out, None);
+                counted.add(&frame);
                 machine.handle_broker(now, frame)?;
                 while let Some(frame) = io.broker.buffered().map_err(BrokerFault::Read)? {
-                    count(&stats.messages_out, &stats.bytes_out, &frame);
+                    counted.add(&frame);
                     machine.handle_broker(now, frame)?;
                 }
             }
@@ -309,9 +310,9 @@ where
                     return Ok(End::ClientLeft);
                 };
                 let now = Instant::now().into_std();
-                session.count_in(frame.len());
                 let stats = env.stats();
-                count(&stats.messages_in, &stats.bytes_in, &frame);
+                let mut counted = Batch::new(&stats.messages_in, &stats.bytes_in, Some(session));
+                counted.add(&frame);
                 machine.handle_client(now, frame)?;
                 // The rest of the read, for as long as the machine lets the client be read.
                 while machine.closing().is_none()
@@ -324,8 +325,7 @@ where
                         // Nothing more buffered (the other errors need a read).
                         Ok(None) | Err(_) => break,
                     };
-                    session.count_in(frame.len());
-                    count(&stats.messages_in, &stats.bytes_in, &frame);
+                    counted.add(&frame);
                     machine.handle_client(now, frame)?;
                 }
             }
@@ -341,10 +341,47 @@ where
     }
 }
 
-/// Counts one frame (two relaxed adds on counters the session already holds a reference to).
-fn count(messages: &AtomicU64, bytes: &AtomicU64, frame: &Bytes) {
-    messages.fetch_add(1, Ordering::Relaxed);
-    bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
+/// The frames of one read, added to the shared counters (and the session's own, for the client
+/// side) once when the read's batch ends: on drop, so a frame that ends the session is counted
+/// too. One pair of atomic adds per wake-up instead of per frame; the global pair is shared by
+/// every session on every core.
+struct Batch<'a> {
+    messages: &'a AtomicU64,
+    bytes: &'a AtomicU64,
+    session: Option<&'a LiveSession>,
+    frames: u64,
+    len: u64,
+}
+
+impl<'a> Batch<'a> {
+    fn new(
+        messages: &'a AtomicU64,
+        bytes: &'a AtomicU64,
+        session: Option<&'a LiveSession>,
+    ) -> Self {
+        Batch {
+            messages,
+            bytes,
+            session,
+            frames: 0,
+            len: 0,
+        }
+    }
+
+    fn add(&mut self, frame: &Bytes) {
+        self.frames += 1;
+        self.len += frame.len() as u64;
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.messages.fetch_add(self.frames, Ordering::Relaxed);
+        self.bytes.fetch_add(self.len, Ordering::Relaxed);
+        if let Some(session) = self.session {
+            session.count_in(self.frames, self.len);
+        }
+    }
 }
 
 /// Logs and counts what the machine reported.

@@ -291,10 +291,10 @@ impl Registry {
 // === impl LiveSession ===
 
 impl LiveSession {
-    /// Counts one packet from the client.
-    pub(crate) fn count_in(&self, bytes: usize) {
-        self.packets_in.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    /// Counts packets from the client.
+    pub(crate) fn count_in(&self, packets: u64, bytes: u64) {
+        self.packets_in.fetch_add(packets, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Counts packets to the client.
