@@ -165,9 +165,19 @@ pub fn parse(header: &[u8]) -> Result<Origin, HeaderError> {
 
 fn parse_v1(header: &[u8]) -> Result<Origin, HeaderError> {
     use ppp::v1::{Addresses, Header};
+    // The spec says US-ASCII, and `ppp` needs it: it slices the line at its first `\r` plus
+    // two bytes, which panics inside a multi-byte character (found by the `proxy` fuzz target).
+    if !header.is_ascii() {
+        return Err(HeaderError::Malformed("v1 not ASCII"));
+    }
     let text = std::str::from_utf8(header).map_err(|_| HeaderError::Malformed("v1 not ASCII"))?;
-    // The whole line and nothing else: `ppp` would accept a header followed by more bytes.
-    if text.len() > V1_MAX || !text.ends_with("\r\n") || text.matches('\n').count() != 1 {
+    // The whole line and nothing else: `ppp` would accept a header followed by more bytes, and
+    // a `\r` anywhere but before the `\n` would make it judge a shorter line than moat framed.
+    if text.len() > V1_MAX
+        || !text.ends_with("\r\n")
+        || text.matches('\n').count() != 1
+        || text.matches('\r').count() != 1
+    {
         return Err(HeaderError::Malformed("v1 line"));
     }
     let parsed = Header::try_from(text).map_err(|_| HeaderError::Malformed("v1 fields"))?;

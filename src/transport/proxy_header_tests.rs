@@ -96,6 +96,10 @@ fn v1_refusals() {
         b"PROXY TCP4  192.0.2.7 10.0.0.1 5 8883\r\n",
         b"PROXY TCP4 192.0.2.7\n10.0.0.1 50000 8883\r\n",
         b"PROXY TCP4 192.0.2.7 10.0.0.1 50000 8883\r\r\n",
+        // A `\r` early, then a two-byte character: `ppp` sliced inside it and panicked.
+        b"PROXY PROXY T\r\xca\xaf\xca\xafRO 5633\r\n",
+        b"PROXY TCP4 192.0.2.7 10.0.0.1 50000 8883\xc3\xa9\r\n",
+        b"PROXY TCP4 192.0.2.7\r10.0.0.1 50000 8883\r\n",
     ] {
         let got = framed_then_parsed(bad, ANY);
         assert!(
