@@ -26,6 +26,11 @@
 # FANOUT_SUBS (1000), FANOUT_RATE (20 msg/s), FANOUT_SECONDS (10), QOS_LIST ("0 1"),
 # SHAPES ("1to1 fanin fanout"), FRONTS (all of the above), WSS (1: also the WSS front doors),
 # MOAT, BENCH (binaries; default target/release), NO_BUILD=1, KEEP=1, RESULTS_OUT.
+# Counting hooks (bench/floor.sh uses them): HOOK_START / HOOK_END, shell commands moat-bench
+# runs just before the first publish and after the drain, with FRONT_PID, ROW and SHAPE in
+# their environment; MOAT_PREFIX, a command the moat row's process is started under (e.g.
+# valgrind), WAIT_PORT_S (10) how long a front door may take to listen. FANIN_RATE may be a
+# fraction.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -90,8 +95,8 @@ log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-wait_port() { # bounded: 10 s
-  for _ in $(seq 100); do
+wait_port() { # bounded: WAIT_PORT_S
+  for _ in $(seq $((${WAIT_PORT_S:-10} * 10))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
@@ -126,6 +131,10 @@ listener $P_PLAIN 127.0.0.1
 listener $P_MTLS 127.0.0.1
 certfile $PKI/server.crt
 keyfile $PKI/server.key
+EOF
+# The WebSocket listeners only when a WSS row runs (mosquitto's libwebsockets listener is the
+# one that sometimes fails to start on a busy machine).
+[[ "$WSS" == 1 ]] && cat >>"$WORK/mosquitto.conf" <<EOF
 listener $P_WS 127.0.0.1
 protocol websockets
 listener $P_MWSS 127.0.0.1
@@ -237,14 +246,20 @@ limits: { max_connections: $EMB_MAX }
 dev_certs: false
 log: { format: text }
 EOF
-RUST_LOG=warn "$MOAT" run -c "$WORK/moat.yaml" 2>"$WORK/moat.log" &
+# shellcheck disable=SC2086 # MOAT_PREFIX is a command line
+RUST_LOG=warn ${MOAT_PREFIX:-} "$MOAT" run -c "$WORK/moat.yaml" 2>"$WORK/moat.log" &
 MOATP=$!; PIDS+=("$MOATP")
-RUST_LOG=warn "$MOAT" run -c "$WORK/moat-embedded.yaml" 2>"$WORK/moat-embedded.log" &
-EMBP=$!; PIDS+=("$EMBP")
+EMBP=-
+if [[ " $FRONTS " == *" moat-embedded "* ]]; then
+  RUST_LOG=warn "$MOAT" run -c "$WORK/moat-embedded.yaml" 2>"$WORK/moat-embedded.log" &
+  EMBP=$!; PIDS+=("$EMBP")
+fi
 
-for p in "$P_PLAIN" "$P_MTLS" "$P_WS" "$P_MWSS" "$P_HAP" "$P_NTLS" "$P_NWSS" "$P_MOAT" "$P_MOATW" "$P_EMB"; do
+for p in "$P_PLAIN" "$P_MTLS" "$P_HAP" "$P_NTLS" "$P_NWSS" "$P_MOAT" "$P_MOATW"; do
   wait_port "$p"
 done
+if [[ "$WSS" == 1 ]]; then wait_port "$P_WS"; wait_port "$P_MWSS"; fi
+[[ "$EMBP" == - ]] || wait_port "$P_EMB"
 NGXW=$(pgrep -P "$NGX" | head -n 1)
 [[ -n "$NGXW" ]] || { echo "no nginx worker" >&2; exit 1; }
 log "up: mosquitto $P_PLAIN (tls $P_MTLS, ws $P_WS, wss $P_MWSS), haproxy $P_HAP, nginx $P_NTLS/$P_NWSS, moat $P_MOAT/$P_MOATW, moat-embedded $P_EMB; ulimit -n $FDS"
@@ -275,9 +290,11 @@ shape() {
   fi
   local cpu=(--front-pid "$pid")
   [[ "$bpid" != - && "$bpid" != "$pid" ]] && cpu+=(--broker-pid "$bpid")
+  [[ -n "${HOOK_START:-}" ]] && cpu+=(--hook-start "$HOOK_START")
+  [[ -n "${HOOK_END:-}" ]] && cpu+=(--hook-end "$HOOK_END")
   log "$row: $label"
-  line=$(timeout 600 "$BENCH" --target "127.0.0.1:$port" "${TLS[@]}" "${via[@]}" --label "$row" \
-    load "$@" "${cpu[@]}" 2>>"$WORK/bench.log" | tail -n 1) || true
+  line=$(ROW=$row SHAPE=$label timeout 600 "$BENCH" --target "127.0.0.1:$port" "${TLS[@]}" "${via[@]}" \
+    --label "$row" load "$@" "${cpu[@]}" 2>>"$WORK/bench.log" | tail -n 1) || true
   [[ -n "$line" ]] || line='{"failed":1}'
   python3 - "$line" "$row" "$label" "$bpid" "$pid" >>"$RESULTS" <<'EOF'
 import json, sys
@@ -309,9 +326,10 @@ for s in $SHAPES; do
       for q in $QOS_LIST; do
         rows=("${ROWS[@]}")
         ((first && q == 0)) && rows+=("${WROWS[@]}")
+        rate=$(awk -v n="$n" -v r="$FANIN_RATE" 'BEGIN { printf "%d", n * r }')
         for row in "${rows[@]}"; do
           shape "$row" "fan-in $n→1 q$q" "$((n + 1))" --pubs "$n" --subs 1 --qos "$q" --payload 64 \
-            --rate "$((n * FANIN_RATE))" --count "$((n * FANIN_RATE * FANIN_SECONDS))" \
+            --rate "$rate" --count "$((rate * FANIN_SECONDS))" \
             --duration "$((FANIN_SECONDS + 5))" --drain 5
         done
       done

@@ -69,22 +69,57 @@ pub(crate) struct LoadArgs {
     /// Like `--front-pid`, reported as `broker_cpu_s` (the broker behind the front door).
     #[arg(long = "broker-pid")]
     broker_pid: Option<u32>,
+    /// Shell command run (and waited for, at most 60 s) just before the first publish, with
+    /// `FRONT_PID` in its environment: attaches a counter (perf stat, strace -c, callgrind's
+    /// zeroing) to the front door for the publishing phase only.
+    #[arg(long = "hook-start")]
+    hook_start: Option<String>,
+    /// Shell command run (and waited for, at most 60 s) after the drain, before CPU is read.
+    #[arg(long = "hook-end")]
+    hook_end: Option<String>,
 }
 
 /// Bounds of a run's connection counts: a fleet shape opens thousands, never without limit.
 const MAX_CONNS: usize = 20_000;
 
-/// CPU seconds (utime+stime) a process has used so far, from `/proc/PID/stat`; `None` if it
+/// CPU seconds (utime, stime) a process has used so far, from `/proc/PID/stat`; `None` if it
 /// cannot be read. Linux reports clock ticks of `USER_HZ`, 100 on every architecture it runs
 /// tokio on.
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+fn cpu_seconds(pid: Option<u32>) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
     // The command name may hold spaces: fields are counted after its closing parenthesis.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let mut f = rest.split_whitespace().skip(11);
     let utime: f64 = f.next()?.parse().ok()?;
     let stime: f64 = f.next()?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    Some((utime / 100.0, stime / 100.0))
+}
+
+/// Runs a `--hook-*` command through `sh -c`, waiting for it at most 60 s; its failure is
+/// reported, not fatal (the run's own figures stay valid).
+async fn hook(cmd: Option<&str>, front_pid: Option<u32>) {
+    let Some(cmd) = cmd else { return };
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(cmd);
+    if let Some(pid) = front_pid {
+        c.env("FRONT_PID", pid.to_string());
+    }
+    let mut child = match c.spawn() {
+        Ok(child) => child,
+        Err(e) => return eprintln!("hook `{cmd}` did not start: {e}"),
+    };
+    // Polled rather than waited in a blocking thread: bounded, and no runtime thread is held.
+    for _ in 0..1200 {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return,
+            Ok(Some(st)) => return eprintln!("hook `{cmd}` exited with {st}"),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => return eprintln!("hook `{cmd}`: {e}"),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("hook `{cmd}` timed out after 60 s");
 }
 
 /// Opens `n` sessions from the source family `family` with client ids `prefix-i`, at most
@@ -178,6 +213,7 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
     )
     .await
     .context("publishers")?;
+    hook(args.hook_start.as_deref(), args.front_pid).await;
     let cpu0 = (cpu_seconds(args.front_pid), cpu_seconds(args.broker_pid));
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let pub_start = Instant::now();
@@ -210,6 +246,7 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
     let sent = shared.sent.load(Ordering::Relaxed);
     let expected = sent * subs as u64;
     wait_for(&shared, expected, Duration::from_secs_f64(args.drain)).await;
+    hook(args.hook_end.as_deref(), args.front_pid).await;
     let cpu1 = (cpu_seconds(args.front_pid), cpu_seconds(args.broker_pid));
     drop(finished);
     shared.stop.notify_waiters();
@@ -239,10 +276,12 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
         .num("publish_per_s", per_second(sent, pub_elapsed))
         .latency("lat", &hist);
     if let (Some(a), Some(b)) = (cpu0.0, cpu1.0) {
-        r.num("front_cpu_s", b - a);
+        r.num("front_cpu_s", (b.0 + b.1) - (a.0 + a.1))
+            .num("front_user_s", b.0 - a.0)
+            .num("front_sys_s", b.1 - a.1);
     }
     if let (Some(a), Some(b)) = (cpu0.1, cpu1.1) {
-        r.num("broker_cpu_s", b - a);
+        r.num("broker_cpu_s", (b.0 + b.1) - (a.0 + a.1));
     }
     Ok(r)
 }
