@@ -19,7 +19,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_rustls::client::TlsStream;
@@ -208,21 +208,36 @@ impl AsyncRead for BrokerRead {
         let stream = &socket.stream;
         loop {
             ready!(stream.poll_read_ready(cx))?;
-            // `try_read` clears the readiness it consumed on WouldBlock, so the loop polls again.
             // Safe code must initialise what it reads into: at most one read's worth, so that a
             // large packet's spare capacity is not zeroed again on every read.
             let room = buf.remaining().min(MAX_READ);
-            match stream.try_read(buf.initialize_unfilled_to(room)) {
-                Ok(0) => return Poll::Ready(Ok(())),
-                Ok(n) => {
+            let area = buf.initialize_unfilled_to(room);
+            // A read that did not fill `area` emptied the socket: its readiness is cleared
+            // then, as tokio's own `TcpStream::poll_read` does, instead of learning it from one
+            // more read that fails with EAGAIN (`try_read` clears only on WouldBlock; one such
+            // read per broker segment, measured in BENCHMARKS.md "the floor"). The WouldBlock
+            // returned for that is this function's own: `short` holds what was read. Data that
+            // arrives later raises a new readiness event, which this clearing cannot erase.
+            let mut short = None;
+            let read = stream.try_io(Interest::READABLE, || {
+                let n = std::io::Read::read(&mut &*SockRef::from(stream), area)?;
+                if n > 0 && n < room {
+                    short = Some(n);
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match (read, short) {
+                (_, Some(n)) | (Ok(n), None) if n > 0 => {
                     buf.advance(n);
                     if !socket.ack_due.swap(true, Ordering::AcqRel) {
                         pacer.due(Arc::downgrade(socket));
                     }
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                (Ok(_), _) => return Poll::Ready(Ok(())),
+                (Err(e), _) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                (Err(e), _) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -419,6 +434,33 @@ mod tests {
         stop_tx.send(()).unwrap();
         running.await.unwrap();
         longest
+    }
+
+    /// A short read clears the socket's readiness without a failed read; what the broker sends
+    /// afterwards must still wake the reader (a lost wake-up would hang the session).
+    #[tokio::test]
+    async fn a_short_read_does_not_lose_what_comes_next() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (to_broker, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let mut broker = accepted.unwrap().0;
+        let (mut reader, _writer) = split(to_broker.unwrap(), Arc::new(AckPacer::new()));
+        let mut buf = [0u8; 256];
+        for round in 0u8..50 {
+            let sent = [round; 7];
+            broker.write_all(&sent).await.unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf))
+                .await
+                .expect("the next segment woke the reader")
+                .unwrap();
+            assert_eq!(buf.get(..n), Some(&sent[..]), "round {round}");
+        }
+        drop(broker);
+        let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf))
+            .await
+            .expect("end of stream woke the reader")
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[tokio::test]
