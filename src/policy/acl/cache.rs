@@ -8,6 +8,11 @@
 //! The cache holds an `Arc` to its snapshot, so a freed snapshot's address can never be reused
 //! by a new one while entries point at it. Bounded: at most [`MAX_ENTRIES`] topics of at most
 //! [`MAX_TOPIC_BYTES`] each; when full it starts over (no eviction bookkeeping on the hot path).
+//! A map that filled up [`FRUITLESS_FILLS`] times in a row without one hit stops remembering for
+//! the next [`REST`] lookups: a session that sees more topics than the cache holds (the
+//! subscriber of a fleet's fan-in gets one topic per device) would otherwise pay an insertion
+//! and a clear on every delivery for entries that are gone before they are asked for
+//! (BENCHMARKS.md, "the floor": about 1,000 instructions per message).
 //!
 //! It also remembers, for the session's whole life, that a filter was granted under
 //! `subscribe_overlap: withhold`: the broker keeps that subscription whatever the policy becomes,
@@ -23,6 +28,21 @@ use crate::policy::Policy;
 pub const MAX_ENTRIES: usize = 64;
 /// Longer topics are judged every time (they are rare and would make the cache large).
 pub const MAX_TOPIC_BYTES: usize = 256;
+/// Fills in a row without a hit after which a map rests.
+pub const FRUITLESS_FILLS: u8 = 2;
+/// Lookups a resting map answers from the rules without remembering.
+pub const REST: u32 = 4096;
+
+/// How one action's map has fared since it last started over.
+#[derive(Clone, Copy, Debug, Default)]
+struct Fare {
+    /// Hits since the map last started over.
+    hits: u32,
+    /// Fills in a row that had no hit.
+    fruitless: u8,
+    /// Lookups left before remembering resumes.
+    resting: u32,
+}
 
 /// What is remembered for one topic.
 #[derive(Clone, Debug)]
@@ -40,6 +60,8 @@ pub struct AclCache {
     policy: Option<Arc<Policy>>,
     /// One map per action, keyed by topic or filter.
     entries: [HashMap<Box<str>, Entry>; 3],
+    /// Per action, whether remembering pays.
+    fares: [Fare; 3],
     /// The subject's groups in that snapshot (looked up once per snapshot, not per decision).
     groups: Vec<String>,
     /// Lookups answered from the cache (for tests and benchmarks).
@@ -96,7 +118,7 @@ impl AclCache {
         self.sync(policy, subject);
         if let Some(Entry::Decision(d)) = self.map(Action::Subscribe).and_then(|m| m.get(filter)) {
             let d = d.clone();
-            self.hits += 1;
+            self.hit(Action::Subscribe);
             return d;
         }
         let d = policy.authorize_subscribe(subject, filter);
@@ -131,7 +153,7 @@ impl AclCache {
         self.sync(policy, subject);
         if let Some(Entry::Match(id)) = self.map(action).and_then(|m| m.get(topic)) {
             let id = *id;
-            self.hits += 1;
+            self.hit(action);
             return id;
         }
         let id = policy.acl.first_match(action, subject, &self.groups, topic);
@@ -145,6 +167,7 @@ impl AclCache {
             for map in &mut self.entries {
                 map.clear();
             }
+            self.fares = Default::default();
             self.withheld.clear();
             self.groups = policy.groups_for(subject).to_vec();
             self.policy = Some(policy.clone());
@@ -155,15 +178,42 @@ impl AclCache {
         self.entries.get(action as usize)
     }
 
+    fn hit(&mut self, action: Action) {
+        self.hits += 1;
+        if let Some(fare) = self.fares.get_mut(action as usize) {
+            fare.hits = fare.hits.saturating_add(1);
+        }
+    }
+
     fn remember(&mut self, action: Action, topic: &str, entry: Entry) {
         if topic.len() > MAX_TOPIC_BYTES {
             return;
         }
-        if let Some(map) = self.entries.get_mut(action as usize) {
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
-            }
-            map.insert(topic.into(), entry);
+        let (Some(map), Some(fare)) = (
+            self.entries.get_mut(action as usize),
+            self.fares.get_mut(action as usize),
+        ) else {
+            return;
+        };
+        if fare.resting > 0 {
+            fare.resting -= 1;
+            return;
         }
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+            fare.fruitless = if fare.hits == 0 {
+                fare.fruitless.saturating_add(1)
+            } else {
+                0
+            };
+            fare.hits = 0;
+            if fare.fruitless >= FRUITLESS_FILLS {
+                // Resting starts empty, and so does remembering when the rest is over.
+                fare.fruitless = 0;
+                fare.resting = REST;
+                return;
+            }
+        }
+        map.insert(topic.into(), entry);
     }
 }

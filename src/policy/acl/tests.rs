@@ -409,6 +409,43 @@ fn cache_is_emptied_when_the_policy_changes() {
     assert_eq!(cache.hits(), 1);
 }
 
+/// A session that sees more topics than the cache holds (a fan-in subscriber: one topic per
+/// device) stops paying for entries that are evicted before they are asked for; a session with
+/// few topics keeps its hits, and decisions are the rules' either way.
+#[test]
+fn a_cache_that_never_hits_rests_and_decisions_stay_the_rules() {
+    use super::cache::{MAX_ENTRIES, REST};
+    let p = Arc::new(policy(
+        "acl:\n  - allow: receive\n    topics: [\"fleet/+/up\"]\n",
+    ));
+    let s = user("u");
+    let mut cache = AclCache::default();
+    // Two fills of distinct topics without a hit: the map rests from the next miss on.
+    for i in 0..2 * MAX_ENTRIES + 1 {
+        assert!(allowed(&cache.receive(&p, &s, &format!("fleet/d{i}/up"))));
+    }
+    assert_eq!(cache.hits(), 0);
+    // Resting: a topic seen again is judged by the rules, not remembered.
+    assert!(allowed(&cache.receive(&p, &s, "fleet/again/up")));
+    assert!(allowed(&cache.receive(&p, &s, "fleet/again/up")));
+    assert_eq!(cache.hits(), 0);
+    assert!(!allowed(&cache.receive(&p, &s, "other")));
+    // After the rest (three lookups of it are spent above), remembering resumes.
+    for _ in 0..REST - 3 {
+        assert!(allowed(&cache.receive(&p, &s, "fleet/again/up")));
+    }
+    assert_eq!(cache.hits(), 0);
+    assert!(allowed(&cache.receive(&p, &s, "fleet/again/up")));
+    assert!(allowed(&cache.receive(&p, &s, "fleet/again/up")));
+    assert_eq!(cache.hits(), 1);
+    // A device's own session, one topic over and over, is served from the cache throughout.
+    let mut device = AclCache::default();
+    for _ in 0..4 * MAX_ENTRIES {
+        assert!(allowed(&device.receive(&p, &s, "fleet/1/up")));
+    }
+    assert_eq!(device.hits(), 4 * MAX_ENTRIES as u64 - 1);
+}
+
 #[test]
 fn deep_topics_cost_the_depth_of_the_rules_catalogue_a16() {
     let p = policy("acl:\n  - allow: all\n    topics: [\"+/+/#\", \"a/b\"]\n");
