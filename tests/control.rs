@@ -438,6 +438,17 @@ async fn ctl_drain_points_mqtt5_clients_to_the_server_reference_then_exits_0() {
     let end = v5(moat.mqtt, tls, "dev-r", ("alice", "alice-pw"))
         .await
         .unwrap();
+    // The audit lines of an unban and of a refused ban name what was asked in words, not as
+    // Rust's `Some("…")` / `None`.
+    let (ok, out, err) = ctl(&moat.admin, &["unban", "--source", "203.0.113.7"]).await;
+    assert!(ok && out.contains("no operator or automatic ban"), "{out} {err}");
+    let line = moat.line(&["admin action", "action=\"unban\""]);
+    assert!(line.contains("subject=source 203.0.113.7 outcome="), "{line}");
+    let (ok, _, _) = ctl(&moat.admin, &["ban", "--client-id", "d 1", "--for", "99d"]).await;
+    assert!(!ok, "a ban above 30 days is refused");
+    let line = moat.line(&["admin action", "action=\"ban\""]);
+    assert!(line.contains("subject=client id \"d 1\" for 99d "), "{line}");
+    assert!(!line.contains("None") && !line.contains("Some("), "{line}");
     let (ok, out, err) = ctl(&moat.admin, &["drain"]).await;
     assert!(ok && out.contains("draining"), "{out} {err}");
     let (code, bytes, _) = ended(end).await;
