@@ -393,8 +393,11 @@ async fn sigterm_drains_clients_over_the_period_then_exits_0() {
     let started = Instant::now();
     moat.line(&["draining, then shutting down"]);
     // From the start: not ready, and no new connection gets in.
-    let (ready, _, err) = ctl(&moat.admin, &["ready"]).await;
+    let (ready, out, err) = ctl(&moat.admin, &["ready"]).await;
     assert!(!ready && err.contains("503"), "{err}");
+    // Said once, on stderr: `moat: not ready: draining (503 Service Unavailable)`.
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.matches("not ready").count(), 1, "{err}");
     // The listeners drop their sockets when they see the drain signal, a moment after the log
     // line: poll (bounded) until a connect is refused. One that lands in the backlog meanwhile
     // is closed with the socket, never served.
