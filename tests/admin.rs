@@ -301,7 +301,11 @@ async fn metrics_move_as_clients_connect_publish_get_refused_and_get_banned() {
         "{buckets:?}"
     );
     assert_eq!(
-        sample(&during, "moat_upstream_connect_seconds_bucket", &[("le", "+Inf")]),
+        sample(
+            &during,
+            "moat_upstream_connect_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
         1.0
     );
     // CONNECT, SUBSCRIBE, 4 PUBLISH at least (PUBACKs too); 3 deliveries and their acks out.
