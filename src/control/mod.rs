@@ -67,6 +67,14 @@ pub struct ReloadReport {
     pub policy: String,
     /// The TLS reload: its summary, or why it was refused.
     pub tls: String,
+    /// moat.yaml's settings that changed and could apply live but were not used, each with
+    /// why (`log.level` while `RUST_LOG` is set).
+    #[serde(default)]
+    pub ignored: Vec<String>,
+    /// The admin token file read again: replaced, unchanged, or why it was refused (the
+    /// running token stays); `None` without `admin.token_file`.
+    #[serde(default)]
+    pub admin_token: Option<String>,
     /// True when nothing was refused.
     pub ok: bool,
 }
