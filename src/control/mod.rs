@@ -75,6 +75,10 @@ pub struct ReloadReport {
     /// running token stays); `None` without `admin.token_file`.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// The external broker's password and TLS files read again: reloaded, or why they were
+    /// refused (the running ones stay); `None` with the embedded broker.
+    #[serde(default)]
+    pub upstream_files: Option<String>,
     /// True when nothing was refused.
     pub ok: bool,
 }

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use super::Running;
-use crate::config::{self, Config};
+use crate::config::{self, BrokerSettings, Config};
 use crate::control::ReloadReport;
 use crate::admin::Reread;
 use crate::ops::load;
@@ -23,8 +23,9 @@ impl Running {
     /// Reloads everything SIGHUP and `moat ctl reload` reload: moat.yaml at `path` (the settings
     /// `config::diff` calls live are applied, each one that needs a restart is logged at WARN and
     /// reported; a broken file is refused with file:line:column and `config` stays), then the
-    /// policy (live sessions look at its bans at once), the TLS material and the admin token
-    /// file (a file that cannot be read keeps the running token). `config` is the
+    /// policy (live sessions look at its bans at once), the TLS material, the admin token file
+    /// and the external broker's password and TLS files (a file that cannot be read keeps what
+    /// runs). `config` is the
     /// configuration in force; its live fields are updated.
     pub fn reload_all(&self, config: &mut Config, path: &Path, trigger: &str) -> ReloadReport {
         let mut report = ReloadReport {
@@ -107,6 +108,19 @@ impl Running {
                     tracing::error!(trigger, %error, "admin token reload refused; keeping the running token");
                     report.ok = false;
                     format!("refused, running token kept: {error}")
+                }
+            });
+        }
+        if let BrokerSettings::Upstream(upstream) = &config.broker {
+            report.upstream_files = Some(match self.broker().reload_secrets(upstream) {
+                Ok(()) => {
+                    tracing::info!(trigger, "broker.upstream password and TLS files reloaded");
+                    "reloaded (the next broker connection uses them)".to_owned()
+                }
+                Err(error) => {
+                    tracing::error!(trigger, %error, "broker.upstream files reload refused; keeping the running ones");
+                    report.ok = false;
+                    format!("refused, running ones kept: {error}")
                 }
             });
         }

@@ -152,6 +152,9 @@ pub(super) fn reloaded(r: &ReloadReport) -> String {
     if let Some(token) = &r.admin_token {
         out.push_str(&format!("admin token: {token}\n"));
     }
+    if let Some(files) = &r.upstream_files {
+        out.push_str(&format!("broker.upstream files: {files}\n"));
+    }
     out
 }
 
