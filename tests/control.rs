@@ -561,10 +561,17 @@ async fn log_level_in_moat_yaml_changes_live_and_a_bad_one_is_refused_with_its_p
     // Back to info: the debug lines stop.
     std::fs::write(d.join("moat.yaml"), run_yaml("127.0.0.1:0", "")).unwrap();
     let report = ctl_json(&moat.admin, &["reload"]).await;
-    assert_eq!(report["applied"], serde_json::json!(["log.level"]), "{report}");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["log.level"]),
+        "{report}"
+    );
     moat.seen.clear();
     one_session(&mut moat, tls, "dev-4").await;
-    assert!(!authenticated(&moat.seen), "debug lines after going back to info");
+    assert!(
+        !authenticated(&moat.seen),
+        "debug lines after going back to info"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -596,7 +603,11 @@ async fn a_rotated_admin_token_is_in_force_after_a_reload_and_a_broken_file_keep
     let served = d.join("admin.token");
     std::fs::write(&served, format!("{OLD}\n")).unwrap();
     let admin = "admin: { listen: \"127.0.0.1:0\", token_file: admin.token }\n";
-    std::fs::write(d.join("moat.yaml"), run_yaml_admin("127.0.0.1:0", admin, "")).unwrap();
+    std::fs::write(
+        d.join("moat.yaml"),
+        run_yaml_admin("127.0.0.1:0", admin, ""),
+    )
+    .unwrap();
     // What the operator's `moat ctl` reads: the old token, and the new one.
     let (old, new) = (d.join("old.token"), d.join("new.token"));
     std::fs::write(&old, OLD).unwrap();
@@ -629,6 +640,9 @@ async fn a_rotated_admin_token_is_in_force_after_a_reload_and_a_broken_file_keep
     assert!(line.contains("admin.token"), "{line}");
     assert!(ready(NEW).await.0);
     let (ok, out, _) = ctl(&moat.admin, &["--token-file", new, "reload"]).await;
-    assert!(!ok && out.contains("admin token: refused, running token kept"), "{out}");
+    assert!(
+        !ok && out.contains("admin token: refused, running token kept"),
+        "{out}"
+    );
     assert!(ready(NEW).await.0);
 }

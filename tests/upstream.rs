@@ -194,7 +194,10 @@ async fn a_rotated_broker_password_file_is_used_after_sighup_and_an_empty_one_ke
     assert!(line.contains("broker.pw"), "{line}");
     assert_eq!(connack(&moat, &pki, "kept", true).await, 0);
     let log = moat.log();
-    assert!(!log.contains("edge-secret"), "a password reached the log: {log}");
+    assert!(
+        !log.contains("edge-secret"),
+        "a password reached the log: {log}"
+    );
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@
 //! Live: `limits.max_keepalive` (for sessions that connect from now on), `timeouts.connect`
 //! and `timeouts.upstream_connect` (likewise), `drain.*`, `log.level` (unless `RUST_LOG` is
 //! set, which wins). Files are read again on every reload whatever this list says: the `tls:`
-//! files and the admin token file (the files, not their paths). Everything else needs a
+//! files, the admin token file and `broker.upstream`'s password and TLS files (the files, not
+//! their paths). Everything else needs a
 //! restart: sockets are bound (the admin listener's address and TLS too), the broker started,
 //! the descriptor plan made, the watchers set, the log format chosen.
 

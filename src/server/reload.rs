@@ -9,9 +9,9 @@
 use std::path::Path;
 
 use super::Running;
+use crate::admin::Reread;
 use crate::config::{self, BrokerSettings, Config};
 use crate::control::ReloadReport;
-use crate::admin::Reread;
 use crate::ops::load;
 use crate::ops::logging::{self, LevelApplied};
 use crate::ops::reload::{reload, reload_tls};
