@@ -262,3 +262,63 @@ impl Health {
         self.up.store(false, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{UpstreamAddr, UpstreamStrategy};
+
+    #[test]
+    fn a_reload_swaps_password_and_tls_together_or_keeps_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, pw) = (dir.path().join("ca.crt"), dir.path().join("broker.pw"));
+        let ca_pem = crate::certs::generate_ca("broker CA", 1).unwrap().cert;
+        std::fs::write(&ca, &ca_pem).unwrap();
+        std::fs::write(&pw, "first\n").unwrap();
+        let addr = UpstreamAddr {
+            host: "broker.example".into(),
+            port: 8883,
+        };
+        let settings = UpstreamSettings {
+            v3: vec![addr.clone()],
+            v5: vec![addr],
+            strategy: UpstreamStrategy::Failover,
+            backoff: Duration::from_secs(1),
+            tls: Some(UpstreamTls {
+                ca: ca.clone(),
+                server_name: None,
+                client_cert: None,
+            }),
+            credentials: UpstreamCredentials::Fixed {
+                username: "edge".into(),
+                password_file: pw.clone(),
+            },
+        };
+        let target = BrokerTarget::external(&settings).unwrap();
+        let config = |t: &BrokerTarget| t.tls.as_ref().unwrap().config.load_full();
+        let password = |t: &BrokerTarget| t.credentials.load().password().map(str::to_owned);
+        let running = config(&target);
+
+        // A new password beside a broken CA: neither is taken.
+        std::fs::write(&pw, "second\n").unwrap();
+        std::fs::write(&ca, "not a certificate").unwrap();
+        assert!(target.reload_secrets(&settings).is_err());
+        assert_eq!(password(&target).as_deref(), Some("first"));
+        assert!(Arc::ptr_eq(&config(&target), &running));
+
+        std::fs::write(&ca, &ca_pem).unwrap();
+        target.reload_secrets(&settings).unwrap();
+        assert_eq!(password(&target).as_deref(), Some("second"));
+        assert!(!Arc::ptr_eq(&config(&target), &running));
+
+        // An empty password file is refused, naming it.
+        std::fs::write(&pw, "").unwrap();
+        let error = target.reload_secrets(&settings).unwrap_err().to_string();
+        assert!(error.contains("broker.pw"), "{error}");
+        assert_eq!(password(&target).as_deref(), Some("second"));
+    }
+}
