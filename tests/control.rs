@@ -2,8 +2,7 @@
 //! listed and filtered, a kick, operator bans on a source and an identity ending live sessions
 //! and refusing new ones, an unban; a policy-file ban ending a live session; a drain on SIGTERM
 //! (clients told 0x8B spread over the period, `/readyz` 503 from its start, new connections
-//! refused, exit 0); `moat ctl drain` with a Server Reference (0x9C); moat.yaml reloads (a
-//! limit, the log level, the admin token file).
+//! refused, exit 0); `moat ctl drain` with a Server Reference (0x9C); moat.yaml reloads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
