@@ -433,7 +433,9 @@ async fn sigterm_drains_clients_over_the_period_then_exits_0() {
     }
     at.sort();
     let (first, last) = (at[0], at[3]);
-    assert!(last < period + Duration::from_secs(1), "{at:?}");
+    // The last batch is due at 1½ s; the slack covers a loaded machine (`moat ctl` above is a
+    // process start in a debug build): seen at 3.07 s with a load average of 10.
+    assert!(last < period + Duration::from_secs(2), "{at:?}");
     // Spread: batches at 0, ½, 1 and 1½ s of the 2 s period, not all at once.
     assert!(
         last - first >= period / 2,
