@@ -2,7 +2,8 @@
 //! listed and filtered, a kick, operator bans on a source and an identity ending live sessions
 //! and refusing new ones, an unban; a policy-file ban ending a live session; a drain on SIGTERM
 //! (clients told 0x8B spread over the period, `/readyz` 503 from its start, new connections
-//! refused, exit 0); `moat ctl drain` with a Server Reference (0x9C); moat.yaml reloads.
+//! refused, exit 0); `moat ctl drain` with a Server Reference (0x9C) to a second instance,
+//! where the client reconnects; moat.yaml reloads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -287,11 +288,16 @@ fn write_run_dir(d: &std::path::Path, extra: &str) -> common::Pki {
 }
 
 fn run_yaml(bind: &str, extra: &str) -> String {
+    run_yaml_admin(bind, ADMIN_LOOPBACK, extra)
+}
+
+/// [`run_yaml`] with another `admin:` section. `extra` starts on line 12.
+fn run_yaml_admin(bind: &str, admin: &str, extra: &str) -> String {
     format!(
         "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"{bind}\" }}\n\
          tls:\n  cert: server.crt\n  key: server.key\n  client_certs: none\n\
          broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
-         policies: [policies/]\ndev_certs: false\n{ADMIN_LOOPBACK}{extra}"
+         policies: [policies/]\ndev_certs: false\n{admin}{extra}"
     )
 }
 
@@ -306,8 +312,14 @@ struct Child {
 
 impl Child {
     fn start(d: &std::path::Path) -> Child {
+        Child::start_with(d, |_| {})
+    }
+
+    /// [`Child::start`], with `setup` run on the command first (its environment).
+    fn start_with(d: &std::path::Path, setup: impl FnOnce(&mut Command)) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
         cmd.current_dir(d).args(["run", "-c", "moat.yaml"]);
+        setup(&mut cmd);
         let (child, lines) = common::spawn_logged(cmd);
         let mut seen = Vec::new();
         let addr = |line: String| -> String {
@@ -393,8 +405,11 @@ async fn sigterm_drains_clients_over_the_period_then_exits_0() {
     let started = Instant::now();
     moat.line(&["draining, then shutting down"]);
     // From the start: not ready, and no new connection gets in.
-    let (ready, _, err) = ctl(&moat.admin, &["ready"]).await;
+    let (ready, out, err) = ctl(&moat.admin, &["ready"]).await;
     assert!(!ready && err.contains("503"), "{err}");
+    // Said once, on stderr: `moat: not ready: draining (503 Service Unavailable)`.
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.matches("not ready").count(), 1, "{err}");
     // The listeners drop their sockets when they see the drain signal, a moment after the log
     // line: poll (bounded) until a connect is refused. One that lands in the backlog meanwhile
     // is closed with the socket, never served.
@@ -418,7 +433,9 @@ async fn sigterm_drains_clients_over_the_period_then_exits_0() {
     }
     at.sort();
     let (first, last) = (at[0], at[3]);
-    assert!(last < period + Duration::from_secs(1), "{at:?}");
+    // The last batch is due at 1½ s; the slack covers a loaded machine (`moat ctl` above is a
+    // process start in a debug build): seen at 3.07 s with a load average of 10.
+    assert!(last < period + Duration::from_secs(2), "{at:?}");
     // Spread: batches at 0, ½, 1 and 1½ s of the 2 s period, not all at once.
     assert!(
         last - first >= period / 2,
@@ -429,27 +446,65 @@ async fn sigterm_drains_clients_over_the_period_then_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctl_drain_points_mqtt5_clients_to_the_server_reference_then_exits_0() {
+async fn ctl_drain_points_mqtt5_clients_to_the_server_reference_where_they_reconnect() {
+    // b: the peer instance, serving the same certificate (a rolling restart's other half).
+    let b_dir = tempfile::tempdir().unwrap();
+    let pki = write_run_dir(b_dir.path(), "");
+    let mut b = Child::start(b_dir.path());
     let dir = tempfile::tempdir().unwrap();
-    let extra = "drain: { period: 0s, server_reference: \"moat-b.example.net:8883\" }\n";
-    let pki = write_run_dir(dir.path(), extra);
+    let extra = format!(
+        "drain: {{ period: 0s, server_reference: \"{}\" }}\n",
+        b.mqtt
+    );
+    write_run_dir(dir.path(), &extra);
+    for f in ["server.crt", "server.key"] {
+        std::fs::copy(b_dir.path().join(f), dir.path().join(f)).unwrap();
+    }
     let mut moat = Child::start(dir.path());
     let tls = common::client_config(&pki.ca.cert, None);
-    let end = v5(moat.mqtt, tls, "dev-r", ("alice", "alice-pw"))
+    let end = v5(moat.mqtt, tls.clone(), "dev-r", ("alice", "alice-pw"))
         .await
         .unwrap();
+    // The audit lines of an unban and of a refused ban name what was asked in words, not as
+    // Rust's `Some("…")` / `None`.
+    let (ok, out, err) = ctl(&moat.admin, &["unban", "--source", "203.0.113.7"]).await;
+    assert!(
+        ok && out.contains("no operator or automatic ban"),
+        "{out} {err}"
+    );
+    let line = moat.line(&["admin action", "action=\"unban\""]);
+    assert!(
+        line.contains("subject=source 203.0.113.7 outcome="),
+        "{line}"
+    );
+    let (ok, _, _) = ctl(&moat.admin, &["ban", "--client-id", "d 1", "--for", "99d"]).await;
+    assert!(!ok, "a ban above 30 days is refused");
+    let line = moat.line(&["admin action", "action=\"ban\""]);
+    assert!(
+        line.contains("subject=client id \"d 1\" for 99d "),
+        "{line}"
+    );
+    assert!(!line.contains("None") && !line.contains("Some("), "{line}");
     let (ok, out, err) = ctl(&moat.admin, &["drain"]).await;
     assert!(ok && out.contains("draining"), "{out} {err}");
     let (code, bytes, _) = ended(end).await;
     assert_eq!(code, Some(USE_ANOTHER_SERVER), "{bytes:02x?}");
-    let reference = b"moat-b.example.net:8883";
+    let reference = b.mqtt.to_string();
     assert!(
-        bytes.windows(reference.len()).any(|w| w == reference),
+        bytes
+            .windows(reference.len())
+            .any(|w| w == reference.as_bytes()),
         "no Server Reference: {bytes:02x?}"
     );
+    // The client saw that one DISCONNECT and nothing after it, then the close.
+    assert_eq!(bytes.len(), 2 + usize::from(bytes[1]), "{bytes:02x?}");
     moat.line(&["admin action", "drain"]);
     let status = moat.exit(WAIT);
     assert!(status.success(), "{status}");
+    // It reconnects where it was sent, with the same certificate trust and credentials.
+    let again = v5(b.mqtt, tls, "dev-r", ("alice", "alice-pw")).await;
+    assert!(again.is_ok(), "{again:?}");
+    b.line(&["session up", "client_id=dev-r"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,4 +552,140 @@ async fn moat_yaml_reload_applies_a_limit_and_reports_a_listener_address_as_need
     assert!(line.contains("moat.yaml:1:12:"), "{line}");
     moat.signal("-TERM");
     assert!(moat.exit(WAIT).success());
+}
+
+/// One MQTT 5 session of alice through `moat`, closed right after its CONNACK; returns once
+/// moat logged its end (every line the session caused is then in `moat.seen`).
+async fn one_session(moat: &mut Child, tls: Arc<rustls::ClientConfig>, id: &str) {
+    let mut s = common::tls_connect(moat.mqtt, tls).await.unwrap();
+    let connect = packets::connect_v5(id, Some("alice"), Some("alice-pw"));
+    assert_eq!(common::connack_code(&mut s, &connect).await, Some(0));
+    drop(s);
+    moat.line(&["session closed", &format!("client_id={id}")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_in_moat_yaml_changes_live_and_a_bad_one_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = write_run_dir(d, "");
+    // moat.yaml decides the level only when RUST_LOG is not set.
+    let mut moat = Child::start_with(d, |cmd| {
+        cmd.env_remove("RUST_LOG");
+    });
+    let tls = common::client_config(&pki.ca.cert, None);
+    let authenticated = |seen: &[String]| {
+        seen.iter()
+            .any(|l| l.contains("authenticated identity=alice"))
+    };
+    one_session(&mut moat, tls.clone(), "dev-1").await;
+    assert!(!authenticated(&moat.seen), "a debug line at info");
+
+    let debug = "log: { level: \"info,moat=debug\" }\n";
+    std::fs::write(d.join("moat.yaml"), run_yaml("127.0.0.1:0", debug)).unwrap();
+    moat.signal("-HUP");
+    moat.line(&["log level changed", "SIGHUP", "info,moat=debug"]);
+    one_session(&mut moat, tls.clone(), "dev-2").await;
+    assert!(authenticated(&moat.seen), "no debug line after the reload");
+
+    // A level the logger cannot read is refused with its place; the running level stays.
+    let bad = "log: { level: \"info,moat=verbose\" }\n";
+    std::fs::write(d.join("moat.yaml"), run_yaml("127.0.0.1:0", bad)).unwrap();
+    let (ok, out, err) = ctl(&moat.admin, &["reload"]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("moat.yaml:12:15:") && out.contains("invalid log.level"),
+        "{out} {err}"
+    );
+    moat.seen.clear();
+    one_session(&mut moat, tls.clone(), "dev-3").await;
+    assert!(authenticated(&moat.seen), "the running level was dropped");
+
+    // Back to info: the debug lines stop.
+    std::fs::write(d.join("moat.yaml"), run_yaml("127.0.0.1:0", "")).unwrap();
+    let report = ctl_json(&moat.admin, &["reload"]).await;
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["log.level"]),
+        "{report}"
+    );
+    moat.seen.clear();
+    one_session(&mut moat, tls, "dev-4").await;
+    assert!(
+        !authenticated(&moat.seen),
+        "debug lines after going back to info"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_rust_log_set_a_changed_log_level_is_reported_as_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_run_dir(d, "");
+    let mut moat = Child::start(d);
+    let debug = "log: { level: debug }\n";
+    std::fs::write(d.join("moat.yaml"), run_yaml("127.0.0.1:0", debug)).unwrap();
+    let (ok, out, err) = ctl(&moat.admin, &["reload"]).await;
+    assert!(ok, "{out} {err}");
+    assert!(
+        out.contains("log.level changed but RUST_LOG is set and wins"),
+        "{out}"
+    );
+    assert!(out.contains("no live setting changed"), "{out}");
+    let warn = moat.line(&["RUST_LOG is set and wins"]);
+    assert!(warn.contains("WARN"), "{warn}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_admin_token_is_in_force_after_a_reload_and_a_broken_file_keeps_it() {
+    const OLD: &str = "old-admin-token-0123456789";
+    const NEW: &str = "new-admin-token-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_run_dir(d, "");
+    let served = d.join("admin.token");
+    std::fs::write(&served, format!("{OLD}\n")).unwrap();
+    let admin = "admin: { listen: \"127.0.0.1:0\", token_file: admin.token }\n";
+    std::fs::write(
+        d.join("moat.yaml"),
+        run_yaml_admin("127.0.0.1:0", admin, ""),
+    )
+    .unwrap();
+    // What the operator's `moat ctl` reads: the old token, and the new one.
+    let (old, new) = (d.join("old.token"), d.join("new.token"));
+    std::fs::write(&old, OLD).unwrap();
+    std::fs::write(&new, NEW).unwrap();
+    let (old, new) = (old.to_str().unwrap(), new.to_str().unwrap());
+    let mut moat = Child::start(d);
+    let url = moat.admin.clone();
+    let ready = |token: &'static str| {
+        let admin = url.clone();
+        let file = if token == OLD { old } else { new }.to_owned();
+        async move { ctl(&admin, &["--token-file", &file, "ready"]).await }
+    };
+    assert!(ready(OLD).await.0);
+    let (ok, _, err) = ready(NEW).await;
+    assert!(!ok && err.contains("401"), "{err}");
+
+    // Rotated: the reload (still authorized by the old token) puts the new one in force.
+    common::write_atomically(&served, format!("{NEW}\n").as_bytes());
+    let (ok, out, err) = ctl(&moat.admin, &["--token-file", old, "reload"]).await;
+    assert!(ok, "{out} {err}");
+    assert!(ready(NEW).await.0);
+    let (ok, _, err) = ready(OLD).await;
+    assert!(!ok && err.contains("401"), "{err}");
+    assert!(out.contains("admin token: replaced"), "{out}");
+
+    // An empty file (a rotation half done) is refused on SIGHUP; the running token stays.
+    std::fs::write(&served, "").unwrap();
+    moat.signal("-HUP");
+    let line = moat.line(&["admin token reload refused", "SIGHUP"]);
+    assert!(line.contains("admin.token"), "{line}");
+    assert!(ready(NEW).await.0);
+    let (ok, out, _) = ctl(&moat.admin, &["--token-file", new, "reload"]).await;
+    assert!(
+        !ok && out.contains("admin token: refused, running token kept"),
+        "{out}"
+    );
+    assert!(ready(NEW).await.0);
 }

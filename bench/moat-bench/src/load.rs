@@ -82,10 +82,15 @@ pub(crate) struct LoadArgs {
 /// Bounds of a run's connection counts: a fleet shape opens thousands, never without limit.
 const MAX_CONNS: usize = 20_000;
 
+/// CPU seconds (utime+stime) a process has used so far; `None` if it cannot be read.
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    cpu_split(pid).map(|(user, sys)| user + sys)
+}
+
 /// CPU seconds (utime, stime) a process has used so far, from `/proc/PID/stat`; `None` if it
 /// cannot be read. Linux reports clock ticks of `USER_HZ`, 100 on every architecture it runs
 /// tokio on.
-fn cpu_seconds(pid: Option<u32>) -> Option<(f64, f64)> {
+fn cpu_split(pid: Option<u32>) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
     // The command name may hold spaces: fields are counted after its closing parenthesis.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
@@ -214,7 +219,7 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
     .await
     .context("publishers")?;
     hook(args.hook_start.as_deref(), args.front_pid).await;
-    let cpu0 = (cpu_seconds(args.front_pid), cpu_seconds(args.broker_pid));
+    let cpu0 = (cpu_split(args.front_pid), cpu_split(args.broker_pid));
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let pub_start = Instant::now();
     let mut pub_tasks = Vec::new();
@@ -247,7 +252,7 @@ pub(crate) async fn run(target: Target, args: LoadArgs) -> anyhow::Result<Report
     let expected = sent * subs as u64;
     wait_for(&shared, expected, Duration::from_secs_f64(args.drain)).await;
     hook(args.hook_end.as_deref(), args.front_pid).await;
-    let cpu1 = (cpu_seconds(args.front_pid), cpu_seconds(args.broker_pid));
+    let cpu1 = (cpu_split(args.front_pid), cpu_split(args.broker_pid));
     drop(finished);
     shared.stop.notify_waiters();
     let mut hist = Histogram::new();
