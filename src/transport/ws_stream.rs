@@ -132,7 +132,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsBytes<S> {
                 }
                 // [MQTT-6.0.0-1] MQTT control packets are sent in binary data frames; a text
                 // frame closes the connection.
-                Some(Ok(Message::Text(_))) => Err(this.violation(CloseCode::Unsupported, TEXT_FRAME)),
+                Some(Ok(Message::Text(_))) => {
+                    Err(this.violation(CloseCode::Unsupported, TEXT_FRAME))
+                }
                 Some(Ok(_)) => this.count_empty(),
                 Some(Err(e)) => Err(this.read_error(e)),
             };
@@ -277,7 +279,10 @@ mod tests {
         assert_eq!(n, 9);
         moat.flush().await.unwrap();
         let got = client.next().await.unwrap().unwrap();
-        assert_eq!(got, Message::Binary(Bytes::from_static(b"\x30\x03a\x30\x03b\x30\x03c")));
+        assert_eq!(
+            got,
+            Message::Binary(Bytes::from_static(b"\x30\x03a\x30\x03b\x30\x03c"))
+        );
     }
 
     #[tokio::test]
@@ -296,14 +301,20 @@ mod tests {
     async fn one_read_takes_every_message_that_is_ready() {
         let (mut moat, mut client) = pair().await;
         for p in [&b"\x30\x03a"[..], b"\x30\x03b", b"\x30\x03c"] {
-            client.feed(Message::Binary(Bytes::from_static(p))).await.unwrap();
+            client
+                .feed(Message::Binary(Bytes::from_static(p)))
+                .await
+                .unwrap();
         }
         client.flush().await.unwrap();
         let mut buf = [0u8; 64];
         let n = moat.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"\x30\x03a\x30\x03b\x30\x03c");
         // A buffer smaller than the messages keeps the rest for the next read.
-        client.send(Message::Binary(Bytes::from_static(b"0123456789"))).await.unwrap();
+        client
+            .send(Message::Binary(Bytes::from_static(b"0123456789")))
+            .await
+            .unwrap();
         let mut small = [0u8; 4];
         assert_eq!(moat.read(&mut small).await.unwrap(), 4);
         assert_eq!(moat.read(&mut buf).await.unwrap(), 6);
@@ -312,7 +323,10 @@ mod tests {
     #[tokio::test]
     async fn bytes_before_a_text_frame_come_first_then_the_refusal_mqtt_6_0_0_1() {
         let (mut moat, mut client) = pair().await;
-        client.feed(Message::Binary(Bytes::from_static(b"\x30\x03a"))).await.unwrap();
+        client
+            .feed(Message::Binary(Bytes::from_static(b"\x30\x03a")))
+            .await
+            .unwrap();
         client.feed(Message::text("hello")).await.unwrap();
         client.flush().await.unwrap();
         let mut buf = [0u8; 64];
@@ -329,7 +343,10 @@ mod tests {
     #[tokio::test]
     async fn bytes_before_a_close_come_first_then_the_end() {
         let (mut moat, mut client) = pair().await;
-        client.feed(Message::Binary(Bytes::from_static(b"\x30\x03a"))).await.unwrap();
+        client
+            .feed(Message::Binary(Bytes::from_static(b"\x30\x03a")))
+            .await
+            .unwrap();
         client.close(None).await.unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(moat.read(&mut buf).await.unwrap(), 3);

@@ -89,7 +89,9 @@ async fn echo<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<
     let mut rest = data;
     while !rest.is_empty() {
         let (a, b) = rest.split_at(rest.len() / 2);
-        let n = w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]).await?;
+        let n = w
+            .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+            .await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -171,7 +173,11 @@ async fn exchange(flags: u8, sent: &[u8], request: usize) -> Option<usize> {
         let mut buf = [0u8; 1024];
         while let Ok(n @ 1..) = ws.read(&mut buf).await {
             mqtt += n;
-            if flags & ECHO != 0 && echo(&mut ws, buf.get(..n).unwrap_or_default()).await.is_err() {
+            if flags & ECHO != 0
+                && echo(&mut ws, buf.get(..n).unwrap_or_default())
+                    .await
+                    .is_err()
+            {
                 break;
             }
         }
