@@ -5,11 +5,12 @@
 //! stream through the listener's `Connector` (vendor/rumqttd/PATCHES.md §16), which starts the
 //! same link task an accepted connection gets, with the same settings and password check; no
 //! socket, no system call and no loopback TCP per message (`broker.embedded.link: loopback`
-//! goes through the listeners instead). It is started through its `Router` + `Server` API (not `Broker::start`, which swallows
-//! bind errors and blocks forever) so that a bind failure fails `moat run`. Every connection must
-//! present a per-boot random password that only this process knows; other local processes
-//! cannot use the broker directly. Its limits are set above moat's own so moat always answers
-//! first (rumqttd drops connections without a CONNACK in several error paths).
+//! goes through the listeners instead). It is started through its `Router` + `Server` API (not
+//! `Broker::start`, which swallows bind errors and blocks forever) so that a bind failure fails
+//! `moat run`. Every connection must present a per-boot random password that only this process
+//! knows; other local processes cannot use the broker directly. Its limits are set above
+//! moat's own so moat always answers first (rumqttd drops connections without a CONNACK in
+//! several error paths).
 //!
 //! rumqttd is treated as internal but fragile: a supervisor task watches the router thread and
 //! the listener tasks, and when either dies it marks the target down so new clients get
@@ -23,11 +24,10 @@ use std::task::Poll;
 use std::time::Duration;
 
 use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
-
-use crate::config::EmbeddedLink;
 use tokio::task::JoinHandle;
 
 use super::{BrokerTarget, Credentials, Health, MemoryLink, Route};
+use crate::config::EmbeddedLink;
 
 /// How often the supervisor looks at the broker's threads and tasks.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
