@@ -19,7 +19,11 @@
 # NO_BUILD=1 (use existing release binaries), KEEP=1 (keep the work directory),
 # MOAT_BEFORE=/path/to/an/older/moat (adds a "moat-before" row: before/after in one run),
 # MOAT, BENCH (binaries), FLEET=0 (leave out the fleet shapes: bench/shapes.sh, run after this
-# table with the same binaries; its own knobs apply, e.g. FANIN_PUBS, QOS_LIST).
+# table with the same binaries; its own knobs apply, e.g. FANIN_PUBS, QOS_LIST),
+# PARTS (which measurements, default "load latency connect idle refused xcheck"; e.g.
+# PARTS=connect ROUNDS=3 FLEET=0 for connection set-up only, three times over).
+# The connect part also runs MQTT.js (bench/connect.mjs, needs node and tests/js installed:
+# `cd tests/js && npm ci`), the real-client row of TLS + CONNECT → CONNACK.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,6 +31,9 @@ COUNT="${COUNT:-500000}"
 QOS1_COUNT="${QOS1_COUNT:-200000}"
 IDLE_CONNS="${IDLE_CONNS:-9000}"
 HS_SECONDS="${HS_SECONDS:-5}"
+PARTS=" ${PARTS:-load latency connect idle refused xcheck} "
+ROUNDS="${ROUNDS:-1}"
+part() { [[ "$PARTS" == *" $1 "* ]]; }
 MOAT="${MOAT:-$ROOT/target/release/moat}"
 BENCH="${BENCH:-$ROOT/target/release/moat-bench}"
 
@@ -245,6 +252,22 @@ r["cpu_s"] = int(sys.argv[4]) / int(sys.argv[5]); print(json.dumps(r))
 EOF
 }
 
+# run_js ROW PID KIND connect.mjs-args… → the same for MQTT.js (bench/connect.mjs)
+JS=0
+if command -v node >/dev/null 2>&1 && [[ -d "$ROOT/tests/js/node_modules/mqtt" ]]; then JS=1; fi
+run_js() {
+  local row=$1 pid=$2 kind=$3; shift 3
+  local c0 c1 line
+  c0=$(cpu_ticks "$pid")
+  line=$(node "$ROOT/bench/connect.mjs" --label "$row" "$@" 2>>"$WORK/bench.log" | tail -n 1)
+  c1=$(cpu_ticks "$pid")
+  python3 - "$line" "$row" "$kind" "$(((c1 - c0)))" "$TCK" >>"$RESULTS" <<'EOF'
+import json, sys
+r = json.loads(sys.argv[1]); r["row"] = sys.argv[2]; r["kind"] = sys.argv[3]
+r["cpu_s"] = int(sys.argv[4]) / int(sys.argv[5]); print(json.dumps(r))
+EOF
+}
+
 # Row name, front PID, TLS port, (for idle memory) the PID whose RSS is the front's cost.
 ROWS=("mosquitto-tls $MOSQ $P_MTLS" "haproxy $HAP $P_HAP" "moat $MOAT_PID $P_MOAT" "moat-embedded $EMB_PID $P_EMB")
 if [[ -n "${MOAT_BEFORE:-}" ]]; then
@@ -257,6 +280,9 @@ TLS=(--ca "$PKI/ca.crt" --sni localhost)
 TRANSPORTS=("moat-wss $P_MWSS --transport wss --ws-path /mqtt" "moat-quic $P_MQUIC --transport quic")
 
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for round in $(seq "$ROUNDS"); do
+((ROUNDS > 1)) && log "round $round of $ROUNDS"
+if part load; then
 for r in "${ROWS[@]}"; do
   read -r row pid port <<<"$r"
   log "$row: warm-up, QoS 0 peak, QoS 1 peak"
@@ -273,12 +299,15 @@ for t in "${TRANSPORTS[@]}"; do
   run "$row" "$MOAT_PID" qos1 --target "127.0.0.1:$port" "${TLS[@]}" "${via[@]}" load --count "$QOS1_COUNT" --payload 64 --qos 1
 done
 
+fi
+
 # Latency at one fixed rate for every row: half of mosquitto's own TLS peak.
 RATE=$(python3 -c "
 import json
 for l in open('$RESULTS'):
     r = json.loads(l)
-    if r['row'] == 'mosquitto-tls' and r['kind'] == 'qos0': print(int(r['msgs_per_s'] / 2))")
+    if r['row'] == 'mosquitto-tls' and r['kind'] == 'qos0': print(int(r['msgs_per_s'] / 2))" | tail -n 1)
+if part latency && [[ -n "$RATE" ]]; then
 for r in "${ROWS[@]}"; do
   read -r row pid port <<<"$r"
   log "$row: latency at $RATE msg/s"
@@ -290,14 +319,21 @@ for t in "${TRANSPORTS[@]}"; do
   log "$row: latency at $RATE msg/s"
   run "$row" "$MOAT_PID" paced --target "127.0.0.1:$port" "${TLS[@]}" "${via[@]}" load --rate "$RATE" --count "$((RATE * 5))" --qos 0
 done
+fi
 
+if part connect; then
 for r in "${ROWS[@]}"; do
   read -r row pid port <<<"$r"
-  log "$row: full TLS handshakes, then TLS + CONNECT/CONNACK"
+  log "$row: full TLS handshakes, then TLS + CONNECT/CONNACK (moat-bench, then MQTT.js)"
   run "$row" "$pid" handshake --target "127.0.0.1:$port" "${TLS[@]}" handshake --concurrency 4 --duration "$HS_SECONDS"
   run "$row" "$pid" connect --target "127.0.0.1:$port" "${TLS[@]}" handshake --connect --concurrency 4 --duration "$HS_SECONDS"
+  if ((JS)); then
+    run_js "$row" "$pid" connect_js --port "$port" --ca "$PKI/ca.crt" --servername localhost --concurrency 4 --duration "$HS_SECONDS"
+  fi
 done
+fi
 
+if part idle; then
 for r in "${ROWS[@]}"; do
   read -r row pid port <<<"$r"
   log "$row: idle TLS sessions"
@@ -323,7 +359,9 @@ r["rss0_kib"] = int(sys.argv[3]); r["rss1_kib"] = int(sys.argv[4])
 r["kib_per_conn"] = (r["rss1_kib"] - r["rss0_kib"]) / max(r["up"], 1); print(json.dumps(r))
 EOF
 done
+fi
 
+if part refused; then
 log "refused connections"
 # HAProxy and moat refuse the denied source range 127.66.0.0/16 (before any TLS work).
 # mosquitto has no source rule: its figure is the connection-cap refusal (cap 1, one session
@@ -332,6 +370,7 @@ run haproxy "$HAP" refused --target "127.0.0.1:$P_HAP" refused --duration 5
 run moat "$MOAT_PID" refused --target "127.0.0.1:$P_MOAT" refused --duration 5
 run mosquitto-tls "$MOSQ" refused --target "127.0.0.1:$P_MCAP" "${TLS[@]}" refused --duration 5 --hold 1
 run moat "$PID_moat_cap" refused_cap --target "127.0.0.1:$P_CAP" "${TLS[@]}" refused --duration 5 --hold 1
+fi
 
 # --- cross-check with external clients: mosquitto_pub -l | … | mosquitto_sub -C N ------------
 N=$((COUNT / 5))
@@ -350,9 +389,12 @@ xcheck() { # row port
   got=$(wc -l <"$WORK/xsub-$row.out")
   python3 -c "import json; print(json.dumps({'row':'$row','kind':'xcheck','sent':$N,'received':$got,'msgs_per_s':$got/($t1-$t0)}))" >>"$RESULTS"
 }
+if part xcheck; then
 log "cross-check with mosquitto_pub -l / mosquitto_sub -C $N"
 xcheck mosquitto-tls "$P_MTLS"
 xcheck moat "$P_MOAT"
+fi
+done
 
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -360,9 +402,11 @@ log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$RESULTS" "$COUNT" "$IDLE_CONNS" "$RATE" <<'EOF'
 import json, sys
 rows = {}
+every = {}  # (row, kind) -> the results of every round, in order
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    rows.setdefault(r["row"], {})[r["kind"]] = r
+    rows.setdefault(r["row"], {})[r["kind"]] = r  # the table shows the last round
+    every.setdefault((r["row"], r["kind"]), []).append(r)
 count, idle, rate = sys.argv[2], sys.argv[3], sys.argv[4]
 order = [r for r in ["mosquitto-tls", "haproxy", "moat", "moat-wss", "moat-quic", "moat-embedded",
                      "moat-before"] if r in rows]
@@ -382,7 +426,7 @@ def f(v, fmt="{:,.0f}"):
 
 head = ["front door", "QoS0 msg/s", "CPU s/1M QoS0", "lost QoS0/1", "QoS1 msg/s", "CPU s/1M QoS1",
         f"p50/p99/p999 µs @ {rate}/s", "KiB/idle conn", "handshakes/s", "CPU ms/hs",
-        "TLS+CONNECT/s", "refused/s (CPU each)"]
+        "TLS+CONNECT/s", "MQTT.js TLS+CONNECT/s (p50 ms)", "refused/s (CPU each)"]
 out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 for row in order:
     hs = rows.get(row, {}).get("handshake")
@@ -400,10 +444,28 @@ for row in order:
         names.get(row, row), f(g(row, "qos0", "msgs_per_s")), f(cpu_per_m(row, "qos0"), "{:.2f}"),
         f"{f(g(row, 'qos0', 'lost'))} / {f(g(row, 'qos1', 'lost'))}", f(g(row, "qos1", "msgs_per_s")),
         f(cpu_per_m(row, "qos1"), "{:.2f}"), lat, f(g(row, "idle", "kib_per_conn"), "{:.1f}"),
-        f(g(row, "handshake", "per_s")), f(cpu_hs, "{:.2f}"), f(g(row, "connect", "per_s")), ref,
+        f(g(row, "handshake", "per_s")), f(cpu_hs, "{:.2f}"), f(g(row, "connect", "per_s")),
+        (f"{f(g(row, 'connect_js', 'per_s'))} ({g(row, 'connect_js', 'lat_p50_us', 0) / 1e3:.1f})"
+         if g(row, "connect_js", "per_s") is not None else "–"), ref,
     ]) + " |")
 print("\n".join(out))
 print()
+# Several rounds (ROUNDS=N): every round's figure, so the spread is in the output.
+if any(len(v) > 1 for v in every.values()):
+    print("Every round (the table shows the last):")
+    for (row, kind), rs in sorted(every.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else 99, kv[0][1])):
+        if kind in ("qos0", "qos1"):
+            vals = [f"{r['msgs_per_s']:,.0f} msg/s {r['cpu_s'] / max(r.get('received', 0), 1) * 1e6:.2f} s/1M" for r in rs]
+        elif kind == "paced":
+            vals = [f"p50 {r['lat_p50_us']:.0f} µs p99 {r['lat_p99_us']:.0f} µs" for r in rs]
+        elif kind in ("connect", "connect_js", "handshake"):
+            vals = [f"{r['per_s']:,.0f}/s p50 {r.get('lat_p50_us', 0) / 1e3:.1f} ms" for r in rs]
+        elif kind == "idle":
+            vals = [f"{r['kib_per_conn']:.1f} KiB" for r in rs]
+        else:
+            vals = [f"{r.get('per_s', r.get('msgs_per_s', 0)):,.0f}/s" for r in rs]
+        print(f"  {names.get(row, row)} {kind}: " + "; ".join(vals))
+    print()
 print(f"QoS 0: {count} messages of 64 bytes, 1 publisher → 1 subscriber, TLS 1.3, ECDSA P-256; "
       f"idle: {idle} sessions; latency at a fixed {rate} msg/s (half of mosquitto-tls's peak).")
 print("moat wss / moat quic: the moat → mosquitto instance through its WSS (/mqtt, one binary "
@@ -424,6 +486,9 @@ p99m, p99d = g('moat','paced','lat_p99_us'), g('mosquitto-tls','paced','lat_p99_
 print(f"  added p99 latency vs mosquitto TLS:     {f(None if p99m is None or p99d is None else p99m - p99d, '{:.0f}')} µs  (goal ≤ 200)")
 print(f"  KiB per idle TLS connection:            {f(g('moat','idle','kib_per_conn'), '{:.1f}')}  (goal ≤ 8)")
 print(f"  handshakes/s vs HAProxy:                {f(ratio(g('moat','handshake','per_s'), g('haproxy','handshake','per_s')), '{:.2f}')}×  (goal ≥ 1.0)")
+print(f"  TLS+CONNECT/s vs HAProxy (moat-bench):  {f(ratio(g('moat','connect','per_s'), g('haproxy','connect','per_s')), '{:.2f}')}×  (goal ≥ 1.0)")
+print(f"  TLS+CONNECT/s vs HAProxy (MQTT.js):     {f(ratio(g('moat','connect_js','per_s'), g('haproxy','connect_js','per_s')), '{:.2f}')}×, "
+      f"p50 {f(g('moat','connect_js','lat_p50_us'), '{:,.0f}')} vs {f(g('haproxy','connect_js','lat_p50_us'), '{:,.0f}')} µs  (goal ≥ 1.0, p50 ≤ HAProxy's)")
 print(f"  denied-source refusals/s:               {f(g('moat','refused','per_s'))}  (goal ≥ 20,000; HAProxy {f(g('haproxy','refused','per_s'))})")
 print(f"  moat-embedded msgs/s vs mosquitto TLS:  {f(ratio(g('moat-embedded','qos0','msgs_per_s'), g('mosquitto-tls','qos0','msgs_per_s')), '{:.2f}')}×")
 print()

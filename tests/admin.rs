@@ -289,6 +289,25 @@ async fn metrics_move_as_clients_connect_publish_get_refused_and_get_banned() {
         sample(&during, "moat_upstream_connect_seconds_count", &[]),
         1.0
     );
+    // Buckets are cumulative once, as written: the `+Inf` bucket is the count, none above it.
+    let buckets: Vec<f64> = during
+        .lines()
+        .filter(|l| l.starts_with("moat_upstream_connect_seconds_bucket{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert_eq!(buckets.len(), 13, "{during}");
+    assert!(
+        buckets.windows(2).all(|w| w[0] <= w[1]) && buckets.iter().all(|&b| b <= 1.0),
+        "{buckets:?}"
+    );
+    assert_eq!(
+        sample(
+            &during,
+            "moat_upstream_connect_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
+        1.0
+    );
     // CONNECT, SUBSCRIBE, 4 PUBLISH at least (PUBACKs too); 3 deliveries and their acks out.
     assert!(
         sample(&during, "moat_messages_total", &[("direction", "in")]) >= 5.0,

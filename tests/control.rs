@@ -2,7 +2,8 @@
 //! listed and filtered, a kick, operator bans on a source and an identity ending live sessions
 //! and refusing new ones, an unban; a policy-file ban ending a live session; a drain on SIGTERM
 //! (clients told 0x8B spread over the period, `/readyz` 503 from its start, new connections
-//! refused, exit 0); `moat ctl drain` with a Server Reference (0x9C); moat.yaml reloads.
+//! refused, exit 0); `moat ctl drain` with a Server Reference (0x9C) to a second instance,
+//! where the client reconnects; moat.yaml reloads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -393,8 +394,11 @@ async fn sigterm_drains_clients_over_the_period_then_exits_0() {
     let started = Instant::now();
     moat.line(&["draining, then shutting down"]);
     // From the start: not ready, and no new connection gets in.
-    let (ready, _, err) = ctl(&moat.admin, &["ready"]).await;
+    let (ready, out, err) = ctl(&moat.admin, &["ready"]).await;
     assert!(!ready && err.contains("503"), "{err}");
+    // Said once, on stderr: `moat: not ready: draining (503 Service Unavailable)`.
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.matches("not ready").count(), 1, "{err}");
     // The listeners drop their sockets when they see the drain signal, a moment after the log
     // line: poll (bounded) until a connect is refused. One that lands in the backlog meanwhile
     // is closed with the socket, never served.
@@ -429,27 +433,65 @@ async fn sigterm_drains_clients_over_the_period_then_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctl_drain_points_mqtt5_clients_to_the_server_reference_then_exits_0() {
+async fn ctl_drain_points_mqtt5_clients_to_the_server_reference_where_they_reconnect() {
+    // b: the peer instance, serving the same certificate (a rolling restart's other half).
+    let b_dir = tempfile::tempdir().unwrap();
+    let pki = write_run_dir(b_dir.path(), "");
+    let mut b = Child::start(b_dir.path());
     let dir = tempfile::tempdir().unwrap();
-    let extra = "drain: { period: 0s, server_reference: \"moat-b.example.net:8883\" }\n";
-    let pki = write_run_dir(dir.path(), extra);
+    let extra = format!(
+        "drain: {{ period: 0s, server_reference: \"{}\" }}\n",
+        b.mqtt
+    );
+    write_run_dir(dir.path(), &extra);
+    for f in ["server.crt", "server.key"] {
+        std::fs::copy(b_dir.path().join(f), dir.path().join(f)).unwrap();
+    }
     let mut moat = Child::start(dir.path());
     let tls = common::client_config(&pki.ca.cert, None);
-    let end = v5(moat.mqtt, tls, "dev-r", ("alice", "alice-pw"))
+    let end = v5(moat.mqtt, tls.clone(), "dev-r", ("alice", "alice-pw"))
         .await
         .unwrap();
+    // The audit lines of an unban and of a refused ban name what was asked in words, not as
+    // Rust's `Some("…")` / `None`.
+    let (ok, out, err) = ctl(&moat.admin, &["unban", "--source", "203.0.113.7"]).await;
+    assert!(
+        ok && out.contains("no operator or automatic ban"),
+        "{out} {err}"
+    );
+    let line = moat.line(&["admin action", "action=\"unban\""]);
+    assert!(
+        line.contains("subject=source 203.0.113.7 outcome="),
+        "{line}"
+    );
+    let (ok, _, _) = ctl(&moat.admin, &["ban", "--client-id", "d 1", "--for", "99d"]).await;
+    assert!(!ok, "a ban above 30 days is refused");
+    let line = moat.line(&["admin action", "action=\"ban\""]);
+    assert!(
+        line.contains("subject=client id \"d 1\" for 99d "),
+        "{line}"
+    );
+    assert!(!line.contains("None") && !line.contains("Some("), "{line}");
     let (ok, out, err) = ctl(&moat.admin, &["drain"]).await;
     assert!(ok && out.contains("draining"), "{out} {err}");
     let (code, bytes, _) = ended(end).await;
     assert_eq!(code, Some(USE_ANOTHER_SERVER), "{bytes:02x?}");
-    let reference = b"moat-b.example.net:8883";
+    let reference = b.mqtt.to_string();
     assert!(
-        bytes.windows(reference.len()).any(|w| w == reference),
+        bytes
+            .windows(reference.len())
+            .any(|w| w == reference.as_bytes()),
         "no Server Reference: {bytes:02x?}"
     );
+    // The client saw that one DISCONNECT and nothing after it, then the close.
+    assert_eq!(bytes.len(), 2 + usize::from(bytes[1]), "{bytes:02x?}");
     moat.line(&["admin action", "drain"]);
     let status = moat.exit(WAIT);
     assert!(status.success(), "{status}");
+    // It reconnects where it was sent, with the same certificate trust and credentials.
+    let again = v5(b.mqtt, tls, "dev-r", ("alice", "alice-pw")).await;
+    assert!(again.is_ok(), "{again:?}");
+    b.line(&["session up", "client_id=dev-r"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

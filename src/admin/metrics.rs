@@ -272,14 +272,14 @@ impl MoatCollector {
         family(
             e,
             "bans_active",
-            "Automatic bans in force now (static bans are in the policy).",
+            "Automatic bans in force now (operator bans: `moat ctl bans`; static bans are in the policy).",
             MetricType::Gauge,
             [([], gauge(self.gate.active_bans().len()))],
         )?;
         family(
             e,
             "bans_set",
-            "Automatic bans set since start.",
+            "Automatic and operator bans set since start.",
             MetricType::Counter,
             [([], Count(self.gate.counters().bans_set))],
         )?;

@@ -206,10 +206,7 @@ impl Control {
 
     /// Lifts the operator and automatic bans `req` names; policy bans are reported, not lifted.
     pub fn unban(&self, req: &UnbanRequest, by: &str) -> Result<Unbanned, ControlError> {
-        let subject = format!(
-            "id {:?} source {:?} identity {:?} client id {:?}",
-            req.id, req.source, req.identity, req.client_id
-        );
+        let subject = describe_unban(req);
         let pick = match bans::Unban::new(req) {
             Ok(p) => p,
             Err(e) => {
@@ -296,9 +293,52 @@ fn audit(by: &str, action: &str, subject: &str, outcome: &str) {
     crate::ops::audit::admin_action(by, action, subject, outcome);
 }
 
+/// What a refused ban asked for, as the audit line's subject: the fields given, in words
+/// (`source 203.0.113.7 for 2h`), never Rust's `Some(..)` / `None`.
 fn describe(req: &BanRequest) -> String {
-    format!(
-        "source {:?} identity {:?} client id {:?} for {:?}",
-        req.source, req.identity, req.client_id, req.duration
+    let mut out = targets(
+        None,
+        req.source.as_deref(),
+        req.identity.as_deref(),
+        req.client_id.as_deref(),
+    );
+    out.push_str(&format!(" for {}", req.duration));
+    out
+}
+
+/// What an unban asked for (`source 10.1.0.0/16`, `id 3`), as the audit line's subject.
+fn describe_unban(req: &UnbanRequest) -> String {
+    targets(
+        req.id,
+        req.source.as_deref(),
+        req.identity.as_deref(),
+        req.client_id.as_deref(),
     )
+}
+
+/// The given fields of a ban or unban request; a client id or identity is quoted, as in the
+/// ban's own rule (`client id "dev-1"`), so an empty or spaced one stays visible.
+fn targets(
+    id: Option<u64>,
+    source: Option<&str>,
+    identity: Option<&str>,
+    client_id: Option<&str>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(id) = id {
+        parts.push(format!("id {id}"));
+    }
+    if let Some(s) = source {
+        parts.push(format!("source {s}"));
+    }
+    if let Some(i) = identity {
+        parts.push(format!("identity {i:?}"));
+    }
+    if let Some(c) = client_id {
+        parts.push(format!("client id {c:?}"));
+    }
+    match parts.is_empty() {
+        true => "nothing named".to_owned(),
+        false => parts.join(" "),
+    }
 }

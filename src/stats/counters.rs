@@ -72,10 +72,12 @@ impl Histogram {
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// Sum (seconds), count, and cumulative `(upper bound, count)` buckets ending with
-    /// `f64::MAX` (which prometheus-client writes as `+Inf`), as OpenMetrics wants them.
+    /// Sum (seconds), count, and `(upper bound, count)` per bucket ending with `f64::MAX`
+    /// (which prometheus-client writes as `+Inf`). The counts are per bucket, not cumulative:
+    /// prometheus-client's `encode_histogram` adds them up itself, as OpenMetrics wants them
+    /// written; handing it running totals made every bucket above the first count twice.
     pub fn read(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut cumulative = 0;
+        let mut count = 0;
         let mut out = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
         for (i, bound) in LATENCY_BUCKETS
             .iter()
@@ -83,11 +85,12 @@ impl Histogram {
             .chain(std::iter::once(f64::MAX))
             .enumerate()
         {
-            cumulative += self.buckets.get(i);
-            out.push((bound, cumulative));
+            let n = self.buckets.get(i);
+            count += n;
+            out.push((bound, n));
         }
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        (sum, cumulative, out)
+        (sum, count, out)
     }
 }
 
@@ -97,7 +100,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative_and_end_with_inf() {
+    fn histogram_buckets_are_per_bucket_and_end_with_inf() {
         let h = Histogram::default();
         h.observe(Duration::from_micros(300));
         h.observe(Duration::from_millis(20));
@@ -106,7 +109,9 @@ mod tests {
         assert_eq!(count, 3);
         assert!((sum - 9.0203).abs() < 1e-6, "{sum}");
         assert_eq!(buckets[0], (0.0005, 1));
-        assert_eq!(buckets[5], (0.025, 2));
-        assert_eq!(buckets.last().unwrap(), &(f64::MAX, 3));
+        assert_eq!(buckets[1], (0.001, 0));
+        assert_eq!(buckets[5], (0.025, 1));
+        assert_eq!(buckets.last().unwrap(), &(f64::MAX, 1));
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), count);
     }
 }

@@ -224,12 +224,16 @@ async fn ctl(client: &Client, command: Ctl, json: bool) -> anyhow::Result<()> {
         Ctl::Ready => {
             let answer = client.call(Method::GET, "/readyz", None).await?;
             let text = String::from_utf8_lossy(&answer.body).trim().to_owned();
-            if !json {
-                crate::cli::out::say(format_args!("{text}\n"))?;
-            }
+            // Said once: `ready` on stdout, or the listener's reason (`not ready: draining`)
+            // with the status as the error on stderr.
             match answer.status {
-                StatusCode::OK => Ok(()),
-                status => bail!("not ready ({status}): {text}"),
+                StatusCode::OK => {
+                    if !json {
+                        crate::cli::out::say(format_args!("{text}\n"))?;
+                    }
+                    Ok(())
+                }
+                status => bail!("{text} ({status})"),
             }
         }
     }

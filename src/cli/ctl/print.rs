@@ -27,9 +27,17 @@ pub(super) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A value a client chose, escaped for the terminal.
+/// A value a client chose, escaped for the terminal: control characters only, so the quotes
+/// moat puts around a client id or user name (`client id "dev-1"`) are shown as they are.
 pub(super) fn clean(s: &str) -> String {
-    s.chars().flat_map(char::escape_default).collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c.is_control() {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    out
 }
 
 fn bytes(n: u64) -> String {
@@ -109,7 +117,10 @@ pub(super) fn bans(bans: &[BanView]) -> String {
         })
         .collect();
     let mut out = table(&["KIND", "ID", "TARGET", "LEFT", "REASON", "RULE"], &rows);
-    out.push_str(&format!("{} bans\n", bans.len()));
+    out.push_str(&match bans.len() {
+        1 => "1 ban\n".to_owned(),
+        n => format!("{n} bans\n"),
+    });
     out
 }
 
@@ -167,5 +178,23 @@ mod tests {
     fn tables_align_and_escape() {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), clean("y\u{1b}[31m")]]);
         assert_eq!(t, "A    BB\nxxx  y\\u{1b}[31m\n");
+    }
+
+    #[test]
+    fn a_ban_target_keeps_its_quotes_and_one_ban_is_one_ban() {
+        let ban = BanView {
+            kind: "admin".into(),
+            id: Some(1),
+            target: "client id \"dev-1\"".into(),
+            reason: "r".into(),
+            rule: "builtin admin ban #1 (client id \"dev-1\")".into(),
+            by: None,
+            set_at: None,
+            remaining_secs: Some(60),
+        };
+        let out = bans(&[ban]);
+        assert!(out.contains("client id \"dev-1\"  1m"), "{out}");
+        assert!(!out.contains('\\'), "{out}");
+        assert!(out.ends_with("\n1 ban\n"), "{out}");
     }
 }
