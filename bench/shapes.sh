@@ -62,8 +62,9 @@ if ((${#missing[@]})); then
 fi
 
 # --- descriptor budget --------------------------------------------------------------------
-# A proxy holds 2 descriptors per connection, moat with its embedded broker 3 (and keeps 64
-# aside, ops/fds.rs); the broker behind a proxy 1, moat-bench 1.
+# A proxy holds 2 descriptors per connection, moat with its embedded broker 1 in memory, 3 over
+# loopback (and keeps 64 aside, ops/fds.rs): budgeted at 3, so EMBEDDED_LINK=loopback and
+# builds from before the in-memory link fit too; the broker behind a proxy 1, moat-bench 1.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FDS="$(ulimit -n)"
 MAX_PROXIED=$(((FDS - 400) / 2))
