@@ -365,7 +365,9 @@ fn broker(broker: &BrokerSettings) -> String {
                 Some(n) => format!("sized for at least {n} connections"),
             };
             let reached = match link {
-                crate::config::EmbeddedLink::Memory => "sessions reach it in memory",
+                crate::config::EmbeddedLink::Memory => {
+                    "sessions reach it in-process, without a socket"
+                }
                 crate::config::EmbeddedLink::Loopback => "sessions reach it over loopback",
             };
             format!("embedded on {bind} (MQTT 3.1.1) and {bind_v5} (MQTT 5), {sized}, {reached}")
