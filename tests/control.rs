@@ -288,11 +288,16 @@ fn write_run_dir(d: &std::path::Path, extra: &str) -> common::Pki {
 }
 
 fn run_yaml(bind: &str, extra: &str) -> String {
+    run_yaml_admin(bind, ADMIN_LOOPBACK, extra)
+}
+
+/// [`run_yaml`] with another `admin:` section. `extra` starts on line 12.
+fn run_yaml_admin(bind: &str, admin: &str, extra: &str) -> String {
     format!(
         "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"{bind}\" }}\n\
          tls:\n  cert: server.crt\n  key: server.key\n  client_certs: none\n\
          broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
-         policies: [policies/]\ndev_certs: false\n{ADMIN_LOOPBACK}{extra}"
+         policies: [policies/]\ndev_certs: false\n{admin}{extra}"
     )
 }
 
@@ -307,8 +312,14 @@ struct Child {
 
 impl Child {
     fn start(d: &std::path::Path) -> Child {
+        Child::start_with(d, |_| {})
+    }
+
+    /// [`Child::start`], with `setup` run on the command first (its environment).
+    fn start_with(d: &std::path::Path, setup: impl FnOnce(&mut Command)) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
         cmd.current_dir(d).args(["run", "-c", "moat.yaml"]);
+        setup(&mut cmd);
         let (child, lines) = common::spawn_logged(cmd);
         let mut seen = Vec::new();
         let addr = |line: String| -> String {
@@ -422,7 +433,9 @@ async fn sigterm_drains_clients_over_the_period_then_exits_0() {
     }
     at.sort();
     let (first, last) = (at[0], at[3]);
-    assert!(last < period + Duration::from_secs(1), "{at:?}");
+    // The last batch is due at 1½ s; the slack covers a loaded machine (`moat ctl` above is a
+    // process start in a debug build): seen at 3.07 s with a load average of 10.
+    assert!(last < period + Duration::from_secs(2), "{at:?}");
     // Spread: batches at 0, ½, 1 and 1½ s of the 2 s period, not all at once.
     assert!(
         last - first >= period / 2,
@@ -539,4 +552,140 @@ async fn moat_yaml_reload_applies_a_limit_and_reports_a_listener_address_as_need
     assert!(line.contains("moat.yaml:1:12:"), "{line}");
     moat.signal("-TERM");
     assert!(moat.exit(WAIT).success());
+}
+
+/// One MQTT 5 session of alice through `moat`, closed right after its CONNACK; returns once
+/// moat logged its end (every line the session caused is then in `moat.seen`).
+async fn one_session(moat: &mut Child, tls: Arc<rustls::ClientConfig>, id: &str) {
+    let mut s = common::tls_connect(moat.mqtt, tls).await.unwrap();
+    let connect = packets::connect_v5(id, Some("alice"), Some("alice-pw"));
+    assert_eq!(common::connack_code(&mut s, &connect).await, Some(0));
+    drop(s);
+    moat.line(&["session closed", &format!("client_id={id}")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_in_moat_yaml_changes_live_and_a_bad_one_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = write_run_dir(d, "");
+    // moat.yaml decides the level only when RUST_LOG is not set.
+    let mut moat = Child::start_with(d, |cmd| {
+        cmd.env_remove("RUST_LOG");
+    });
+    let tls = common::client_config(&pki.ca.cert, None);
+    let authenticated = |seen: &[String]| {
+        seen.iter()
+            .any(|l| l.contains("authenticated identity=alice"))
+    };
+    one_session(&mut moat, tls.clone(), "dev-1").await;
+    assert!(!authenticated(&moat.seen), "a debug line at info");
+
+    let debug = "log: { level: \"info,moat=debug\" }\n";
+    std::fs::write(d.join("moat.yaml"), run_yaml("127.0.0.1:0", debug)).unwrap();
+    moat.signal("-HUP");
+    moat.line(&["log level changed", "SIGHUP", "info,moat=debug"]);
+    one_session(&mut moat, tls.clone(), "dev-2").await;
+    assert!(authenticated(&moat.seen), "no debug line after the reload");
+
+    // A level the logger cannot read is refused with its place; the running level stays.
+    let bad = "log: { level: \"info,moat=verbose\" }\n";
+    std::fs::write(d.join("moat.yaml"), run_yaml("127.0.0.1:0", bad)).unwrap();
+    let (ok, out, err) = ctl(&moat.admin, &["reload"]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("moat.yaml:12:15:") && out.contains("invalid log.level"),
+        "{out} {err}"
+    );
+    moat.seen.clear();
+    one_session(&mut moat, tls.clone(), "dev-3").await;
+    assert!(authenticated(&moat.seen), "the running level was dropped");
+
+    // Back to info: the debug lines stop.
+    std::fs::write(d.join("moat.yaml"), run_yaml("127.0.0.1:0", "")).unwrap();
+    let report = ctl_json(&moat.admin, &["reload"]).await;
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["log.level"]),
+        "{report}"
+    );
+    moat.seen.clear();
+    one_session(&mut moat, tls, "dev-4").await;
+    assert!(
+        !authenticated(&moat.seen),
+        "debug lines after going back to info"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_rust_log_set_a_changed_log_level_is_reported_as_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_run_dir(d, "");
+    let mut moat = Child::start(d);
+    let debug = "log: { level: debug }\n";
+    std::fs::write(d.join("moat.yaml"), run_yaml("127.0.0.1:0", debug)).unwrap();
+    let (ok, out, err) = ctl(&moat.admin, &["reload"]).await;
+    assert!(ok, "{out} {err}");
+    assert!(
+        out.contains("log.level changed but RUST_LOG is set and wins"),
+        "{out}"
+    );
+    assert!(out.contains("no live setting changed"), "{out}");
+    let warn = moat.line(&["RUST_LOG is set and wins"]);
+    assert!(warn.contains("WARN"), "{warn}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_admin_token_is_in_force_after_a_reload_and_a_broken_file_keeps_it() {
+    const OLD: &str = "old-admin-token-0123456789";
+    const NEW: &str = "new-admin-token-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_run_dir(d, "");
+    let served = d.join("admin.token");
+    std::fs::write(&served, format!("{OLD}\n")).unwrap();
+    let admin = "admin: { listen: \"127.0.0.1:0\", token_file: admin.token }\n";
+    std::fs::write(
+        d.join("moat.yaml"),
+        run_yaml_admin("127.0.0.1:0", admin, ""),
+    )
+    .unwrap();
+    // What the operator's `moat ctl` reads: the old token, and the new one.
+    let (old, new) = (d.join("old.token"), d.join("new.token"));
+    std::fs::write(&old, OLD).unwrap();
+    std::fs::write(&new, NEW).unwrap();
+    let (old, new) = (old.to_str().unwrap(), new.to_str().unwrap());
+    let mut moat = Child::start(d);
+    let url = moat.admin.clone();
+    let ready = |token: &'static str| {
+        let admin = url.clone();
+        let file = if token == OLD { old } else { new }.to_owned();
+        async move { ctl(&admin, &["--token-file", &file, "ready"]).await }
+    };
+    assert!(ready(OLD).await.0);
+    let (ok, _, err) = ready(NEW).await;
+    assert!(!ok && err.contains("401"), "{err}");
+
+    // Rotated: the reload (still authorized by the old token) puts the new one in force.
+    common::write_atomically(&served, format!("{NEW}\n").as_bytes());
+    let (ok, out, err) = ctl(&moat.admin, &["--token-file", old, "reload"]).await;
+    assert!(ok, "{out} {err}");
+    assert!(ready(NEW).await.0);
+    let (ok, _, err) = ready(OLD).await;
+    assert!(!ok && err.contains("401"), "{err}");
+    assert!(out.contains("admin token: replaced"), "{out}");
+
+    // An empty file (a rotation half done) is refused on SIGHUP; the running token stays.
+    std::fs::write(&served, "").unwrap();
+    moat.signal("-HUP");
+    let line = moat.line(&["admin token reload refused", "SIGHUP"]);
+    assert!(line.contains("admin.token"), "{line}");
+    assert!(ready(NEW).await.0);
+    let (ok, out, _) = ctl(&moat.admin, &["--token-file", new, "reload"]).await;
+    assert!(
+        !ok && out.contains("admin token: refused, running token kept"),
+        "{out}"
+    );
+    assert!(ready(NEW).await.0);
 }

@@ -527,7 +527,12 @@ async fn broker_session(h: &Harness, id: &str, keep_alive: u16) -> (TcpStream, u
     let mut s = TcpStream::connect(target.v3.first_socket_addr().unwrap())
         .await
         .unwrap();
-    let password = target.credentials.password().unwrap_or("").to_string();
+    let password = target
+        .credentials
+        .load()
+        .password()
+        .unwrap_or("")
+        .to_string();
     let connect = connect_with(id, Some(("moat", &password)), true, keep_alive, false, &[]);
     send(&mut s, &connect).await;
     match read_decoded(&mut s, false).await {
@@ -561,7 +566,12 @@ async fn broker_drops_no_client_after_another_disconnects() {
         .map(|l| {
             let target = h.running.broker().clone();
             tokio::spawn(async move {
-                let password = target.credentials.password().unwrap_or("").to_string();
+                let password = target
+                    .credentials
+                    .load()
+                    .password()
+                    .unwrap_or("")
+                    .to_string();
                 let login = Some(("moat", password.as_str()));
                 let subscribe = common::raw::subscribe(false, 1, &[("reuse/x", 0)]);
                 let mut failed = Vec::new();

@@ -1,7 +1,8 @@
 //! `broker.upstream` as an operator writes it, with the real `moat` binary in front of real
 //! mosquitto brokers (issue 16 item 2): a host name, failover and round robin over several
 //! addresses, a broker with a password file (fixed credentials, the identity as user name),
-//! TLS toward the broker with certificates from `moat certs`, and a broker that is down. Each
+//! TLS toward the broker with certificates from `moat certs`, a rotated password file read
+//! again on SIGHUP, and a broker that is down. Each
 //! refusal reaches the client as its own version's CONNACK code, and the log names the broker
 //! address and what it answered.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -158,6 +159,44 @@ async fn fixed_credentials_open_a_broker_with_a_password_file_and_wrong_ones_are
     assert!(
         !log.contains("wrong-secret-2"),
         "the password reached the log: {log}"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_broker_password_file_is_used_after_sighup_and_an_empty_one_keeps_the_old() {
+    let secrets = tempfile::tempdir().unwrap();
+    let users = secrets.path().join("mosquitto.pw");
+    // The broker's side was rotated first: moat still holds the old password.
+    password_file(&users, &[("edge", "edge-secret-2")]);
+    let broker = Mosquitto::start_with(&format!(
+        "allow_anonymous false\npassword_file {}\n",
+        users.display()
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.pw");
+    std::fs::write(&file, "edge-secret-1\n").unwrap();
+    let yaml = format!(
+        "broker:\n  upstream:\n    addresses: \"127.0.0.1:{}\"\n    credentials: {{ username: edge, password_file: broker.pw }}\n",
+        broker.port
+    );
+    let (mut moat, pki) = moat(dir.path(), &yaml);
+    assert_eq!(connack(&moat, &pki, "old", false).await, 0x05);
+
+    common::write_atomically(&file, b"edge-secret-2\n");
+    moat.signal("-HUP");
+    moat.wait_for(&["broker.upstream password and TLS files reloaded", "SIGHUP"]);
+    assert_eq!(connack(&moat, &pki, "new", false).await, 0);
+
+    // A rotation half done (an empty file) is refused, naming the file; the running one stays.
+    std::fs::write(&file, "").unwrap();
+    moat.signal("-HUP");
+    let line = moat.wait_for(&["broker.upstream files reload refused", "SIGHUP"]);
+    assert!(line.contains("broker.pw"), "{line}");
+    assert_eq!(connack(&moat, &pki, "kept", true).await, 0);
+    let log = moat.log();
+    assert!(
+        !log.contains("edge-secret"),
+        "a password reached the log: {log}"
     );
 }
 

@@ -1,4 +1,5 @@
-//! The admin listener's credential: a bearer token read from a file, compared in constant time.
+//! The admin listener's credential: a bearer token read from a file (again on every reload),
+//! compared in constant time.
 //!
 //! Why it is separate: it is the one check between the network and the control routes, and
 //! it must be auditable on its own. What it must not do: log the token, or answer faster for a
@@ -7,6 +8,9 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -102,6 +106,54 @@ impl Token {
     }
 }
 
+/// The token in force and the file it comes from: read at start, read again on every reload
+/// (SIGHUP, `moat ctl reload`), so a rotated token applies to the next request.
+pub struct LiveToken {
+    /// `admin.token_file` as the listener started with it (another path needs a restart).
+    path: PathBuf,
+    /// The token requests are checked against now.
+    current: ArcSwap<Token>,
+}
+
+/// What a reread of the token file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reread {
+    /// The file holds another token, in force from the next request.
+    Replaced,
+    /// The file holds the token already in force.
+    Unchanged,
+}
+
+// === impl LiveToken ===
+
+impl LiveToken {
+    /// Reads the token from `path` (see [`Token::load`]).
+    pub fn load(path: &Path) -> Result<LiveToken, TokenError> {
+        Ok(LiveToken {
+            path: path.to_path_buf(),
+            current: ArcSwap::from_pointee(Token::load(path)?),
+        })
+    }
+
+    /// Reads the file again and puts its token in force. A file that cannot be read or holds
+    /// no usable token changes nothing: the running token stays, so a half-written or deleted
+    /// file never opens the admin listener nor locks the operator out.
+    pub fn reread(&self) -> Result<Reread, TokenError> {
+        let new = Token::load(&self.path)?;
+        // Digests of the configured secret on both sides: nothing a caller chose is compared.
+        if new.digest == self.current.load().digest {
+            return Ok(Reread::Unchanged);
+        }
+        self.current.store(Arc::new(new));
+        Ok(Reread::Replaced)
+    }
+
+    /// Whether `presented` is the token in force (see [`Token::matches`]).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.current.load().matches(presented)
+    }
+}
+
 fn digest(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
@@ -111,7 +163,7 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 /// Middleware: lets a request through when no token is configured or when it carries
 /// `Authorization: Bearer <token>`; 401 otherwise (with `WWW-Authenticate`, as RFC 6750 asks).
 pub(super) async fn require(
-    State(token): State<Option<Token>>,
+    State(token): State<Option<Arc<LiveToken>>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -167,5 +219,26 @@ mod tests {
         assert!(Token::load(&path)
             .unwrap()
             .matches(b"0123456789abcdef-secret"));
+    }
+
+    #[test]
+    fn a_reread_puts_a_new_token_in_force_and_a_broken_file_keeps_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "0123456789abcdef-first\n").unwrap();
+        let live = LiveToken::load(&path).unwrap();
+        assert_eq!(live.reread().unwrap(), Reread::Unchanged);
+        std::fs::write(&path, "0123456789abcdef-second\n").unwrap();
+        assert_eq!(live.reread().unwrap(), Reread::Replaced);
+        assert!(live.matches(b"0123456789abcdef-second"));
+        assert!(!live.matches(b"0123456789abcdef-first"));
+        for broken in ["", "short\n"] {
+            std::fs::write(&path, broken).unwrap();
+            assert!(live.reread().is_err());
+            assert!(live.matches(b"0123456789abcdef-second"));
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(live.reread().is_err());
+        assert!(live.matches(b"0123456789abcdef-second"));
     }
 }

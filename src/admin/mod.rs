@@ -46,7 +46,7 @@ use crate::stats::Stats;
 use crate::transport::tls::{Material, Profile, TlsError};
 use crate::transport::ServerTls;
 
-pub use auth::{Token, TokenError};
+pub use auth::{LiveToken, Reread, Token, TokenError};
 pub use ready::Readiness;
 
 /// Longest TLS handshake on the admin port.
@@ -111,6 +111,8 @@ pub struct AdminListener {
     permits: Arc<Semaphore>,
     /// Where it listens, as logged.
     local: String,
+    /// The bearer token in force, when `admin.token_file` is set (reload reads it again).
+    token: Option<Arc<LiveToken>>,
 }
 
 enum Socket {
@@ -151,13 +153,21 @@ impl AdminListener {
             }
         };
         tracing::info!(listener = %"admin", kind, addr = %local, "listening");
+        let token = token.map(Arc::new);
         Ok(AdminListener {
             socket,
             tls,
-            router: routes::router(state, token),
+            router: routes::router(state, token.clone()),
             permits: Arc::new(Semaphore::new(settings.max_connections)),
             local,
+            token,
         })
+    }
+
+    /// The bearer token in force, for reload to read its file again; `None` without
+    /// `admin.token_file`.
+    pub fn token(&self) -> Option<Arc<LiveToken>> {
+        self.token.clone()
     }
 
     /// The bound address (`IP:PORT`, or the socket path).
@@ -256,7 +266,7 @@ impl AdminListener {
 #[allow(clippy::type_complexity)] // a pair of options, named by the function
 pub fn load_files(
     settings: &AdminSettings,
-) -> Result<(Option<Arc<rustls::ServerConfig>>, Option<Token>), AdminError> {
+) -> Result<(Option<Arc<rustls::ServerConfig>>, Option<LiveToken>), AdminError> {
     let tls = match &settings.tls {
         None => None,
         Some(files) => {
@@ -271,7 +281,7 @@ pub fn load_files(
     };
     let token = match &settings.token_file {
         None => None,
-        Some(path) => Some(Token::load(path)?),
+        Some(path) => Some(LiveToken::load(path)?),
     };
     Ok((tls, token))
 }

@@ -10,14 +10,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::auth::{self, Token};
+use std::sync::Arc;
+
+use super::auth::{self, LiveToken};
 use super::{AdminState, MAX_BODY_BYTES};
 
 /// The OpenMetrics text content type Prometheus negotiates.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Every admin route, with the token check (when `token` is set) and the body cap in front.
-pub(super) fn router(state: AdminState, token: Option<Token>) -> Router {
+pub(super) fn router(state: AdminState, token: Option<Arc<LiveToken>>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -149,7 +149,7 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedBroker, EmbeddedErro
             v3: Arc::new(Route::fixed(opts.bind_v3)),
             v5: Arc::new(Route::fixed(opts.bind_v5)),
             tls: None,
-            credentials: Credentials::Identity(Some(password)),
+            credentials: Credentials::Identity(Some(password)).live(),
             health,
             memory,
         },

@@ -87,7 +87,7 @@ pub(crate) async fn connect(
                     Some(name) => name.clone(),
                     None => server_name(endpoint, addr),
                 };
-                let connector = TlsConnector::from(tls.config.clone());
+                let connector = TlsConnector::from(tls.config.load_full());
                 let stream = connector
                     .connect(name, stream)
                     .await

@@ -15,9 +15,10 @@ pub mod route;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::ServerName;
 
-use crate::config::{UpstreamCredentials, UpstreamSettings};
+use crate::config::{UpstreamCredentials, UpstreamSettings, UpstreamTls};
 use crate::mqtt::ProtocolVersion;
 use crate::transport::tls::TlsError;
 pub use route::Route;
@@ -31,8 +32,9 @@ pub struct BrokerTarget {
     pub v5: Arc<Route>,
     /// TLS toward the broker (`broker.upstream.tls`); `None` is plain TCP.
     pub tls: Option<UpstreamTlsClient>,
-    /// The user name and password of moat's upstream CONNECT.
-    pub credentials: Credentials,
+    /// The user name and password of moat's upstream CONNECT; a reload swaps them when the
+    /// password file changed ([`BrokerTarget::reload_secrets`]).
+    pub credentials: Arc<ArcSwap<Credentials>>,
     /// Cleared when the embedded broker dies, so new clients get "server unavailable".
     pub health: Arc<Health>,
     /// The embedded broker in memory (`broker.embedded.link: memory`): sessions use it
@@ -72,8 +74,9 @@ impl MemoryLink {
 /// moat as a TLS client of the broker.
 #[derive(Clone, Debug)]
 pub struct UpstreamTlsClient {
-    /// Trust anchors, client certificate, ring as the provider.
-    pub(crate) config: Arc<rustls::ClientConfig>,
+    /// Trust anchors, client certificate, ring as the provider; a reload swaps it, the next
+    /// broker connection uses it.
+    pub(crate) config: Arc<ArcSwap<rustls::ClientConfig>>,
     /// The name the broker's certificate must carry; `None`: each address's own host.
     pub(crate) server_name: Option<ServerName<'static>>,
 }
@@ -113,6 +116,11 @@ impl std::fmt::Debug for Credentials {
 // === impl Credentials ===
 
 impl Credentials {
+    /// These credentials, as the swappable cell a [`BrokerTarget`] holds.
+    pub fn live(self) -> Arc<ArcSwap<Credentials>> {
+        Arc::new(ArcSwap::from_pointee(self))
+    }
+
     /// The user name for a session of `identity`.
     pub(crate) fn username<'a>(&'a self, identity: &'a str) -> &'a str {
         match self {
@@ -161,11 +169,6 @@ impl BrokerTarget {
         let tls = match &settings.tls {
             None => None,
             Some(tls) => {
-                let identity = tls
-                    .client_cert
-                    .as_ref()
-                    .map(|(cert, key)| (cert.as_path(), key.as_path()));
-                let config = crate::transport::tls::upstream_client_config(&tls.ca, identity)?;
                 let server_name = match &tls.server_name {
                     None => None,
                     Some(name) => Some(
@@ -174,33 +177,40 @@ impl BrokerTarget {
                     ),
                 };
                 Some(UpstreamTlsClient {
-                    config,
+                    config: Arc::new(ArcSwap::new(tls_config(tls)?)),
                     server_name,
                 })
             }
-        };
-        let credentials = match &settings.credentials {
-            UpstreamCredentials::Identity => Credentials::Identity(None),
-            UpstreamCredentials::IdentityWithPassword { password_file } => {
-                Credentials::Identity(Some(read_password(password_file)?))
-            }
-            UpstreamCredentials::Fixed {
-                username,
-                password_file,
-            } => Credentials::Fixed {
-                username: username.as_str().into(),
-                password: read_password(password_file)?,
-            },
         };
         let route = |addrs| Arc::new(Route::new(addrs, settings.strategy, settings.backoff));
         Ok(BrokerTarget {
             v3: route(&settings.v3),
             v5: route(&settings.v5),
             tls,
-            credentials,
+            credentials: credentials(settings)?.live(),
             health: Arc::new(Health::default()),
             memory: None,
         })
+    }
+
+    /// Reads the files of `broker.upstream` again (password file, TLS CA, client certificate
+    /// and key) and, when every one loads, puts them in force for the next broker connection;
+    /// sessions already connected keep theirs. On error nothing changes (a half-rotated pair
+    /// never reaches the broker) and the error names the file. `settings` are those the
+    /// target was built from: another path, address or name needs a restart (`config::diff`).
+    /// Whether anything changed is not told: a certificate cannot be compared without
+    /// parsing it again, and the answer would say nothing the files do not.
+    pub fn reload_secrets(&self, settings: &UpstreamSettings) -> Result<(), UpstreamError> {
+        let config = match (&self.tls, &settings.tls) {
+            (Some(cell), Some(files)) => Some((cell, tls_config(files)?)),
+            _ => None,
+        };
+        let credentials = credentials(settings)?;
+        if let Some((cell, config)) = config {
+            cell.config.store(config);
+        }
+        self.credentials.store(Arc::new(credentials));
+        Ok(())
     }
 
     /// The route that speaks this client's protocol version.
@@ -212,8 +222,36 @@ impl BrokerTarget {
     }
 }
 
-/// The first line of a password file, without its line ending. The file is read once at start;
-/// the password never reaches a log line.
+/// moat's TLS client configuration toward the broker, from `broker.upstream.tls`'s files.
+fn tls_config(tls: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, UpstreamError> {
+    let identity = tls
+        .client_cert
+        .as_ref()
+        .map(|(cert, key)| (cert.as_path(), key.as_path()));
+    Ok(crate::transport::tls::upstream_client_config(
+        &tls.ca, identity,
+    )?)
+}
+
+/// The credentials `broker.upstream.credentials` describes, the password read from its file.
+fn credentials(settings: &UpstreamSettings) -> Result<Credentials, UpstreamError> {
+    Ok(match &settings.credentials {
+        UpstreamCredentials::Identity => Credentials::Identity(None),
+        UpstreamCredentials::IdentityWithPassword { password_file } => {
+            Credentials::Identity(Some(read_password(password_file)?))
+        }
+        UpstreamCredentials::Fixed {
+            username,
+            password_file,
+        } => Credentials::Fixed {
+            username: username.as_str().into(),
+            password: read_password(password_file)?,
+        },
+    })
+}
+
+/// The first line of a password file, without its line ending. The file is read at start and
+/// on every reload; the password never reaches a log line.
 fn read_password(path: &std::path::Path) -> Result<Arc<str>, UpstreamError> {
     use std::io::Read;
     let err = |reason: String| UpstreamError::PasswordFile {
@@ -257,5 +295,65 @@ impl Health {
     /// Marks the broker dead: moat fails closed from now on.
     pub fn mark_down(&self) {
         self.up.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{UpstreamAddr, UpstreamStrategy};
+
+    #[test]
+    fn a_reload_swaps_password_and_tls_together_or_keeps_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, pw) = (dir.path().join("ca.crt"), dir.path().join("broker.pw"));
+        let ca_pem = crate::certs::generate_ca("broker CA", 1).unwrap().cert;
+        std::fs::write(&ca, &ca_pem).unwrap();
+        std::fs::write(&pw, "first\n").unwrap();
+        let addr = UpstreamAddr {
+            host: "broker.example".into(),
+            port: 8883,
+        };
+        let settings = UpstreamSettings {
+            v3: vec![addr.clone()],
+            v5: vec![addr],
+            strategy: UpstreamStrategy::Failover,
+            backoff: Duration::from_secs(1),
+            tls: Some(UpstreamTls {
+                ca: ca.clone(),
+                server_name: None,
+                client_cert: None,
+            }),
+            credentials: UpstreamCredentials::Fixed {
+                username: "edge".into(),
+                password_file: pw.clone(),
+            },
+        };
+        let target = BrokerTarget::external(&settings).unwrap();
+        let config = |t: &BrokerTarget| t.tls.as_ref().unwrap().config.load_full();
+        let password = |t: &BrokerTarget| t.credentials.load().password().map(str::to_owned);
+        let running = config(&target);
+
+        // A new password beside a broken CA: neither is taken.
+        std::fs::write(&pw, "second\n").unwrap();
+        std::fs::write(&ca, "not a certificate").unwrap();
+        assert!(target.reload_secrets(&settings).is_err());
+        assert_eq!(password(&target).as_deref(), Some("first"));
+        assert!(Arc::ptr_eq(&config(&target), &running));
+
+        std::fs::write(&ca, &ca_pem).unwrap();
+        target.reload_secrets(&settings).unwrap();
+        assert_eq!(password(&target).as_deref(), Some("second"));
+        assert!(!Arc::ptr_eq(&config(&target), &running));
+
+        // An empty password file is refused, naming it.
+        std::fs::write(&pw, "").unwrap();
+        let error = target.reload_secrets(&settings).unwrap_err().to_string();
+        assert!(error.contains("broker.pw"), "{error}");
+        assert_eq!(password(&target).as_deref(), Some("second"));
     }
 }

@@ -72,25 +72,46 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Sets up logging once: `RUST_LOG` wins, else info for moat and warnings for rumqttd. Colours
-/// only when stderr is a terminal: a file or a log shipper gets plain text.
-pub(crate) fn init_logging(json: bool) {
+/// Sets up logging once: `RUST_LOG` wins, else moat.yaml's `log.level` (default info, behind
+/// `config::LOG_QUIET`: warnings for rumqttd and rustls). The filter sits behind a reload
+/// handle (`ops::logging`), so a reload can change `log.level` live. Colours only when stderr
+/// is a terminal: a file or a log shipper gets plain text.
+pub(crate) fn init_logging(settings: &crate::config::LogSettings) {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,rumqttd=warn,rumqttd::router::routing=off,rustls=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::{EnvFilter, Layer};
+    let (filter, from_env) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, true),
+        // The loader checked the level; the fallback only guards a caller that did not.
+        Err(_) => (
+            settings
+                .filter()
+                .unwrap_or_else(|_| EnvFilter::new(crate::config::LOG_QUIET)),
+            false,
+        ),
+    };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let format = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().finish().with(Mute).try_init()
-    } else {
-        builder.finish().with(Mute).try_init()
+    let format = match settings.format {
+        crate::config::LogFormat::Json => format.json().boxed(),
+        crate::config::LogFormat::Text => format.boxed(),
     };
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
+        .with(Mute)
+        .try_init();
+    if installed.is_ok() {
+        crate::ops::logging::install(handle, from_env);
+    }
+    if from_env && settings.level != crate::config::DEFAULT_LOG_LEVEL {
+        tracing::info!(
+            "RUST_LOG is set: it decides what is logged, moat.yaml's log.level is not used"
+        );
+    }
 }
 
 /// Events of other crates that say nothing an operator can act on, by target and the start of

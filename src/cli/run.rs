@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::config::{Config, LogFormat, TransportKind};
+use crate::config::{Config, TransportKind};
 use crate::control::Request;
 use crate::ops::load;
 use crate::ops::reload::{self, PolicyWatcher, TlsWatcher};
@@ -26,7 +26,7 @@ pub struct Args {
 /// Runs the server until SIGINT or SIGTERM; SIGHUP and file changes reload policy and TLS.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = load::load_config(&args.config)?;
-    super::init_logging(matches!(config.log.format, LogFormat::Json));
+    super::init_logging(&config.log);
     if config.dev_certs {
         make_dev_certs(&config)?;
     }

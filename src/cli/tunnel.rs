@@ -53,7 +53,7 @@ pub struct Args {
 
 /// Runs the tunnel until a signal.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    super::init_logging(false);
+    super::init_logging(&crate::config::LogSettings::default());
     if !args.listen.ip().to_canonical().is_loopback() && !args.allow_non_loopback {
         anyhow::bail!(
             "--listen {} is not a loopback address: the local side is plaintext MQTT; pass --allow-non-loopback if that is intended",

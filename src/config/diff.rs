@@ -6,13 +6,15 @@
 //! silently, and that list is easiest to keep honest as one pure function with a test per
 //! field. What it must not do: apply anything (`cli/run.rs` does, through the server's handles).
 //!
-//! The admin listener's settings (and its token file, read at start) need a restart too.
-//!
-//! Live: `limits.max_keepalive` (for sessions that connect from now on), `timeouts.connect` and `timeouts.upstream_connect` (likewise), `drain.*`. The TLS
-//! files are reloaded as they always were (the files, not their paths). Everything else needs a
-//! restart: sockets are bound, the broker started, the descriptor plan made, the watchers set.
+//! Live: `limits.max_keepalive` (for sessions that connect from now on), `timeouts.connect`
+//! and `timeouts.upstream_connect` (likewise), `drain.*`, `log.level` (unless `RUST_LOG` is
+//! set, which wins). Files are read again on every reload whatever this list says: the `tls:`
+//! files, the admin token file and `broker.upstream`'s password and TLS files (the files, not
+//! their paths). Everything else needs a
+//! restart: sockets are bound (the admin listener's address and TLS too), the broker started,
+//! the descriptor plan made, the watchers set, the log format chosen.
 
-use super::Config;
+use super::{AdminBind, Config};
 
 /// The changed settings, by whether they apply without a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,9 +87,28 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         false,
     );
     check(old.passwords != new.passwords, "passwords", false);
-    check(old.log != new.log, "log", false);
+    check(old.log.level != new.log.level, "log.level", true);
+    // The subscriber's formatter is built once; only its filter has a reload handle.
+    check(old.log.format != new.log.format, "log.format", false);
     check(old.dev_certs != new.dev_certs, "dev_certs", false);
-    check(old.admin != new.admin, "admin", false);
+    match (&old.admin, &new.admin) {
+        (Some(o), Some(n)) => {
+            let bind = match n.bind {
+                AdminBind::Tcp(_) => "admin.listen",
+                AdminBind::Unix(_) => "admin.unix",
+            };
+            check(o.bind != n.bind, bind, false);
+            check(o.tls != n.tls, "admin.tls", false);
+            // Its contents are read again on reload; another path needs a restart.
+            check(o.token_file != n.token_file, "admin.token_file", false);
+            check(
+                o.max_connections != n.max_connections,
+                "admin.max_connections",
+                false,
+            );
+        }
+        (o, n) => check(o != n, "admin", false),
+    }
     // Whatever a later setting adds: a field not named above is reported, never ignored.
     let mut rest = new.clone();
     rest.limits = old.limits;
@@ -98,7 +119,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     rest.tls = old.tls.clone();
     rest.policies = old.policies.clone();
     rest.passwords = old.passwords;
-    rest.log = old.log;
+    rest.log = old.log.clone();
     rest.dev_certs = old.dev_certs;
     rest.admin = old.admin.clone();
     check(rest != *old, "other settings", false);
@@ -128,5 +149,21 @@ mod tests {
             ["limits.max_keepalive", "timeouts.connect", "drain.period"]
         );
         assert_eq!(d.restart, ["limits.max_connections", "listeners"]);
+    }
+
+    #[test]
+    fn the_log_level_is_live_the_format_and_admin_listener_need_a_restart() {
+        let old = Config::default_for_dir(Path::new("."));
+        let mut new = old.clone();
+        new.log.level = "debug".into();
+        new.log.format = crate::config::LogFormat::Json;
+        let admin = new.admin.as_mut().unwrap();
+        admin.token_file = Some("token".into());
+        admin.bind = AdminBind::Unix("admin.sock".into());
+        let d = diff(&old, &new);
+        assert_eq!(d.live, ["log.level"]);
+        assert_eq!(d.restart, ["log.format", "admin.unix", "admin.token_file"]);
+        new.admin = None;
+        assert_eq!(diff(&old, &new).restart, ["log.format", "admin"]);
     }
 }

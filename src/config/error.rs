@@ -339,6 +339,14 @@ pub enum ConfigErrorKind {
         /// Which setting.
         field: &'static str,
     },
+    /// `log.level` is not a filter the logger understands.
+    #[error("invalid log.level {found}: {reason}; expected comma-separated directives as RUST_LOG takes them, such as info or info,moat=debug (levels: off, error, warn, info, debug, trace)")]
+    InvalidLogLevel {
+        /// The value, quoted.
+        found: String,
+        /// What the filter parser said.
+        reason: String,
+    },
     /// `drain.server_reference` empty, too long, or with control characters.
     #[error("invalid drain.server_reference {found}: expected 1 to {max} printable characters naming another instance, e.g. moat-b.example.net:8883", max = super::MAX_SERVER_REFERENCE)]
     InvalidServerReference {

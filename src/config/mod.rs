@@ -635,10 +635,47 @@ pub struct AdminTls {
 }
 
 /// Log output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
     /// Human-readable text or one JSON object per line.
     pub format: LogFormat,
+    /// Which events are logged: an `EnvFilter` directive list (`info`, `info,moat=debug`),
+    /// checked at load. `RUST_LOG`, when set, is used instead.
+    pub level: String,
+}
+
+/// `log.level` when moat.yaml does not say.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// Always in front of `log.level`: the embedded broker and rustls speak only of trouble (their
+/// info lines are per connection and say nothing an operator can act on). A directive for the
+/// same target in `log.level` replaces these (`rumqttd=debug` turns rumqttd's debugging on).
+pub const LOG_QUIET: &str = "rumqttd=warn,rumqttd::router::routing=off,rustls=warn";
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: DEFAULT_LOG_LEVEL.to_owned(),
+        }
+    }
+}
+
+// === impl LogSettings ===
+
+impl LogSettings {
+    /// The filter `level` describes, behind [`LOG_QUIET`]; an error says which directive is
+    /// wrong. Pure: it parses, nothing is installed.
+    pub fn filter(&self) -> Result<tracing_subscriber::EnvFilter, String> {
+        log_filter(&self.level)
+    }
+}
+
+/// See [`LogSettings::filter`].
+pub(crate) fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(format!("{LOG_QUIET},{level}"))
+        .map_err(|e| e.to_string())
 }
 
 /// Log line format.

@@ -32,6 +32,8 @@ const MAX_PACKET_SIZE: u64 = 16 * 1024 * 1024;
 const DEFAULT_UPSTREAM_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 /// Most broker addresses one list may hold (every one may be tried for a session).
 const MAX_UPSTREAM_ADDRESSES: usize = 64;
+/// Longest `log.level`: a list of directives, not a document.
+const MAX_LOG_LEVEL: usize = 1024;
 /// Largest connection cap accepted (file descriptors run out long before).
 const MAX_CONNECTIONS: u64 = 1_000_000;
 
@@ -263,6 +265,10 @@ struct RawPasswords {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<LogFormat>,
+    /// Which events are logged, as `RUST_LOG` says it (`info`, `warn,moat=debug`); default
+    /// `info`. Applied live on reload; `RUST_LOG`, when set, wins.
+    #[schemars(with = "Option<String>")]
+    level: Option<Spanned<String>>,
 }
 
 /// The JSON Schema of moat.yaml, from the types [`parse`] reads it into.
@@ -329,8 +335,9 @@ impl Check<'_> {
                 Some(passwords) => self.passwords(&passwords)?,
             },
             dev_certs: raw.dev_certs.unwrap_or(false),
-            log: LogSettings {
-                format: raw.log.and_then(|log| log.format).unwrap_or_default(),
+            log: match raw.log {
+                None => LogSettings::default(),
+                Some(log) => self.log(&log)?,
             },
             drain: match raw.drain {
                 None => DrainSettings::default(),
@@ -509,6 +516,33 @@ impl Check<'_> {
             shutdown_grace: self
                 .timeout(&raw.shutdown_grace, "timeouts.shutdown_grace", true)?
                 .unwrap_or(defaults.shutdown_grace),
+        })
+    }
+
+    /// `log:`. The level is parsed here, as the logger will parse it on start or reload, so a
+    /// typo is refused with its place instead of silently logging less (or everything).
+    fn log(&self, raw: &RawLog) -> Result<LogSettings, ConfigError> {
+        let level = match &raw.level {
+            None => super::DEFAULT_LOG_LEVEL.to_owned(),
+            Some(level) => {
+                let text = level.value.trim();
+                let invalid = |reason: String| {
+                    let found = quoted(&level.value);
+                    self.err_at(level, Kind::InvalidLogLevel { found, reason })
+                };
+                if text.is_empty() {
+                    return Err(invalid("it is empty".into()));
+                }
+                if text.len() > MAX_LOG_LEVEL {
+                    return Err(invalid(format!("longer than {MAX_LOG_LEVEL} bytes")));
+                }
+                super::log_filter(text).map_err(invalid)?;
+                text.to_owned()
+            }
+        };
+        Ok(LogSettings {
+            format: raw.format.unwrap_or_default(),
+            level,
         })
     }
 

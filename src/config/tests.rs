@@ -440,6 +440,24 @@ fn log_format_is_text_or_json() {
     );
 }
 
+#[test]
+fn log_level_is_a_filter_checked_at_load_with_its_place() {
+    assert_eq!(parse_ok(MINIMAL).log.level, "info");
+    let cfg = parse_ok(&with("log: { level: \"warn,moat=debug\" }\n"));
+    assert_eq!(cfg.log.level, "warn,moat=debug");
+    assert!(cfg.log.filter().is_ok());
+    let line = MINIMAL.lines().count() + 1;
+    for (level, says) in [
+        ("info,moat=verbose", "invalid log.level 'info,moat=verbose'"),
+        ("", "it is empty"),
+        ("moat[=debug", "invalid log.level"),
+    ] {
+        let err = parse_err(&with(&format!("log: {{ level: \"{level}\" }}\n")));
+        assert!(err.starts_with(&format!("moat.yaml:{line}:15: ")), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}
+
 /// Nine levels of nine aliases each: 387 million nodes if expanded.
 fn billion_laughs(prefix: &str) -> String {
     let mut text = format!("{prefix}&a0 [x, x, x, x, x, x, x, x, x]");

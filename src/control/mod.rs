@@ -67,6 +67,18 @@ pub struct ReloadReport {
     pub policy: String,
     /// The TLS reload: its summary, or why it was refused.
     pub tls: String,
+    /// moat.yaml's settings that changed and could apply live but were not used, each with
+    /// why (`log.level` while `RUST_LOG` is set).
+    #[serde(default)]
+    pub ignored: Vec<String>,
+    /// The admin token file read again: replaced, unchanged, or why it was refused (the
+    /// running token stays); `None` without `admin.token_file`.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// The external broker's password and TLS files read again: reloaded, or why they were
+    /// refused (the running ones stay); `None` with the embedded broker.
+    #[serde(default)]
+    pub upstream_files: Option<String>,
     /// True when nothing was refused.
     pub ok: bool,
 }

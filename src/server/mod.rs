@@ -114,6 +114,9 @@ pub struct Running {
     /// The admin listener's bound address, and the sender whose drop stops it (after the
     /// drain, so `/readyz` answers 503 while sessions leave).
     admin: Option<(String, tokio::sync::oneshot::Sender<()>)>,
+    /// The admin listener's bearer token, read again on reload; `None` without
+    /// `admin.token_file`.
+    admin_token: Option<Arc<crate::admin::LiveToken>>,
     /// Listeners bound, broker reachable, not draining (`/readyz`).
     ready: Arc<crate::admin::Readiness>,
     /// Kept alive for as long as the server runs; dropping it stops the broker's listeners.
@@ -213,10 +216,12 @@ impl Server {
         // Before the front doors: a broken admin section fails start before any client is
         // accepted, and `/readyz` answers "listeners not bound" until the last one is.
         let ready = Arc::new(readiness(&config, &shared.broker, &drain));
-        let admin = match &config.admin {
-            None => None,
+        let (admin, admin_token) = match &config.admin {
+            None => (None, None),
             Some(settings) => {
-                Some(start_admin(settings, &shared, ready.clone(), control.clone()).await?)
+                let (addr, stop, token) =
+                    start_admin(settings, &shared, ready.clone(), control.clone()).await?;
+                (Some((addr, stop)), token)
             }
         };
         let mut bound = Vec::new();
@@ -273,6 +278,7 @@ impl Server {
             drain,
             max_connections,
             admin,
+            admin_token,
             ready,
             _embedded: embedded,
         })
@@ -294,14 +300,14 @@ fn readiness(
     crate::admin::Readiness::new(drain.state(), check)
 }
 
-/// Binds the admin listener and spawns its accept loop; returns its address and the sender
-/// whose drop stops it.
+/// Binds the admin listener and spawns its accept loop; returns its address, the sender whose
+/// drop stops it, and its bearer token (for reload).
 async fn start_admin(
     settings: &crate::config::AdminSettings,
     shared: &Arc<Shared>,
     ready: Arc<crate::admin::Readiness>,
     control: Arc<Control>,
-) -> Result<(String, tokio::sync::oneshot::Sender<()>), StartError> {
+) -> Result<AdminStarted, StartError> {
     let state = crate::admin::AdminState {
         stats: shared.stats.clone(),
         gate: shared.gate.clone(),
@@ -316,11 +322,19 @@ async fn start_admin(
     };
     let listener = crate::admin::AdminListener::bind(settings, state).await?;
     let addr = listener.local_addr().to_owned();
+    let token = listener.token();
     let (stop, stopped) = tokio::sync::oneshot::channel();
     // Owned by `Running` through `stop`: the accept loop ends when it is dropped.
     tokio::spawn(listener.run(stopped));
-    Ok((addr, stop))
+    Ok((addr, stop, token))
 }
+
+/// What [`start_admin`] hands back: address, stop sender, token.
+type AdminStarted = (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    Option<Arc<crate::admin::LiveToken>>,
+);
 
 /// Raises the soft descriptor limit to the hard one and decides the connection cap that fits it
 /// (`ops::fds::plan`): lowered with a warning when the cap is moat.yaml's default, an error when
@@ -576,6 +590,11 @@ impl Running {
     pub fn apply_settings(&self, config: &Config) {
         self.shared.session.set_settings(config);
         self.control.set_drain_period(config.drain.period);
+    }
+
+    /// The admin listener's bearer token (`admin.token_file`), when one is configured.
+    pub(crate) fn admin_token(&self) -> Option<&crate::admin::LiveToken> {
+        self.admin_token.as_deref()
     }
 
     /// Whether a drain or shutdown has started (`/readyz` answers 503).

@@ -442,7 +442,7 @@ fn upstream_connect(connect: &Connect, identity: &Identity, broker_id: &str, env
     if up.protocol == ProtocolVersion::V3_1 {
         up.protocol = ProtocolVersion::V3_1_1;
     }
-    let credentials = &env.broker().credentials;
+    let credentials = env.broker().credentials.load();
     up.username = Some(credentials.username(&identity.name).into());
     up.password = credentials
         .password()

@@ -147,7 +147,7 @@ impl Env {
                 v3: Arc::new(crate::broker::Route::fixed(([127, 0, 0, 1], 1).into())),
                 v5: Arc::new(crate::broker::Route::fixed(([127, 0, 0, 1], 1).into())),
                 tls: None,
-                credentials: crate::broker::Credentials::Identity(None),
+                credentials: crate::broker::Credentials::Identity(None).live(),
                 health: Arc::default(),
                 memory: None,
             },

@@ -469,7 +469,10 @@ impl BrokerWatch {
             target.v3.first_socket_addr().unwrap().ip().to_string(),
             target.v3.first_socket_addr().unwrap().port(),
         );
-        opts.set_credentials("watcher", target.credentials.password().unwrap_or(""));
+        opts.set_credentials(
+            "watcher",
+            target.credentials.load().password().unwrap_or(""),
+        );
         opts.set_keep_alive(Duration::from_secs(30));
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
         let (tx, rx) = mpsc::unbounded_channel();

@@ -75,6 +75,11 @@ impl MoatProcess {
         self.seen.join("\n")
     }
 
+    /// Sends the signal `name` (`-HUP`, `-TERM`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        super::signal(&self.child, name);
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

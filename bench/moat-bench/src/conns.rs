@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use moat::mqtt::Packet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
@@ -35,9 +36,101 @@ pub(crate) struct IdleArgs {
     /// New connections per second (0 = as fast as `concurrency` allows).
     #[arg(long, default_value_t = 0)]
     ramp: u32,
-    /// Seconds to hold the sessions after the last one is up.
+    /// Seconds to hold the sessions after the last one is up (after `--quiet` and
+    /// `--ping-window`).
     #[arg(long, default_value_t = 10.0)]
     hold: f64,
+    /// Keep alive (seconds) in every CONNECT.
+    #[arg(long = "keep-alive", default_value_t = 600)]
+    keep_alive: u16,
+    /// Seconds right after `ready` in which no session sends anything; the CPU of
+    /// `--front-pid`/`--broker-pid` over them is `quiet_front_cpu_s`/`quiet_broker_cpu_s`.
+    #[arg(long, default_value_t = 0.0)]
+    quiet: f64,
+    /// Then every session sends a PINGREQ this often (seconds) for `--ping-window` seconds,
+    /// the sessions' phases spread evenly over one period, as a fleet's devices are; 0 = never.
+    #[arg(long = "ping-every", default_value_t = 0.0)]
+    ping_every: f64,
+    /// Seconds of pinging; the CPU over them is `ping_front_cpu_s`/`ping_broker_cpu_s`.
+    #[arg(long = "ping-window", default_value_t = 0.0)]
+    ping_window: f64,
+    /// Process whose CPU (utime+stime) the quiet and ping windows report as `front`.
+    #[arg(long = "front-pid")]
+    front_pid: Option<u32>,
+    /// Like `--front-pid`, reported as `broker` (the broker behind the front door).
+    #[arg(long = "broker-pid")]
+    broker_pid: Option<u32>,
+}
+
+/// When the held sessions ping: from the first instant until the second.
+type PingPlan = Option<(tokio::time::Instant, tokio::time::Instant)>;
+
+/// Counters of the held sessions.
+#[derive(Default)]
+struct Held {
+    alive: AtomicU64,
+    dropped: AtomicU64,
+    pings: AtomicU64,
+    pongs: AtomicU64,
+}
+
+/// Where a held session is in the ping plan.
+enum Pinging {
+    Waiting,
+    Next {
+        at: tokio::time::Instant,
+        end: tokio::time::Instant,
+    },
+    Done,
+}
+
+/// Holds one session until the server closes it (or the process ends), counting PINGRESPs,
+/// and sends PINGREQs every `every` once the plan says so, starting `phase` (0..1) of a
+/// period into it.
+async fn hold(
+    mut s: crate::client::Session,
+    phase: f64,
+    every: Duration,
+    mut plan: tokio::sync::watch::Receiver<PingPlan>,
+    held: Arc<Held>,
+) {
+    let mut state = Pinging::Waiting;
+    loop {
+        let next_at = match state {
+            Pinging::Next { at, .. } => at,
+            _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+        };
+        tokio::select! {
+            // Reads into a buffer and frames what is complete: nothing is lost when another
+            // branch wins.
+            p = s.next() => match p {
+                Ok(Some(Packet::PingResp)) => {
+                    held.pongs.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            },
+            Ok(()) = plan.changed(), if matches!(state, Pinging::Waiting) && !every.is_zero() => {
+                if let Some((start, end)) = *plan.borrow_and_update() {
+                    state = Pinging::Next { at: start + every.mul_f64(phase), end };
+                }
+            }
+            () = tokio::time::sleep_until(next_at), if matches!(state, Pinging::Next { .. }) => {
+                let Pinging::Next { at, end } = state else { continue };
+                if at >= end {
+                    state = Pinging::Done;
+                    continue;
+                }
+                if s.io.write_all(&[0xC0, 0x00]).await.is_err() || s.io.flush().await.is_err() {
+                    break;
+                }
+                held.pings.fetch_add(1, Ordering::Relaxed);
+                state = Pinging::Next { at: at + every, end };
+            }
+        }
+    }
+    held.alive.fetch_sub(1, Ordering::Relaxed);
+    held.dropped.fetch_add(1, Ordering::Relaxed);
 }
 
 /// `handshake`: full TLS handshakes (optionally + CONNECT/CONNACK) per second.
@@ -160,8 +253,9 @@ impl Tally {
 pub(crate) async fn idle(target: Target, args: IdleArgs) -> anyhow::Result<Report> {
     let target = Arc::new(target);
     let slots = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let alive = Arc::new(AtomicU64::new(0));
-    let dropped = Arc::new(AtomicU64::new(0));
+    let held = Arc::new(Held::default());
+    let (plan_tx, plan_rx) = tokio::sync::watch::channel::<PingPlan>(None);
+    let every = Duration::try_from_secs_f64(args.ping_every).unwrap_or_default();
     let mut ramp = Ramp::new(args.ramp);
     let pid = std::process::id();
     let start = Instant::now();
@@ -169,22 +263,24 @@ pub(crate) async fn idle(target: Target, args: IdleArgs) -> anyhow::Result<Repor
     for i in 0..args.conns {
         ramp.tick().await;
         let permit = slots.clone().acquire_owned().await?;
-        let (target, alive, dropped) = (target.clone(), alive.clone(), dropped.clone());
+        let (target, held, plan) = (target.clone(), held.clone(), plan_rx.clone());
+        let phase = i as f64 / args.conns as f64;
+        let keep_alive = args.keep_alive;
         setups.push(tokio::spawn(async move {
             let t0 = Instant::now();
             let s = target
-                .session(Some(source(21, i)), &format!("bench-i-{pid}-{i}"), 600)
+                .session(
+                    Some(source(21, i)),
+                    &format!("bench-i-{pid}-{i}"),
+                    keep_alive,
+                )
                 .await;
             drop(permit);
             let took = t0.elapsed();
-            let mut s = s?;
-            alive.fetch_add(1, Ordering::Relaxed);
+            let s = s?;
+            held.alive.fetch_add(1, Ordering::Relaxed);
             // Owned by this task until the process ends: reads until the server closes.
-            tokio::spawn(async move {
-                while let Ok(Some(_)) = s.next().await {}
-                alive.fetch_sub(1, Ordering::Relaxed);
-                dropped.fetch_add(1, Ordering::Relaxed);
-            });
+            tokio::spawn(hold(s, phase, every, plan, held));
             anyhow::Ok(took)
         }));
     }
@@ -198,17 +294,56 @@ pub(crate) async fn idle(target: Target, args: IdleArgs) -> anyhow::Result<Repor
         }
     }
     let setup = start.elapsed();
-    let up = alive.load(Ordering::Relaxed);
-    // The line the comparison script waits for before it reads the server's memory.
+    let up = held.alive.load(Ordering::Relaxed);
+    let cpu = || {
+        (
+            crate::load::cpu_seconds(args.front_pid),
+            crate::load::cpu_seconds(args.broker_pid),
+        )
+    };
+    // The line the comparison scripts wait for before they read the server's memory.
     println!("ready {up} sessions up, {} failed", errors.total());
-    tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
+    let c0 = cpu();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(args.quiet.max(0.0))).await;
+    let (c1, quiet_s) = (cpu(), t0.elapsed().as_secs_f64());
+    let pinging = !every.is_zero() && args.ping_window > 0.0;
+    let (mut c2, mut ping_s) = (c1, 0.0);
+    if pinging {
+        let begin = tokio::time::Instant::now();
+        let window = Duration::from_secs_f64(args.ping_window);
+        plan_tx.send_replace(Some((begin, begin + window)));
+        tokio::time::sleep_until(begin + window).await;
+        (c2, ping_s) = (cpu(), begin.elapsed().as_secs_f64());
+        println!("pinged");
+    }
+    let pings = held.pings.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs_f64(args.hold.max(0.0))).await;
     let mut r = Report::new("idle");
     r.num("conns", args.conns as f64).num("up", up as f64);
     errors.report(&mut r);
-    r.num("still_up", alive.load(Ordering::Relaxed) as f64)
-        .num("dropped_while_held", dropped.load(Ordering::Relaxed) as f64)
+    r.num("still_up", held.alive.load(Ordering::Relaxed) as f64)
+        .num(
+            "dropped_while_held",
+            held.dropped.load(Ordering::Relaxed) as f64,
+        )
+        .num("keep_alive", f64::from(args.keep_alive))
+        .num("quiet_s", quiet_s)
+        .num("ping_s", ping_s)
+        .num("pings", pings as f64)
+        .num("pongs", held.pongs.load(Ordering::Relaxed) as f64)
         .num("setup_per_s", hist.len() as f64 / setup.as_secs_f64())
         .latency("setup", &hist);
+    for (name, a, b, shown) in [
+        ("quiet_front_cpu_s", c0.0, c1.0, true),
+        ("quiet_broker_cpu_s", c0.1, c1.1, true),
+        ("ping_front_cpu_s", c1.0, c2.0, pinging),
+        ("ping_broker_cpu_s", c1.1, c2.1, pinging),
+    ] {
+        if let (Some(a), Some(b), true) = (a, b, shown) {
+            r.num(name, b - a);
+        }
+    }
     Ok(r)
 }
 

@@ -77,7 +77,7 @@ const MAX_CONNS: usize = 20_000;
 /// CPU seconds (utime+stime) a process has used so far, from `/proc/PID/stat`; `None` if it
 /// cannot be read. Linux reports clock ticks of `USER_HZ`, 100 on every architecture it runs
 /// tokio on.
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
     // The command name may hold spaces: fields are counted after its closing parenthesis.
     let rest = stat.get(stat.rfind(')')? + 2..)?;

@@ -155,8 +155,17 @@ pub(super) fn reloaded(r: &ReloadReport) -> String {
             "moat.yaml: {f} changed, needs a restart (running value kept)\n"
         ));
     }
+    for why in &r.ignored {
+        out.push_str(&format!("moat.yaml: {why}\n"));
+    }
     out.push_str(&format!("policy: {}\n", r.policy));
     out.push_str(&format!("tls: {}\n", r.tls));
+    if let Some(token) = &r.admin_token {
+        out.push_str(&format!("admin token: {token}\n"));
+    }
+    if let Some(files) = &r.upstream_files {
+        out.push_str(&format!("broker.upstream files: {files}\n"));
+    }
     out
 }
 
