@@ -25,7 +25,8 @@
 # FANIN_PUBS ("2000 6000"), FANIN_RATE (2 msg/s per publisher), FANIN_SECONDS (10),
 # FANOUT_SUBS (1000), FANOUT_RATE (20 msg/s), FANOUT_SECONDS (10), QOS_LIST ("0 1"),
 # SHAPES ("1to1 fanin fanout"), FRONTS (all of the above), WSS (1: also the WSS front doors),
-# MOAT, BENCH (binaries; default target/release), NO_BUILD=1, KEEP=1, RESULTS_OUT.
+# MOAT, BENCH (binaries; default target/release), NO_BUILD=1, KEEP=1, RESULTS_OUT,
+# EMBEDDED_LINK (moat-embedded's broker.embedded.link: memory or loopback; unset: moat's default).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -61,8 +62,9 @@ if ((${#missing[@]})); then
 fi
 
 # --- descriptor budget --------------------------------------------------------------------
-# A proxy holds 2 descriptors per connection, moat with its embedded broker 3 (and keeps 64
-# aside, ops/fds.rs); the broker behind a proxy 1, moat-bench 1.
+# A proxy holds 2 descriptors per connection, moat with its embedded broker 1 in memory, 3 over
+# loopback (and keeps 64 aside, ops/fds.rs): budgeted at 3, so EMBEDDED_LINK=loopback and
+# builds from before the in-memory link fit too; the broker behind a proxy 1, moat-bench 1.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FDS="$(ulimit -n)"
 MAX_PROXIED=$(((FDS - 400) / 2))
@@ -231,7 +233,7 @@ cat >"$WORK/moat-embedded.yaml" <<EOF
 listeners:
   - { name: mqtts, kind: tls, bind: "127.0.0.1:$P_EMB" }
 tls: { cert: $PKI/server.crt, key: $PKI/server.key, client_certs: none }
-broker: { embedded: { bind: "127.0.0.1:$P_E3", bind_v5: "127.0.0.1:$P_E5", max_connections: $EMB_MAX } }
+broker: { embedded: { bind: "127.0.0.1:$P_E3", bind_v5: "127.0.0.1:$P_E5", max_connections: $EMB_MAX${EMBEDDED_LINK:+, link: $EMBEDDED_LINK} } }
 policies: [$WORK/policies/]
 limits: { max_connections: $EMB_MAX }
 dev_certs: false
