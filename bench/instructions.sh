@@ -3,16 +3,20 @@
 # callgrind (repeatable on a noisy machine, unlike seconds), for one or more moat binaries.
 #
 #   bash bench/instructions.sh [MOAT_BINARY...]      (default: target/release/moat)
+#   TRANSPORT=wss bash bench/instructions.sh ...      (the same over moat's WSS listener)
 #
 # For each binary: mosquitto on loopback as the broker, moat under callgrind in front of it,
 # target/release/moat-bench as the client (1 publisher -> 1 subscriber over TLS 1.3). Two loads
 # of different sizes are counted separately (counters zeroed before each); the difference divided
 # by the difference in messages is the cost of one message, without connection set-up. Needs
 # valgrind and mosquitto (Debian packages valgrind, mosquitto). Knobs: SMALL (default 2000),
-# LARGE (default 12000), PAYLOAD (64), QOS (0).
+# LARGE (default 12000), PAYLOAD (64), QOS (0), TRANSPORT (tls, or wss: the clients speak MQTT
+# over WebSocket over TLS to a `kind: wss` listener), BENCH (the moat-bench binary),
+# PROFILE_DIR (keep each binary's callgrind profile of the large load there).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BENCH="$ROOT/target/release/moat-bench"
+BENCH="${BENCH:-$ROOT/target/release/moat-bench}"
+TRANSPORT="${TRANSPORT:-tls}"
 SMALL="${SMALL:-2000}"; LARGE="${LARGE:-12000}"; PAYLOAD="${PAYLOAD:-64}"; QOS="${QOS:-0}"
 for tool in valgrind callgrind_control mosquitto python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool (Debian: valgrind, mosquitto, python3)" >&2; exit 2; }
@@ -46,12 +50,18 @@ acl:
     users: [anonymous]
 POLICY
 
+case $TRANSPORT in
+  tls) LISTENER="kind: tls"; VIA=() ;;
+  wss) LISTENER="kind: wss, ws: { path: /mqtt }"; VIA=(--transport wss --ws-path /mqtt) ;;
+  *) echo "TRANSPORT is tls or wss" >&2; exit 2 ;;
+esac
+echo "transport: $TRANSPORT"
 printf '%-60s %14s %14s %12s\n' "moat binary" "instr small" "instr large" "instr/msg"
 for bin in "${BINS[@]}"; do
   port=$(free_port)
   cat >"$W/moat.yaml" <<YAML
 listeners:
-  - { name: mqtts, kind: tls, bind: "127.0.0.1:$port" }
+  - { name: front, $LISTENER, bind: "127.0.0.1:$port" }
 tls: { cert: $W/pki/server.crt, key: $W/pki/server.key, client_certs: none }
 broker: { upstream: { v3: "127.0.0.1:$P_BROKER" } }
 policies: [$W/policies/]
@@ -62,7 +72,7 @@ YAML
     2>"$W/valgrind.log" &
   vg=$!; PIDS+=("$vg")
   wait_port "$port"
-  load() { "$BENCH" --target "127.0.0.1:$port" --ca "$W/pki/ca.crt" --sni localhost load \
+  load() { "$BENCH" --target "127.0.0.1:$port" --ca "$W/pki/ca.crt" --sni localhost "${VIA[@]}" load \
     --count "$1" --payload "$PAYLOAD" --qos "$QOS" >/dev/null 2>>"$W/bench.log"; }
   load 500 # warm-up: first-use allocations, lazy statics
   count() { # zero the counters, run the load, read them: the instructions of that load
@@ -73,6 +83,10 @@ YAML
   }
   small=$(count "$SMALL"); large=$(count "$LARGE")
   kill "$vg"; wait "$vg" 2>/dev/null || true
+  # PROFILE_DIR: keep the profile of the large load (plus shutdown) for callgrind_annotate.
+  if [[ -n "${PROFILE_DIR:-}" ]]; then
+    mkdir -p "$PROFILE_DIR"; cp "$out".* "$PROFILE_DIR/" && rm -f "$out".*
+  fi
   per=$(python3 -c "print(f'{($large - $small) / ($LARGE - $SMALL):,.0f}')")
   printf '%-60s %14s %14s %12s\n' "$bin" "$small" "$large" "$per"
 done

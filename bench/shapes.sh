@@ -25,7 +25,8 @@
 # FANIN_PUBS ("2000 6000"), FANIN_RATE (2 msg/s per publisher), FANIN_SECONDS (10),
 # FANOUT_SUBS (1000), FANOUT_RATE (20 msg/s), FANOUT_SECONDS (10), QOS_LIST ("0 1"),
 # SHAPES ("1to1 fanin fanout"), FRONTS (all of the above), WSS (1: also the WSS front doors),
-# MOAT, BENCH (binaries; default target/release), NO_BUILD=1, KEEP=1, RESULTS_OUT.
+# MOAT, BENCH (binaries; default target/release), NO_BUILD=1, KEEP=1, RESULTS_OUT,
+# EMBEDDED_LINK (moat-embedded's broker.embedded.link: memory or loopback; unset: moat's default).
 # Counting hooks (bench/floor.sh uses them): HOOK_START / HOOK_END, shell commands moat-bench
 # runs just before the first publish and after the drain, with FRONT_PID, ROW and SHAPE in
 # their environment; MOAT_PREFIX, a command the moat row's process is started under (e.g.
@@ -66,8 +67,9 @@ if ((${#missing[@]})); then
 fi
 
 # --- descriptor budget --------------------------------------------------------------------
-# A proxy holds 2 descriptors per connection, moat with its embedded broker 3 (and keeps 64
-# aside, ops/fds.rs); the broker behind a proxy 1, moat-bench 1.
+# A proxy holds 2 descriptors per connection, moat with its embedded broker 1 in memory, 3 over
+# loopback (and keeps 64 aside, ops/fds.rs): budgeted at 3, so EMBEDDED_LINK=loopback and
+# builds from before the in-memory link fit too; the broker behind a proxy 1, moat-bench 1.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FDS="$(ulimit -n)"
 MAX_PROXIED=$(((FDS - 400) / 2))
@@ -240,7 +242,7 @@ cat >"$WORK/moat-embedded.yaml" <<EOF
 listeners:
   - { name: mqtts, kind: tls, bind: "127.0.0.1:$P_EMB" }
 tls: { cert: $PKI/server.crt, key: $PKI/server.key, client_certs: none }
-broker: { embedded: { bind: "127.0.0.1:$P_E3", bind_v5: "127.0.0.1:$P_E5", max_connections: $EMB_MAX } }
+broker: { embedded: { bind: "127.0.0.1:$P_E3", bind_v5: "127.0.0.1:$P_E5", max_connections: $EMB_MAX${EMBEDDED_LINK:+, link: $EMBEDDED_LINK} } }
 policies: [$WORK/policies/]
 limits: { max_connections: $EMB_MAX }
 dev_certs: false

@@ -619,3 +619,74 @@ async fn broker_drops_no_client_after_another_disconnects() {
         LOOPS * CYCLES
     );
 }
+
+// === How sessions reach the broker ===
+
+/// Established TCP connections in this process's network namespace with `port` at either end,
+/// from `/proc/self/net/tcp` and `tcp6`. Only established ones: the port may have been another
+/// harness's a moment ago (tests of this binary run side by side), whose closed connections
+/// linger in TIME_WAIT.
+fn tcp_connections_on(port: u16) -> Vec<String> {
+    let port = format!(":{port:04X}");
+    let mut found = Vec::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local address, remote address, state (01: ESTABLISHED).
+            if f.len() > 3 && f[3] == "01" && (f[1].ends_with(&port) || f[2].ends_with(&port)) {
+                found.push(line.trim().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// A 3.1.1 and a 5.0 session through moat, each getting its own message back; then how many
+/// TCP connections the broker's two ports have.
+async fn sessions_and_broker_connections(h: &Harness) -> Vec<String> {
+    let mut sessions = Vec::new();
+    for v5 in [false, V5] {
+        let id = if v5 { "link-v5" } else { "link-v4" };
+        let mut s = session(h, id, "alice", v5, &[]).await;
+        assert_eq!(subscribed(&mut s, v5, 1, &[(id, 0)]).await, [0]);
+        send(&mut s, &publish(v5, 0, false, id, 0, b"round trip")).await;
+        assert_eq!(
+            what(&delivery(&mut s, v5).await),
+            (id.to_string(), "round trip".to_string())
+        );
+        sessions.push(s);
+    }
+    let target = h.running.broker();
+    let ports = [&target.v3, &target.v5].map(|r| r.first_socket_addr().unwrap().port());
+    ports.iter().flat_map(|p| tcp_connections_on(*p)).collect()
+}
+
+/// With the default `broker.embedded.link` (memory), sessions reach rumqttd in memory: no TCP
+/// connection to its loopback ports, while both ports stay bound for anyone who uses them.
+#[tokio::test]
+async fn sessions_reach_the_embedded_broker_in_memory() {
+    let h = harness().await;
+    let tcp = sessions_and_broker_connections(&h).await;
+    assert!(tcp.is_empty(), "TCP connections to the broker: {tcp:#?}");
+    assert_eq!(h.upstream_connects(), 2);
+    // The listener still answers (the broker's password is moat's alone).
+    let (_s, code) = broker_session(&h, "direct", 30).await;
+    assert_eq!(code, 0);
+}
+
+/// `broker.embedded.link: loopback` keeps the loopback TCP connection per session.
+#[tokio::test]
+async fn the_loopback_link_connects_each_session_to_the_listener() {
+    let h = common::start(Opts {
+        broker: "broker:\n  embedded: { bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\", link: loopback }\n"
+            .to_string(),
+        ..Opts::default()
+    })
+    .await;
+    // Both ends of each session's connection are in this process: two entries per session.
+    let tcp = sessions_and_broker_connections(&h).await;
+    assert_eq!(tcp.len(), 4, "{tcp:#?}");
+}

@@ -1,7 +1,8 @@
 //! The connection cap fits the file descriptor limit: `moat run` under a low `ulimit -n` lowers
 //! its default cap to what fits and holds it (the next client is reset, nothing runs into
 //! EMFILE, rumqttd's accept loop never errors), and refuses to start when moat.yaml set a cap
-//! that does not fit.
+//! that does not fit. With the embedded broker in memory (the default) a session holds one
+//! descriptor, its client socket; over loopback (`broker.embedded.link: loopback`) three.
 //!
 //! moat runs as a child process under `sh -c 'ulimit -n N; exec moat run'` (dash sets the soft
 //! and the hard limit): the limit is then moat's alone, so the test's own client sockets neither
@@ -18,12 +19,13 @@ use std::time::Duration;
 
 use common::{packets, WAIT};
 
-/// The limit moat runs under: (200 − 64 reserved) / 3 per connection = 45 connections.
+/// The limit moat runs under: (200 − 64 reserved) / 1 per connection = 136 connections with
+/// the embedded broker in memory, / 3 = 45 over loopback.
 const LIMIT: u64 = 200;
-const FITS: usize = 45;
 
-/// moat.yaml (with `extra` appended), certificates and the harness's default policy in `d`.
-fn setup(d: &Path, extra: &str) -> common::Pki {
+/// moat.yaml (with `extra` appended), certificates and the harness's default policy in `d`;
+/// the embedded broker reached over `link`.
+fn setup(d: &Path, link: &str, extra: &str) -> common::Pki {
     let pki = common::Pki::new(d);
     std::fs::create_dir(d.join("policies")).unwrap();
     std::fs::write(d.join("policies/test.yaml"), common::default_policy()).unwrap();
@@ -33,7 +35,7 @@ fn setup(d: &Path, extra: &str) -> common::Pki {
         format!(
             "listeners:\n  - {{ name: mqtts, kind: tls, bind: \"127.0.0.1:0\" }}\n\
              tls:\n  cert: server.crt\n  key: server.key\n  client_certs: none\n\
-             broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\" }}\n\
+             broker:\n  embedded: {{ bind: \"127.0.0.1:0\", bind_v5: \"127.0.0.1:0\", link: {link} }}\n\
              policies: [policies/]\ndev_certs: false\n{extra}"
         ),
     )
@@ -64,19 +66,34 @@ fn alice(id: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn the_default_cap_is_lowered_to_the_descriptor_limit_and_held() {
+    lowered_and_held("memory", 1).await;
+}
+
+#[tokio::test]
+async fn over_loopback_each_session_holds_three_descriptors() {
+    lowered_and_held("loopback", 3).await;
+}
+
+/// Under `ulimit -n LIMIT`, the default cap is lowered to what fits at `per` descriptors per
+/// session, a full house holds `per` more descriptors per session than an idle moat, and
+/// the cap holds.
+async fn lowered_and_held(link: &str, per: usize) {
+    const RESERVE: usize = 64;
+    let fits = (LIMIT as usize - RESERVE) / per;
     let dir = tempfile::tempdir().unwrap();
-    let pki = setup(dir.path(), "");
+    let pki = setup(dir.path(), link, "");
     let (mut child, lines) = run_limited(dir.path());
     let pid = child.id();
     let mut seen = Vec::new();
     let warning = common::wait_for_line(&lines, &mut seen, &["WARN", "file descriptor limit"]);
+    let needed = 10_000 * per + RESERVE;
     for part in [
-        "limit is 200",
-        "enough for 45 connections",
-        "not the default 10000",
-        "ulimit -n 30064",
+        "limit is 200".to_string(),
+        format!("enough for {fits} connections"),
+        "not the default 10000".to_string(),
+        format!("ulimit -n {needed}"),
     ] {
-        assert!(warning.contains(part), "{part} missing: {warning}");
+        assert!(warning.contains(&part), "{part} missing: {warning}");
     }
     let listening = common::wait_for_line(&lines, &mut seen, &["listening", "listener=mqtts"]);
     let addr: SocketAddr = listening
@@ -86,18 +103,19 @@ async fn the_default_cap_is_lowered_to_the_descriptor_limit_and_held() {
         .unwrap()
         .parse()
         .unwrap();
-    common::wait_for_line(&lines, &mut seen, &["moat is up", "max_connections=45"]);
+    let up = format!("max_connections={fits}");
+    common::wait_for_line(&lines, &mut seen, &["moat is up", &up]);
     let idle = open_fds(pid);
 
     // A full house: every session authenticated, so each holds its upstream connection too.
     let config = common::client_config(&pki.ca.cert, None);
     let mut held = Vec::new();
-    for i in 0..FITS {
+    for i in 0..fits {
         let mut s = common::tls_connect(addr, config.clone()).await.unwrap();
         assert_eq!(
             common::connack_code(&mut s, &alice(&format!("c{i}"))).await,
             Some(0),
-            "session {i} of {FITS}"
+            "session {i} of {fits}"
         );
         held.push(s);
     }
@@ -111,7 +129,13 @@ async fn the_default_cap_is_lowered_to_the_descriptor_limit_and_held() {
         full <= LIMIT as usize - 16,
         "a full house holds {full} of {LIMIT} descriptors (idle: {idle})"
     );
-    println!("descriptors: idle {idle}, full house of {FITS} sessions {full}, limit {LIMIT}");
+    // `per` for each session; a few may be the runtime's or a policy file's meanwhile.
+    assert!(
+        (full - idle).abs_diff(fits * per) <= 4,
+        "{fits} sessions over {link} hold {} descriptors, not {per} each",
+        full - idle
+    );
+    println!("descriptors: idle {idle}, full house of {fits} sessions {full}, limit {LIMIT}");
 
     // A closed session gives its slot back: the next client gets in.
     let mut gone = held.pop().unwrap();
@@ -152,7 +176,7 @@ async fn the_default_cap_is_lowered_to_the_descriptor_limit_and_held() {
 #[test]
 fn an_explicit_cap_above_the_descriptor_limit_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    setup(dir.path(), "limits: { max_connections: 1000 }\n");
+    setup(dir.path(), "memory", "limits: { max_connections: 1000 }\n");
     let (mut child, lines) = run_limited(dir.path());
     let deadline = std::time::Instant::now() + WAIT;
     let status = loop {
@@ -167,11 +191,11 @@ fn an_explicit_cap_above_the_descriptor_limit_refuses_to_start() {
     let text = log.join("\n");
     for part in [
         "limits.max_connections is 1000",
-        "needs 3064 file descriptors",
+        "needs 1064 file descriptors",
         "the limit is 200",
-        "enough for 45 connections",
-        "ulimit -n 3064",
-        "LimitNOFILE=3064",
+        "enough for 136 connections",
+        "ulimit -n 1064",
+        "LimitNOFILE=1064",
     ] {
         assert!(text.contains(part), "{part} missing: {text}");
     }

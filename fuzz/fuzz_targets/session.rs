@@ -11,7 +11,8 @@
 //! Beyond "never panics", every byte moat writes is checked against a model of what each side
 //! has opened, built from the packets alone (not from moat's tables), with the rules of the
 //! module docs (`machine/state.rs`, `machine/state/flow.rs`) and docs/ARCHITECTURE.md:
-//! - everything written to either side is one packet that decodes in the session's version;
+//! - everything written to either side is whole packets that decode in the session's version
+//!   (one per write, except acknowledgements released together, which share one);
 //! - only clients' packets go to the broker, never a server-only one; no topic alias and no
 //!   empty topic reaches it (aliases are moat's);
 //! - every PUBLISH that reaches the broker is one the policy lets this client publish (topic,
@@ -521,15 +522,21 @@ impl Model {
 
     /// What moat wrote for one packet (`from_client`: the packet was the client's).
     fn check(&mut self, fx: &Effects, from_client: bool) {
-        for frame in &fx.to_broker {
-            let packet = mqtt::decode(frame.clone(), self.version)
-                .unwrap_or_else(|e| panic!("moat wrote the broker a packet it cannot read: {e}"));
-            self.to_broker(&packet);
+        for write in &fx.to_broker {
+            for frame in whole_packets(write, "broker") {
+                let packet = mqtt::decode(frame.clone(), self.version).unwrap_or_else(|e| {
+                    panic!("moat wrote the broker a packet it cannot read: {e}: {frame:02x?}")
+                });
+                self.to_broker(&packet);
+            }
         }
-        for frame in &fx.to_client {
-            let packet = mqtt::decode(frame.clone(), self.version)
-                .unwrap_or_else(|e| panic!("moat wrote the client a packet it cannot read: {e}"));
-            self.to_client(&packet, frame.len(), from_client);
+        for write in &fx.to_client {
+            for frame in whole_packets(write, "client") {
+                let packet = mqtt::decode(frame.clone(), self.version).unwrap_or_else(|e| {
+                    panic!("moat wrote the client a packet it cannot read: {e}: {frame:02x?}")
+                });
+                self.to_client(&packet, frame.len(), from_client);
+            }
         }
     }
 
@@ -703,4 +710,28 @@ impl Model {
             _ => {}
         }
     }
+}
+
+/// The packets of one write: acknowledgements released together (held behind an earlier one
+/// for the broker's order) share a write. It must hold whole packets and nothing else.
+fn whole_packets(write: &Bytes, to: &str) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < write.len() {
+        let header = match mqtt::check(&write[at..], usize::MAX) {
+            Ok(Some(h)) => h,
+            other => panic!(
+                "moat wrote the {to} bytes that are not whole packets ({other:?}): {write:02x?}"
+            ),
+        };
+        let end = at + header.frame_len();
+        assert!(
+            end <= write.len(),
+            "moat wrote the {to} a cut packet: {write:02x?}"
+        );
+        frames.push(write.slice(at..end));
+        at = end;
+    }
+    assert!(!frames.is_empty(), "moat wrote the {to} an empty write");
+    frames
 }

@@ -1,11 +1,16 @@
 //! The embedded rumqttd: started in-process on moat's runtime, bound to loopback only.
 //!
 //! rumqttd serves MQTT 3.1.1 and 5.0 on separate listeners, so the segment is two loopback
-//! ports. It is started through its `Router` + `Server` API (not `Broker::start`, which swallows
-//! bind errors and blocks forever) so that a bind failure fails `moat run`. Every connection must
-//! present a per-boot random password that only this process knows; other local processes
-//! cannot use the broker directly. Its limits are set above moat's own so moat always answers
-//! first (rumqttd drops connections without a CONNACK in several error paths).
+//! ports. By default sessions do not use them: each hands rumqttd one end of an in-memory
+//! stream through the listener's `Connector` (vendor/rumqttd/PATCHES.md §16), which starts the
+//! same link task an accepted connection gets, with the same settings and password check; no
+//! socket, no system call and no loopback TCP per message (`broker.embedded.link: loopback`
+//! goes through the listeners instead). It is started through its `Router` + `Server` API (not
+//! `Broker::start`, which swallows bind errors and blocks forever) so that a bind failure fails
+//! `moat run`. Every connection must present a per-boot random password that only this process
+//! knows; other local processes cannot use the broker directly. Its limits are set above
+//! moat's own so moat always answers first (rumqttd drops connections without a CONNACK in
+//! several error paths).
 //!
 //! rumqttd is treated as internal but fragile: a supervisor task watches the router thread and
 //! the listener tasks, and when either dies it marks the target down so new clients get
@@ -21,7 +26,8 @@ use std::time::Duration;
 use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
 use tokio::task::JoinHandle;
 
-use super::{BrokerTarget, Credentials, Health, Route};
+use super::{BrokerTarget, Credentials, Health, MemoryLink, Route};
+use crate::config::EmbeddedLink;
 
 /// How often the supervisor looks at the broker's threads and tasks.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
@@ -37,6 +43,8 @@ pub struct EmbeddedOptions {
     pub max_packet_size: usize,
     /// moat's own connection cap; the broker's is set above it.
     pub max_connections: usize,
+    /// Whether sessions go in memory or through the listeners.
+    pub link: EmbeddedLink,
 }
 
 /// Why the embedded broker could not start.
@@ -97,21 +105,26 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedBroker, EmbeddedErro
 
     let mut tasks = Vec::new();
     let mut listeners = Vec::new();
-    for (name, addr, v5) in [("v3", opts.bind_v3, false), ("v5", opts.bind_v5, true)] {
-        let settings = server_settings(name, addr, &opts, password.clone());
-        let handle = if v5 {
-            bind(
-                Server::new(settings, router_tx.clone(), rumqttd::protocol::v5::V5),
-                addr,
-            )
-            .await?
-        } else {
-            bind(
-                Server::new(settings, router_tx.clone(), rumqttd::protocol::v4::V4),
-                addr,
-            )
-            .await?
-        };
+    let v3 = Server::new(
+        server_settings("v3", opts.bind_v3, &opts, password.clone()),
+        router_tx.clone(),
+        rumqttd::protocol::v4::V4,
+    );
+    let v5 = Server::new(
+        server_settings("v5", opts.bind_v5, &opts, password.clone()),
+        router_tx.clone(),
+        rumqttd::protocol::v5::V5,
+    );
+    // Taken from the servers the listeners run: one set of will handlers per MQTT version,
+    // whichever way a session comes in.
+    let memory = match opts.link {
+        EmbeddedLink::Memory => Some(MemoryLink {
+            v3: v3.connector(),
+            v5: v5.connector(),
+        }),
+        EmbeddedLink::Loopback => None,
+    };
+    for handle in [bind(v3, opts.bind_v3).await?, bind(v5, opts.bind_v5).await?] {
         tasks.push(handle.abort_handle());
         listeners.push(handle);
     }
@@ -128,6 +141,7 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedBroker, EmbeddedErro
         v3 = %opts.bind_v3,
         v5 = %opts.bind_v5,
         max_connections = opts.max_connections,
+        link = opts.link.as_str(),
         "embedded broker listening on loopback"
     );
     Ok(EmbeddedBroker {
@@ -137,6 +151,7 @@ pub async fn start(opts: EmbeddedOptions) -> Result<EmbeddedBroker, EmbeddedErro
             tls: None,
             credentials: Credentials::Identity(Some(password)).live(),
             health,
+            memory,
         },
         tasks,
     })

@@ -3,9 +3,10 @@
 //!
 //! What it owns: [`connect`] (resolving a broker's host name with tokio's resolver, under a
 //! timeout; a TCP connection, `TCP_NODELAY` on, put in delayed-ACK mode; TLS toward the broker
-//! with tokio-rustls when `broker.upstream.tls` asks for it), its two halves [`BrokerRead`] and
-//! [`BrokerWrite`], and [`AckPacer`], the one task that acknowledges every plain broker socket
-//! once per tick. Why it is here: it is the
+//! with tokio-rustls when `broker.upstream.tls` asks for it), [`memory_pair`] (the embedded
+//! broker's in-process link: a `tokio::io::duplex` pair, no socket), their two halves
+//! [`BrokerRead`] and [`BrokerWrite`], and [`AckPacer`], the one task that acknowledges every
+//! plain broker socket once per tick. Why it is here: it is the
 //! broker segment's transport, the same for every session and every broker; the session only
 //! speaks MQTT over it (`session/upstream.rs`). What it must not do: read or write MQTT, or know
 //! about sessions and refusals.
@@ -19,7 +20,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, Interest, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_rustls::client::TlsStream;
@@ -163,6 +164,8 @@ enum ReadInner {
     /// TLS toward the broker. Not paced: a broker that needs TLS is not on loopback, where
     /// the delayed-ACK stall the pacer removes is what the round trip costs anyway.
     Tls(ReadHalf<TlsStream<TcpStream>>),
+    /// The embedded broker in memory: no TCP, so nothing to acknowledge or pace.
+    Memory(ReadHalf<DuplexStream>),
 }
 
 /// The write half of a broker connection.
@@ -171,11 +174,33 @@ pub(crate) struct BrokerWrite(WriteInner);
 enum WriteInner {
     Plain(Arc<BrokerSocket>),
     Tls(WriteHalf<TlsStream<TcpStream>>),
+    Memory(WriteHalf<DuplexStream>),
 }
 
 /// Most bytes one read from the broker takes (and initialises first): a loopback socket rarely
 /// holds more at once.
 const MAX_READ: usize = 64 * 1024;
+
+/// Bytes the in-memory link holds per direction before the writer waits for the reader: the
+/// most rumqttd writes at once for small messages (a batch of up to 200 deliveries, about
+/// 16 KiB of 64-byte ones) fits several times, so a busy subscriber's batch goes in one write
+/// and is taken by a few of moat's reads, as a loopback socket's buffer would take it. Each
+/// direction's buffer grows only to the largest backlog it held (an idle session holds its
+/// CONNECT's or CONNACK's worth).
+pub(crate) const MEMORY_LINK_BUFFER: usize = 64 * 1024;
+
+/// A session's in-process link to the embedded broker: moat's halves, and the broker's end
+/// (for `rumqttd::Connector::connect`). Either end dropped is a close for the other, a
+/// shutdown of moat's write half a half-close, as on a socket.
+pub(crate) fn memory_pair() -> (BrokerRead, BrokerWrite, DuplexStream) {
+    let (ours, theirs) = tokio::io::duplex(MEMORY_LINK_BUFFER);
+    let (rd, wr) = tokio::io::split(ours);
+    (
+        BrokerRead(ReadInner::Memory(rd)),
+        BrokerWrite(WriteInner::Memory(wr)),
+        theirs,
+    )
+}
 
 /// Splits a connected broker socket into its halves and puts it in delayed-ACK mode: from now
 /// on the pacer decides when what it received is acknowledged.
@@ -203,6 +228,7 @@ impl AsyncRead for BrokerRead {
     ) -> Poll<std::io::Result<()>> {
         let (socket, pacer) = match &mut self.get_mut().0 {
             ReadInner::Tls(rd) => return Pin::new(rd).poll_read(cx, buf),
+            ReadInner::Memory(rd) => return Pin::new(rd).poll_read(cx, buf),
             ReadInner::Plain { socket, pacer } => (socket, pacer),
         };
         let stream = &socket.stream;
@@ -251,6 +277,7 @@ impl AsyncWrite for BrokerWrite {
     ) -> Poll<std::io::Result<usize>> {
         let socket = match &mut self.get_mut().0 {
             WriteInner::Tls(wr) => return Pin::new(wr).poll_write(cx, buf),
+            WriteInner::Memory(wr) => return Pin::new(wr).poll_write(cx, buf),
             WriteInner::Plain(socket) => socket,
         };
         let stream = &socket.stream;
@@ -270,6 +297,7 @@ impl AsyncWrite for BrokerWrite {
     ) -> Poll<std::io::Result<usize>> {
         let socket = match &mut self.get_mut().0 {
             WriteInner::Tls(wr) => return Pin::new(wr).poll_write_vectored(cx, bufs),
+            WriteInner::Memory(wr) => return Pin::new(wr).poll_write_vectored(cx, bufs),
             WriteInner::Plain(socket) => socket,
         };
         let stream = &socket.stream;
@@ -286,6 +314,8 @@ impl AsyncWrite for BrokerWrite {
         match &self.0 {
             WriteInner::Plain(_) => true,
             WriteInner::Tls(wr) => wr.is_write_vectored(),
+            // One copy of every slice into the pipe's buffer, one wake of the broker's link.
+            WriteInner::Memory(wr) => wr.is_write_vectored(),
         }
     }
 
@@ -293,6 +323,7 @@ impl AsyncWrite for BrokerWrite {
         match &mut self.get_mut().0 {
             WriteInner::Plain(_) => Poll::Ready(Ok(())),
             WriteInner::Tls(wr) => Pin::new(wr).poll_flush(cx),
+            WriteInner::Memory(wr) => Pin::new(wr).poll_flush(cx),
         }
     }
 
@@ -302,6 +333,7 @@ impl AsyncWrite for BrokerWrite {
                 Poll::Ready(SockRef::from(&socket.stream).shutdown(std::net::Shutdown::Write))
             }
             WriteInner::Tls(wr) => Pin::new(wr).poll_shutdown(cx),
+            WriteInner::Memory(wr) => Pin::new(wr).poll_shutdown(cx),
         }
     }
 }

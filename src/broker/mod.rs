@@ -3,8 +3,10 @@
 //! A session only needs a [`BrokerTarget`]: the addresses per MQTT version ([`route`]: one
 //! loopback listener for the embedded broker; for an external one, IP literals or host names
 //! tried by failover or round robin), TLS toward the broker, the credentials moat presents
-//! upstream, and a health flag. Whether that target is the embedded rumqttd ([`embedded`]) or
-//! an external broker is decided once at start-up; the sockets are `link.rs`'s.
+//! upstream, a health flag, and for the embedded rumqttd the in-memory entrance sessions use
+//! instead of its listeners ([`MemoryLink`]). Whether that target is the embedded rumqttd
+//! ([`embedded`]) or an external broker is decided once at start-up; the sockets and streams
+//! are `link.rs`'s.
 
 pub mod embedded;
 pub(crate) mod link;
@@ -35,6 +37,38 @@ pub struct BrokerTarget {
     pub credentials: Arc<ArcSwap<Credentials>>,
     /// Cleared when the embedded broker dies, so new clients get "server unavailable".
     pub health: Arc<Health>,
+    /// The embedded broker in memory (`broker.embedded.link: memory`): sessions use it
+    /// instead of the routes' addresses.
+    pub memory: Option<MemoryLink>,
+}
+
+/// The embedded broker's in-process entrance, one per MQTT version: each session hands it
+/// one end of an in-memory stream (`link::memory_pair`).
+#[derive(Clone)]
+pub struct MemoryLink {
+    pub(crate) v3: rumqttd::Connector<rumqttd::protocol::v4::V4>,
+    pub(crate) v5: rumqttd::Connector<rumqttd::protocol::v5::V5>,
+}
+
+impl std::fmt::Debug for MemoryLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryLink")
+    }
+}
+
+// === impl MemoryLink ===
+
+impl MemoryLink {
+    /// A new link to the broker for a client of `version`: moat's halves; the broker's link
+    /// task is started on the current runtime and waits for moat's CONNECT.
+    pub(crate) fn open(&self, version: ProtocolVersion) -> (link::BrokerRead, link::BrokerWrite) {
+        let (rd, wr, theirs) = link::memory_pair();
+        match version {
+            ProtocolVersion::V5 => self.v5.connect(theirs),
+            ProtocolVersion::V3_1 | ProtocolVersion::V3_1_1 => self.v3.connect(theirs),
+        }
+        (rd, wr)
+    }
 }
 
 /// moat as a TLS client of the broker.
@@ -155,6 +189,7 @@ impl BrokerTarget {
             tls,
             credentials: credentials(settings)?.live(),
             health: Arc::new(Health::default()),
+            memory: None,
         })
     }
 

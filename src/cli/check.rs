@@ -358,12 +358,19 @@ fn broker(broker: &BrokerSettings) -> String {
             bind,
             bind_v5,
             max_connections,
+            link,
         } => {
             let sized = match max_connections {
                 None => "sized to the connection cap".to_owned(),
                 Some(n) => format!("sized for at least {n} connections"),
             };
-            format!("embedded on {bind} (MQTT 3.1.1) and {bind_v5} (MQTT 5), {sized}")
+            let reached = match link {
+                crate::config::EmbeddedLink::Memory => {
+                    "sessions reach it in-process, without a socket"
+                }
+                crate::config::EmbeddedLink::Loopback => "sessions reach it over loopback",
+            };
+            format!("embedded on {bind} (MQTT 3.1.1) and {bind_v5} (MQTT 5), {sized}, {reached}")
         }
         BrokerSettings::Upstream(up) => {
             let list = |addrs: &[crate::config::UpstreamAddr]| {
@@ -530,17 +537,26 @@ mod tests {
         let text = descriptors(&cfg, Some((1024, 524_288))).join("\n");
         assert_eq!(
             text,
-            "  fds       10000 connections × 3 + 64 reserved = 30064 descriptors, limit 524288 \
+            "  fds       10000 connections × 1 + 64 reserved = 10064 descriptors, limit 524288 \
              (soft 1024 here; moat run raises it to the hard limit)"
         );
         // The default cap is lowered at a low hard limit; a cap moat.yaml set refuses start.
         let text = descriptors(&cfg, Some((1024, 1024))).join("\n");
         assert!(text.contains("limit 1024\nwarning: "), "{text}");
-        assert!(text.contains("enough for 320 connections"), "{text}");
+        assert!(text.contains("enough for 960 connections"), "{text}");
         cfg.limits.max_connections_explicit = true;
         let text = descriptors(&cfg, Some((1024, 1024))).join("\n");
         assert!(text.contains("would refuse to start"), "{text}");
-        assert!(text.contains("ulimit -n 30064"), "{text}");
+        assert!(text.contains("ulimit -n 10064"), "{text}");
+        // Over loopback the broker's end of each session's connection is in moat's process too.
+        if let BrokerSettings::Embedded { link, .. } = &mut cfg.broker {
+            *link = crate::config::EmbeddedLink::Loopback;
+        }
+        let text = descriptors(&cfg, Some((1024, 524_288))).join("\n");
+        assert!(
+            text.contains("10000 connections × 3 + 64 reserved = 30064"),
+            "{text}"
+        );
     }
 
     #[test]

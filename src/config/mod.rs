@@ -372,9 +372,37 @@ pub enum BrokerSettings {
         /// connection cap in force. rumqttd reserves its connection tables for this many at
         /// start, and drops connections above it without a CONNACK.
         max_connections: Option<usize>,
+        /// How sessions reach it: in memory (the default) or through the loopback listeners.
+        link: EmbeddedLink,
     },
     /// An external broker (or cluster) moat forwards to.
     Upstream(UpstreamSettings),
+}
+
+/// `broker.embedded.link`: how moat's sessions reach the embedded broker. Its loopback
+/// listeners are bound either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddedLink {
+    /// An in-process stream per session (the default): no socket, no system call per
+    /// message, one descriptor per session (the client's).
+    #[default]
+    Memory,
+    /// A loopback TCP connection per session to the broker's listener (three descriptors per
+    /// session: the client's, moat's end and the broker's).
+    Loopback,
+}
+
+// === impl EmbeddedLink ===
+
+impl EmbeddedLink {
+    /// The spelling used in moat.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Loopback => "loopback",
+        }
+    }
 }
 
 /// `broker.upstream`: where an external broker is, how moat reaches it and what it presents.
@@ -477,6 +505,7 @@ impl Default for BrokerSettings {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883),
             bind_v5: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1884),
             max_connections: None,
+            link: EmbeddedLink::default(),
         }
     }
 }

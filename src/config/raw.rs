@@ -17,9 +17,10 @@ use super::check::Check;
 use super::error::{from_yaml, quoted, ConfigError, ConfigErrorKind as Kind, Position};
 use super::listener::{ProxyProtocol, RawQuic, RawTransport, RawWs};
 use super::{
-    BrokerSettings, ClientCerts, Config, CrlExpired, DrainSettings, Limits, Listener, LogFormat,
-    LogSettings, PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind, UpstreamAddr,
-    UpstreamCredentials, UpstreamSettings, UpstreamStrategy, UpstreamTls, DEFAULT_POLICIES,
+    BrokerSettings, ClientCerts, Config, CrlExpired, DrainSettings, EmbeddedLink, Limits, Listener,
+    LogFormat, LogSettings, PasswordSettings, Timeouts, TlsSettings, TlsVersion, TransportKind,
+    UpstreamAddr, UpstreamCredentials, UpstreamSettings, UpstreamStrategy, UpstreamTls,
+    DEFAULT_POLICIES,
 };
 
 /// Smallest `max_packet_size`: a CONNECT with modest credentials must still fit.
@@ -146,6 +147,7 @@ struct RawEmbedded {
     bind_v5: Option<Spanned<String>>,
     #[schemars(with = "Option<u64>")]
     max_connections: Option<Spanned<u64>>,
+    link: Option<EmbeddedLink>,
 }
 
 /// `broker.upstream:`: one address, a list of them, or the full mapping.
@@ -495,6 +497,7 @@ impl Check<'_> {
             bind,
             bind_v5,
             max_connections,
+            link: raw.link.unwrap_or_default(),
         })
     }
 

@@ -250,6 +250,22 @@ fn embedded_broker_must_stay_on_loopback() {
     assert!(err.contains("one port per MQTT version"), "{err}");
 }
 
+#[test]
+fn embedded_broker_link_is_memory_unless_loopback_is_asked_for() {
+    let link = |cfg: Config| match cfg.broker {
+        BrokerSettings::Embedded { link, .. } => link,
+        other => panic!("expected the embedded broker, got {other:?}"),
+    };
+    assert_eq!(link(parse_ok(MINIMAL)), EmbeddedLink::Memory);
+    let cfg = parse_ok(&with("broker: { embedded: { link: loopback } }\n"));
+    assert_eq!(link(cfg), EmbeddedLink::Loopback);
+    let cfg = parse_ok(&with("broker: { embedded: { link: memory } }\n"));
+    assert_eq!(link(cfg), EmbeddedLink::Memory);
+    let err = parse_err(&with("broker: { embedded: { link: unix } }\n"));
+    assert!(err.starts_with("moat.yaml:"), "{err}");
+    assert!(err.contains("memory") && err.contains("loopback"), "{err}");
+}
+
 fn upstream(cfg: &Config) -> &UpstreamSettings {
     match &cfg.broker {
         BrokerSettings::Upstream(up) => up,

@@ -2,9 +2,11 @@
 //! the connection cap that does.
 //!
 //! Each admitted connection holds its client socket from accept on (the admission permit is
-//! taken at accept, before TLS), an upstream socket once it is authenticated, and, with the
-//! embedded broker, rumqttd's end of that loopback connection, in this same process: 2
-//! descriptors per connection, or 3. Running out is not a local failure: moat's own accepts
+//! taken at accept, before TLS) and, once it is authenticated, its broker connection: an
+//! upstream socket in front of an external broker (2 descriptors per connection); none with the
+//! embedded broker over its in-memory link (1, the default); moat's socket and rumqttd's end
+//! of a loopback connection, both in this process, with `broker.embedded.link: loopback` (3).
+//! Running out is not a local failure: moat's own accepts
 //! fail (they back off), and rumqttd's accept loop retries at once and logs every attempt
 //! (12 GB of log in two minutes). So the cap is decided at start, never discovered at EMFILE.
 //!
@@ -17,13 +19,14 @@
 //! [`plan`] is that decision, pure and unit-tested; [`raise_limit`] and [`limits`] are the
 //! syscalls, kept thin. It must not decide anything else: admission enforces the cap it returns.
 
-use crate::config::{BrokerSettings, Config};
+use crate::config::{BrokerSettings, Config, EmbeddedLink};
 
 /// Descriptors kept aside for everything that is not a connection's: stdio (3), the runtime's
 /// epoll and waker (2), the signal pipe (2), the policy watcher (inotify, 1), the listeners and
 /// the embedded broker's two (5 with the shipped config), QUIC sockets, a policy file while a
-/// reload reads it, the socket each listener accepts and then refuses at the cap, and rumqttd's
-/// end of upstream connections moat has closed but rumqttd has not reaped yet. An idle moat
+/// reload reads it, the socket each listener accepts and then refuses at the cap, and (over
+/// loopback) rumqttd's end of upstream connections moat has closed but rumqttd has not reaped
+/// yet. An idle moat
 /// holds about 20 (measured in `tests/fd_limit.rs`); 64 leaves room for that churn.
 pub const RESERVE: u64 = 64;
 
@@ -34,7 +37,8 @@ pub struct Demand {
     pub max_connections: usize,
     /// Whether moat.yaml set it (rather than leaving the default).
     pub explicit: bool,
-    /// Descriptors one connection holds in this process: 2, or 3 with the embedded broker.
+    /// Descriptors one connection holds in this process: 1 with the embedded broker in memory,
+    /// 2 with an external one, 3 with the embedded one over loopback.
     pub per_connection: u64,
 }
 
@@ -97,8 +101,15 @@ impl Demand {
     /// What `config` asks for.
     pub fn of(config: &Config) -> Self {
         let per_connection = match config.broker {
+            BrokerSettings::Embedded {
+                link: EmbeddedLink::Memory,
+                ..
+            } => 1,
             // rumqttd holds the other end of every upstream connection, in this process.
-            BrokerSettings::Embedded { .. } => 3,
+            BrokerSettings::Embedded {
+                link: EmbeddedLink::Loopback,
+                ..
+            } => 3,
             BrokerSettings::Upstream(_) => 2,
         };
         Self {
@@ -200,6 +211,16 @@ mod tests {
             explicit,
             per_connection,
         }
+    }
+
+    #[test]
+    fn descriptors_per_connection_follow_the_broker_link() {
+        let mut cfg = Config::default_for_dir(std::path::Path::new(""));
+        assert_eq!(Demand::of(&cfg).per_connection, 1, "embedded, in memory");
+        if let BrokerSettings::Embedded { link, .. } = &mut cfg.broker {
+            *link = EmbeddedLink::Loopback;
+        }
+        assert_eq!(Demand::of(&cfg).per_connection, 3, "embedded, loopback");
     }
 
     #[test]

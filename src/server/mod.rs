@@ -140,10 +140,16 @@ impl Server {
             false => None,
         };
         let (target, embedded) = match &config.broker {
-            BrokerSettings::Embedded { bind, bind_v5, .. } => {
+            BrokerSettings::Embedded {
+                bind,
+                bind_v5,
+                link,
+                ..
+            } => {
                 let broker = start_embedded(EmbeddedOptions {
                     bind_v3: *bind,
                     bind_v5: *bind_v5,
+                    link: *link,
                     max_packet_size: config.limits.max_packet_size,
                     // Sized to the cap in force (after the descriptor plan), not to a default:
                     // rumqttd reserves its tables for this many at start.

@@ -149,6 +149,7 @@ impl Env {
                 tls: None,
                 credentials: crate::broker::Credentials::Identity(None).live(),
                 health: Arc::default(),
+                memory: None,
             },
             acks: Arc::new(AckPacer::new()),
             passwords: Passwords::start(&config.passwords, 8, Arc::default())

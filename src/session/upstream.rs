@@ -1,7 +1,8 @@
 //! The broker connection of one session, at the MQTT level: opened only after the client is
 //! authenticated, it sends moat's CONNECT and waits for the broker's CONNACK, over the broker
-//! addresses in the route's order (`broker/route.rs`). The socket, TLS and acknowledgement
-//! pacing are the broker segment's (`broker/link.rs`).
+//! addresses in the route's order (`broker/route.rs`), or over the embedded broker's in-memory
+//! link when it has one. The socket, TLS and acknowledgement pacing are the broker segment's
+//! (`broker/link.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use super::error::{BrokerFault, Refusal};
 use super::reader::FrameReader;
 use crate::broker::link::{self, AckPacer, BrokerRead, BrokerWrite};
 use crate::broker::route::Endpoint;
-use crate::broker::BrokerTarget;
+use crate::broker::{BrokerTarget, MemoryLink};
 use crate::mqtt::{self, Connect, Packet, ProtocolVersion};
 
 /// Keep alive moat uses on its own broker connections, independent of the client's.
@@ -53,6 +54,9 @@ pub(crate) async fn open(
     let unavailable = |what: String| Refusal::Broker(BrokerFault::Unavailable(what));
     if !target.health.is_up() {
         return Err(unavailable("embedded broker is down".into()));
+    }
+    if let Some(memory) = &target.memory {
+        return in_memory(memory, connect, deadline, max_packet_size).await;
     }
     let started = Instant::now();
     let plan = target.route_for(connect.protocol).plan(started);
@@ -110,6 +114,46 @@ pub(crate) async fn open(
         .unwrap_or_else(|| unavailable(format!("no broker address answered within {deadline:?}"))))
 }
 
+/// Where the in-memory link is named in logs and refusals, in place of an address.
+const IN_MEMORY: &str = "embedded (in memory)";
+
+/// The embedded broker over its in-memory link: one attempt, the whole deadline. It fails only
+/// when the broker is dying (its router gone, which the supervisor also sees) or refuses.
+async fn in_memory(
+    memory: &MemoryLink,
+    connect: &Connect,
+    deadline: Duration,
+    max_packet_size: usize,
+) -> Result<Upstream, Refusal> {
+    let (rd, wr) = memory.open(connect.protocol);
+    let attempt = tokio::time::timeout(deadline, handshake(rd, wr, connect, max_packet_size))
+        .await
+        .unwrap_or_else(|_| Err(Attempt::Failed(format!("no CONNACK within {deadline:?}"))));
+    match attempt {
+        Ok(upstream) => Ok(upstream),
+        Err(Attempt::Failed(why)) => {
+            tracing::warn!(broker = IN_MEMORY, error = %why, "embedded broker failed");
+            Err(Refusal::Broker(BrokerFault::Unavailable(format!(
+                "{IN_MEMORY}: {why}"
+            ))))
+        }
+        Err(Attempt::Refused(code)) => {
+            let fault = BrokerFault::Refused {
+                addr: IN_MEMORY.into(),
+                code,
+                v5: connect.protocol.is_v5(),
+            };
+            tracing::warn!(
+                broker = IN_MEMORY,
+                code = %format_args!("0x{code:02x}"),
+                reason = fault.broker_answer(),
+                "broker refused moat's CONNECT"
+            );
+            Err(Refusal::Broker(fault))
+        }
+    }
+}
+
 /// How one address failed a session.
 enum Attempt {
     /// Unreachable, TLS refused, closed, silent or garbled: the next address may do better.
@@ -126,10 +170,20 @@ async fn attempt(
     max_packet_size: usize,
     pacer: &Arc<AckPacer>,
 ) -> Result<Upstream, Attempt> {
-    let failed = Attempt::Failed;
-    let (rd, mut wr, _) = link::connect(endpoint, target.tls.as_ref(), pacer)
+    let (rd, wr, _) = link::connect(endpoint, target.tls.as_ref(), pacer)
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| Attempt::Failed(e.to_string()))?;
+    handshake(rd, wr, connect, max_packet_size).await
+}
+
+/// CONNECT and CONNACK over a fresh broker connection.
+async fn handshake(
+    rd: BrokerRead,
+    mut wr: BrokerWrite,
+    connect: &Connect,
+    max_packet_size: usize,
+) -> Result<Upstream, Attempt> {
+    let failed = Attempt::Failed;
     let mut out = BytesMut::new();
     connect
         .encode(&mut out)

@@ -16,11 +16,11 @@
 //! Frame and message size limits, masking and fragment reassembly are tungstenite's (configured
 //! by the upgrade); ping frames are answered by tungstenite.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -31,6 +31,10 @@ use tokio_tungstenite::WebSocketStream;
 /// Messages in a row without one MQTT byte before the connection is closed. Generous enough
 /// for a client that sends WebSocket pings while idle between MQTT keep-alives.
 const MAX_EMPTY_MESSAGES: u32 = 1024;
+
+/// Most bytes of several packets joined into one outgoing message: one TLS record's worth, so
+/// the frame and its header go out in one record.
+const MAX_MESSAGE: usize = 16 * 1024 - 16;
 
 /// Close reason for a text frame.
 const TEXT_FRAME: &str = "MQTT-6.0.0-1: MQTT travels in binary frames only";
@@ -45,6 +49,10 @@ pub struct WsBytes<S> {
     close_with: Option<CloseFrame>,
     /// Messages in a row that carried no MQTT byte.
     empty_run: u32,
+    /// The read error found after bytes that were handed up first; the next read returns it.
+    deferred: Option<io::Error>,
+    /// The peer closed or the socket ended: reads return end of stream.
+    ended: bool,
 }
 
 // === impl WsBytes ===
@@ -57,6 +65,8 @@ impl<S> WsBytes<S> {
             pending: Bytes::new(),
             close_with: None,
             empty_run: 0,
+            deferred: None,
+            ended: false,
         }
     }
 
@@ -82,35 +92,59 @@ impl<S> WsBytes<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsBytes<S> {
+    /// Fills `buf` with as many messages as are ready: a client that sends one message per MQTT
+    /// packet still hands the session a batch per read, as a TLS client's records do.
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(e) = this.deferred.take() {
+            return Poll::Ready(Err(e));
+        }
+        let start = buf.filled().len();
         loop {
             if !this.pending.is_empty() {
                 let n = this.pending.len().min(buf.remaining());
                 buf.put_slice(&this.pending.split_to(n));
+            }
+            if buf.remaining() == 0 || this.ended {
                 return Poll::Ready(Ok(()));
             }
-            let message = match ready!(Pin::new(&mut this.ws).poll_next(cx)) {
-                // The peer closed (tungstenite queued the close reply) or the socket ended.
-                None | Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(())),
-                Some(Ok(message)) => message,
-                Some(Err(e)) => return Poll::Ready(Err(this.read_error(e))),
+            let got = buf.filled().len() > start;
+            let next = match Pin::new(&mut this.ws).poll_next(cx) {
+                // What was read goes up now; the waker stays registered for the rest.
+                Poll::Pending if got => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(next) => next,
             };
-            match message {
-                Message::Binary(bytes) if !bytes.is_empty() => {
+            let outcome = match next {
+                // The peer closed (tungstenite queued the close reply) or the socket ended.
+                None | Some(Ok(Message::Close(_))) => {
+                    this.ended = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Some(Ok(Message::Binary(bytes))) if !bytes.is_empty() => {
                     this.empty_run = 0;
                     this.pending = bytes;
+                    Ok(())
                 }
                 // [MQTT-6.0.0-1] MQTT control packets are sent in binary data frames; a text
                 // frame closes the connection.
-                Message::Text(_) => {
-                    return Poll::Ready(Err(this.violation(CloseCode::Unsupported, TEXT_FRAME)));
+                Some(Ok(Message::Text(_))) => {
+                    Err(this.violation(CloseCode::Unsupported, TEXT_FRAME))
                 }
-                _ => this.count_empty()?,
+                Some(Ok(_)) => this.count_empty(),
+                Some(Err(e)) => Err(this.read_error(e)),
+            };
+            if let Err(e) = outcome {
+                // The bytes before the violation are the session's; the error comes next.
+                if got {
+                    this.deferred = Some(e);
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Ready(Err(e));
             }
         }
     }
@@ -138,14 +172,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsBytes<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    /// One write is one binary message: the session's batch of packets (one read's worth)
+    /// goes out as one frame, so one TLS record and one send instead of one per packet.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
         ready!(Pin::new(&mut this.ws).poll_ready(cx)).map_err(write_error)?;
-        // One write is one binary message: the session writes what one read produced at once.
-        let message = Message::Binary(Bytes::copy_from_slice(buf));
+        let payload = join(bufs);
+        let n = payload.len();
+        let message = Message::Binary(payload);
         Pin::new(&mut this.ws)
             .start_send(message)
             .map_err(write_error)?;
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -166,6 +218,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsBytes<S> {
     }
 }
 
+/// The slices' bytes as one payload: whole slices up to [`MAX_MESSAGE`] bytes, and at least the
+/// first non-empty slice whatever its size (a packet the session already bounded).
+fn join(bufs: &[IoSlice<'_>]) -> Bytes {
+    let mut slices = bufs.iter().filter(|b| !b.is_empty());
+    let Some(first) = slices.next() else {
+        return Bytes::new();
+    };
+    let (mut len, mut count) = (first.len(), 1);
+    for b in slices {
+        match len.checked_add(b.len()) {
+            Some(sum) if sum <= MAX_MESSAGE => (len, count) = (sum, count + 1),
+            _ => break,
+        }
+    }
+    if count == 1 {
+        return Bytes::copy_from_slice(first);
+    }
+    let mut out = BytesMut::with_capacity(len);
+    for b in bufs.iter().filter(|b| !b.is_empty()).take(count) {
+        out.extend_from_slice(b);
+    }
+    out.freeze()
+}
+
 fn write_error(e: WsError) -> io::Error {
     match e {
         WsError::Io(io) => io,
@@ -173,5 +249,108 @@ fn write_error(e: WsError) -> io::Error {
             io::Error::new(io::ErrorKind::BrokenPipe, "WebSocket closed")
         }
         other => io::Error::other(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use super::*;
+
+    /// moat's side as `WsBytes` (server) and a raw client WebSocket over one in-memory pipe.
+    async fn pair() -> (WsBytes<DuplexStream>, WebSocketStream<DuplexStream>) {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+        (WsBytes::new(server), client)
+    }
+
+    #[tokio::test]
+    async fn a_vectored_batch_goes_out_as_one_message() {
+        let (mut moat, mut client) = pair().await;
+        let parts: [&[u8]; 4] = [b"\x30\x03a", b"", b"\x30\x03b", b"\x30\x03c"];
+        let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let n = moat.write_vectored(&slices).await.unwrap();
+        assert_eq!(n, 9);
+        moat.flush().await.unwrap();
+        let got = client.next().await.unwrap().unwrap();
+        assert_eq!(
+            got,
+            Message::Binary(Bytes::from_static(b"\x30\x03a\x30\x03b\x30\x03c"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_cut_at_the_message_cap_but_a_big_packet_goes_whole() {
+        let big = vec![7u8; MAX_MESSAGE + 100];
+        let small = [1u8; 10];
+        let slices = [IoSlice::new(&small), IoSlice::new(&big)];
+        assert_eq!(join(&slices).len(), 10);
+        let slices = [IoSlice::new(&big), IoSlice::new(&small)];
+        assert_eq!(join(&slices).len(), big.len());
+        let (mut moat, _client) = pair().await;
+        assert_eq!(moat.write_vectored(&[IoSlice::new(&[])]).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_read_takes_every_message_that_is_ready() {
+        let (mut moat, mut client) = pair().await;
+        for p in [&b"\x30\x03a"[..], b"\x30\x03b", b"\x30\x03c"] {
+            client
+                .feed(Message::Binary(Bytes::from_static(p)))
+                .await
+                .unwrap();
+        }
+        client.flush().await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = moat.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"\x30\x03a\x30\x03b\x30\x03c");
+        // A buffer smaller than the messages keeps the rest for the next read.
+        client
+            .send(Message::Binary(Bytes::from_static(b"0123456789")))
+            .await
+            .unwrap();
+        let mut small = [0u8; 4];
+        assert_eq!(moat.read(&mut small).await.unwrap(), 4);
+        assert_eq!(moat.read(&mut buf).await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn bytes_before_a_text_frame_come_first_then_the_refusal_mqtt_6_0_0_1() {
+        let (mut moat, mut client) = pair().await;
+        client
+            .feed(Message::Binary(Bytes::from_static(b"\x30\x03a")))
+            .await
+            .unwrap();
+        client.feed(Message::text("hello")).await.unwrap();
+        client.flush().await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(moat.read(&mut buf).await.unwrap(), 3);
+        let e = moat.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        moat.shutdown().await.unwrap();
+        let Some(Ok(Message::Close(Some(frame)))) = client.next().await else {
+            panic!("no close frame")
+        };
+        assert_eq!(frame.code, CloseCode::Unsupported);
+    }
+
+    #[tokio::test]
+    async fn bytes_before_a_close_come_first_then_the_end() {
+        let (mut moat, mut client) = pair().await;
+        client
+            .feed(Message::Binary(Bytes::from_static(b"\x30\x03a")))
+            .await
+            .unwrap();
+        client.close(None).await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(moat.read(&mut buf).await.unwrap(), 3);
+        assert_eq!(moat.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(moat.read(&mut buf).await.unwrap(), 0);
     }
 }

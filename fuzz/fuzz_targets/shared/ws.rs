@@ -5,7 +5,8 @@
 //! upgrade request and moat's answer to it (so the bytes are WebSocket frames), with [`RAW`]
 //! from the first byte of the HTTP request on, all at once. moat's side is what a listener runs: `transport::ws::upgrade` (the request
 //! judged against the listener's settings, tungstenite's limits set from them), then `WsBytes`
-//! read like a socket until the end, optionally writing back what it read as a session would,
+//! read like a socket until the end, optionally writing back what it read as a session would
+//! (vectored writes, joined into one message),
 //! then shut down. Both ends run over an in-memory duplex in a current-thread runtime whose
 //! clock is paused: a wait that no byte can end (a deadlock) turns into the watchdog's panic at
 //! once instead of a hang.
@@ -13,11 +14,12 @@
 //! Checked beyond "never panics": moat reads no more MQTT bytes than the peer sent, writes back
 //! at most a bounded multiple of them, and the exchange ends once the peer has sent everything.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use moat::config::WsSettings;
 use moat::transport::ws::upgrade;
@@ -79,6 +81,23 @@ pub fn run(data: &[u8]) -> Option<usize> {
                 .expect("the WebSocket exchange ends once the peer has sent everything")
         })
     })
+}
+
+/// Writes `data` back as the session writes a batch: vectored (here in two slices), so the
+/// path that joins several packets into one message is fuzzed too.
+async fn echo<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<()> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (a, b) = rest.split_at(rest.len() / 2);
+        let n = w
+            .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        rest = rest.get(n..).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// One connection: the peer sends `sent`, its first `request` bytes as the upgrade request
@@ -155,8 +174,7 @@ async fn exchange(flags: u8, sent: &[u8], request: usize) -> Option<usize> {
         while let Ok(n @ 1..) = ws.read(&mut buf).await {
             mqtt += n;
             if flags & ECHO != 0
-                && ws
-                    .write_all(buf.get(..n).unwrap_or_default())
+                && echo(&mut ws, buf.get(..n).unwrap_or_default())
                     .await
                     .is_err()
             {

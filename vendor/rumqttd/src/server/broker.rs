@@ -351,6 +351,47 @@ pub struct Server<P> {
     awaiting_will_handler: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
 }
 
+/// Hands connections the embedding process made itself (an in-memory stream, say) to a
+/// server's links, as if its listener had accepted them without TLS: the same connection
+/// settings (authentication included), router and will handlers as the server it came from.
+#[derive(Clone)]
+pub struct Connector<P> {
+    config: Arc<ConnectionSettings>,
+    router_tx: Sender<(ConnectionId, Event)>,
+    protocol: P,
+    awaiting_will_handler: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
+}
+
+impl<P: Protocol + Clone + Send + 'static> Connector<P> {
+    /// Starts a link on `stream` on the current tokio runtime; the link waits for its CONNECT
+    /// as an accepted connection's does, and ends (dropping `stream`) as it would.
+    pub fn connect<S>(&self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        self.spawn(None, Box::new(stream));
+    }
+
+    fn spawn(&self, tenant_id: Option<String>, network: Box<dyn N>) {
+        task::spawn(
+            remote(
+                self.config.clone(),
+                tenant_id.clone(),
+                self.router_tx.clone(),
+                network,
+                self.protocol.clone(),
+                self.awaiting_will_handler.clone(),
+            )
+            .instrument(tracing::error_span!(
+                "remote_link",
+                ?tenant_id,
+                client_id = field::Empty,
+                connection_id = field::Empty,
+            )),
+        );
+    }
+}
+
 impl<P: Protocol + Clone + Send + 'static> Server<P> {
     pub fn new(
         config: ServerSettings,
@@ -362,6 +403,17 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             router_tx,
             protocol,
             awaiting_will_handler: Arc::new(Mutex::new(HashMap::default())),
+        }
+    }
+
+    /// A [`Connector`] for this server's links; it may be used before, while and after the
+    /// server's listener runs.
+    pub fn connector(&self) -> Connector<P> {
+        Connector {
+            config: Arc::new(self.config.connections.clone()),
+            router_tx: self.router_tx.clone(),
+            protocol: self.protocol.clone(),
+            awaiting_will_handler: self.awaiting_will_handler.clone(),
         }
     }
 
@@ -384,7 +436,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
         let delay = Duration::from_millis(self.config.next_connection_delay_ms);
         let mut count: usize = 0;
 
-        let config = Arc::new(self.config.connections.clone());
+        let connector = self.connector();
         info!(
             config = self.config.name,
             listen_addr = self.config.listen.to_string(),
@@ -412,11 +464,8 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                 name=?self.config.name, ?addr, count, tenant=?tenant_id, "accept"
             );
 
-            let config = config.clone();
-            let router_tx = self.router_tx.clone();
             count += 1;
 
-            let protocol = self.protocol.clone();
             match link_type {
                 #[cfg(feature = "websocket")]
                 LinkType::Websocket => {
@@ -429,11 +478,11 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                     };
                     task::spawn(
                         remote(
-                            config,
+                            connector.config.clone(),
                             tenant_id.clone(),
-                            router_tx,
+                            self.router_tx.clone(),
                             stream,
-                            protocol,
+                            self.protocol.clone(),
                             self.awaiting_will_handler.clone(),
                         )
                         .instrument(tracing::info_span!(
@@ -441,24 +490,9 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                             client_id = field::Empty,
                             connection_id = field::Empty
                         )),
-                    )
+                    );
                 }
-                LinkType::Remote => task::spawn(
-                    remote(
-                        config,
-                        tenant_id.clone(),
-                        router_tx,
-                        network,
-                        protocol,
-                        self.awaiting_will_handler.clone(),
-                    )
-                    .instrument(tracing::error_span!(
-                        "remote_link",
-                        ?tenant_id,
-                        client_id = field::Empty,
-                        connection_id = field::Empty,
-                    )),
-                ),
+                LinkType::Remote => connector.spawn(tenant_id, network),
             };
 
             time::sleep(delay).await;
