@@ -320,6 +320,11 @@ pub async fn accept(
     .await
     .map_err(|_| TlsError::HandshakeTimeout(deadline))?
     .map_err(TlsError::Handshake)?;
+    // In TLS 1.3 the client speaks last (its Finished), and moat sends no session tickets, so
+    // nothing of moat's carries the ACK of that flight: Linux delays it (the handshake left
+    // the socket in interactive mode), and a client with Nagle on (MQTT.js, most device
+    // stacks) holds its CONNECT until it comes, 40 ms later. Acknowledge it now.
+    let _ = socket2::SockRef::from(tls.get_ref()).set_tcp_quickack(true);
     let conn = tls.connection();
     let (cert_cn, cert) = leaf_identity(conn.peer_certificates(), revocable)?;
     let peer = Peer {
