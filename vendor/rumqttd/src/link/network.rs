@@ -30,6 +30,9 @@ pub struct Network<P> {
     socket: Box<dyn N>,
     /// Buffered reads
     read: BytesMut,
+    /// Room made for the next read: starts small and doubles (up to `MAX_READ_HINT`) each time
+    /// a read fills all of it, so an idle link holds a few hundred bytes, not 10 KiB.
+    read_hint: usize,
     /// Buffered writes
     write: BytesMut,
     /// Maximum packet size
@@ -51,8 +54,10 @@ impl<P: Protocol> Network<P> {
     ) -> Network<P> {
         Network {
             socket,
-            read: BytesMut::with_capacity(10 * 1024),
-            write: BytesMut::with_capacity(10 * 1024),
+            // Both grow with use (moat patch §17): most links of a device fleet are idle.
+            read: BytesMut::new(),
+            read_hint: MIN_READ_HINT,
+            write: BytesMut::new(),
             max_incoming_size,
             max_connection_buffer_len,
             // Overwritten by keepalive value in connect packet, otherwise we
@@ -83,7 +88,18 @@ impl<P: Protocol> Network<P> {
         // TODO: Fix this cancellation bug and write unit test
         let mut total_read = 0;
         loop {
+            // Room is made only when little is left: reads go on into the tail of the buffer
+            // (whose head the router may still hold as frames), as they did with the fixed
+            // 10 KiB, instead of a new allocation whenever the tail is shorter than the hint.
+            let needed = required - total_read.min(required);
+            if self.read.capacity() - self.read.len() < needed.max(MIN_READ_ROOM) {
+                self.read.reserve(self.read_hint.max(needed));
+            }
+            let room = self.read.capacity() - self.read.len();
             let read = self.socket.read_buf(&mut self.read).await?;
+            if read == room {
+                self.read_hint = (self.read_hint * 2).min(MAX_READ_HINT);
+            }
             if 0 == read {
                 let error = if self.read.is_empty() {
                     io::Error::new(ErrorKind::ConnectionAborted, "connection closed by peer")
@@ -157,6 +173,13 @@ impl<P: Protocol> Network<P> {
         Ok(())
     }
 }
+
+/// Less room than this left in the read buffer makes a new area of `read_hint` bytes.
+const MIN_READ_ROOM: usize = 64;
+/// The first read's room: a CONNECT and a little more.
+const MIN_READ_HINT: usize = 256;
+/// The most room a read asks for up front; what rumqttd preallocated before (10 KiB).
+const MAX_READ_HINT: usize = 10 * 1024;
 
 pub trait N: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T> N for T where T: AsyncRead + AsyncWrite + Unpin + Send {}
