@@ -36,61 +36,37 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             }
         }
     };
-    let (ol, nl) = (&old.limits, &new.limits);
+    // A setting's name in the report is its path in the file, taken from the field's path.
+    macro_rules! setting {
+        ($first:ident $(. $rest:ident)*, $live:expr) => {
+            check(
+                old.$first$(.$rest)* != new.$first$(.$rest)*,
+                concat!(stringify!($first) $(, ".", stringify!($rest))*),
+                $live,
+            )
+        };
+    }
     // The embedded broker was started with it: a larger one would pass packets it refuses.
-    check(
-        ol.max_packet_size != nl.max_packet_size,
-        "limits.max_packet_size",
-        false,
-    );
-    check(
-        ol.max_keepalive != nl.max_keepalive,
-        "limits.max_keepalive",
-        true,
-    );
-    check(
-        ol.max_connections != nl.max_connections,
-        "limits.max_connections",
-        false,
-    );
-    let (ot, nt) = (&old.timeouts, &new.timeouts);
-    check(ot.connect != nt.connect, "timeouts.connect", true);
-    check(
-        ot.upstream_connect != nt.upstream_connect,
-        "timeouts.upstream_connect",
-        true,
-    );
-    check(
-        ot.tls_handshake != nt.tls_handshake,
-        "timeouts.tls_handshake",
-        false,
-    );
-    check(
-        ot.shutdown_grace != nt.shutdown_grace,
-        "timeouts.shutdown_grace",
-        false,
-    );
-    check(old.drain.period != new.drain.period, "drain.period", true);
-    check(
-        old.drain.server_reference != new.drain.server_reference,
-        "drain.server_reference",
-        true,
-    );
-    check(old.listeners != new.listeners, "listeners", false);
-    check(old.broker != new.broker, "broker", false);
-    check(old.tls != new.tls, "tls", false);
-    check(old.policies != new.policies, "policies", false);
+    setting!(limits.max_packet_size, false);
+    setting!(limits.max_keepalive, true);
+    setting!(limits.max_connections, false);
+    setting!(timeouts.connect, true);
+    setting!(timeouts.upstream_connect, true);
+    setting!(timeouts.tls_handshake, false);
+    setting!(timeouts.shutdown_grace, false);
+    setting!(drain.period, true);
+    setting!(drain.server_reference, true);
+    setting!(listeners, false);
+    setting!(broker, false);
+    setting!(tls, false);
+    setting!(policies, false);
     // Like `policies:`: the watchers were set on the folders named at start.
-    check(
-        old.shadow_policies != new.shadow_policies,
-        "shadow_policies",
-        false,
-    );
-    check(old.passwords != new.passwords, "passwords", false);
-    check(old.log.level != new.log.level, "log.level", true);
+    setting!(shadow_policies, false);
+    setting!(passwords, false);
+    setting!(log.level, true);
     // The subscriber's formatter is built once; only its filter has a reload handle.
-    check(old.log.format != new.log.format, "log.format", false);
-    check(old.dev_certs != new.dev_certs, "dev_certs", false);
+    setting!(log.format, false);
+    setting!(dev_certs, false);
     match (&old.admin, &new.admin) {
         (Some(o), Some(n)) => {
             let bind = match n.bind {
@@ -118,6 +94,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     rest.broker = old.broker.clone();
     rest.tls = old.tls.clone();
     rest.policies = old.policies.clone();
+    rest.shadow_policies = old.shadow_policies.clone();
     rest.passwords = old.passwords;
     rest.log = old.log.clone();
     rest.dev_certs = old.dev_certs;
@@ -149,6 +126,14 @@ mod tests {
             ["limits.max_keepalive", "timeouts.connect", "drain.period"]
         );
         assert_eq!(d.restart, ["limits.max_connections", "listeners"]);
+    }
+
+    #[test]
+    fn a_setting_named_above_is_reported_once_not_again_as_other_settings() {
+        let old = Config::default_for_dir(Path::new("."));
+        let mut new = old.clone();
+        new.shadow_policies = vec!["candidate/".into()];
+        assert_eq!(diff(&old, &new).restart, ["shadow_policies"]);
     }
 
     #[test]
