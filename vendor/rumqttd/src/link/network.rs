@@ -93,7 +93,9 @@ impl<P: Protocol> Network<P> {
             // 10 KiB, instead of a new allocation whenever the tail is shorter than the hint.
             let needed = required - total_read.min(required);
             if self.read.capacity() - self.read.len() < needed.max(MIN_READ_ROOM) {
-                self.read.reserve(self.read_hint.max(needed));
+                // What the frame still needs counts only up to the largest read room: a
+                // declared length is room to grow into as its bytes come, not to allocate ahead.
+                self.read.reserve(self.read_hint.max(needed.min(MAX_READ_HINT)));
             }
             let room = self.read.capacity() - self.read.len();
             let read = self.socket.read_buf(&mut self.read).await?;
