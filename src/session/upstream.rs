@@ -80,34 +80,17 @@ pub(crate) async fn open(
                 endpoint.succeeded();
                 return Ok(upstream);
             }
-            Err(Attempt::Failed(why)) => {
-                endpoint.failed(Instant::now());
-                tracing::warn!(broker = %address, error = %why, "broker address failed");
-                unavailable(format!("{address}: {why}"))
-            }
-            Err(Attempt::Refused(code)) => {
-                let fault = BrokerFault::Refused {
-                    addr: address.clone(),
-                    code,
-                    v5: connect.protocol.is_v5(),
-                };
-                tracing::warn!(
-                    broker = %address,
-                    code = %format_args!("0x{code:02x}"),
-                    reason = fault.broker_answer(),
-                    "broker refused moat's CONNECT"
-                );
-                let retry = fault.worth_another_address();
-                if retry {
-                    endpoint.failed(Instant::now());
-                }
-                let refusal = Refusal::Broker(fault);
-                if !retry {
-                    return Err(refusal);
-                }
-                refusal
-            }
+            Err(failed) => refusal(&address, failed, connect.protocol.is_v5()),
         };
+        // Unreachable, or refused with "unavailable" or "busy": the next address may do better.
+        let retry = match &refusal {
+            Refusal::Broker(fault @ BrokerFault::Refused { .. }) => fault.worth_another_address(),
+            _ => true,
+        };
+        if !retry {
+            return Err(refusal);
+        }
+        endpoint.failed(Instant::now());
         last = Some(refusal);
     }
     Err(last
@@ -129,27 +112,30 @@ async fn in_memory(
     let attempt = tokio::time::timeout(deadline, handshake(rd, wr, connect, max_packet_size))
         .await
         .unwrap_or_else(|_| Err(Attempt::Failed(format!("no CONNACK within {deadline:?}"))));
-    match attempt {
-        Ok(upstream) => Ok(upstream),
-        Err(Attempt::Failed(why)) => {
-            tracing::warn!(broker = IN_MEMORY, error = %why, "embedded broker failed");
-            Err(Refusal::Broker(BrokerFault::Unavailable(format!(
-                "{IN_MEMORY}: {why}"
-            ))))
+    attempt.map_err(|failed| refusal(IN_MEMORY, failed, connect.protocol.is_v5()))
+}
+
+/// The refusal for a failed attempt at `address` (an address, or the in-memory link), logged
+/// with what the broker answered.
+fn refusal(address: &str, failed: Attempt, v5: bool) -> Refusal {
+    match failed {
+        Attempt::Failed(why) => {
+            tracing::warn!(broker = %address, error = %why, "broker address failed");
+            Refusal::Broker(BrokerFault::Unavailable(format!("{address}: {why}")))
         }
-        Err(Attempt::Refused(code)) => {
+        Attempt::Refused(code) => {
             let fault = BrokerFault::Refused {
-                addr: IN_MEMORY.into(),
+                addr: address.into(),
                 code,
-                v5: connect.protocol.is_v5(),
+                v5,
             };
             tracing::warn!(
-                broker = IN_MEMORY,
+                broker = %address,
                 code = %format_args!("0x{code:02x}"),
                 reason = fault.broker_answer(),
                 "broker refused moat's CONNECT"
             );
-            Err(Refusal::Broker(fault))
+            Refusal::Broker(fault)
         }
     }
 }
