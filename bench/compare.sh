@@ -65,36 +65,10 @@ if ((IDLE_CONNS > MAX_IDLE)); then
 fi
 
 # --- work directory and cleanup -----------------------------------------------------------
-WORK="$(mktemp -d /tmp/moat-compare.XXXXXX)"
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  if [[ "${KEEP:-0}" == 1 ]]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$ROOT/bench/lib.sh"
+work_dir compare
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # wait until something listens on 127.0.0.1:$1 (bounded: 10 s)
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
 
 # --- build --------------------------------------------------------------------------------
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
@@ -104,8 +78,7 @@ fi
 
 # --- certificates (ECDSA P-256 from `moat certs`) -----------------------------------------
 PKI="$WORK/pki"
-"$MOAT" certs ca --out "$PKI" >/dev/null
-"$MOAT" certs server --dns localhost --ip 127.0.0.1 --out "$PKI" >/dev/null
+bench_pki "$MOAT" "$PKI"
 cat "$PKI/server.crt" "$PKI/server.key" >"$PKI/haproxy.pem"
 openssl x509 -in "$PKI/server.crt" -noout -text | grep -q 'prime256v1\|P-256' || {
   echo "server certificate is not ECDSA P-256" >&2
@@ -166,26 +139,7 @@ haproxy -db -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.log" &
 HAP=$!; PIDS+=("$HAP")
 
 # --- moat ---------------------------------------------------------------------------------
-mkdir -p "$WORK/policies"
-# Deny by default everywhere: the bench policy opens loopback, lifts the connection rate limits
-# (the load opens thousands of connections from a few addresses) and lets the anonymous bench
-# clients use every topic.
-cat >"$WORK/policies/bench.yaml" <<'POLICY'
-anonymous: true
-# 127.66.0.0/16 is the denied source of the refused-connections row (as in HAProxy's config).
-network: { allow: ["127.0.0.0/8", "::1"], deny: ["127.66.0.0/16"] }
-limits:
-  connections: { per_ip: off, global: off, max_per_ip: 100000 }
-  # moat-bench keeps up to 1000 QoS 1 messages in flight; moat's default cap (128) closes a
-  # 3.1.1 client above it, which is right for devices and wrong for a throughput test.
-  client: { max_inflight: 4096 }
-auto_ban:
-  failed_auth: { count: 0, within: 1m, ban_for: 1s }
-acl:
-  - allow: all
-    topics: ["#"]
-    users: [anonymous]
-POLICY
+bench_policy "$WORK/policies"
 # kernel_filter off: the refused-connections row measures moat's user-space refusal (a dropped
 # SYN never "closes" for moat-bench's closed-loop refused mode); bench/denied-flood.sh measures
 # the kernel filter.
@@ -235,8 +189,6 @@ log "up: mosquitto $P_PLAIN/$P_MTLS, haproxy $P_HAP, moat $P_MOAT (wss $P_MWSS, 
 
 # --- measurement helpers --------------------------------------------------------------------
 TCK=$(getconf CLK_TCK)
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # run ROW PID KIND moat-bench-args… → appends the JSON line, plus the front's CPU seconds
 run() {

@@ -35,30 +35,9 @@ LOAD_COUNT=${LOAD_COUNT:-40000}
 [ -x "$BENCH" ] || { echo "no moat-bench binary at $BENCH (cargo build --release -p moat-bench)" >&2; exit 1; }
 HAVE_HAPROXY=0; command -v haproxy >/dev/null && HAVE_HAPROXY=1
 
-WORK="$(mktemp -d /tmp/moat-flood.XXXXXX)"
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  if [[ "${KEEP:-0}" == 1 ]]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # bounded: 10 s
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2; return 1
-}
+. "$ROOT/bench/lib.sh"
+work_dir flood
 TCK=$(getconf CLK_TCK)
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 softirqd_ticks() {
   local t=0 p
   for p in $(pgrep -x 'ksoftirqd/[0-9]+' || true); do t=$((t + $(cpu_ticks "$p"))); done
@@ -67,22 +46,8 @@ softirqd_ticks() {
 
 # --- certificates, policy, configs ----------------------------------------------------------
 PKI="$WORK/pki"
-"$MOAT" certs ca --out "$PKI" >/dev/null
-"$MOAT" certs server --dns localhost --ip 127.0.0.1 --out "$PKI" >/dev/null
-mkdir -p "$WORK/policies"
-cat >"$WORK/policies/bench.yaml" <<'POLICY'
-anonymous: true
-network: { allow: ["127.0.0.0/8", "::1"], deny: ["127.66.0.0/16"] }
-limits:
-  connections: { per_ip: off, global: off, max_per_ip: 100000 }
-  client: { max_inflight: 4096 }
-auto_ban:
-  failed_auth: { count: 0, within: 1m, ban_for: 1s }
-acl:
-  - allow: all
-    topics: ["#"]
-    users: [anonymous]
-POLICY
+bench_pki "$MOAT" "$PKI"
+bench_policy "$WORK/policies"
 P_FILTER=$(free_port); P_PLAIN=$(free_port); P_HAP=$(free_port)
 moat_config() { # name port kernel_filter
   cat >"$WORK/$1.yaml" <<EOF

@@ -12,24 +12,13 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH=${BENCH:-$ROOT/target/release/moat-bench}
 PUBS=${PUBS:-200}; RATE=${RATE:-400}; SMALL=${SMALL:-1200}; LARGE=${LARGE:-4800}
 command -v strace >/dev/null || { echo "needs strace" >&2; exit 2; }
-W=$(mktemp -d /tmp/moat-sys.XXXXXX); PID=
-trap '[[ -n "$PID" ]] && kill $PID 2>/dev/null; sleep 0.5; rm -rf $W' EXIT
-fp() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wp() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-"$1" certs ca --out $W/pki >/dev/null; "$1" certs server --dns localhost --ip 127.0.0.1 --out $W/pki >/dev/null
-mkdir -p $W/pol
-cat > $W/pol/b.yaml <<'P'
-anonymous: true
-network: { allow: ["127.0.0.0/8"] }
-limits:
-  connections: { per_ip: off, global: off, max_per_ip: 100000 }
-acl:
-  - allow: all
-    topics: ["#"]
-    users: [anonymous]
-P
+. "$ROOT/bench/lib.sh"
+work_dir sys
+W=$WORK
+bench_pki "$1" "$W/pki"
+bench_policy "$W/pol"
 for bin in "$@"; do
-  port=$(fp); p3=$(fp); p5=$(fp)
+  port=$(free_port); p3=$(free_port); p5=$(free_port)
   cat > $W/m.yaml <<Y
 listeners:
   - { name: mqtts, kind: tls, bind: "127.0.0.1:$port" }
@@ -40,7 +29,8 @@ limits: { max_connections: $((PUBS + 100)) }
 dev_certs: false
 Y
   RUST_LOG=warn "$bin" run -c $W/m.yaml 2>$W/log & PID=$!
-  wp $port; sleep 1
+  PIDS=("$PID")
+  wait_port $port; sleep 1
   for n in $SMALL $LARGE; do
     strace -c -f -p $PID -o $W/st.$n 2>/dev/null & S=$!
     sleep 1
@@ -65,5 +55,5 @@ top = sorted(d.items(), key=lambda kv: -kv[1])[:6]
 print(f"{sys.argv[4]}: {sum(d.values()) / n:.2f} system calls per message ("
       + ", ".join(f"{k} {v / n:.2f}" for k, v in top) + ")")
 PY
-  kill $PID; wait $PID 2>/dev/null || true; PID=
+  kill $PID; wait $PID 2>/dev/null || true; PIDS=()
 done

@@ -11,28 +11,15 @@ BENCH=${BENCH:-$ROOT/target/release/moat-bench}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FDS=$(ulimit -n)
 if ((CONNS > (FDS - 400) / 3)); then CONNS=$(((FDS - 400) / 3)); fi
-WORK=$(mktemp -d /tmp/idle.XXXXXX); PID=
-trap '[[ -n "$PID" ]] && kill $PID 2>/dev/null; sleep 0.5; rm -rf $WORK' EXIT
-fp() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wp() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-rss() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
+. "$ROOT/bench/lib.sh"
+work_dir idle
 PKI=$WORK/pki
-"$1" certs ca --out $PKI >/dev/null; "$1" certs server --dns localhost --ip 127.0.0.1 --out $PKI >/dev/null
-mkdir -p $WORK/pol
-cat > $WORK/pol/b.yaml <<'EOF'
-anonymous: true
-network: { allow: ["127.0.0.0/8"] }
-limits:
-  connections: { per_ip: off, global: off, max_per_ip: 100000 }
-acl:
-  - allow: all
-    topics: ["#"]
-    users: [anonymous]
-EOF
+bench_pki "$1" "$PKI"
+bench_policy "$WORK/pol"
 for k in $(seq "$ROUNDS"); do
   i=0
   for bin in "$@"; do
-    i=$((i + 1)); port=$(fp); p3=$(fp); p5=$(fp)
+    i=$((i + 1)); port=$(free_port); p3=$(free_port); p5=$(free_port)
     cat > $WORK/m.yaml <<EOF
 listeners:
   - { name: mqtts, kind: tls, bind: "127.0.0.1:$port" }
@@ -44,18 +31,19 @@ dev_certs: false
 log: { format: text }
 EOF
     RUST_LOG=warn "$bin" run -c $WORK/m.yaml 2>$WORK/moat$i.log & PID=$!
-    wp $port
+    PIDS=("$PID")
+    wait_port $port
     sleep 1
-    r0=$(rss $PID)
+    r0=$(rss_kib $PID)
     "$BENCH" --target 127.0.0.1:$port --ca $PKI/ca.crt --sni localhost idle --conns "$CONNS" --hold 5 \
       >$WORK/out 2>/dev/null &
     b=$!
     for _ in $(seq 1200); do grep -q '^ready' $WORK/out 2>/dev/null && break; sleep 0.1; done
     sleep 3
-    r1=$(rss $PID)
+    r1=$(rss_kib $PID)
     wait $b || true
     up=$(python3 -c "import json,sys; print(json.loads(open('$WORK/out').read().splitlines()[-1])['up'])")
     python3 -c "print('moat%d round %d: %d sessions, RSS %d -> %d KiB, %.1f KiB per session' % ($i, $k, $up, $r0, $r1, ($r1 - $r0) / max($up, 1)))"
-    kill $PID; wait $PID 2>/dev/null || true; PID=
+    kill $PID; wait $PID 2>/dev/null || true; PIDS=()
   done
 done

@@ -78,33 +78,10 @@ MAXN=0
 for n in $FANIN_PUBS $FANOUT_SUBS; do ((n > MAXN)) && MAXN=$n; done
 MAXN=$((MAXN + 100))
 
-WORK="$(mktemp -d /tmp/moat-shapes.XXXXXX)"
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  if [[ "${KEEP:-0}" == 1 ]]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$ROOT/bench/lib.sh"
+work_dir shapes
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() { # bounded: WAIT_PORT_S
-  for _ in $(seq $((${WAIT_PORT_S:-10} * 10))); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
 
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
   log "building moat and moat-bench (release)"
@@ -112,8 +89,7 @@ if [[ "${NO_BUILD:-0}" != 1 ]]; then
 fi
 
 PKI="$WORK/pki"
-"$MOAT" certs ca --out "$PKI" >/dev/null
-"$MOAT" certs server --dns localhost --ip 127.0.0.1 --out "$PKI" >/dev/null
+bench_pki "$MOAT" "$PKI"
 cat "$PKI/server.crt" "$PKI/server.key" >"$PKI/haproxy.pem"
 
 P_PLAIN=$(free_port); P_MTLS=$(free_port); P_WS=$(free_port); P_MWSS=$(free_port)
@@ -214,18 +190,7 @@ nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" -g 'daemon off;' 2>"$WORK/nginx/std
 NGX=$!; PIDS+=("$NGX")
 
 # --- moat ---------------------------------------------------------------------------------
-mkdir -p "$WORK/policies"
-cat >"$WORK/policies/bench.yaml" <<'POLICY'
-anonymous: true
-network: { allow: ["127.0.0.0/8", "::1"] }
-limits:
-  connections: { per_ip: off, global: off, max_per_ip: 100000 }
-  client: { max_inflight: 4096 }
-acl:
-  - allow: all
-    topics: ["#"]
-    users: [anonymous]
-POLICY
+bench_policy "$WORK/policies"
 EMB_MAX=$(((FDS - 64) / 3)); ((EMB_MAX > MAXN)) && EMB_MAX=$MAXN
 cat >"$WORK/moat.yaml" <<EOF
 listeners:

@@ -30,16 +30,13 @@ MOAT=${MOAT:-$ROOT/target/release/moat}; BENCH=${BENCH:-$ROOT/target/release/moa
 for t in mosquitto python3; do command -v $t >/dev/null || { echo "slope.sh needs $t" >&2; exit 2; }; done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FDS=$(ulimit -n)
-WORK=$(mktemp -d /tmp/slope.XXXXXX); PIDS=()
+. "$ROOT/bench/lib.sh"
+work_dir slope
+# Between runs: every process of the run stopped (the exit handler stops what is left).
 stop() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; PIDS=(); }
-trap 'stop; [[ "${KEEP:-0}" == 1 ]] && echo "kept $WORK" >&2 || rm -rf $WORK' EXIT
-trap 'exit 130' INT TERM
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-fp() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wp() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-rss() { [[ -n "$1" ]] && awk '/^VmRSS/ {print $2}' /proc/$1/status || echo 0; }
+rss() { [[ -n "$1" ]] && rss_kib "$1" || echo 0; }
 nfd() { [[ -n "$1" ]] && ls /proc/$1/fd | wc -l || echo 0; }
 # Host-wide kernel counters: TCP sockets and socket inodes in the slab, TCP pages in sockstat.
 kern() { awk '$1=="TCP" {t=$2} $1=="sock_inode_cache" {i=$2} END {printf "%d %d ", t, i}' /proc/slabinfo
@@ -47,18 +44,8 @@ kern() { awk '$1=="TCP" {t=$2} $1=="sock_inode_cache" {i=$2} END {printf "%d %d 
 waitfor() { # pattern file seconds
   for _ in $(seq $(($3 * 10))); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 PKI=$WORK/pki
-"$MOAT" certs ca --out $PKI >/dev/null; "$MOAT" certs server --dns localhost --ip 127.0.0.1 --out $PKI >/dev/null
-mkdir -p $WORK/pol
-cat > $WORK/pol/b.yaml <<'EOF'
-anonymous: true
-network: { allow: ["127.0.0.0/8"] }
-limits:
-  connections: { per_ip: off, global: off, max_per_ip: 100000 }
-acl:
-  - allow: all
-    topics: ["#"]
-    users: [anonymous]
-EOF
+bench_pki "$MOAT" "$PKI"
+bench_policy "$WORK/pol"
 RES=$WORK/slope.jsonl; : >$RES
 log "hard descriptor limit $FDS; sizes $SIZES; fronts $FRONTS; $ROUNDS round(s); load $(cut -d' ' -f1-3 /proc/loadavg)"
 for k in $(seq "$ROUNDS"); do
@@ -72,7 +59,7 @@ for k in $(seq "$ROUNDS"); do
         log "skip $front at $n sessions: $per descriptors each + 64 = $((cap * per + 64)) > ulimit -n $FDS"
         continue
       fi
-      port=$(fp); bport=$(fp); p5=$(fp); BPID=
+      port=$(free_port); bport=$(free_port); p5=$(free_port); BPID=
       if [[ $front == mosquitto ]]; then
         # The reference: mosquitto's own TLS listener, no moat (the front process is mosquitto).
         printf 'user %s\nallow_anonymous true\nlog_type error\nlog_dest stderr\npersistence false\nlistener %s 127.0.0.1\ncertfile %s\nkeyfile %s\n' \
@@ -83,7 +70,7 @@ for k in $(seq "$ROUNDS"); do
           printf 'user %s\nallow_anonymous true\nlog_type error\nlog_dest stderr\npersistence false\nlistener %s 127.0.0.1\n' \
             "$(id -un)" "$bport" >$WORK/mosq.conf
           mosquitto -c $WORK/mosq.conf 2>>$WORK/mosquitto.log & BPID=$!; PIDS+=($BPID)
-          wp $bport
+          wait_port $bport
           broker="{ upstream: { v3: \"127.0.0.1:$bport\" } }"
         else
           broker="{ embedded: { bind: \"127.0.0.1:$bport\", bind_v5: \"127.0.0.1:$p5\", max_connections: $cap } }"
@@ -100,7 +87,7 @@ log: { format: text }
 EOF
         RUST_LOG=warn "$MOAT" run -c $WORK/m.yaml 2>>$WORK/moat.log & MPID=$!; PIDS+=($MPID)
       fi
-      wp $port; sleep 1
+      wait_port $port; sleep 1
       r0=$(rss $MPID); b0=$(rss "$BPID"); f0=$(nfd $MPID); g0=$(nfd "$BPID"); k0=$(kern)
       out=$WORK/out.$k.$front.$n
       bargs=(--front-pid $MPID); [[ -n "$BPID" ]] && bargs+=(--broker-pid $BPID)
