@@ -10,8 +10,8 @@
 //!   100 → 6,645 connections).
 //! - [`SESSION_KIB`] and [`SESSION_EMBEDDED_KIB`]: BENCHMARKS.md, "KiB/idle conn" (release,
 //!   TLS 1.3, 9,000 idle sessions): moat in front of an external broker 8.0 KiB; moat with its
-//!   embedded rumqttd 32.9 KiB ("rumqttd's link buffers grow with use", in-memory link, 2,000
-//!   idle sessions; most of it rumqttd's router state per connection).
+//!   embedded rumqttd 13.6-13.7 KiB ("An idle embedded link holds no queue", in-memory link,
+//!   2,000 idle sessions; about half of it rumqttd's link task and router state).
 //! - Each password verifier holds the largest argon2 memory cost of the policy's hashes
 //!   (`Policy::password_memory_blocks`), one verifier per core up to 8 (`authn`).
 
@@ -22,7 +22,7 @@ pub const BASE_KIB: u64 = 25 * 1024;
 /// RSS per idle session, moat alone (an external broker).
 pub const SESSION_KIB: u64 = 8;
 /// RSS per idle session with the embedded broker (moat and rumqttd together).
-pub const SESSION_EMBEDDED_KIB: u64 = 33;
+pub const SESSION_EMBEDDED_KIB: u64 = 14;
 
 /// The estimate for one configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,11 +91,11 @@ mod tests {
         let cfg = Config::default_for_dir(std::path::Path::new(""));
         let e = Estimate::of(&cfg, 10_000, 2, 19 * 1024);
         assert_eq!(e.idle_kib, (25 + 38) * 1024);
-        assert_eq!(e.at_cap_kib(), (25 + 38) * 1024 + 33 * 10_000);
+        assert_eq!(e.at_cap_kib(), (25 + 38) * 1024 + 14 * 10_000);
         assert_eq!(
             e.to_string(),
-            "~63 MiB idle (25 MiB base + 2 password verifier(s) × 19 MiB), + 33 KiB per idle \
-             session: ~386 MiB at 10000 connections"
+            "~63 MiB idle (25 MiB base + 2 password verifier(s) × 19 MiB), + 14 KiB per idle \
+             session: ~200 MiB at 10000 connections"
         );
     }
 }

@@ -15,7 +15,7 @@ use super::env::Env;
 use super::error::{Outcome, PeerFault, PolicyRefusal, Refusal};
 use super::machine::{Machine, Setup, Terms};
 use super::reader::{FrameReader, ReadError};
-use super::upstream::{self, Upstream, PING_EVERY, UPSTREAM_KEEPALIVE};
+use super::upstream::{self, Upstream};
 use crate::mqtt::{self, Connect, Packet, PacketType, ProtocolVersion};
 use crate::ops::audit::{self, Escaped};
 use crate::policy::shadow::ShadowAuthn;
@@ -447,7 +447,7 @@ fn upstream_connect(connect: &Connect, identity: &Identity, broker_id: &str, env
     up.password = credentials
         .password()
         .map(|p| Bytes::copy_from_slice(p.as_bytes()));
-    up.keep_alive = UPSTREAM_KEEPALIVE;
+    up.keep_alive = upstream::keep_alive(env.broker()).0;
     if up.protocol == ProtocolVersion::V5 {
         up.properties.topic_alias_maximum = None;
         up.properties.maximum_packet_size =
@@ -478,7 +478,7 @@ fn setup(admitted: &Admitted, env: &Env) -> Setup {
         terms: session_terms(admitted, env),
         limits: admitted.limits.clone(),
         keep_alive: admitted.keep_alive,
-        ping_every: PING_EVERY,
+        ping_every: upstream::keep_alive(env.broker()).1,
     }
 }
 

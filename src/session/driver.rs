@@ -249,7 +249,7 @@ where
     let mut to_client = Outbox::default();
     // Set while a batch is being written to the client.
     let mut write_deadline: Option<Instant> = None;
-    let mut armed = Instant::from_std(machine.poll_timeout());
+    let mut armed = next_deadline(machine);
     let timer = tokio::time::sleep_until(armed);
     tokio::pin!(timer);
     loop {
@@ -271,8 +271,8 @@ where
         let writing_client = to_client.busy();
         let writing_broker = to_broker.busy();
         let deadline = match write_deadline {
-            Some(w) => w.min(Instant::from_std(machine.poll_timeout())),
-            None => Instant::from_std(machine.poll_timeout()),
+            Some(w) => w.min(next_deadline(machine)),
+            None => next_deadline(machine),
         };
         // Only ever armed earlier: a deadline that moved later is found by an early wake.
         if deadline < armed {
@@ -385,6 +385,15 @@ impl Drop for Batch<'_> {
 }
 
 /// Logs and counts what the machine reported.
+/// The machine's next deadline as a timer instant; one that has none gets a timer that never
+/// fires in practice (tokio's own "far future": 30 years).
+fn next_deadline(machine: &Machine) -> Instant {
+    machine.poll_timeout().map_or_else(
+        || Instant::now() + Duration::from_secs(30 * 365 * 86_400),
+        Instant::from_std,
+    )
+}
+
 fn report(machine: &mut Machine, peer: &Peer, env: &Env) {
     while let Some(event) = machine.poll_event() {
         match event {

@@ -16,9 +16,6 @@ use super::machine::{self, Dest, Event, Machine, Terms};
 use crate::mqtt::ProtocolVersion;
 use crate::policy::{Identity, Policy, Subject};
 
-/// How often the machine would ping the broker: never, within a fuzz run (no timeout is fed).
-const NO_PING: Duration = Duration::from_secs(86_400);
-
 /// What the CONNECT and CONNACK agreed for the whole session (`connect.rs` `session_terms`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Setup {
@@ -106,7 +103,7 @@ impl Session {
             },
             limits,
             keep_alive: 0,
-            ping_every: NO_PING,
+            ping_every: None,
         };
         let policy = Arc::new(ArcSwap::new(policy));
         Session {
@@ -133,9 +130,12 @@ impl Session {
         while let Some(event) = self.machine.poll_event() {
             match event {
                 Event::Refused(_) => fx.audits += 1,
-                // With no keep alive and no ping due, the next deadline is the throttle's end.
+                // With no keep alive and no pings, the only deadline is the throttle's end.
                 Event::Throttled => {
-                    fx.throttled = Some(self.machine.poll_timeout().saturating_duration_since(now))
+                    fx.throttled = self
+                        .machine
+                        .poll_timeout()
+                        .map(|t| t.saturating_duration_since(now))
                 }
                 Event::Shadow(_) => {}
             }

@@ -18,10 +18,23 @@ use crate::broker::{BrokerTarget, MemoryLink};
 use crate::mqtt::{self, Connect, Packet, ProtocolVersion};
 
 /// Keep alive moat uses on its own broker connections, independent of the client's.
-pub(crate) const UPSTREAM_KEEPALIVE: u16 = 60;
+const UPSTREAM_KEEPALIVE: u16 = 60;
 
 /// How often moat sends the broker a PINGREQ of its own: half its upstream keep alive.
-pub(crate) const PING_EVERY: Duration = Duration::from_secs(UPSTREAM_KEEPALIVE as u64 / 2);
+const PING_EVERY: Duration = Duration::from_secs(UPSTREAM_KEEPALIVE as u64 / 2);
+
+/// How often moat pings `target`, and the keep alive its CONNECT asks for. A socket to a broker
+/// can go silent (a dead host, a NAT that forgot the flow), so moat pings it. The in-memory link
+/// cannot: when the embedded broker's link task or router ends, the pipe closes and the session
+/// sees it at once; pings there cost every idle session a wake-up (and the broker a queue) for
+/// nothing, so none are sent and the broker is asked for no keep alive.
+pub(crate) fn keep_alive(target: &BrokerTarget) -> (u16, Option<Duration>) {
+    if target.memory.is_some() {
+        (0, None)
+    } else {
+        (UPSTREAM_KEEPALIVE, Some(PING_EVERY))
+    }
+}
 
 /// The broker side of a session after its CONNACK said yes (or no).
 pub(crate) struct Upstream {

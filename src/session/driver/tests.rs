@@ -68,7 +68,7 @@ fn machine(env: &Env, keep_alive: u16, limits: ClientLimits) -> Machine {
         terms: Terms::default(),
         limits,
         keep_alive,
-        ping_every: Duration::from_secs(30),
+        ping_every: Some(Duration::from_secs(30)),
     };
     let now = Instant::now().into_std();
     Machine::new(now, setup, env.policy_handle().clone())
@@ -252,7 +252,7 @@ fn machine_blocking(env: &Env) -> Machine {
         terms: Terms::default(),
         limits: ClientLimits::default(),
         keep_alive: 60,
-        ping_every: Duration::from_secs(30),
+        ping_every: Some(Duration::from_secs(30)),
     };
     Machine::new(
         std::time::Instant::now(),

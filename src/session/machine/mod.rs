@@ -86,8 +86,8 @@ pub(crate) struct Setup {
     pub(crate) limits: ClientLimits,
     /// The keep alive enforced on the client, in seconds (0: none).
     pub(crate) keep_alive: u16,
-    /// How often moat pings the broker.
-    pub(crate) ping_every: Duration,
+    /// How often moat pings the broker (`None`: never, see `upstream::pings`).
+    pub(crate) ping_every: Option<Duration>,
 }
 
 /// See the module docs.
@@ -280,8 +280,8 @@ impl Machine {
         }
     }
 
-    /// The next deadline: [`Machine::handle_timeout`] is due then.
-    pub(crate) fn poll_timeout(&self) -> Instant {
+    /// The next deadline, if any: [`Machine::handle_timeout`] is due then.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
     }
 

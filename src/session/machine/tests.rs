@@ -31,6 +31,15 @@ fn open_policy() -> Arc<ArcSwap<Policy>> {
 }
 
 fn machine(now: Instant, keep_alive: u16, limits: ClientLimits) -> Machine {
+    machine_pinging(now, keep_alive, limits, Some(PING_EVERY))
+}
+
+fn machine_pinging(
+    now: Instant,
+    keep_alive: u16,
+    limits: ClientLimits,
+    ping_every: Option<Duration>,
+) -> Machine {
     let setup = Setup {
         version: V3,
         subject: Subject::describe(Some("alice"), Some("c1"), None, None, [127, 0, 0, 1].into()),
@@ -38,7 +47,7 @@ fn machine(now: Instant, keep_alive: u16, limits: ClientLimits) -> Machine {
         terms: Terms::default(),
         limits,
         keep_alive,
-        ping_every: PING_EVERY,
+        ping_every,
     };
     Machine::new(now, setup, open_policy())
 }
@@ -79,7 +88,7 @@ fn keep_alive_expired(r: Result<(), Refusal>) -> bool {
 fn silence_for_one_and_a_half_keep_alives_closes_mqtt_3_1_2_24() {
     let t0 = Instant::now();
     let mut m = machine(t0, 10, ClientLimits::default());
-    assert_eq!(m.poll_timeout(), t0 + secs(15.0));
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(15.0)));
     // Early or on time for something else: nothing happens.
     assert!(m.handle_timeout(t0 + secs(14.9)).is_ok());
     assert!(keep_alive_expired(m.handle_timeout(t0 + secs(15.0))));
@@ -102,7 +111,7 @@ fn a_client_packet_moves_the_keep_alive_deadline_mqtt_3_1_2_24() {
     assert!(transmits(&mut m, Dest::Broker).is_empty());
     // The timer armed for 1.5 s fires early and finds nothing due.
     assert!(m.handle_timeout(t0 + secs(1.5)).is_ok());
-    assert_eq!(m.poll_timeout(), t0 + secs(2.5));
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(2.5)));
     assert!(m.handle_timeout(t0 + secs(2.4)).is_ok());
     assert!(keep_alive_expired(m.handle_timeout(t0 + secs(2.5))));
 }
@@ -111,22 +120,39 @@ fn a_client_packet_moves_the_keep_alive_deadline_mqtt_3_1_2_24() {
 fn keep_alive_0_means_no_idle_deadline_only_the_broker_ping() {
     let t0 = Instant::now();
     let mut m = machine(t0, 0, ClientLimits::default());
-    assert_eq!(m.poll_timeout(), t0 + PING_EVERY);
+    assert_eq!(m.poll_timeout(), Some(t0 + PING_EVERY));
     assert!(m.handle_timeout(t0 + secs(3600.0)).is_ok());
+}
+
+/// Toward the in-memory broker moat sends no PINGREQ (`upstream::keep_alive`): an idle
+/// session's only deadline is its client's keep alive, and none at all without one.
+#[test]
+fn a_session_that_pings_no_broker_wakes_only_for_its_client() {
+    let t0 = Instant::now();
+    let mut m = machine_pinging(t0, 60, ClientLimits::default(), None);
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(90.0)));
+    m.handle_client(t0 + secs(50.0), Bytes::from_static(PINGREQ_FRAME))
+        .unwrap();
+    assert_eq!(transmits(&mut m, Dest::Client), [PINGRESP_FRAME]);
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(140.0)));
+    assert!(m.handle_timeout(t0 + secs(139.0)).is_ok());
+    assert!(transmits(&mut m, Dest::Broker).is_empty());
+    let idle = machine_pinging(t0, 0, ClientLimits::default(), None);
+    assert_eq!(idle.poll_timeout(), None);
 }
 
 #[test]
 fn moat_pings_the_broker_on_its_own_schedule_and_swallows_the_pingresp() {
     let t0 = Instant::now();
     let mut m = machine(t0, 60, ClientLimits::default());
-    assert_eq!(m.poll_timeout(), t0 + PING_EVERY);
+    assert_eq!(m.poll_timeout(), Some(t0 + PING_EVERY));
     m.handle_timeout(t0 + PING_EVERY).unwrap();
     assert_eq!(transmits(&mut m, Dest::Broker), [PINGREQ_FRAME]);
     // The next one is 30 s later; the client's packets do not move it.
-    assert_eq!(m.poll_timeout(), t0 + PING_EVERY * 2);
+    assert_eq!(m.poll_timeout(), Some(t0 + PING_EVERY * 2));
     m.handle_client(t0 + secs(40.0), Bytes::from_static(PINGREQ_FRAME))
         .unwrap();
-    assert_eq!(m.poll_timeout(), t0 + PING_EVERY * 2);
+    assert_eq!(m.poll_timeout(), Some(t0 + PING_EVERY * 2));
     // The broker's PINGRESP answers moat's PINGREQ: it never reaches the client.
     m.handle_broker(t0 + secs(30.1), Bytes::from_static(PINGRESP_FRAME))
         .unwrap();
@@ -150,7 +176,7 @@ fn a_throttled_client_is_not_read_until_it_is_within_its_rate() {
     assert!(matches!(m.poll_event(), Some(Event::Throttled)));
     assert!(!m.client_readable(t0 + secs(0.099)));
     assert!(m.client_readable(t0 + secs(0.1)));
-    assert_eq!(m.poll_timeout(), t0 + secs(0.1));
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(0.1)));
     m.handle_timeout(t0 + secs(0.1)).unwrap();
     assert!(m.poll_event().is_none());
 }
@@ -168,7 +194,7 @@ fn throttle_holds_a_publisher_to_its_rate() {
     let mut now = t0;
     for _ in 0..201 {
         while !m.client_readable(now) {
-            now = m.poll_timeout();
+            now = m.poll_timeout().unwrap();
             m.handle_timeout(now).unwrap();
         }
         m.handle_client(now, publish("rate/t", 3)).unwrap();
@@ -195,7 +221,7 @@ fn a_throttle_longer_than_the_keep_alive_is_no_keep_alive_timeout() {
     assert!(matches!(m.poll_event(), Some(Event::Throttled)));
     assert!(!m.client_readable(t0 + secs(2.9)));
     // The next deadline is the end of the throttle, not the keep alive.
-    assert_eq!(m.poll_timeout(), t0 + secs(3.0));
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(3.0)));
     // A timer still armed for 1.5 s finds nothing due.
     assert!(m.handle_timeout(t0 + secs(1.5)).is_ok());
     m.handle_timeout(t0 + secs(3.0)).unwrap();
@@ -204,7 +230,7 @@ fn a_throttle_longer_than_the_keep_alive_is_no_keep_alive_timeout() {
     m.handle_client(t0 + secs(3.0), Bytes::from_static(PINGREQ_FRAME))
         .unwrap();
     assert_eq!(transmits(&mut m, Dest::Client), [PINGRESP_FRAME]);
-    assert_eq!(m.poll_timeout(), t0 + secs(4.5));
+    assert_eq!(m.poll_timeout(), Some(t0 + secs(4.5)));
     assert!(keep_alive_expired(m.handle_timeout(t0 + secs(4.5))));
 }
 
@@ -285,7 +311,7 @@ fn the_shadow_set_is_reported_never_enforced() {
         terms: Terms::default(),
         limits: ClientLimits::default(),
         keep_alive: 0,
-        ping_every: PING_EVERY,
+        ping_every: Some(PING_EVERY),
     };
     let mut m = Machine::new(t0, setup, shadowed_policy());
     for topic in ["a/open", "a/secret", "a/secret"] {

@@ -20,10 +20,10 @@ pub(crate) struct Timers {
     idle: Option<Duration>,
     /// When the client's last packet was read.
     last_client: Instant,
-    /// When moat owes the broker its next PINGREQ.
-    next_ping: Instant,
+    /// When moat owes the broker its next PINGREQ (`None`: it pings no broker).
+    next_ping: Option<Instant>,
     /// How often that is.
-    ping_every: Duration,
+    ping_every: Option<Duration>,
     /// The throttle: the client is not read before this.
     read_after: Option<Instant>,
 }
@@ -43,13 +43,13 @@ pub(crate) enum Expired {
 
 impl Timers {
     /// The clocks of a session that starts at `now` with `keep_alive` seconds enforced on the
-    /// client (0: none) and a PINGREQ to the broker every `ping_every`.
-    pub(crate) fn new(now: Instant, keep_alive: u16, ping_every: Duration) -> Timers {
+    /// client (0: none) and a PINGREQ to the broker every `ping_every` (`None`: never).
+    pub(crate) fn new(now: Instant, keep_alive: u16, ping_every: Option<Duration>) -> Timers {
         Timers {
             // [MQTT-3.1.2-24] Close after one and a half keep alive periods without a packet.
             idle: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
             last_client: now,
-            next_ping: now + ping_every,
+            next_ping: ping_every.map(|every| now + every),
             ping_every,
             read_after: None,
         }
@@ -80,12 +80,12 @@ impl Timers {
         self.idle.map(|idle| since + idle)
     }
 
-    /// The nearest deadline.
-    pub(crate) fn next(&self) -> Instant {
-        [self.idle_deadline(), self.read_after]
+    /// The nearest deadline, if any.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        [self.idle_deadline(), self.read_after, self.next_ping]
             .into_iter()
             .flatten()
-            .fold(self.next_ping, Instant::min)
+            .min()
     }
 
     /// Time has reached `now`: what is due. A due PINGREQ moves the schedule on; an ended
@@ -98,8 +98,8 @@ impl Timers {
             self.last_client = self.last_client.max(t);
             self.read_after = None;
         }
-        if now >= self.next_ping {
-            self.next_ping = now + self.ping_every;
+        if self.next_ping.is_some_and(|t| now >= t) {
+            self.next_ping = self.ping_every.map(|every| now + every);
             return Expired::Ping;
         }
         Expired::Nothing

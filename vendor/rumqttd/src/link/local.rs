@@ -141,15 +141,24 @@ impl<'a> LinkBuilder<'a> {
         let incoming_data_buffer = incoming.buffer();
 
         let event = Event::Connect {
-            connection,
-            incoming,
-            outgoing,
+            connection: Box::new(connection),
+            incoming: Box::new(incoming),
+            outgoing: Box::new(outgoing),
         };
 
         self.router_tx.send((0, event))?;
 
         link_rx.recv()?;
-        let notification = outgoing_data_buffer.lock().pop_front().unwrap();
+        let notification = {
+            let mut buffer = outgoing_data_buffer.lock();
+            let connack = buffer.pop_front();
+            // The room the CONNACK took would otherwise stay with every idle link.
+            if buffer.is_empty() {
+                *buffer = VecDeque::new();
+            }
+            connack
+        }
+        .unwrap();
 
         // Right now link identifies failure with dropped rx in router,
         // which is probably ok. We need this here to get id assigned by router
@@ -364,7 +373,7 @@ impl LinkRx {
             router_tx,
             router_rx,
             send_buffer: outgoing_data_buffer,
-            cache: VecDeque::with_capacity(100),
+            cache: VecDeque::new(),
         }
     }
 

@@ -123,7 +123,7 @@ impl<P: Protocol> RemoteLink<P> {
             network,
             link_tx,
             link_rx,
-            notifications: VecDeque::with_capacity(100),
+            notifications: VecDeque::new(),
             will_delay_interval,
         })
     }
@@ -154,6 +154,7 @@ impl<P: Protocol> RemoteLink<P> {
                     let mut packets = VecDeque::new();
                     let mut unscheduled = false;
 
+                    let batch = self.notifications.len();
                     for notif in self.notifications.drain(..) {
                         if let Some(packet) = notif.into() {
                             packets.push_back(packet);
@@ -161,6 +162,12 @@ impl<P: Protocol> RemoteLink<P> {
                             unscheduled = true;
                         }
 
+                    }
+                    // This buffer and the router's outgoing buffer are swapped on every
+                    // exchange; after a lone notification (a CONNACK, a PINGRESP, a quiet
+                    // device's delivery) neither keeps room, or every idle link would hold it.
+                    if batch <= 1 {
+                        self.notifications = VecDeque::new();
                     }
                     self.network.writev(packets).await?;
                     if unscheduled {

@@ -36,11 +36,12 @@ pub(crate) type FilterIdx = usize;
 // TODO: Fix this
 #[allow(clippy::large_enum_variant)]
 pub enum Event {
-    /// Client id and connection handle
+    /// Client id and connection handle. Boxed: every event, and every link future that sends
+    /// one, is as large as the largest variant, and this one was 800 bytes.
     Connect {
-        connection: connection::Connection,
-        incoming: iobufs::Incoming,
-        outgoing: iobufs::Outgoing,
+        connection: Box<connection::Connection>,
+        incoming: Box<iobufs::Incoming>,
+        outgoing: Box<iobufs::Outgoing>,
     },
     /// New meter link
     NewMeter(flume::Sender<Vec<Meter>>),
@@ -364,3 +365,4 @@ pub enum Print {
     Subscription(Filter),
     Waiters(Filter),
 }
+

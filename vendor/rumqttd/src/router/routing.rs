@@ -254,7 +254,7 @@ impl Router {
                 connection,
                 incoming,
                 outgoing,
-            } => self.handle_new_connection(connection, incoming, outgoing),
+            } => self.handle_new_connection(*connection, *incoming, *outgoing),
             Event::NewMeter(tx) => self.handle_new_meter(tx),
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
@@ -587,6 +587,7 @@ impl Router {
 
         // Instead of exchanging, we should just append new incoming packets inside cache
         let mut packets = incoming.exchange(self.cache.take().unwrap());
+        let batch = packets.len();
 
         let mut force_ack = false;
         let mut new_data = false;
@@ -936,6 +937,9 @@ impl Router {
         }
 
         self.cache = Some(packets);
+        if batch <= 1 {
+            self.release_quiet_incoming(id);
+        }
 
         // Prepare AcksRequest in tracker if router is operating in a
         // single node mode or force ack request for subscriptions
@@ -966,6 +970,28 @@ impl Router {
         // 1 - 4. Hence we use a flag instead of diconnecting immediately
         if disconnect {
             self.handle_disconnection(id, disconnect_reason);
+        }
+    }
+
+    /// A connection whose batch was a single packet is likely quiet (a PINGREQ, a device's
+    /// periodic publish); its buffer is then the router's previous cache, of whatever size an
+    /// earlier burst grew it to. Left there, every quiet connection would hold such room for
+    /// nothing. The router keeps the larger of the two buffers as its cache, the connection
+    /// gets an empty one (its link allocates on its next packet), the smaller is freed.
+    fn release_quiet_incoming(&mut self, id: ConnectionId) {
+        let Some(incoming) = self.ibufs.get_mut(id) else {
+            return;
+        };
+        let mut buffer = incoming.buffer.lock();
+        if !buffer.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut *buffer);
+        drop(buffer);
+        if let Some(cache) = &mut self.cache {
+            if held.capacity() > cache.capacity() {
+                *cache = held;
+            }
         }
     }
 
@@ -1488,6 +1514,11 @@ fn ack_device_data(ackslog: &mut AckLog, outgoing: &mut Outgoing) -> bool {
         let message = Notification::DeviceAck(ack);
         buffer.push_back(message);
         count += 1;
+    }
+    // A lone ack (the CONNACK of every connection, a quiet device's PUBACK) leaves no room
+    // behind: kept, it would sit in every idle connection. Bursts keep theirs.
+    if count <= 1 {
+        *acks = VecDeque::new();
     }
 
     debug!(acks_count = count, "Acks sent to device");
