@@ -17,8 +17,13 @@
 # the user-space count from its log (aggregated audit lines) is shown too, and for HAProxy its
 # denied-connections counter; they are lower when the listen queue overflows.
 #
-# Knobs (environment): SECS (10), FLOODERS (2), SOURCES (64 per flooder), RUNS (3),
-# LOAD_COUNT (QoS 1 messages per throughput run, 40000), MOAT, BENCH (release binaries; default
+# SPLIT=1 models the attacker as another machine on a shared host: the flooders run on CPU 1
+# (`taskset`), moat and the legitimate client on CPU 0, for the quiet and the flooded runs
+# alike; without it every process shares both cores and the flooders take what they can.
+#
+# Knobs (environment): SECS (10), FLOODERS (2), SOURCES (64 per flooder), RUNS (3), SPLIT (0),
+# LOAD_COUNT (QoS 1 messages per throughput run, 40000; with SPLIT=1 use more, e.g. 200000,
+# since one core moves them in under a second), MOAT, BENCH (release binaries; default
 # in $CARGO_TARGET_DIR or target/), KEEP=1 (keep the work directory).
 # usage: cargo build --release -p moat --bin moat -p moat-bench && bash bench/denied-flood.sh
 set -euo pipefail
@@ -38,6 +43,8 @@ HAVE_HAPROXY=0; command -v haproxy >/dev/null && HAVE_HAPROXY=1
 . "$ROOT/bench/lib.sh"
 work_dir flood
 TCK=$(getconf CLK_TCK)
+DEFEND=(); ATTACK=()
+if [[ "${SPLIT:-0}" == 1 ]]; then DEFEND=(taskset -c 0); ATTACK=(taskset -c 1); fi
 softirqd_ticks() {
   local t=0 p
   for p in $(pgrep -x 'ksoftirqd/[0-9]+' || true); do t=$((t + $(cpu_ticks "$p"))); done
@@ -66,7 +73,7 @@ moat_config moat-nofilter "$P_PLAIN" false
 # warn: the audit lines (one per source and interval, then aggregated counts) are the
 # user-space refusal count.
 for m in moat-filter moat-nofilter; do
-  RUST_LOG=warn "$MOAT" run -c "$WORK/$m.yaml" 2>"$WORK/$m.log" &
+  RUST_LOG=warn "${DEFEND[@]}" "$MOAT" run -c "$WORK/$m.yaml" 2>"$WORK/$m.log" &
   PIDS+=("$!"); eval "PID_${m//-/_}=$!"
 done
 if ((HAVE_HAPROXY)); then
@@ -86,7 +93,7 @@ frontend mqtts
 backend moat
   server m1 127.0.0.1:$P_PLAIN
 EOF
-  haproxy -db -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.log" &
+  "${DEFEND[@]}" haproxy -db -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.log" &
   PIDS+=("$!"); PID_haproxy=$!
 fi
 for p in "$P_FILTER" "$P_PLAIN"; do wait_port "$p"; done
@@ -98,7 +105,7 @@ log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 flood() {
   local port=$1 i outs=()
   for ((i = 0; i < FLOODERS; i++)); do
-    nice -n 10 timeout $((SECS + 30)) python3 "$ROOT/bench/denied-flood.py" 127.0.0.1 "$port" "$SECS" \
+    "${ATTACK[@]}" nice -n 10 timeout $((SECS + 30)) python3 "$ROOT/bench/denied-flood.py" 127.0.0.1 "$port" "$SECS" \
       $((i * SOURCES)) "$SOURCES" >"$WORK/flood-$i.out" &
     outs+=("$!")
   done
@@ -166,16 +173,21 @@ filter_logged=$(moat_refusals "$WORK/moat-filter.log")
 # --- a legitimate client during the flood ------------------------------------------------------
 # load ROW PORT → msgs/s of QoS 1, 64 B, one publisher → one subscriber through moat (TLS)
 load() {
-  timeout 120 "$BENCH" --target "127.0.0.1:$2" --ca "$PKI/ca.crt" --sni localhost --label "$1" \
+  timeout 120 "${DEFEND[@]}" "$BENCH" --target "127.0.0.1:$2" --ca "$PKI/ca.crt" --sni localhost --label "$1" \
     load --count "$LOAD_COUNT" --payload 64 --qos 1 2>>"$WORK/bench.log" | tail -n 1 \
     | python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read())["msgs_per_s"]))'
 }
-for r in "moat-filter $P_FILTER" "moat-nofilter $P_PLAIN"; do
-  read -r row port <<<"$r"
+# The control row floods a port nothing listens on (the kernel answers each SYN with a reset)
+# while the client goes through moat: what the test bed itself takes from the client (shared
+# host, caches, the loopback device), whatever the defender does.
+P_CLOSED=$(free_port)
+for r in "moat-filter $P_FILTER $P_FILTER" "moat-nofilter $P_PLAIN $P_PLAIN" \
+  "control:flood-elsewhere $P_FILTER $P_CLOSED"; do
+  read -r row port target <<<"$r"
   load "$row" "$port" >/dev/null # warm-up
   for run in $(seq "$RUNS"); do
     quiet=$(load "$row" "$port")
-    ( SECS=$((SECS * 3)) flood "$port" >/dev/null ) &
+    ( SECS=$((SECS * 3)) flood "$target" >/dev/null ) &
     fl=$!
     sleep 1
     flooded=$(load "$row" "$port")
