@@ -68,8 +68,9 @@ impl Drain {
     /// else (the epoch moved, and the caller's check then finds nothing new): the caller waits
     /// again. One pass and no loop: every session awaits this future for its whole life, so it
     /// is kept to a `Notify` wait and two pointers (120 bytes; the shutdown-only wait it
-    /// replaced in sessions was 96).
-    pub async fn signalled_or_epoch(&mut self, checked: Option<&AtomicU64>) -> Wake {
+    /// replaced in sessions was 96). It borrows the `Drain` shared, so a session can keep one
+    /// waiting across its turns and make the next while the last is still in its hands.
+    pub async fn signalled_or_epoch(&self, checked: Option<&AtomicU64>) -> Wake {
         let notified = self.signal.notify.notified();
         tokio::pin!(notified);
         // Registered before the flag is read, so a signal in between is not missed.

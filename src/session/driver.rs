@@ -252,6 +252,10 @@ where
     let mut armed = next_deadline(machine);
     let timer = tokio::time::sleep_until(armed);
     tokio::pin!(timer);
+    // One wait for a drain or a revocation epoch for the whole session, made anew only after
+    // it fires: a fresh wait per turn locked the `Notify`'s waiter list twice per message.
+    let drain: &Drain = drain;
+    let mut woken = std::pin::pin!(drain.signalled_or_epoch(Some(session.checked())));
     loop {
         report(machine, peer, env);
         to_broker.refill(machine, Dest::Broker);
@@ -280,8 +284,9 @@ where
             timer.as_mut().reset(armed);
         }
         tokio::select! {
-            wake = drain.signalled_or_epoch(Some(session.checked())) => {
+            wake = &mut woken => {
                 super::revoke::on_wake(peer, env, session, wake)?;
+                woken.set(drain.signalled_or_epoch(Some(session.checked())));
             }
             r = write(io.client_wr, &mut to_client), if writing_client => {
                 r.map_err(PeerFault::Gone)?;
