@@ -365,4 +365,3 @@ pub enum Print {
     Subscription(Filter),
     Waiters(Filter),
 }
-
