@@ -307,7 +307,7 @@ mod tests {
     #[tokio::test]
     async fn an_epoch_move_wakes_sessions_that_watch_it_and_not_listeners() {
         let controller = DrainController::new();
-        let mut session = controller.drain();
+        let session = controller.drain();
         let mut listener = controller.drain();
         let first = session.epoch();
         // Never checked (0): answered at once with the current epoch.

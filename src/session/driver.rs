@@ -130,7 +130,7 @@ pub(super) async fn pump<R, W>(
     link: &mut Link,
     peer: &Peer,
     env: &Env,
-    mut drain: Drain,
+    drain: Drain,
 ) -> Result<End, Refusal>
 where
     R: AsyncRead + Unpin,
@@ -148,7 +148,7 @@ where
         link.claim.session(),
         peer,
         env,
-        &mut drain,
+        &drain,
     )
     .await?;
     if let End::Disconnected(_) = end {
@@ -206,7 +206,7 @@ async fn run<R, W, BR, BW>(
     session: &LiveSession,
     peer: &Peer,
     env: &Env,
-    drain: &mut Drain,
+    drain: &Drain,
 ) -> Result<End, Refusal>
 where
     R: AsyncRead + Unpin,
@@ -238,7 +238,7 @@ async fn turns<R, W, BR, BW>(
     session: &LiveSession,
     peer: &Peer,
     env: &Env,
-    drain: &mut Drain,
+    drain: &Drain,
 ) -> Result<End, Refusal>
 where
     R: AsyncRead + Unpin,
@@ -254,7 +254,6 @@ where
     tokio::pin!(timer);
     // One wait for a drain or a revocation epoch for the whole session, made anew only after
     // it fires: a fresh wait per turn locked the `Notify`'s waiter list twice per message.
-    let drain: &Drain = drain;
     let mut woken = std::pin::pin!(drain.signalled_or_epoch(Some(session.checked())));
     loop {
         report(machine, peer, env);
@@ -389,7 +388,6 @@ impl Drop for Batch<'_> {
     }
 }
 
-/// Logs and counts what the machine reported.
 /// The machine's next deadline as a timer instant; one that has none gets a timer that never
 /// fires in practice (tokio's own "far future": 30 years).
 fn next_deadline(machine: &Machine) -> Instant {
@@ -399,6 +397,7 @@ fn next_deadline(machine: &Machine) -> Instant {
     )
 }
 
+/// Logs and counts what the machine reported.
 fn report(machine: &mut Machine, peer: &Peer, env: &Env) {
     while let Some(event) = machine.poll_event() {
         match event {

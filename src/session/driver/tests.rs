@@ -98,7 +98,7 @@ where
     F: std::future::Future<Output = ()>,
 {
     let drains = DrainController::new();
-    let mut drain = drains.drain();
+    let drain = drains.drain();
     let peer = peer();
     let io = Io {
         client: &mut w.client,
@@ -110,7 +110,7 @@ where
     // instead of leaving the script waiting forever.
     let script = tokio::time::timeout(Duration::from_secs(600), script);
     let claim = live(env);
-    let run = run(io, machine, claim.session(), &peer, env, &mut drain);
+    let run = run(io, machine, claim.session(), &peer, env, &drain);
     let (end, script) = tokio::join!(run, script);
     assert!(
         script.is_ok(),
@@ -227,7 +227,7 @@ fn the_session_future_stays_small() {
     let mut w = wires();
     let peer = peer();
     let drains = DrainController::new();
-    let mut drain = drains.drain();
+    let drain = drains.drain();
     let io = Io {
         client: &mut w.client,
         client_wr: &mut w.client_wr,
@@ -235,7 +235,7 @@ fn the_session_future_stays_small() {
         broker_wr: &mut w.broker_wr,
     };
     let claim = live(&env);
-    let fut = run(io, &mut m, claim.session(), &peer, &env, &mut drain);
+    let fut = run(io, &mut m, claim.session(), &peer, &env, &drain);
     let size = std::mem::size_of_val(&fut);
     println!(
         "driver loop future: {size} bytes; machine: {} bytes",
