@@ -7,8 +7,10 @@
 # Every (round, front, size) starts its processes afresh, reads RSS and /proc/PID/fd before,
 # opens SIZE sessions with moat-bench (TLS 1.3, real CONNECT, keep alive KEEPALIVE s), reads
 # them again 3 s after the last is up, then measures CPU (utime+stime) over QUIET s in which no
-# client sends anything (moat's own upstream PINGREQ, every 30 s per session, still runs) and
+# client sends anything and
 # over PING_WINDOW s in which every session sends a PINGREQ every PING_EVERY s, phases spread.
+# (moat pings an external broker every 30 s per session; it sends none over the embedded
+# broker's in-memory link, so "embedded" has no upstream keep-alive CPU.)
 # Kernel memory per socket is not in any RSS: the script records the TCP and socket-inode slab
 # counts and /proc/net/sockstat's TCP pages around the set-up (host-wide, so approximate).
 #
@@ -16,8 +18,8 @@
 # with an external broker, FDS_EMBEDDED with the embedded one; 64 kept aside, ops/fds.rs) is
 # skipped with the reason printed; the size `max` is the most that fits. Knobs: SIZES
 # ("1000 3000 6000 9000"), FRONTS ("moat embedded"), ROUNDS (2), KEEPALIVE (120), QUIET (30),
-# PING_EVERY (5), PING_WINDOW (30), FDS_MOAT (2), FDS_EMBEDDED (3; 1 once the embedded link is
-# in-process), MOAT, BENCH (release binaries), KEEP=1 (keep the work directory).
+# PING_EVERY (5), PING_WINDOW (30), FDS_MOAT (2), FDS_EMBEDDED (1: the in-memory link; 3 with
+# `broker.embedded.link: loopback`), MOAT, BENCH (release binaries), KEEP=1 (keep the work directory).
 # CLIENT=mqttjs: the sessions come from MQTT.js instead (bench/idle-mqttjs.js; MQTTJS = a folder
 # whose node_modules holds `mqtt`): RSS and descriptors only, held QUIET + 5 s, no CPU windows.
 # usage: bash bench/slope.sh     (results: one JSON line per run in $WORK/slope.jsonl, a table)
@@ -25,7 +27,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SIZES=${SIZES:-1000 3000 6000 9000}; FRONTS=${FRONTS:-moat embedded}; ROUNDS=${ROUNDS:-2}
 KEEPALIVE=${KEEPALIVE:-120}; QUIET=${QUIET:-30}; PING_EVERY=${PING_EVERY:-5}; PING_WINDOW=${PING_WINDOW:-30}
-FDS_MOAT=${FDS_MOAT:-2}; FDS_EMBEDDED=${FDS_EMBEDDED:-3}
+FDS_MOAT=${FDS_MOAT:-2}; FDS_EMBEDDED=${FDS_EMBEDDED:-1}
 MOAT=${MOAT:-$ROOT/target/release/moat}; BENCH=${BENCH:-$ROOT/target/release/moat-bench}
 for t in mosquitto python3; do command -v $t >/dev/null || { echo "slope.sh needs $t" >&2; exit 2; }; done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
