@@ -8,9 +8,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-2000}
-WORK=$(mktemp -d)
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+. "$ROOT/bench/lib.sh"
+work_dir tls-seam
 if [[ -z "${MOAT_A:-}" || -z "${MOAT_B:-}" ]]; then
   (cd "$ROOT" && cargo build --release -p moat --bin moat -p moat-bench >&2)
   cp "$ROOT/target/release/moat" "$WORK/moat-unbuffered"
@@ -19,29 +18,14 @@ if [[ -z "${MOAT_A:-}" || -z "${MOAT_B:-}" ]]; then
   MOAT_A="$WORK/moat-unbuffered" MOAT_B="$WORK/moat-buffered"
 fi
 BENCH=${BENCH:-$ROOT/target/release/moat-bench}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 PKI="$WORK/pki"
-"$MOAT_A" certs ca --out "$PKI" >/dev/null
-"$MOAT_A" certs server --dns localhost --out "$PKI" >/dev/null
+bench_pki "$MOAT_A" "$PKI"
 P_PLAIN=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\n' "$P_PLAIN" >"$WORK/mosq.conf"
 mosquitto -c "$WORK/mosq.conf" 2>"$WORK/mosq.log" &
 PIDS+=($!)
-mkdir -p "$WORK/policies"
-cat >"$WORK/policies/bench.yaml" <<'POLICY'
-anonymous: true
-network: { allow: ["127.0.0.0/8"] }
-limits:
-  connections: { per_ip: off, global: off, max_per_ip: 100000 }
-auto_ban:
-  failed_auth: { count: 0, within: 1m, ban_for: 1s }
-acl:
-  - allow: all
-    topics: ["#"]
-    users: [anonymous]
-POLICY
+bench_policy "$WORK/policies"
 for variant in unbuffered buffered; do
   bin=$MOAT_A; [[ $variant == buffered ]] && bin=$MOAT_B
   port=$(free_port)
