@@ -37,6 +37,17 @@ pub enum ReloadKind {
     Policy = 0,
     /// The `tls:` files.
     Tls = 1,
+    /// moat.yaml itself (SIGHUP or `moat ctl reload`).
+    Config = 2,
+    /// `admin.token_file`.
+    AdminToken = 3,
+    /// `broker.upstream`'s password and TLS files.
+    UpstreamFiles = 4,
+}
+
+impl ReloadKind {
+    /// How many kinds there are (the counters hold two per kind: ok, refused).
+    pub const COUNT: usize = 5;
 }
 
 /// Counters every part of the server bumps; read by tests and (later) the metrics endpoint.
@@ -100,9 +111,9 @@ pub struct Stats {
     /// How long opening the broker connection took (successful opens).
     pub upstream_latency: Histogram,
     /// Reloads: index `ReloadKind as usize * 2 + (refused as usize)`.
-    pub reloads: Counters<4>,
+    pub reloads: Counters<{ ReloadKind::COUNT * 2 }>,
     /// Unix time of the last reload, same index as [`Stats::reloads`]; 0: never.
-    pub last_reload: [AtomicI64; 4],
+    pub last_reload: [AtomicI64; ReloadKind::COUNT * 2],
     /// Where the shadow policy differed from the enforced one (`ops/shadow.rs`).
     pub shadow: crate::ops::shadow::ShadowBook,
 }

@@ -556,6 +556,16 @@ async fn moat_run_logs_the_admin_port_it_bound_and_counts_reloads() {
     assert!(reloads(&text, "policy", "ok").0 >= 1.0, "{text}");
     assert_eq!(reloads(&text, "tls", "ok").0, 1.0, "{text}");
     assert_eq!(reloads(&text, "tls", "refused").0, 0.0, "{text}");
+    // moat.yaml itself is counted too: read on that SIGHUP, then refused when broken.
+    assert_eq!(reloads(&text, "config", "ok").0, 1.0, "{text}");
+    let config = std::fs::read(d.join("moat.yaml")).unwrap();
+    common::write_atomically(&d.join("moat.yaml"), b"listeners: [\n");
+    common::signal(&child, "-HUP");
+    common::wait_for_line(&lines, &mut seen, &["moat.yaml reload refused", "SIGHUP"]);
+    let text = until("config", "refused", 1.0).await;
+    assert!(reloads(&text, "config", "refused").1 > 1.7e9, "{text}");
+    assert_eq!(reloads(&text, "config", "ok").0, 1.0, "{text}");
+    common::write_atomically(&d.join("moat.yaml"), &config);
 
     common::signal(&child, "-TERM");
     let deadline = std::time::Instant::now() + WAIT;

@@ -337,13 +337,19 @@ impl MoatCollector {
                 ("policy", "refused", 1),
                 ("tls", "ok", 2),
                 ("tls", "refused", 3),
+                ("config", "ok", 4),
+                ("config", "refused", 5),
+                ("admin_token", "ok", 6),
+                ("admin_token", "refused", 7),
+                ("upstream_files", "ok", 8),
+                ("upstream_files", "refused", 9),
             ]
             .into_iter()
         };
         family(
             e,
             "reloads",
-            "Reloads of the policy or TLS files, by outcome (refused: the running state was kept).",
+            "Reloads of moat.yaml, the policy, TLS, admin token and upstream broker files, by outcome (refused: the running state was kept).",
             MetricType::Counter,
             index().map(|(what, outcome, i)| {
                 (

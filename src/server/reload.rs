@@ -32,7 +32,9 @@ impl Running {
             ok: true,
             ..ReloadReport::default()
         };
-        match load::load_config(path) {
+        let loaded = load::load_config(path);
+        self.record_reload(ReloadKind::Config, loaded.is_ok());
+        match loaded {
             Ok(new) => {
                 let diff = config::diff(config, &new);
                 for field in &diff.restart {
@@ -98,7 +100,9 @@ impl Running {
             }
         };
         if let Some(token) = self.admin_token() {
-            report.admin_token = Some(match token.reread() {
+            let reread = token.reread();
+            self.record_reload(ReloadKind::AdminToken, reread.is_ok());
+            report.admin_token = Some(match reread {
                 Ok(Reread::Replaced) => {
                     tracing::info!(trigger, "admin token replaced from admin.token_file");
                     "replaced (in force from the next request)".to_owned()
@@ -112,7 +116,9 @@ impl Running {
             });
         }
         if let BrokerSettings::Upstream(upstream) = &config.broker {
-            report.upstream_files = Some(match self.broker().reload_secrets(upstream) {
+            let reloaded = self.broker().reload_secrets(upstream);
+            self.record_reload(ReloadKind::UpstreamFiles, reloaded.is_ok());
+            report.upstream_files = Some(match reloaded {
                 Ok(()) => {
                     tracing::info!(trigger, "broker.upstream password and TLS files reloaded");
                     "reloaded (the next broker connection uses them)".to_owned()
