@@ -447,7 +447,7 @@ fn upstream_connect(connect: &Connect, identity: &Identity, broker_id: &str, env
     up.password = credentials
         .password()
         .map(|p| Bytes::copy_from_slice(p.as_bytes()));
-    up.keep_alive = upstream::keep_alive(env.broker()).0;
+    up.keep_alive = upstream::keep_alive(env.broker());
     if up.protocol == ProtocolVersion::V5 {
         up.properties.topic_alias_maximum = None;
         up.properties.maximum_packet_size =
@@ -478,7 +478,7 @@ fn setup(admitted: &Admitted, env: &Env) -> Setup {
         terms: session_terms(admitted, env),
         limits: admitted.limits.clone(),
         keep_alive: admitted.keep_alive,
-        ping_every: upstream::keep_alive(env.broker()).1,
+        ping_every: upstream::ping_every(env.broker()),
     }
 }
 

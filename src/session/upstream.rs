@@ -23,17 +23,22 @@ const UPSTREAM_KEEPALIVE: u16 = 60;
 /// How often moat sends the broker a PINGREQ of its own: half its upstream keep alive.
 const PING_EVERY: Duration = Duration::from_secs(UPSTREAM_KEEPALIVE as u64 / 2);
 
-/// How often moat pings `target`, and the keep alive its CONNECT asks for. A socket to a broker
-/// can go silent (a dead host, a NAT that forgot the flow), so moat pings it. The in-memory link
+/// The keep alive moat's CONNECT asks `target` for (0: none). A socket to a broker can go
+/// silent (a dead host, a NAT that forgot the flow), so moat keeps it alive. The in-memory link
 /// cannot: when the embedded broker's link task or router ends, the pipe closes and the session
-/// sees it at once; pings there cost every idle session a wake-up (and the broker a queue) for
-/// nothing, so none are sent and the broker is asked for no keep alive.
-pub(crate) fn keep_alive(target: &BrokerTarget) -> (u16, Option<Duration>) {
+/// sees it at once; pings there would cost every idle session a wake-up (and the broker a queue)
+/// for nothing.
+pub(crate) fn keep_alive(target: &BrokerTarget) -> u16 {
     if target.memory.is_some() {
-        (0, None)
+        0
     } else {
-        (UPSTREAM_KEEPALIVE, Some(PING_EVERY))
+        UPSTREAM_KEEPALIVE
     }
+}
+
+/// How often moat pings `target`: every [`PING_EVERY`] under a keep alive, never without one.
+pub(crate) fn ping_every(target: &BrokerTarget) -> Option<Duration> {
+    (keep_alive(target) > 0).then_some(PING_EVERY)
 }
 
 /// The broker side of a session after its CONNACK said yes (or no).

@@ -86,7 +86,7 @@ pub(crate) struct Setup {
     pub(crate) limits: ClientLimits,
     /// The keep alive enforced on the client, in seconds (0: none).
     pub(crate) keep_alive: u16,
-    /// How often moat pings the broker (`None`: never, see `upstream::pings`).
+    /// How often moat pings the broker (`None`: never, see `upstream::ping_every`).
     pub(crate) ping_every: Option<Duration>,
 }
 
